@@ -1,0 +1,23 @@
+"""boto3 clients, created on first use and reused for the life of the container.
+
+The endpoint comes from boto3's own configuration (``AWS_ENDPOINT_URL_S3`` for the embedded S3
+used locally), so the same code talks to AWS and to the local stack.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+@cache
+def s3_client() -> Any:
+    import boto3  # imported lazily: boto3 costs ~100 ms of import on a cold start
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=3,
+        read_timeout=10,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    return boto3.client("s3", config=config)

@@ -1,0 +1,100 @@
+"""Domain errors, defined once and mapped once to HTTP statuses by the handlers.
+
+Each error carries a stable ``code`` that clients and alarms can key on, a message a person can
+act on (what was expected, what came) and optional ``details``. Messages never include stack
+traces or the text of a dependency's exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MaasError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message, "code": self.code}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(MaasError):
+    """The request body cannot be read: not JSON, not the expected envelope."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidName(MaasError):
+    status = 400
+    code = "invalid_name"
+
+
+class InvalidInput(MaasError):
+    """The body parsed but its tensors do not fit the model's inputs."""
+
+    status = 400
+    code = "invalid_input"
+
+
+class PayloadTooLarge(MaasError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ModelNotFound(MaasError):
+    status = 404
+    code = "model_not_found"
+
+
+class VersionNotFound(MaasError):
+    status = 404
+    code = "version_not_found"
+
+
+class AliasNotFound(MaasError):
+    status = 404
+    code = "alias_not_found"
+
+
+class VersionExists(MaasError):
+    """Versions are immutable: a second write of the same version is refused."""
+
+    status = 409
+    code = "version_exists"
+
+
+class AliasConflict(MaasError):
+    """The alias changed between read and write (compare-and-swap lost)."""
+
+    status = 409
+    code = "alias_conflict"
+
+
+class RegistryUnavailable(MaasError):
+    """S3 could not be reached or answered with an error we cannot act on."""
+
+    status = 503
+    code = "registry_unavailable"
+
+
+class ModelIntegrityError(MaasError):
+    """The stored model does not match its manifest (hash, size) or its manifest is unreadable."""
+
+    status = 503
+    code = "model_integrity_error"
+
+
+class ModelLoadError(MaasError):
+    """onnxruntime could not build a session from a model that passed its hash check."""
+
+    status = 503
+    code = "model_load_failed"

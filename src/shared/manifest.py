@@ -1,0 +1,91 @@
+"""The manifest: metadata written beside each ``model.onnx`` and read at load time.
+
+Training writes it, the registry refuses versions whose manifest does not verify, and serving
+derives input validation and response shaping from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.errors import ModelIntegrityError
+
+SCHEMA_VERSION = 1
+TASKS = ("classification", "regression")
+DTYPES = ("float32", "float64", "int64", "int32", "string", "bool", "float16", "uint8", "int8")
+
+# Fields DESIGN.md requires of every manifest.
+REQUIRED_FIELDS = (
+    "schema_version",
+    "name",
+    "version",
+    "created_at",
+    "task",
+    "inputs",
+    "outputs",
+    "preprocessing",
+    "artifact",
+    "compression",
+    "metrics",
+    "training_job",
+    "framework",
+)
+
+
+def _tensor_problems(where: str, tensors: Any) -> list[str]:
+    if not isinstance(tensors, list) or not tensors:
+        return [f"{where}: expected a non-empty list of tensors, got {type(tensors).__name__}"]
+    problems = []
+    for i, tensor in enumerate(tensors):
+        if not isinstance(tensor, dict):
+            problems.append(f"{where}[{i}]: expected an object")
+            continue
+        if not isinstance(tensor.get("name"), str) or not tensor["name"]:
+            problems.append(f"{where}[{i}].name: expected a non-empty string")
+        if tensor.get("dtype") not in DTYPES:
+            problems.append(f"{where}[{i}].dtype: expected one of {DTYPES}, got {tensor.get('dtype')!r}")
+        shape = tensor.get("shape")
+        if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
+            problems.append(f"{where}[{i}].shape: expected a list of positive ints or null, got {shape!r}")
+    return problems
+
+
+def manifest_problems(manifest: Any) -> list[str]:
+    """Everything wrong with a manifest, as sentences; an empty list means it verifies."""
+    if not isinstance(manifest, dict):
+        return [f"manifest: expected a JSON object, got {type(manifest).__name__}"]
+    problems = [f"{field}: missing" for field in REQUIRED_FIELDS if field not in manifest]
+    if problems:
+        return problems
+    if manifest["schema_version"] != SCHEMA_VERSION:
+        problems.append(f"schema_version: expected {SCHEMA_VERSION}, got {manifest['schema_version']!r}")
+    if manifest["task"] not in TASKS:
+        problems.append(f"task: expected one of {TASKS}, got {manifest['task']!r}")
+    problems += _tensor_problems("inputs", manifest["inputs"])
+    problems += _tensor_problems("outputs", manifest["outputs"])
+    artifact = manifest["artifact"]
+    if not isinstance(artifact, dict):
+        problems.append("artifact: expected an object")
+    else:
+        sha = artifact.get("sha256")
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            problems.append("artifact.sha256: expected 64 lowercase hex characters")
+        if not (isinstance(artifact.get("size_bytes"), int) and artifact["size_bytes"] > 0):
+            problems.append("artifact.size_bytes: expected a positive integer")
+    if manifest["task"] == "classification":
+        labels = manifest.get("labels")
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+            problems.append("labels: a classification model needs a non-empty list of label strings")
+    return problems
+
+
+def verify_manifest(manifest: Any, *, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+    """Return the manifest if it verifies (and belongs to name/version when given), else raise."""
+    problems = manifest_problems(manifest)
+    if not problems and name is not None and manifest["name"] != name:
+        problems.append(f"name: expected {name!r}, got {manifest['name']!r}")
+    if not problems and version is not None and manifest["version"] != version:
+        problems.append(f"version: expected {version!r}, got {manifest['version']!r}")
+    if problems:
+        raise ModelIntegrityError("model manifest does not verify", problems=problems[:20])
+    return manifest

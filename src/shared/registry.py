@@ -1,0 +1,323 @@
+"""The S3 model registry: the contract between training and serving (see DESIGN.md).
+
+    models/<name>/<version>/model.onnx
+    models/<name>/<version>/manifest.json
+    models/<name>/aliases/<alias>.json
+
+Versions are written once (conditional put) with the manifest last, so a version is visible only
+when both objects exist. Aliases are rewritten with compare-and-swap on their ETag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import (
+    AliasConflict,
+    AliasNotFound,
+    InvalidName,
+    ModelIntegrityError,
+    ModelNotFound,
+    RegistryUnavailable,
+    VersionExists,
+    VersionNotFound,
+)
+from shared.manifest import verify_manifest
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+DEFAULT_ALIAS = "production"
+PREFIX = "models/"
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidName(
+            "model name must match [a-z0-9][a-z0-9-]{0,62}", expected="[a-z0-9][a-z0-9-]{0,62}", received=name
+        )
+    return name
+
+
+def check_version(version: str) -> str:
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise InvalidName(
+            "version must look like 20260101T120000Z-0123abcd",
+            expected="YYYYMMDDTHHMMSSZ-<8 hex>",
+            received=version,
+        )
+    return version
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not ALIAS_RE.match(alias):
+        raise InvalidName("alias must match [a-z][a-z0-9-]{0,31}", expected="[a-z][a-z0-9-]{0,31}", received=alias)
+    return alias
+
+
+def is_version(ref: str) -> bool:
+    return bool(VERSION_RE.match(ref))
+
+
+def new_version(model_bytes: bytes, now: datetime | None = None) -> str:
+    """A sortable, unique version id: UTC time plus the start of the model's sha256."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}Z-{hashlib.sha256(model_bytes).hexdigest()[:8]}"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def model_key(name: str, version: str) -> str:
+    return f"{PREFIX}{check_name(name)}/{check_version(version)}/model.onnx"
+
+
+def manifest_key(name: str, version: str) -> str:
+    return f"{PREFIX}{check_name(name)}/{check_version(version)}/manifest.json"
+
+
+def alias_key(name: str, alias: str) -> str:
+    return f"{PREFIX}{check_name(name)}/aliases/{check_alias(alias)}.json"
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    name: str
+    alias: str
+    version: str
+    etag: str
+    body: dict[str, Any]
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _is_missing(exc: Exception) -> bool:
+    return _error_code(exc) in {"NoSuchKey", "404", "NotFound"}
+
+
+def _is_precondition_failed(exc: Exception) -> bool:
+    return _error_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+class Registry:
+    """Reads and writes models in one bucket. Every S3 failure becomes a domain error."""
+
+    def __init__(self, bucket: str, s3: Any = None) -> None:
+        if not bucket:
+            raise ValueError("Registry needs a bucket name")
+        self.bucket = bucket
+        if s3 is None:
+            from shared.aws import s3_client
+
+            s3 = s3_client()
+        self.s3 = s3
+
+    # -- reading ---------------------------------------------------------------------------
+    def _get(self, key: str) -> tuple[bytes, str]:
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read(), response["ETag"]
+        except Exception as exc:
+            if _is_missing(exc):
+                raise KeyError(key) from exc
+            raise RegistryUnavailable("the model registry could not be read", key=key) from exc
+
+    def _list_prefixes(self, prefix: str) -> list[str]:
+        try:
+            paginator = self.s3.get_paginator("list_objects_v2")
+            found: list[str] = []
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                found += [p["Prefix"][len(prefix) : -1] for p in page.get("CommonPrefixes", [])]
+            return found
+        except Exception as exc:
+            raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
+
+    def list_models(self) -> list[str]:
+        return sorted(n for n in self._list_prefixes(PREFIX) if NAME_RE.match(n))
+
+    def list_versions(self, name: str) -> list[str]:
+        versions = self._list_prefixes(f"{PREFIX}{check_name(name)}/")
+        return sorted(v for v in versions if VERSION_RE.match(v))
+
+    def list_aliases(self, name: str) -> dict[str, str]:
+        prefix = f"{PREFIX}{check_name(name)}/aliases/"
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+        except Exception as exc:
+            raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
+        aliases = {}
+        for key in keys:
+            alias = key[len(prefix) :].removesuffix(".json")
+            if ALIAS_RE.match(alias):
+                try:
+                    aliases[alias] = self.read_alias(name, alias).version
+                except (AliasNotFound, ModelIntegrityError):
+                    continue
+        return aliases
+
+    def read_manifest(self, name: str, version: str) -> dict[str, Any]:
+        try:
+            raw, _ = self._get(manifest_key(name, version))
+        except KeyError:
+            if not self.list_versions(name) and not self.list_aliases(name):
+                raise ModelNotFound(f"no model named {name!r}", model=name) from None
+            raise VersionNotFound(f"model {name!r} has no version {version!r}", model=name, version=version) from None
+        try:
+            manifest = json.loads(raw)
+        except ValueError as exc:
+            raise ModelIntegrityError("model manifest is not valid JSON", model=name, version=version) from exc
+        return verify_manifest(manifest, name=name, version=version)
+
+    def read_alias(self, name: str, alias: str) -> AliasRecord:
+        try:
+            raw, etag = self._get(alias_key(name, alias))
+        except KeyError:
+            if alias == DEFAULT_ALIAS and not self.list_versions(name):
+                raise ModelNotFound(f"no model named {name!r}", model=name) from None
+            raise AliasNotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias) from None
+        try:
+            body = json.loads(raw)
+            version = check_version(body["version"])
+        except Exception as exc:
+            raise ModelIntegrityError("alias object is unreadable", model=name, alias=alias) from exc
+        return AliasRecord(name=name, alias=alias, version=version, etag=etag, body=body)
+
+    def resolve(self, name: str, ref: str | None = None) -> str:
+        """Turn an alias or exact version (default: the production alias) into a version."""
+        check_name(name)
+        ref = ref or DEFAULT_ALIAS
+        if is_version(ref):
+            return ref
+        return self.read_alias(name, check_alias(ref)).version
+
+    def read_model(self, name: str, version: str, manifest: dict[str, Any]) -> bytes:
+        """Download model.onnx and check its size and sha256 against the manifest."""
+        try:
+            data, _ = self._get(model_key(name, version))
+        except KeyError:
+            raise ModelIntegrityError("model file is missing", model=name, version=version) from None
+        artifact = manifest["artifact"]
+        if len(data) != artifact["size_bytes"] or sha256_hex(data) != artifact["sha256"]:
+            raise ModelIntegrityError(
+                "model file does not match its manifest (size or sha256)",
+                model=name,
+                version=version,
+                expected_sha256=artifact["sha256"],
+                expected_size=artifact["size_bytes"],
+                received_size=len(data),
+            )
+        return data
+
+    # -- writing ---------------------------------------------------------------------------
+    def _put(self, key: str, body: bytes, content_type: str, **conditions: str) -> str:
+        try:
+            response = self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **conditions
+            )
+            return str(response["ETag"])
+        except Exception as exc:
+            if _is_precondition_failed(exc):
+                raise
+            raise RegistryUnavailable("the model registry could not be written", key=key) from exc
+
+    def publish(
+        self,
+        name: str,
+        model_bytes: bytes,
+        manifest: dict[str, Any],
+        *,
+        version: str | None = None,
+        alias_on_first_publish: str | None = DEFAULT_ALIAS,
+        actor: str = "maas",
+    ) -> dict[str, Any]:
+        """Write a new immutable version and return its final manifest.
+
+        The manifest given here lacks the fields only the registry knows (name, version, artifact);
+        they are filled in, the whole is verified, model.onnx is written first and manifest.json
+        last, both with If-None-Match so an existing version is never overwritten. On the first
+        publish of a model, ``alias_on_first_publish`` is created pointing at the new version.
+        """
+        check_name(name)
+        version = check_version(version or new_version(model_bytes))
+        final = {
+            **manifest,
+            "name": name,
+            "version": version,
+            "artifact": {"file": "model.onnx", "sha256": sha256_hex(model_bytes), "size_bytes": len(model_bytes)},
+        }
+        final.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        verify_manifest(final, name=name, version=version)
+        first_publish = not self.list_versions(name)
+        for key, body, content_type in (
+            (model_key(name, version), model_bytes, "application/octet-stream"),
+            (manifest_key(name, version), json.dumps(final, indent=2).encode(), "application/json"),
+        ):
+            try:
+                self._put(key, body, content_type, IfNoneMatch="*")
+            except RegistryUnavailable:
+                raise
+            except Exception as exc:
+                raise VersionExists(
+                    f"model {name!r} version {version!r} already exists", model=name, version=version
+                ) from exc
+        if first_publish and alias_on_first_publish:
+            # Another publisher may have set it first; theirs stands.
+            with contextlib.suppress(AliasConflict):
+                self.set_alias(
+                    name, alias_on_first_publish, version, expected_etag=None, actor=actor, reason="first publish"
+                )
+        return final
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        expected_etag: str | None,
+        actor: str = "maas",
+        reason: str = "",
+    ) -> AliasRecord:
+        """Point an alias at a verified version, atomically.
+
+        ``expected_etag=None`` means the alias must not exist yet; otherwise the write succeeds
+        only if the alias still has that ETag, so two concurrent changes cannot both win.
+        """
+        check_alias(alias)
+        self.read_manifest(name, version)  # refuses missing or unverifiable versions
+        previous = None
+        if expected_etag is not None:
+            current = self.read_alias(name, alias)
+            previous = current.version
+        body = {
+            "name": name,
+            "alias": alias,
+            "version": version,
+            "previous_version": previous,
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "updated_by": actor,
+            "reason": reason,
+        }
+        condition = {"IfNoneMatch": "*"} if expected_etag is None else {"IfMatch": expected_etag}
+        try:
+            etag = self._put(alias_key(name, alias), json.dumps(body).encode(), "application/json", **condition)
+        except RegistryUnavailable:
+            raise
+        except Exception as exc:
+            raise AliasConflict(
+                f"alias {alias!r} of model {name!r} changed concurrently; read it again and retry",
+                model=name,
+                alias=alias,
+            ) from exc
+        return AliasRecord(name=name, alias=alias, version=version, etag=etag, body=body)
