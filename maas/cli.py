@@ -1,0 +1,118 @@
+"""The developer CLI: local invoke and API driven by template.yaml, embedded S3, training, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from maas.paths import state_dir
+
+
+def _local_invoke(args: argparse.Namespace) -> int:
+    from maas.lambda_runtime import FunctionError
+    from maas.stack import load_template, local_functions, s3_for
+
+    template = load_template(args.template)
+    event = json.loads(Path(args.event).read_text()) if args.event else {}
+    with s3_for(template) as s3_env, local_functions(template, [args.function], s3_env, log=sys.stderr) as (fn,):
+        try:
+            result = fn.invoke(event)
+        except FunctionError as err:
+            print(json.dumps(err.payload, indent=2))
+            return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _start_api(args: argparse.Namespace) -> int:
+    from maas.local_api import LocalApi
+    from maas.stack import load_template, local_functions, s3_for
+
+    template = load_template(args.template)
+    names = [n for n in template.function_ids() if template.function(n).routes]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with s3_for(template) as s3_env, local_functions(template, names, s3_env, log=sys.stderr) as functions:
+        api = LocalApi(functions, template.api_stage(), port=args.port).start()
+        for fn in functions:
+            for route in fn.spec.routes:
+                print(f"  {route.method:6} {api.url}{route.path}  -> {fn.spec.logical_id}")
+        print(f"local API on {api.url} (Ctrl-C to stop)", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            api.stop()
+    return 0
+
+
+def _train_local(args: argparse.Namespace) -> int:
+    from maas.stack import load_template, s3_for
+    from maas.train_local import run_job
+
+    hyperparameters: dict[str, Any] = {"model_name": args.name}
+    for key in ("epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed"):
+        if getattr(args, key) is not None:
+            hyperparameters[key] = getattr(args, key)
+    template = load_template(args.template)
+    with s3_for(template) as s3_env:
+        bucket = args.bucket or template.function("ApiFunction").environment["MODEL_BUCKET"]
+        env = {**s3_env, "MAAS_MODEL_BUCKET": "" if args.no_publish else bucket}
+        return run_job(state_dir() / "opt_ml", Path(args.data) if args.data else None, hyperparameters, env)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from maas.demo import main
+
+    return main(epochs=args.epochs, samples=args.samples)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maas", description=__doc__)
+    parser.add_argument("--template", help="path to template.yaml (default: found from the current folder)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="run functions from template.yaml on this machine, no Docker")
+    local_cmds = local.add_subparsers(dest="local_command", required=True)
+    invoke = local_cmds.add_parser("invoke", help="invoke one function once through the Lambda RIE")
+    invoke.add_argument("function", help="logical id in template.yaml, e.g. ApiFunction")
+    invoke.add_argument("-e", "--event", help="event JSON file, e.g. events/predict_digits.json")
+    invoke.set_defaults(run=_local_invoke)
+    api = local_cmds.add_parser("start-api", help="serve the template's API routes on 127.0.0.1")
+    api.add_argument("--port", type=int, default=3000)
+    api.set_defaults(run=_start_api)
+
+    train = commands.add_parser("train", help="training jobs")
+    train_cmds = train.add_subparsers(dest="train_command", required=True)
+    train_local = train_cmds.add_parser("local", help="run the SageMaker-contract job here and publish")
+    train_local.add_argument("--data", help="channel folder or file (default: the bundled digits)")
+    train_local.add_argument("--name", default="digits", help="model name in the registry")
+    train_local.add_argument("--epochs", type=int)
+    train_local.add_argument("--batch-size", dest="batch_size", type=int)
+    train_local.add_argument("--learning-rate", dest="learning_rate", type=float)
+    train_local.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", type=float)
+    train_local.add_argument("--seed", type=int)
+    train_local.add_argument("--bucket", help="registry bucket (default: the template's MODEL_BUCKET)")
+    train_local.add_argument("--no-publish", action="store_true", help="train and export only")
+    train_local.set_defaults(run=_train_local)
+
+    demo = commands.add_parser("demo", help="train, publish, serve and query the digits model locally")
+    demo.add_argument("--epochs", type=int, default=20)
+    demo.add_argument("--samples", type=int, default=12)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

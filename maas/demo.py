@@ -1,0 +1,112 @@
+"""`maas demo` / `make demo`: the main job end to end on the embedded local stack.
+
+Trains the digits CNN as a SageMaker-style job, publishes int8 ONNX to the embedded S3 registry,
+starts the local API (API Gateway emulation + Lambda RIE), and sends real HTTP predictions for
+held-out digits that the job never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maas.local_api import LocalApi
+from maas.paths import state_dir
+from maas.stack import load_template, local_functions, s3_for
+from maas.train_local import run_job
+
+MODEL = "digits"
+
+
+def split_digits(folder: Path, holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Write a train channel as a user would (npz + labels.json) and keep `holdout` digits back."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = digits.images.astype("float32")[..., None]
+    y = digits.target.astype("int64")
+    order = np.random.default_rng(seed).permutation(len(y))
+    held, train = order[:holdout], order[holdout:]
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "digits.npz", x=x[train], y=y[train])
+    (folder / "labels.json").write_text(json.dumps([str(i) for i in range(10)]))
+    return x[held], y[held]
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            status, payload = response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        status, payload = err.code, json.loads(err.read() or b"{}")
+    return status, payload, (time.perf_counter() - started) * 1000
+
+
+def ascii_digit(image: np.ndarray) -> list[str]:
+    shades = " .:-=+*#%@"
+    return ["".join(shades[min(9, int(v * 10 / 17))] for v in row) for row in image[..., 0]]
+
+
+def main(epochs: int, samples: int, seed: int = 7) -> int:
+    template = load_template()
+    work = state_dir() / "demo"
+    data = work / "channel"
+    held_x, held_y = split_digits(data, holdout=max(samples, 200), seed=seed)
+    print(f"== 1/3 training: Keras CNN on {data} (SageMaker contract, local /opt/ml tree)", flush=True)
+    with s3_for(template) as s3_env:
+        bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
+        env = {**s3_env, "MAAS_MODEL_BUCKET": bucket}
+        code = run_job(state_dir() / "opt_ml", data, {"epochs": epochs, "model_name": MODEL}, env)
+        if code != 0:
+            print(f"training job failed (exit {code}); see {state_dir() / 'opt_ml' / 'output' / 'failure'}")
+            return code
+        manifest = json.loads((state_dir() / "opt_ml" / "model" / "manifest.json").read_text())
+        comp = manifest["compression"]
+        print(
+            f"   published with {comp['method']}: {comp['compressed_size_bytes']:,} bytes "
+            f"(fp32 {comp['fp32_size_bytes']:,}), held-out accuracy {manifest['metrics']['accuracy']:.4f}"
+        )
+        print("== 2/3 local API: API Gateway emulation -> Lambda RIE -> ApiFunction", flush=True)
+        log = (work / "lambda.log").open("w")
+        with local_functions(template, ["ApiFunction"], s3_env, log=log) as functions:
+            api = LocalApi(functions, template.api_stage(), port=0, quiet=True).start()
+            try:
+                return _predict(api.url, held_x[:samples], held_y[:samples])
+            finally:
+                api.stop()
+
+
+def _predict(url: str, images: np.ndarray, labels: np.ndarray) -> int:
+    print(f"== 3/3 HTTP predictions: POST {url}/models/{MODEL}/predict", flush=True)
+    print(f"   {'true':>4} {'pred':>4} {'score':>6} {'ms':>7}  version")
+    latencies, correct = [], 0
+    for image, label in zip(images, labels, strict=True):
+        status, payload, ms = post(f"{url}/models/{MODEL}/predict", {"instances": [image.tolist()]})
+        if status != 200:
+            print(f"   request failed: {status} {payload}")
+            return 1
+        pred = payload["predictions"][0]
+        correct += pred["label"] == str(label)
+        latencies.append(ms)
+        mark = "ok" if pred["label"] == str(label) else "MISS"
+        print(f"   {label:>4} {pred['label']:>4} {pred['score']:>6.3f} {ms:>7.1f}  {payload['version']}  {mark}")
+    status, payload, _ = post(f"{url}/models/{MODEL}/predict", {"instances": [images[0][..., 0].tolist()]})
+    print(f"   a wrong shape gets {status}: {payload.get('error')}")
+    warm = latencies[1:] or latencies
+    print(
+        f"== {correct}/{len(labels)} correct; first (cold) request {latencies[0]:.0f} ms, "
+        f"warm p50 {statistics.median(warm):.1f} ms"
+    )
+    print(f"   next: `maas local start-api`, then curl {'http://127.0.0.1:3000'}/models/{MODEL}/predict")
+    return 0 if correct >= 0.8 * len(labels) else 1

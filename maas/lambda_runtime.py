@@ -1,0 +1,143 @@
+"""One local Lambda container: the Runtime Interface Emulator from aws-sam-cli plus awslambdaric.
+
+The emulator runs on the host (no Docker), bound to 127.0.0.1, and starts the handler process on
+the first invoke; the process stays warm between invokes like a Lambda container. The function's
+handler, timeout, memory and environment come from template.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+from maas.embedded_s3 import free_port
+from maas.template import FunctionSpec
+
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+
+
+def rie_binary() -> Path:
+    import samcli
+
+    arch = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+    path = Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{arch}"
+    if not path.exists():
+        raise SystemExit(f"maas: the Lambda Runtime Interface Emulator is missing at {path}; reinstall aws-sam-cli")
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return path
+
+
+class FunctionError(RuntimeError):
+    """The handler raised, crashed or timed out: Lambda reports this as a function error."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(payload.get("errorMessage", "function error"))
+        self.payload = payload
+
+
+class LocalFunction:
+    def __init__(self, spec: FunctionSpec, extra_env: dict[str, str], log: IO[str] | None = None) -> None:
+        self.spec = spec
+        self.extra_env = extra_env
+        self.log = log
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # one invoke at a time per container, as in Lambda
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - Lambda's HOME-less sandbox uses /tmp too
+            "LANG": "C.UTF-8",
+            "TZ": "UTC",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(self.spec.code_uri),  # like /var/task on Lambda
+            "LAMBDA_TASK_ROOT": str(self.spec.code_uri),
+            "AWS_LAMBDA_FUNCTION_NAME": self.spec.logical_id,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(self.spec.timeout),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.spec.logical_id}",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{self.spec.runtime}",
+            # No X-Ray daemon locally: Powertools' tracer would only warn.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        env.update(self.spec.environment)
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> LocalFunction:
+        self.port = free_port()
+        runtime_api_port = free_port()
+        command = [
+            str(rie_binary()),
+            "--runtime-interface-emulator-address",
+            f"127.0.0.1:{self.port}",
+            "--runtime-api-address",
+            f"127.0.0.1:{runtime_api_port}",
+            sys.executable,
+            "-m",
+            "awslambdaric",
+            self.spec.handler,
+        ]
+        self._process = subprocess.Popen(
+            command,
+            cwd=self.spec.code_uri,
+            env=self.environment(),
+            stdout=self.log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise SystemExit(f"maas: the emulator for {self.spec.logical_id} exited at start")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=0.5)
+            except urllib.error.HTTPError:
+                return self  # it answers (404 on /): ready
+            except OSError:
+                time.sleep(0.05)
+                continue
+            return self
+        raise SystemExit(f"maas: the emulator for {self.spec.logical_id} did not start within 10 s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+
+    def __enter__(self) -> LocalFunction:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def invoke(self, event: Any) -> Any:
+        """Invoke with an event; returns the handler's result or raises FunctionError."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{INVOKE_PATH}",
+            data=json.dumps(event).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with self._lock, urllib.request.urlopen(request, timeout=self.spec.timeout + 10) as response:  # noqa: S310
+            payload = json.loads(response.read() or b"null")
+        if isinstance(payload, dict) and "errorType" in payload and "errorMessage" in payload:
+            raise FunctionError(payload)
+        return payload

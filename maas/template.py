@@ -1,0 +1,173 @@
+"""Read template.yaml the way the local runners need it: functions, their environment, API routes.
+
+CloudFormation intrinsics are resolved for the local stack only: parameters take their defaults
+(or overrides), pseudo parameters take local values, and !Sub / !Ref / !Join are expanded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOCAL_PSEUDO = {
+    "AWS::StackName": "maas-local",
+    "AWS::AccountId": "123456789012",
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_Loader.add_multi_constructor("!", _intrinsic)
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    pattern: re.Pattern[str]
+    params: list[str]
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if self.method not in (method, "ANY"):
+            return None
+        found = self.pattern.match(path)
+        return found.groupdict() if found else None
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    handler: str
+    code_uri: Path
+    runtime: str
+    timeout: int
+    memory_mb: int
+    environment: dict[str, str]
+    routes: list[Route] = field(default_factory=list)
+
+
+def _route(method: str, path: str) -> Route:
+    params: list[str] = []
+    regex = "^"
+    for part in re.split(r"(\{[^}]+\})", path):
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            greedy = name.endswith("+")
+            name = name.rstrip("+")
+            params.append(name)
+            regex += f"(?P<{name}>{'.+' if greedy else '[^/]+'})"
+        else:
+            regex += re.escape(part)
+    return Route(method=method.upper(), path=path, pattern=re.compile(regex + "$"), params=params)
+
+
+class Template:
+    def __init__(self, path: Path, overrides: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.root = path.parent
+        self.doc = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        self.parameters = {
+            name: str(spec.get("Default", "")) for name, spec in (self.doc.get("Parameters") or {}).items()
+        }
+        self.parameters.update(overrides or {})
+        self.resources: dict[str, Any] = self.doc.get("Resources") or {}
+
+    # -- intrinsics ----------------------------------------------------------------------
+    def _ref(self, name: str) -> str:
+        if name in LOCAL_PSEUDO:
+            return LOCAL_PSEUDO[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        resource = self.resources.get(name)
+        if resource and "BucketName" in (resource.get("Properties") or {}):
+            return self.resolve(resource["Properties"]["BucketName"])
+        return f"local-{name}"
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                return self._ref(arg)
+            if key == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+                return re.sub(
+                    r"\$\{([^}!]+)\}",
+                    lambda m: str(
+                        self.resolve(variables[m.group(1)]) if m.group(1) in variables else self._ref(m.group(1))
+                    ),
+                    text,
+                )
+            if key == "Fn::Join":
+                return str(arg[0]).join(str(self.resolve(v)) for v in arg[1])
+            if key == "Fn::GetAtt":
+                return f"local-{'.'.join(arg)}"
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
+
+    # -- functions -----------------------------------------------------------------------
+    def function_ids(self) -> list[str]:
+        return [k for k, v in self.resources.items() if v.get("Type") == "AWS::Serverless::Function"]
+
+    def function(self, logical_id: str) -> FunctionSpec:
+        resource = self.resources.get(logical_id)
+        if not resource or resource.get("Type") != "AWS::Serverless::Function":
+            raise SystemExit(f"maas: template has no function {logical_id!r}; it has {', '.join(self.function_ids())}")
+        glob = ((self.doc.get("Globals") or {}).get("Function")) or {}
+        props = {**glob, **(resource.get("Properties") or {})}
+        env = {
+            **(((glob.get("Environment") or {}).get("Variables")) or {}),
+            **((((resource.get("Properties") or {}).get("Environment") or {}).get("Variables")) or {}),
+        }
+        routes = [
+            _route(str(ev["Properties"]["Method"]), str(ev["Properties"]["Path"]))
+            for ev in (props.get("Events") or {}).values()
+            if ev.get("Type") == "Api"
+        ]
+        return FunctionSpec(
+            logical_id=logical_id,
+            handler=str(props["Handler"]),
+            code_uri=(self.root / str(props.get("CodeUri", "."))).resolve(),
+            runtime=str(props.get("Runtime", "")),
+            timeout=int(self.resolve(props.get("Timeout", 3))),
+            memory_mb=int(self.resolve(props.get("MemorySize", 128))),
+            environment={k: str(self.resolve(v)) for k, v in env.items()},
+            routes=routes,
+        )
+
+    def bucket_names(self) -> list[str]:
+        return [
+            str(self.resolve(r["Properties"]["BucketName"]))
+            for r in self.resources.values()
+            if r.get("Type") == "AWS::S3::Bucket" and "BucketName" in (r.get("Properties") or {})
+        ]
+
+    def api_stage(self) -> str:
+        for resource in self.resources.values():
+            if resource.get("Type") == "AWS::Serverless::Api":
+                return str(self.resolve(resource.get("Properties", {}).get("StageName", "local")))
+        return "local"

@@ -1,0 +1,54 @@
+"""`maas train local`: run the training job under the SageMaker container contract on this machine.
+
+A local ``/opt/ml`` tree is laid out under ``.maas/opt_ml`` (channels, hyperparameters.json, model
+and output folders), and ``python -m training.job`` runs in a child process with the ``SM_*``
+variables SageMaker would set. The job publishes to the registry bucket it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def layout(root: Path, data: Path | None, hyperparameters: dict[str, Any]) -> dict[str, str]:
+    """Create the /opt/ml tree and return the environment SageMaker would give the job."""
+    if root.exists():
+        shutil.rmtree(root)
+    train = root / "input" / "data" / "train"
+    train.mkdir(parents=True)
+    if data is None:
+        from training.data import write_digits_channel
+
+        write_digits_channel(train)
+    elif data.is_dir():
+        shutil.copytree(data, train, dirs_exist_ok=True)
+    else:
+        shutil.copy2(data, train / data.name)
+    config = root / "input" / "config"
+    config.mkdir(parents=True)
+    # SageMaker writes every hyperparameter value as a JSON-encoded string.
+    (config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()}))
+    for folder in ("model", "output/data"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    return {
+        "SM_ROOT": str(root),
+        "SM_MODEL_DIR": str(root / "model"),
+        "SM_CHANNEL_TRAIN": str(train),
+        "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
+        "SM_CHANNELS": json.dumps(["train"]),
+        "SM_CURRENT_INSTANCE_TYPE": "local",
+        "TRAINING_JOB_NAME": f"maas-local-{time.strftime('%Y%m%d-%H%M%S')}",
+    }
+
+
+def run_job(root: Path, data: Path | None, hyperparameters: dict[str, Any], env: dict[str, str]) -> int:
+    job_env = {**os.environ, **layout(root, data, hyperparameters), **env}
+    job_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return subprocess.call([sys.executable, "-m", "training.job"], env=job_env)

@@ -1,0 +1,161 @@
+"""The inference core shared by API calls, direct invokes and batch files.
+
+Input checks are derived from the manifest (names, dtypes, shapes with free dimensions), never
+written per model. Errors say which input, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from shared.errors import BadRequest, InvalidInput, PayloadTooLarge
+from shared.model_cache import LoadedModel
+
+NUMPY_DTYPES = {
+    "float32": np.float32,
+    "float64": np.float64,
+    "float16": np.float16,
+    "int64": np.int64,
+    "int32": np.int32,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "bool": np.bool_,
+}
+
+
+def parse_json_body(body: str | bytes | None, max_bytes: int) -> Any:
+    """Size first (413), then JSON (400): a huge body is refused before it is parsed."""
+    if body is None or len(body) == 0:
+        raise BadRequest("request body is empty; expected a JSON object", expected='{"instances": [...]}')
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(
+            f"request body is {len(body)} bytes; the limit is {max_bytes}", limit_bytes=max_bytes, received=len(body)
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.__class__.__name__}", expected="JSON") from None
+
+
+def _shape_str(shape: list[int | None] | tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
+
+
+def to_tensor(value: Any, spec: dict[str, Any], max_batch: int) -> np.ndarray:
+    """Turn a JSON batch for one input into an array that fits the input's spec, or raise InvalidInput."""
+    name, dtype, shape = spec["name"], spec["dtype"], spec["shape"]
+    if not isinstance(value, list) or len(value) == 0:
+        raise InvalidInput(
+            f"input {name!r} needs a non-empty list of instances",
+            input=name,
+            expected=f"list of instances of shape {_shape_str(shape[1:])}",
+            received=type(value).__name__ if not isinstance(value, list) else "empty list",
+        )
+    if len(value) > max_batch:
+        raise InvalidInput(
+            f"{len(value)} instances exceed the batch limit of {max_batch}",
+            input=name,
+            expected=f"at most {max_batch} instances",
+            received=len(value),
+        )
+    np_dtype = NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:
+        raise InvalidInput(f"input {name!r} has dtype {dtype}, which this API cannot build from JSON", input=name)
+    try:
+        array = np.asarray(value, dtype=np.float64 if np_dtype != np.bool_ else np.bool_)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInput(
+            f"input {name!r} must be a rectangular array of numbers",
+            input=name,
+            expected=f"numbers in shape {_shape_str(shape)}",
+            received="ragged or non-numeric values",
+        ) from None
+    if array.ndim != len(shape) or any(d is not None and d != a for d, a in zip(shape, array.shape, strict=False)):
+        raise InvalidInput(
+            f"input {name!r} has shape {list(array.shape)}; expected {_shape_str(shape)} (first dimension = instances)",
+            input=name,
+            expected=_shape_str(shape),
+            received=list(array.shape),
+        )
+    if array.dtype == np.float64:
+        if not np.isfinite(array).all():
+            raise InvalidInput(
+                f"input {name!r} contains NaN or infinite values",
+                input=name,
+                expected="finite numbers",
+                received="NaN or Infinity",
+            )
+        if np.issubdtype(np_dtype, np.integer) and not np.all(np.equal(np.mod(array, 1), 0)):
+            raise InvalidInput(f"input {name!r} expects integers", input=name, expected=dtype, received="fractions")
+    return array.astype(np_dtype, copy=False)
+
+
+def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, np.ndarray]:
+    """Read a TensorFlow Serving body: row format ``instances`` or columnar ``inputs``."""
+    if not isinstance(body, dict):
+        raise BadRequest(
+            "request body must be a JSON object", expected='{"instances": [...]}', received=type(body).__name__
+        )
+    specs = model.manifest["inputs"]
+    has_instances, has_inputs = "instances" in body, "inputs" in body
+    if has_instances == has_inputs:
+        raise BadRequest(
+            "request body needs exactly one of 'instances' (row format) or 'inputs' (columnar format)",
+            expected=["instances", "inputs"],
+            received=sorted(body)[:10],
+        )
+    if has_instances:
+        instances = body["instances"]
+        if len(specs) == 1:
+            return {specs[0]["name"]: to_tensor(instances, specs[0], max_batch)}
+        if not isinstance(instances, list) or not all(isinstance(i, dict) for i in instances):
+            raise BadRequest(
+                "this model has several inputs: each instance must be an object keyed by input name",
+                expected=[s["name"] for s in specs],
+            )
+        columns = {s["name"]: [i.get(s["name"]) for i in instances] for s in specs}
+        return {s["name"]: to_tensor(columns[s["name"]], s, max_batch) for s in specs}
+    inputs = body["inputs"]
+    if len(specs) == 1 and not isinstance(inputs, dict):
+        inputs = {specs[0]["name"]: inputs}
+    if not isinstance(inputs, dict) or set(inputs) != {s["name"] for s in specs}:
+        raise BadRequest(
+            "'inputs' must name every model input",
+            expected=[s["name"] for s in specs],
+            received=sorted(inputs)[:10] if isinstance(inputs, dict) else type(inputs).__name__,
+        )
+    feeds = {s["name"]: to_tensor(inputs[s["name"]], s, max_batch) for s in specs}
+    if len({len(a) for a in feeds.values()}) != 1:
+        raise InvalidInput(
+            "all inputs must have the same number of instances", received={k: len(v) for k, v in feeds.items()}
+        )
+    return feeds
+
+
+def run(model: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = [o["name"] for o in model.manifest["outputs"]]
+    values = model.session.run(names, feeds)
+    return dict(zip(names, values, strict=True))
+
+
+def format_predictions(model: LoadedModel, outputs: dict[str, np.ndarray]) -> list[Any]:
+    """One entry per instance: the raw outputs keyed by name (TF Serving's multi-output row format),
+    plus the label and its score for classifiers."""
+    rows = len(next(iter(outputs.values())))
+    labels = model.labels if model.task == "classification" else None
+    first = model.manifest["outputs"][0]["name"]
+    predictions: list[Any] = []
+    for i in range(rows):
+        row: dict[str, Any] = {name: value[i].tolist() for name, value in outputs.items()}
+        if labels:
+            scores = np.asarray(outputs[first][i]).reshape(-1)
+            best = int(np.argmax(scores))
+            row["label"] = labels[best] if best < len(labels) else str(best)
+            score = float(scores[best])
+            row["score"] = score if math.isfinite(score) else None
+        predictions.append(row)
+    return predictions
