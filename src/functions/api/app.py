@@ -13,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.errors import MaasError
+from shared.errors import BadRequest, MaasError
 from shared.inference import feeds_from_body, format_predictions, parse_json_body, run
 from shared.model_cache import ModelCache
 
@@ -31,6 +31,13 @@ def _ref() -> str | None:
     """An exact version or an alias may be named per request; the default is the production alias."""
     params = app.current_event.query_string_parameters or {}
     return params.get("version") or params.get("alias")
+
+
+def _body() -> str | None:
+    try:
+        return app.current_event.decoded_body
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        raise BadRequest("request body is marked base64 but does not decode to UTF-8 text") from None
 
 
 @app.get("/health")
@@ -62,7 +69,7 @@ def describe_model(name: str) -> dict[str, Any]:
 @app.post("/models/<name>/predict")
 @tracer.capture_method
 def predict(name: str) -> dict[str, Any]:
-    body = parse_json_body(app.current_event.decoded_body, MAX_BODY_BYTES)
+    body = parse_json_body(_body(), MAX_BODY_BYTES)
     model = models.get(name, _ref())
     feeds = feeds_from_body(body, model, MAX_BATCH_SIZE)
     started = time.perf_counter()

@@ -1,0 +1,110 @@
+"""ApiFunction on the events in events/ (the files `sam local invoke -e` takes), S3 from moto."""
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.model_cache import ModelCache
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+class Context:
+    function_name = "ApiFunction"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    aws_request_id = "test-request"
+
+
+def event(name: str, **changes) -> dict:
+    data = json.loads((EVENTS / f"{name}.json").read_text())
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+def handler(registry, monkeypatch):
+    from functions.api import app
+
+    monkeypatch.setattr(app, "models", ModelCache(os.environ["MODEL_BUCKET"], registry=registry))
+
+    def call(evt: dict) -> tuple[int, dict]:
+        response = app.lambda_handler(evt, Context())
+        headers = response.get("headers") or {k: v[-1] for k, v in response["multiValueHeaders"].items()}
+        assert headers["Content-Type"] == "application/json"
+        return response["statusCode"], json.loads(response["body"])
+
+    return call
+
+
+def test_health(handler):
+    status, body = handler(event("health"))
+    assert status == 200 and body["status"] == "ok"
+
+
+def test_list_and_describe(handler, published):
+    status, body = handler(event("list_models"))
+    assert status == 200
+    assert body["models"] == [{"name": "digits", "aliases": {"production": published["version"]}}]
+    status, body = handler(event("describe_model"))
+    assert status == 200
+    assert body["version"] == published["version"]
+    assert body["manifest"]["inputs"][0]["shape"] == [None, 8, 8, 1]
+
+
+@pytest.mark.parametrize("name", ["predict_digits", "predict_digits_base64"])
+def test_predict_a_real_digit(handler, published, name):
+    status, body = handler(event(name))
+    assert status == 200
+    assert body["model"] == "digits" and body["version"] == published["version"]
+    assert body["predictions"][0]["label"] == "0"  # load_digits sample 0 is a zero
+    assert len(body["predictions"][0]["probabilities"]) == 10
+
+
+def test_wrong_shape_is_a_400_naming_both_shapes(handler, published):
+    status, body = handler(event("predict_wrong_shape"))
+    assert status == 400
+    assert body["code"] == "invalid_input"
+    assert body["details"]["expected"] == "[None, 8, 8, 1]"
+    assert body["details"]["received"] == [1, 8, 8]
+
+
+def test_unknown_model_is_a_404(handler, published):
+    status, body = handler(event("predict_unknown_model"))
+    assert status == 404 and body["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("raw", ["{not json", "", "[1, 2"])
+def test_malformed_json_is_a_400_and_the_next_request_still_works(handler, published, raw):
+    status, body = handler(event("predict_digits", body=raw))
+    assert status == 400 and body["code"] == "bad_request"
+    assert handler(event("predict_digits"))[0] == 200
+
+
+def test_truncated_base64_is_a_400(handler, published):
+    good = event("predict_digits_base64")["body"]
+    status, _ = handler(event("predict_digits_base64", body=good[: len(good) // 2 - 1]))
+    assert status == 400
+
+
+def test_path_traversal_in_the_name_is_refused(handler):
+    evt = event("predict_unknown_model", path="/models/..%2Fsecrets/predict", pathParameters={"name": "..%2Fsecrets"})
+    status, body = handler(evt)
+    assert status == 400 and body["code"] == "invalid_name"
+
+
+def test_s3_failure_is_a_503_with_a_stable_code_not_a_trace(handler, s3):
+    s3.delete_bucket(Bucket=os.environ["MODEL_BUCKET"])
+    status, body = handler(event("predict_digits"))
+    assert status == 503 and body["code"] == "registry_unavailable"
+    assert "Traceback" not in json.dumps(body)
+
+
+def test_pinned_version_by_query(handler, published):
+    status, body = handler(event("predict_digits", queryStringParameters={"version": published["version"]}))
+    assert status == 200 and body["version"] == published["version"]
+    bad = base64.b64encode(b"x").decode()
+    assert handler(event("predict_digits", queryStringParameters={"version": bad}))[0] in (400, 404)

@@ -1,0 +1,267 @@
+"""template.yaml and events/: what a deployer, a security reviewer and `sam local invoke -e` rely on."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maas import template_check
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = sorted((ROOT / "events").glob("*.json"))
+API_HANDLER = ROOT / "src" / "functions" / "api" / "app.py"
+BUCKET_NAME = "${AWS::StackName}-models-${AWS::AccountId}-${AWS::Region}"
+
+# What the API handler serves; the events and the README's curl lines use these.
+REQUIRED_ROUTES = {
+    ("GET", "/health"),
+    ("GET", "/models"),
+    ("GET", "/models/{name}"),
+    ("POST", "/models/{name}/predict"),
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return json.loads(json.dumps(template_check.load_template(TEMPLATE)))
+
+
+@pytest.fixture(scope="module")
+def translated(template: dict[str, Any]) -> dict[str, Any]:
+    return template_check.translate(template)
+
+
+def api_routes(template: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for event in resource["Properties"].get("Events", {}).values()
+        if event["Type"] == "Api"
+    }
+
+
+def handler_source() -> ast.Module:
+    if not API_HANDLER.exists():
+        pytest.skip(f"{API_HANDLER.relative_to(ROOT)} does not exist yet")
+    return ast.parse(API_HANDLER.read_text(encoding="utf-8"))
+
+
+# --- the template is valid CloudFormation once SAM has expanded it ---------------------------------
+
+
+def test_translated_template_passes_cfn_lint() -> None:
+    findings = template_check.check(TEMPLATE)
+    assert findings == [], "\n".join(f"[{m.rule.id}] {m.message}" for m in findings)
+
+
+def test_template_check_fails_on_an_error_in_the_translated_template(tmp_path: Path) -> None:
+    broken = TEMPLATE.read_text(encoding="utf-8").replace("RetentionInDays: 30", "RetentionInDays: 31")
+    assert broken != TEMPLATE.read_text(encoding="utf-8")
+    (tmp_path / "template.yaml").write_text(broken, encoding="utf-8")
+    assert template_check.main([str(tmp_path / "template.yaml")]) == 1
+    assert template_check.main([str(TEMPLATE)]) == 0
+
+
+def test_sam_validate_lint_passes() -> None:
+    sam = Path(sys.executable).with_name("sam")
+    if not sam.exists():
+        pytest.skip(f"aws-sam-cli is not installed next to {sys.executable} (pip install -e '.[dev]')")
+    # No AWS account is needed; fake credentials and a region keep sam from looking for one.
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SAM_CLI_TELEMETRY": "0",
+    }
+    result = subprocess.run(
+        [str(sam), "validate", "--lint", "--template-file", str(TEMPLATE), "--region", "us-east-1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the model bucket ------------------------------------------------------------------------------
+
+
+def test_model_bucket_is_private_encrypted_versioned_and_kept(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ModelBucket"]
+    props = bucket["Properties"]
+    assert props["BucketName"] == {"Fn::Sub": BUCKET_NAME}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms", "aws:kms:dsse"}
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = props["LifecycleConfiguration"]["Rules"]
+    assert any(r["Status"] == "Enabled" and "NoncurrentVersionExpiration" in r for r in rules)
+    # Trained models cost GPU hours: neither a stack delete nor a replacement may drop them.
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["UpdateReplacePolicy"] == "Retain"
+
+
+def test_model_bucket_policy_refuses_plain_http(template: dict[str, Any]) -> None:
+    policy = template["Resources"]["ModelBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "ModelBucket"}
+    denies = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert denies, "no statement denies requests made without TLS"
+    (deny,) = denies
+    assert deny["Principal"] == "*"
+    assert deny["Action"] in ("s3:*", ["s3:*"])
+    # Both the bucket and its objects, or ListBucket over HTTP would still be allowed.
+    assert {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}"} in deny["Resource"]
+    assert {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}/*"} in deny["Resource"]
+
+
+# --- the API function ------------------------------------------------------------------------------
+
+
+def test_api_function_may_only_read_models(translated: dict[str, Any]) -> None:
+    role = translated["Resources"]["ApiFunctionRole"]["Properties"]
+    statements = [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+    assert statements, "ApiFunction has no inline policy: it could not read the registry"
+    actions: set[str] = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        action = statement["Action"]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        actions.update([action] if isinstance(action, str) else action)
+        for resource in resources:
+            arn = resource["Fn::Sub"] if isinstance(resource, dict) else resource
+            assert arn != "*" and ":::*" not in arn, f"unbounded resource {arn!r}"
+            assert arn.startswith(f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}"), f"not the model bucket: {arn!r}"
+        if action == "s3:GetObject":
+            assert all(r["Fn::Sub"].endswith(f"{BUCKET_NAME}/models/*") for r in resources)
+        if action == "s3:ListBucket":
+            assert statement["Condition"] == {"StringLike": {"s3:prefix": "models/*"}}
+    assert actions == {"s3:GetObject", "s3:ListBucket"}
+    # Only the managed policies SAM adds for logs and X-Ray, nothing broader.
+    for arn in role.get("ManagedPolicyArns", []):
+        name = arn["Fn::Sub"] if isinstance(arn, dict) else arn
+        assert name.endswith(("AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess")), name
+
+
+def test_api_function_reaches_the_bucket_by_name_not_by_ref(template: dict[str, Any]) -> None:
+    # A Ref/GetAtt to the bucket from the function becomes a cycle once the bucket notifies a function.
+    function = json.dumps(template["Resources"]["ApiFunction"])
+    assert '"Ref": "ModelBucket"' not in function and "ModelBucket.Arn" not in function
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["MODEL_BUCKET"] == {"Fn::Sub": BUCKET_NAME}
+
+
+def test_every_route_the_handler_serves_is_in_the_template(template: dict[str, Any]) -> None:
+    routes = api_routes(template)
+    assert routes >= REQUIRED_ROUTES
+    handler_routes = set()
+    for node in ast.walk(handler_source()):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            owner, method, path = node.func.value, node.func.attr, node.args[0]
+            is_app = isinstance(owner, ast.Name) and owner.id == "app"
+            if is_app and method in {"get", "post", "put", "delete", "patch"} and isinstance(path, ast.Constant):
+                handler_routes.add((method.upper(), re.sub(r"<(\w+)>", r"{\1}", path.value)))
+    assert handler_routes, "found no @app.<method>(path) route in the handler"
+    assert handler_routes <= routes, f"routes the API Gateway would not forward: {handler_routes - routes}"
+
+
+def test_every_setting_the_handler_reads_is_configured(template: dict[str, Any]) -> None:
+    configured = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    configured |= set(template["Resources"]["ApiFunction"]["Properties"].get("Environment", {}).get("Variables", {}))
+    read = {
+        node.slice.value
+        for node in ast.walk(handler_source())
+        if isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "environ"
+        and isinstance(node.slice, ast.Constant)
+    }
+    assert read <= configured, f"os.environ[...] with no value in the template: {read - configured}"
+
+
+def test_globals_match_the_runtime_the_package_is_built_for(template: dict[str, Any]) -> None:
+    function = template["Globals"]["Function"]
+    assert function["Runtime"] == "python3.12"
+    assert function["Architectures"] == [{"Ref": "Architecture"}]
+    assert function["Tracing"] == "Active"
+    assert function["Timeout"] <= 29, "API Gateway cuts a REST integration off at 29 s"
+    assert template["Parameters"]["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
+
+
+def test_outputs_name_the_api_url_bucket_and_function(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["ApiUrl"]["Value"]["Fn::Sub"].startswith("https://${Api}.execute-api.")
+    assert outputs["ApiUrl"]["Value"]["Fn::Sub"].endswith("/${StageName}/")
+    assert {"ModelBucketName", "ApiFunctionArn"} <= set(outputs)
+
+
+# --- events/ ---------------------------------------------------------------------------------------
+
+
+def test_there_is_an_event_for_every_route(template: dict[str, Any]) -> None:
+    covered = {(e["httpMethod"], e["resource"]) for e in map(lambda p: json.loads(p.read_text()), EVENTS)}
+    assert covered >= api_routes(template)
+
+
+@pytest.mark.parametrize("path", EVENTS, ids=lambda p: p.name)
+def test_event_matches_a_route_of_the_template(path: Path, template: dict[str, Any]) -> None:
+    event = json.loads(path.read_text(encoding="utf-8"))
+    method, resource = event["httpMethod"], event["resource"]
+    assert (method, resource) in api_routes(template), f"{method} {resource} is not a route of template.yaml"
+    context = event["requestContext"]
+    assert (context["httpMethod"], context["resourcePath"]) == (method, resource)
+    assert context["stage"] == template["Parameters"]["StageName"]["Default"]
+    assert context["path"] == f"/{context['stage']}{event['path']}"
+    assert context["requestId"]
+    # The concrete path fills the resource's {placeholders} with exactly the pathParameters.
+    pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(resource)) + "$"
+    match = re.match(pattern, event["path"])
+    assert match, f"{event['path']} does not fit {resource}"
+    assert (event["pathParameters"] or {}) == match.groupdict()
+    for key in ("multiValueHeaders", "multiValueQueryStringParameters", "queryStringParameters"):
+        assert key in event
+    if method == "POST":
+        assert {k.lower(): v for k, v in event["headers"].items()}["content-type"] == "application/json"
+        body = base64.b64decode(event["body"]).decode() if event["isBase64Encoded"] else event["body"]
+        assert "instances" in json.loads(body)
+
+
+def _body(name: str) -> dict[str, Any]:
+    event = json.loads((ROOT / "events" / name).read_text(encoding="utf-8"))
+    raw = base64.b64decode(event["body"]).decode() if event["isBase64Encoded"] else event["body"]
+    return json.loads(raw)
+
+
+def test_predict_events_carry_a_real_digit_in_the_shape_the_model_takes() -> None:
+    (image,) = _body("predict_digits.json")["instances"]
+    assert len(image) == 8 and all(len(row) == 8 and all(len(px) == 1 for px in row) for row in image)
+    pixels = [px[0] for row in image for px in row]
+    assert all(isinstance(v, float) and 0.0 <= v <= 16.0 for v in pixels)
+    assert len(set(pixels)) > 2, "not an image"
+    assert _body("predict_digits_base64.json") == _body("predict_digits.json")
+    assert _body("predict_unknown_model.json") == _body("predict_digits.json")
+    (wrong,) = _body("predict_wrong_shape.json")["instances"]
+    assert [[px[0] for px in row] for row in image] == wrong, "the wrong-shape event should differ only in shape"
