@@ -56,7 +56,11 @@ class EmbeddedS3:
                 self.endpoint = endpoint
                 self._ensure_buckets()
                 return self
+        import logging
+
         from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log on the console
 
         port = free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -6,8 +6,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
+from tests_support import build_digits_onnx, digits_manifest
 
 # The handler reads its configuration at import, as it does on Lambda; give it the template's names.
 os.environ.update(
@@ -26,63 +26,6 @@ for _var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_var, None)
 
 BUCKET = os.environ["MODEL_BUCKET"]
-
-
-def digits_data() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return digits.images.astype("float32")[..., None], digits.target.astype("int64")
-
-
-def build_digits_onnx(seed: int = 0) -> bytes:
-    """A real classifier: scikit-learn's logistic regression on digits, written as an ONNX graph
-    (Reshape -> MatMul -> Add -> Softmax) with the same input/output contract as the Keras job."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = digits_data()
-    clf = LogisticRegression(max_iter=300, random_state=seed).fit(x.reshape(len(x), -1) / 16.0, y)
-    weights = (clf.coef_.T / 16.0).astype("float32")  # rescaling baked in: clients send raw 0..16
-    bias = clf.intercept_.astype("float32")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Reshape", ["image", "flat_shape"], ["flat"]),
-            helper.make_node("MatMul", ["flat", "weights"], ["logits0"]),
-            helper.make_node("Add", ["logits0", "bias"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
-        ],
-        "digits",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 8, 8, 1])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 10])],
-        initializer=[
-            numpy_helper.from_array(np.array([-1, 64], dtype="int64"), "flat_shape"),
-            numpy_helper.from_array(weights, "weights"),
-            numpy_helper.from_array(bias, "bias"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def digits_manifest() -> dict[str, Any]:
-    """What training hands the registry (the registry adds name, version and artifact)."""
-    return {
-        "schema_version": 1,
-        "created_at": "2026-11-24T00:00:00+00:00",
-        "task": "classification",
-        "inputs": [{"name": "image", "dtype": "float32", "shape": [None, 8, 8, 1]}],
-        "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [None, 10]}],
-        "labels": [str(i) for i in range(10)],
-        "preprocessing": {"client": "raw 8x8x1 pixel intensities 0..16", "in_graph": ["rescale 1/16"]},
-        "compression": {"method": "fp32", "candidates": []},
-        "metrics": {"accuracy": 0.97},
-        "training_job": {"id": "unit-test", "instance_type": "local", "duration_s": 1.0, "hyperparameters": {}},
-        "framework": {"onnx_opset": 17},
-    }
 
 
 @pytest.fixture

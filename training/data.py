@@ -51,16 +51,14 @@ def write_digits_channel(folder: str | Path, seed: int = 0) -> Path:
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = {"x", "y"} - set(archive.files)
-            if missing:
-                raise ChannelError(
-                    f"{path.name}: expected arrays 'x' and 'y', missing {sorted(missing)} (found {archive.files})"
-                )
-            x, y = archive["x"], archive["y"]
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        if isinstance(exc, ChannelError):
-            raise
+            arrays = {key: archive[key] for key in archive.files if key in ("x", "y")}
+            found = archive.files
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, AttributeError, TypeError) as exc:
         raise ChannelError(f"{path.name}: not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
+    missing = {"x", "y"} - set(arrays)
+    if missing:
+        raise ChannelError(f"{path.name}: expected arrays 'x' and 'y', missing {sorted(missing)} (found {found})")
+    x, y = arrays["x"], arrays["y"]
     if x.ndim == 3:
         x = x[..., np.newaxis]
     if x.ndim != 4:

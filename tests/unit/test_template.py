@@ -177,12 +177,13 @@ def test_api_function_reaches_the_bucket_by_name_not_by_ref(template: dict[str, 
 def test_every_route_the_handler_serves_is_in_the_template(template: dict[str, Any]) -> None:
     routes = api_routes(template)
     assert routes >= REQUIRED_ROUTES
-    handler_routes = set()
+    handler_routes: set[tuple[str, str]] = set()
     for node in ast.walk(handler_source()):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
             owner, method, path = node.func.value, node.func.attr, node.args[0]
             is_app = isinstance(owner, ast.Name) and owner.id == "app"
-            if is_app and method in {"get", "post", "put", "delete", "patch"} and isinstance(path, ast.Constant):
+            is_route = method in {"get", "post", "put", "delete", "patch"}
+            if is_app and is_route and isinstance(path, ast.Constant) and isinstance(path.value, str):
                 handler_routes.add((method.upper(), re.sub(r"<(\w+)>", r"{\1}", path.value)))
     assert handler_routes, "found no @app.<method>(path) route in the handler"
     assert handler_routes <= routes, f"routes the API Gateway would not forward: {handler_routes - routes}"
@@ -222,7 +223,7 @@ def test_outputs_name_the_api_url_bucket_and_function(template: dict[str, Any]) 
 
 
 def test_there_is_an_event_for_every_route(template: dict[str, Any]) -> None:
-    covered = {(e["httpMethod"], e["resource"]) for e in map(lambda p: json.loads(p.read_text()), EVENTS)}
+    covered = {(e["httpMethod"], e["resource"]) for e in (json.loads(p.read_text()) for p in EVENTS)}
     assert covered >= api_routes(template)
 
 

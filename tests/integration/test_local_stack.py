@@ -1,0 +1,144 @@
+"""The real local stack: `maas local start-api` (API Gateway emulation -> Lambda RIE -> awslambdaric
+-> ApiFunction) against the embedded moto S3 server, driven over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MAAS = [sys.executable, "-m", "maas.cli"]
+
+
+def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def free_port() -> int:
+    from maas.embedded_s3 import free_port as pick
+
+    return pick()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """start-api in its own process with a fresh state folder; the digits model published into it."""
+    state = tmp_path_factory.mktemp("maas-state")
+    env = {**os.environ, "MAAS_STATE_DIR": str(state), "MAAS_PROJECT_ROOT": str(ROOT)}
+    for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(var, None)
+    port = free_port()
+    log = (state / "start-api.log").open("w")
+    process = subprocess.Popen([*MAAS, "local", "start-api", "--port", str(port)], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if http("GET", f"{url}/health")[0] == 200:
+                break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"start-api did not come up:\n{(state / 'start-api.log').read_text()}")
+        time.sleep(0.2)
+
+    from tests_support import build_digits_onnx, digits_manifest
+
+    from maas.embedded_s3 import EmbeddedS3
+    from maas.stack import load_template
+    from shared.registry import Registry
+
+    template = load_template(str(ROOT / "template.yaml"))
+    s3 = EmbeddedS3(state, template.bucket_names()).start()  # reuses the server start-api runs
+    assert not s3.owns_server
+    bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
+    published = Registry(bucket, s3.client()).publish("digits", build_digits_onnx(), digits_manifest())
+    yield {"url": url, "env": env, "state": state, "version": published["version"], "process": process}
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    log.close()
+
+
+def a_zero() -> list:
+    from sklearn.datasets import load_digits
+
+    return load_digits().images[0][:, :, None].tolist()
+
+
+def test_predict_over_http(stack):
+    status, body = http("POST", f"{stack['url']}/models/digits/predict", json.dumps({"instances": [a_zero()]}).encode())
+    assert status == 200, body
+    assert body["version"] == stack["version"]
+    assert body["predictions"][0]["label"] == "0"
+
+
+def test_client_mistakes_are_4xx_and_the_warm_container_survives(stack):
+    url = stack["url"]
+    status, body = http("POST", f"{url}/models/digits/predict", json.dumps({"instances": [a_zero()[0]]}).encode())
+    assert (
+        status == 400 and body["details"]["expected"] == "[None, 8, 8, 1]" and body["details"]["received"] == [1, 8, 1]
+    )
+    status, body = http("POST", f"{url}/models/nope/predict", json.dumps({"instances": [a_zero()]}).encode())
+    assert status == 404 and body["code"] == "model_not_found"
+    status, body = http("POST", f"{url}/models/digits/predict", b'{"instances": [[1, 2')
+    assert status == 400 and body["code"] == "bad_request"
+    status, body = http("GET", f"{url}/no/such/route")
+    assert status == 403 and body["message"] == "Missing Authentication Token"
+    # The same container still holds the model it loaded before the bad requests.
+    status, body = http("GET", f"{url}/health")
+    assert status == 200 and {"model": "digits", "version": stack["version"]}.items() <= body["loaded"][0].items()
+
+
+def test_list_and_describe(stack):
+    status, body = http("GET", f"{stack['url']}/models")
+    assert status == 200 and body["models"][0]["aliases"]["production"] == stack["version"]
+    status, body = http("GET", f"{stack['url']}/models/digits")
+    assert status == 200 and body["manifest"]["artifact"]["sha256"]
+
+
+def test_local_invoke_with_an_event_file_prints_a_200_proxy_response(stack):
+    result = subprocess.run(
+        [*MAAS, "local", "invoke", "ApiFunction", "-e", str(ROOT / "events" / "predict_digits.json")],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    response = json.loads(result.stdout)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["predictions"][0]["label"] == "0"
+
+
+def test_published_models_survive_a_restart_of_the_embedded_s3(stack):
+    """Stop start-api (which owns the S3 server), then a new command serves from the disk copy."""
+    stack["process"].send_signal(signal.SIGINT)
+    stack["process"].wait(timeout=30)
+    assert not (stack["state"] / "s3" / "server.json").exists()
+    result = subprocess.run(
+        [*MAAS, "local", "invoke", "ApiFunction", "-e", str(ROOT / "events" / "describe_model.json")],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    response = json.loads(result.stdout)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["version"] == stack["version"]

@@ -1,0 +1,83 @@
+"""The manifest a training job writes beside ``model.onnx`` (fields in DESIGN.md).
+
+The registry adds name, version and artifact (sha256, size) when it publishes; everything else is
+known here. Input and output tensors are read from the ONNX graph that is published.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.manifest import SCHEMA_VERSION
+
+
+def _dim(dim: Any) -> int | None:
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+
+
+def graph_tensors(onnx_path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(inputs, outputs) of an ONNX model as manifest entries: name, dtype, shape (null = free)."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+
+    def entry(value: Any) -> dict[str, Any]:
+        tensor = value.type.tensor_type
+        return {
+            "name": value.name,
+            "dtype": tensor_dtype_to_np_dtype(tensor.elem_type).name,
+            "shape": [_dim(d) for d in tensor.shape.dim],
+        }
+
+    inputs = [entry(v) for v in graph.input if v.name not in initializers]
+    return inputs, [entry(v) for v in graph.output]
+
+
+def framework_versions(opset: int) -> dict[str, Any]:
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnx_opset": opset,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def build_manifest(
+    *,
+    onnx_path: str | Path,
+    labels: list[str],
+    preprocessing: dict[str, Any],
+    compression: dict[str, Any],
+    metrics: dict[str, Any],
+    training_job: dict[str, Any],
+    framework: dict[str, Any],
+    task: str = "classification",
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    inputs, outputs = graph_tensors(onnx_path)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": (created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "task": task,
+        "inputs": inputs,
+        "outputs": outputs,
+        "labels": list(labels),
+        "preprocessing": preprocessing,
+        "compression": compression,
+        "metrics": metrics,
+        "training_job": training_job,
+        "framework": framework,
+    }
