@@ -1,0 +1,49 @@
+# MaaS developer entry points. `make demo` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# sam build for the python3.12 runtime needs a python3.12 on PATH (pyenv's, when there is one).
+PY312_DIR := $(shell dirname "$$(command -v python3.12 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)" 2>/dev/null)
+
+.PHONY: install demo test test-unit lint build validate api clean lock
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "MaaS needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[training,dev]"
+	touch $@
+
+demo: install ## train, publish to the embedded S3, serve locally and send real predictions
+	$(BIN)/maas demo
+
+test: install ## unit, training and integration tests (the local stack runs on 127.0.0.1)
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+lint: install ## ruff, mypy, sam validate --lint, cfn-lint on the translated template
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy src training maas
+	$(BIN)/python -m maas.template_check template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint -t template.yaml
+
+validate: lint
+
+build: install ## sam build without a container (python3.12 runtime)
+	@test -n "$(PY312_DIR)" || { echo "sam build needs python3.12 on PATH (pyenv install 3.12)"; exit 1; }
+	PATH="$(PY312_DIR):$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml
+	du -sh .aws-sam/build/ApiFunction
+
+api: install ## the local API on 127.0.0.1:3000
+	$(BIN)/maas local start-api --port 3000
+
+lock: ## refresh constraints.txt from the current venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^maas' > constraints.txt
+
+clean:
+	rm -rf .maas .aws-sam build *.egg-info .pytest_cache .ruff_cache .mypy_cache

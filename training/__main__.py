@@ -1,0 +1,5 @@
+import sys
+
+from training.job import main
+
+sys.exit(main())
