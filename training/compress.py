@@ -119,18 +119,22 @@ def compress_and_gate(
     """Quantise, measure both candidates on the same held-out rows, and pick the one to publish."""
     fp32 = measure(FP32, fp32_path, x, y)
     int8 = measure(INT8_DYNAMIC, quantize_int8(fp32_path, int8_path), x, y)
-    drop_points = (fp32.accuracy - int8.accuracy) * 100
-    if drop_points <= max_accuracy_drop_points:
-        int8.accepted = True
-        int8.reason = (
-            f"accuracy drop {drop_points:.2f} points <= {max_accuracy_drop_points:g}; "
-            f"{fp32.size_bytes / int8.size_bytes:.1f}x smaller"
-        )
-        fp32.reason = f"superseded by {INT8_DYNAMIC}"
-        chosen = int8
-    else:
-        int8.reason = f"accuracy drop {drop_points:.2f} points > {max_accuracy_drop_points:g} allowed"
-        fp32.accepted = True
-        fp32.reason = f"{INT8_DYNAMIC} rejected by the accuracy gate"
-        chosen = fp32
+    chosen = choose(fp32, int8, max_accuracy_drop_points)
     return Compression(chosen, [fp32, int8], max_accuracy_drop_points, eval_rows=len(y))
+
+
+def choose(fp32: Candidate, compressed: Candidate, max_accuracy_drop_points: float) -> Candidate:
+    """The accuracy gate: the compressed candidate wins unless it loses more than the allowed points."""
+    drop_points = round((fp32.accuracy - compressed.accuracy) * 100, 9)  # 0.98 - 0.975 is not exactly 0.005
+    if drop_points <= max_accuracy_drop_points:
+        compressed.accepted, fp32.accepted = True, False
+        compressed.reason = (
+            f"accuracy drop {drop_points:.2f} points <= {max_accuracy_drop_points:g} allowed; "
+            f"{fp32.size_bytes / compressed.size_bytes:.1f}x smaller"
+        )
+        fp32.reason = f"superseded by {compressed.method}"
+        return compressed
+    compressed.accepted, fp32.accepted = False, True
+    compressed.reason = f"accuracy drop {drop_points:.2f} points > {max_accuracy_drop_points:g} allowed"
+    fp32.reason = f"{compressed.method} rejected by the accuracy gate"
+    return fp32

@@ -49,6 +49,8 @@ def write_digits_channel(folder: str | Path, seed: int = 0) -> Path:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise ChannelError(f"{path.name}: not a readable .npz archive (numpy.savez output expected)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files if key in ("x", "y")}

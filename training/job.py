@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class JobResult:
     published: dict[str, Any] | None
 
 
-def build_parser(env: TrainingEnv, environ: dict[str, str] | os._Environ[str] = os.environ) -> argparse.ArgumentParser:
+def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
     hp = env.hyperparameters
     parser = _Parser(prog="python -m training.job", description=__doc__.splitlines()[0])
     parser.add_argument("--sm-root", default=str(env.root), help="the /opt/ml root (default: SM_ROOT or /opt/ml)")
@@ -96,6 +97,23 @@ def build_parser(env: TrainingEnv, environ: dict[str, str] | os._Environ[str] = 
     defaults.update({k: v for k, v in hp.items() if k in known})
     parser.set_defaults(**{k: str(v) for k, v in defaults.items()})
     return parser
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    check_name(args.model_name)
+    problems = [
+        f"{name} must be {rule}, got {getattr(args, name)}"
+        for name, rule, ok in (
+            ("epochs", ">= 1", args.epochs >= 1),
+            ("batch_size", ">= 1", args.batch_size >= 1),
+            ("learning_rate", "> 0", args.learning_rate > 0),
+            ("holdout_fraction", "between 0 and 1", 0 < args.holdout_fraction < 1),
+            ("max_accuracy_drop", ">= 0 (percentage points)", args.max_accuracy_drop >= 0),
+        )
+        if not ok
+    ]
+    if problems:
+        raise UsageError("; ".join(problems))
 
 
 def _root_from(argv: list[str] | None) -> str | None:
@@ -206,7 +224,7 @@ def main(argv: list[str] | None = None, *, root: str | Path | None = None) -> in
     try:
         env = read_env(base)
         args = build_parser(env).parse_args(argv)
-        check_name(args.model_name)  # fail before training, not after
+        check_arguments(args)  # fail before training, not after
         run(args, env)
     except Exception as exc:
         write_failure(base, exc)

@@ -146,7 +146,14 @@ class Registry:
         return sorted(n for n in self._list_prefixes(PREFIX) if NAME_RE.match(n))
 
     def list_versions(self, name: str) -> list[str]:
-        versions = self._list_prefixes(f"{PREFIX}{check_name(name)}/")
+        """Versions whose manifest exists: the manifest is written last, so this is what is visible."""
+        prefix = f"{PREFIX}{check_name(name)}/"
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            keys = [obj["Key"][len(prefix) :] for page in pages for obj in page.get("Contents", [])]
+        except Exception as exc:
+            raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
+        versions = (k.removesuffix("/manifest.json") for k in keys if k.endswith("/manifest.json"))
         return sorted(v for v in versions if VERSION_RE.match(v))
 
     def list_aliases(self, name: str) -> dict[str, str]:

@@ -65,3 +65,8 @@ def test_unknown_model_and_version(registry, published):
         registry.resolve("nope")
     with pytest.raises(VersionNotFound):
         registry.read_manifest("digits", "20000101T000000Z-00000000")
+
+
+def test_a_version_without_its_manifest_is_not_visible(registry, s3, digits_onnx, published):
+    s3.put_object(Bucket=BUCKET, Key=model_key("digits", "20991231T000000Z-0000000d"), Body=digits_onnx)
+    assert registry.list_versions("digits") == [published["version"]]
