@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # sam build for the python3.12 runtime needs a python3.12 on PATH (pyenv's, when there is one).
-PY312_DIR := $(shell dirname "$$(command -v python3.12 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)" 2>/dev/null)
+PY312_DIR := $(shell d=$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin 2>/dev/null | tail -1); \
+	[ -n "$$d" ] && echo "$$d" || { p=$$(command -v python3.12 2>/dev/null) && dirname "$$p"; })
+# No telemetry from sam (and no network attempt for it).
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install demo test test-unit lint build validate api clean lock
 

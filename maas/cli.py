@@ -36,7 +36,8 @@ def _start_api(args: argparse.Namespace) -> int:
     template = load_template(args.template)
     names = [n for n in template.function_ids() if template.function(n).routes]
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
+        signal.signal(signum, lambda *_: stop.set())
     with s3_for(template) as s3_env, local_functions(template, names, s3_env, log=sys.stderr) as functions:
         api = LocalApi(functions, template.api_stage(), port=args.port).start()
         for fn in functions:
@@ -45,8 +46,6 @@ def _start_api(args: argparse.Namespace) -> int:
         print(f"local API on {api.url} (Ctrl-C to stop)", flush=True)
         try:
             stop.wait()
-        except KeyboardInterrupt:
-            pass
         finally:
             api.stop()
     return 0

@@ -53,11 +53,6 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
     return status, payload, (time.perf_counter() - started) * 1000
 
 
-def ascii_digit(image: np.ndarray) -> list[str]:
-    shades = " .:-=+*#%@"
-    return ["".join(shades[min(9, int(v * 10 / 17))] for v in row) for row in image[..., 0]]
-
-
 def main(epochs: int, samples: int, seed: int = 7) -> int:
     template = load_template()
     work = state_dir() / "demo"
@@ -71,28 +66,30 @@ def main(epochs: int, samples: int, seed: int = 7) -> int:
         if code != 0:
             print(f"training job failed (exit {code}); see {state_dir() / 'opt_ml' / 'output' / 'failure'}")
             return code
-        manifest = json.loads((state_dir() / "opt_ml" / "model" / "manifest.json").read_text())
+        manifest = json.loads((state_dir() / "opt_ml" / "output" / "data" / "published.json").read_text())
         comp = manifest["compression"]
         print(
             f"   published with {comp['method']}: {comp['compressed_size_bytes']:,} bytes "
             f"(fp32 {comp['fp32_size_bytes']:,}), held-out accuracy {manifest['metrics']['accuracy']:.4f}"
         )
+        print(f"   version {manifest['version']}; every request below pins it with ?version=")
         print("== 2/3 local API: API Gateway emulation -> Lambda RIE -> ApiFunction", flush=True)
         log = (work / "lambda.log").open("w")
         with local_functions(template, ["ApiFunction"], s3_env, log=log) as functions:
             api = LocalApi(functions, template.api_stage(), port=0, quiet=True).start()
             try:
-                return _predict(api.url, held_x[:samples], held_y[:samples])
+                return _predict(api.url, manifest["version"], held_x[:samples], held_y[:samples])
             finally:
                 api.stop()
 
 
-def _predict(url: str, images: np.ndarray, labels: np.ndarray) -> int:
-    print(f"== 3/3 HTTP predictions: POST {url}/models/{MODEL}/predict", flush=True)
+def _predict(url: str, version: str, images: np.ndarray, labels: np.ndarray) -> int:
+    endpoint = f"{url}/models/{MODEL}/predict?version={version}"
+    print(f"== 3/3 HTTP predictions: POST {endpoint}", flush=True)
     print(f"   {'true':>4} {'pred':>4} {'score':>6} {'ms':>7}  version")
     latencies, correct = [], 0
     for image, label in zip(images, labels, strict=True):
-        status, payload, ms = post(f"{url}/models/{MODEL}/predict", {"instances": [image.tolist()]})
+        status, payload, ms = post(endpoint, {"instances": [image.tolist()]})
         if status != 200:
             print(f"   request failed: {status} {payload}")
             return 1
@@ -101,12 +98,14 @@ def _predict(url: str, images: np.ndarray, labels: np.ndarray) -> int:
         latencies.append(ms)
         mark = "ok" if pred["label"] == str(label) else "MISS"
         print(f"   {label:>4} {pred['label']:>4} {pred['score']:>6.3f} {ms:>7.1f}  {payload['version']}  {mark}")
-    status, payload, _ = post(f"{url}/models/{MODEL}/predict", {"instances": [images[0][..., 0].tolist()]})
+    status, payload, _ = post(endpoint, {"instances": [images[0][..., 0].tolist()]})
     print(f"   a wrong shape gets {status}: {payload.get('error')}")
     warm = latencies[1:] or latencies
     print(
         f"== {correct}/{len(labels)} correct; first (cold) request {latencies[0]:.0f} ms, "
         f"warm p50 {statistics.median(warm):.1f} ms"
     )
-    print(f"   next: `maas local start-api`, then curl {'http://127.0.0.1:3000'}/models/{MODEL}/predict")
+    print(
+        "   next: `.venv/bin/maas local start-api --port 3000`, then POST to /models/digits/predict (production alias)"
+    )
     return 0 if correct >= 0.8 * len(labels) else 1
