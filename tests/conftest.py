@@ -7,21 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests_support import build_digits_onnx, digits_manifest
+from tests_support import HANDLER_ENV, build_digits_onnx, digits_manifest
 
 # The handler reads its configuration at import, as it does on Lambda; give it the template's names.
-os.environ.update(
-    {
-        "MODEL_BUCKET": "maas-test-models",
-        "MAX_BODY_BYTES": "6000000",
-        "MAX_BATCH_SIZE": "256",
-        "ALIAS_TTL_SECONDS": "30",
-        "POWERTOOLS_SERVICE_NAME": "maas",
-        "POWERTOOLS_METRICS_NAMESPACE": "MaaS",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-)
+os.environ.update(HANDLER_ENV)
 for _var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_var, None)
 

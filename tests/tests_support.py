@@ -6,6 +6,18 @@ from typing import Any
 
 import numpy as np
 
+# What the template's Globals give every function (local values); tests import the handler with it.
+HANDLER_ENV = {
+    "MODEL_BUCKET": "maas-test-models",
+    "MAX_BODY_BYTES": "6000000",
+    "MAX_BATCH_SIZE": "256",
+    "ALIAS_TTL_SECONDS": "30",
+    "POWERTOOLS_SERVICE_NAME": "maas",
+    "POWERTOOLS_METRICS_NAMESPACE": "MaaS",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
 
 def digits_data() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits

@@ -112,16 +112,21 @@ def test_list_and_describe(stack):
     assert status == 200 and body["manifest"]["artifact"]["sha256"]
 
 
-def test_local_invoke_with_an_event_file_prints_a_200_proxy_response(stack):
+def local_invoke(stack: dict, event: str) -> dict:
+    """`maas local invoke ApiFunction -e events/<event>.json`; its stdout is the proxy response."""
     result = subprocess.run(
-        [*MAAS, "local", "invoke", "ApiFunction", "-e", str(ROOT / "events" / "predict_digits.json")],
+        [*MAAS, "local", "invoke", "ApiFunction", "-e", str(ROOT / "events" / f"{event}.json")],
         env=stack["env"],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    response = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_local_invoke_with_an_event_file_prints_a_200_proxy_response(stack):
+    response = local_invoke(stack, "predict_digits")
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["predictions"][0]["label"] == "0"
 
@@ -131,14 +136,6 @@ def test_published_models_survive_a_restart_of_the_embedded_s3(stack):
     stack["process"].send_signal(signal.SIGINT)
     stack["process"].wait(timeout=30)
     assert not (stack["state"] / "s3" / "server.json").exists()
-    result = subprocess.run(
-        [*MAAS, "local", "invoke", "ApiFunction", "-e", str(ROOT / "events" / "describe_model.json")],
-        env=stack["env"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    response = json.loads(result.stdout)
+    response = local_invoke(stack, "describe_model")
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["version"] == stack["version"]

@@ -70,7 +70,7 @@ def test_the_package_is_src_and_its_requirements_only(build):
 def test_the_package_serves_under_python312(build, tmp_path):
     """Import the handler from the built package alone and run a session on a real ONNX model."""
     package, py312 = build
-    from tests_support import build_digits_onnx
+    from tests_support import HANDLER_ENV, build_digits_onnx
 
     model = tmp_path / "model.onnx"
     model.write_bytes(build_digits_onnx())
@@ -89,14 +89,7 @@ print(json.dumps({{"status": response["statusCode"], "shape": list(probs.shape)}
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(package),  # like /var/task: nothing from the dev venv
         "PYTHONNOUSERSITE": "1",
-        "MODEL_BUCKET": "unused",
-        "MAX_BODY_BYTES": "6000000",
-        "MAX_BATCH_SIZE": "256",
-        "ALIAS_TTL_SECONDS": "30",
-        "POWERTOOLS_SERVICE_NAME": "maas",
-        "POWERTOOLS_METRICS_NAMESPACE": "MaaS",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        **HANDLER_ENV,
     }
     result = subprocess.run(
         [py312, "-I", "-c", f"import sys; sys.path.insert(0, {str(package)!r})\n{script}"],
