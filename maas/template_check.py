@@ -63,11 +63,15 @@ def _as_packaged(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
-def translate(template: dict[str, Any], region: str = DEFAULT_REGION) -> dict[str, Any]:
+def translate(
+    template: dict[str, Any], region: str = DEFAULT_REGION, parameters: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Expand the SAM resources into plain CloudFormation, with no AWS call.
 
     A session with an explicit region and fake credentials keeps the pseudo-parameters offline; an
     empty managed-policy map is enough because the template names no AWS managed policy by name.
+    `parameters` override the defaults where SAM itself reads a parameter (as `sam deploy
+    --parameter-overrides` would); Refs SAM passes through stay Refs either way.
     """
     session = boto3.session.Session(
         region_name=region,
@@ -75,7 +79,7 @@ def translate(template: dict[str, Any], region: str = DEFAULT_REGION) -> dict[st
         aws_secret_access_key="offline",  # noqa: S106
     )
     translator = Translator(managed_policy_map={}, sam_parser=Parser(), boto_session=session)
-    return translator.translate(_as_packaged(copy.deepcopy(_plain(template))), parameter_values={})
+    return translator.translate(_as_packaged(copy.deepcopy(_plain(template))), parameter_values=dict(parameters or {}))
 
 
 def lint(translated: dict[str, Any], region: str = DEFAULT_REGION, output: Path | None = None) -> list[Match]:

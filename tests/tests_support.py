@@ -16,6 +16,8 @@ HANDLER_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "MaaS",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "CORS_ALLOW_ORIGIN": "",
+    "OPTIMIZED_MODEL_DIR": "/tmp/maas-test-optimized",
 }
 
 

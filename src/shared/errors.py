@@ -50,6 +50,18 @@ class PayloadTooLarge(MaasError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(MaasError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidRequest(MaasError):
+    """The JSON envelope does not match the route's request schema."""
+
+    status = 422
+    code = "invalid_request"
+
+
 class ModelNotFound(MaasError):
     status = 404
     code = "model_not_found"

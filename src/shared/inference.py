@@ -7,7 +7,6 @@ written per model. Errors say which input, what was expected and what came.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,7 @@ def parse_json_body(body: str | bytes | None, max_bytes: int) -> Any:
         raise BadRequest(f"request body is not valid JSON: {exc.__class__.__name__}", expected="JSON") from None
 
 
-def _shape_str(shape: list[int | None] | tuple[int | None, ...]) -> str:
+def shape_str(shape: list[int | None] | tuple[int | None, ...]) -> str:
     return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
 
 
@@ -52,7 +51,7 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int) -> np.ndarray:
         raise InvalidInput(
             f"input {name!r} needs a non-empty list of instances",
             input=name,
-            expected=f"list of instances of shape {_shape_str(shape[1:])}",
+            expected=f"list of instances of shape {shape_str(shape[1:])}",
             received=type(value).__name__ if not isinstance(value, list) else "empty list",
         )
     if len(value) > max_batch:
@@ -71,14 +70,14 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int) -> np.ndarray:
         raise InvalidInput(
             f"input {name!r} must be a rectangular array of numbers",
             input=name,
-            expected=f"numbers in shape {_shape_str(shape)}",
+            expected=f"numbers in shape {shape_str(shape)}",
             received="ragged or non-numeric values",
         ) from None
     if array.ndim != len(shape) or any(d is not None and d != a for d, a in zip(shape, array.shape, strict=False)):
         raise InvalidInput(
-            f"input {name!r} has shape {list(array.shape)}; expected {_shape_str(shape)} (first dimension = instances)",
+            f"input {name!r} has shape {list(array.shape)}; expected {shape_str(shape)} (first dimension = instances)",
             input=name,
-            expected=_shape_str(shape),
+            expected=shape_str(shape),
             received=list(array.shape),
         )
     if array.dtype == np.float64:
@@ -92,6 +91,19 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int) -> np.ndarray:
         if np.issubdtype(np_dtype, np.integer) and not np.all(np.equal(np.mod(array, 1), 0)):
             raise InvalidInput(f"input {name!r} expects integers", input=name, expected=dtype, received="fractions")
     return array.astype(np_dtype, copy=False)
+
+
+def check_input_names(names: list[str], specs: list[dict[str, Any]]) -> None:
+    declared = [s["name"] for s in specs]
+    missing, extra = sorted(set(declared) - set(names)), sorted(set(names) - set(declared))
+    if missing or extra:
+        raise InvalidInput(
+            "inputs must name each model input exactly once",
+            expected=declared,
+            received=names[:20],
+            missing=missing,
+            unexpected=extra[:20],
+        )
 
 
 def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, np.ndarray]:
@@ -112,22 +124,25 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
         instances = body["instances"]
         if len(specs) == 1:
             return {specs[0]["name"]: to_tensor(instances, specs[0], max_batch)}
-        if not isinstance(instances, list) or not all(isinstance(i, dict) for i in instances):
+        if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
             raise BadRequest(
                 "this model has several inputs: each instance must be an object keyed by input name",
                 expected=[s["name"] for s in specs],
             )
+        for instance in instances:
+            check_input_names(list(instance), specs)
         columns = {s["name"]: [i.get(s["name"]) for i in instances] for s in specs}
         return {s["name"]: to_tensor(columns[s["name"]], s, max_batch) for s in specs}
     inputs = body["inputs"]
     if len(specs) == 1 and not isinstance(inputs, dict):
         inputs = {specs[0]["name"]: inputs}
-    if not isinstance(inputs, dict) or set(inputs) != {s["name"] for s in specs}:
+    if not isinstance(inputs, dict):
         raise BadRequest(
-            "'inputs' must name every model input",
+            "'inputs' must be an object of named tensors for a model with several inputs",
             expected=[s["name"] for s in specs],
-            received=sorted(inputs)[:10] if isinstance(inputs, dict) else type(inputs).__name__,
+            received=type(inputs).__name__,
         )
+    check_input_names(list(inputs), specs)
     feeds = {s["name"]: to_tensor(inputs[s["name"]], s, max_batch) for s in specs}
     if len({len(a) for a in feeds.values()}) != 1:
         raise InvalidInput(
@@ -142,20 +157,42 @@ def run(model: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
     return dict(zip(names, values, strict=True))
 
 
-def format_predictions(model: LoadedModel, outputs: dict[str, np.ndarray]) -> list[Any]:
-    """One entry per instance: the raw outputs keyed by name (TF Serving's multi-output row format),
-    plus the label and its score for classifiers."""
+def _classes(model: LoadedModel, outputs: dict[str, np.ndarray], top_k: int | None) -> list[dict[str, Any]]:
+    """Per instance: the best label, its score and, when asked, the k best."""
+    labels = model.labels or []
+    scores = outputs[model.manifest["outputs"][0]["name"]]
+    rows = []
+    for row in scores.reshape(len(scores), -1):
+        order = np.argsort(-row)
+        best = int(order[0])
+        item: dict[str, Any] = {"label": labels[best] if best < len(labels) else str(best), "score": float(row[best])}
+        if top_k:
+            item["top_k"] = [
+                {"label": labels[j] if j < len(labels) else str(j), "score": float(row[j])} for j in order[:top_k]
+            ]
+        rows.append(item)
+    return rows
+
+
+def format_predictions(model: LoadedModel, outputs: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
+    """Row format: one entry per instance holding the raw outputs by name (TF Serving's multi-output
+    row form) plus, for classifiers, the label, its score and optionally the top k."""
     rows = len(next(iter(outputs.values())))
-    labels = model.labels if model.task == "classification" else None
-    first = model.manifest["outputs"][0]["name"]
-    predictions: list[Any] = []
-    for i in range(rows):
-        row: dict[str, Any] = {name: value[i].tolist() for name, value in outputs.items()}
-        if labels:
-            scores = np.asarray(outputs[first][i]).reshape(-1)
-            best = int(np.argmax(scores))
-            row["label"] = labels[best] if best < len(labels) else str(best)
-            score = float(scores[best])
-            row["score"] = score if math.isfinite(score) else None
-        predictions.append(row)
+    predictions: list[dict[str, Any]] = [
+        {name: value[i].tolist() for name, value in outputs.items()} for i in range(rows)
+    ]
+    if model.task == "classification" and model.labels:
+        for row, extra in zip(predictions, _classes(model, outputs, top_k), strict=True):
+            row.update(extra)
     return predictions
+
+
+def format_outputs(model: LoadedModel, outputs: dict[str, np.ndarray], top_k: int | None = None) -> dict[str, Any]:
+    """Columnar format: each output as one tensor; classifiers add ``label``/``score`` (and ``top_k``) columns."""
+    columns: dict[str, Any] = {name: value.tolist() for name, value in outputs.items()}
+    if model.task == "classification" and model.labels:
+        classes = _classes(model, outputs, top_k)
+        for key in ("label", "score", "top_k"):
+            if classes and key in classes[0]:
+                columns[key] = [c[key] for c in classes]
+    return columns

@@ -12,7 +12,9 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from shared.errors import MaasError, ModelIntegrityError, ModelLoadError, RegistryUnavailable
@@ -51,7 +53,9 @@ class LoadedModel:
         return self.manifest.get("labels")
 
 
-def build_session(model_bytes: bytes, threads: int) -> Any:
+def build_session(model_bytes: bytes, threads: int, optimized_path: Path | None = None) -> Any:
+    """One CPU session. With ``optimized_path``, the graph optimised once is saved there and later
+    sessions in this container (after an eviction, or after a SnapStart restore) load it as is."""
     import onnxruntime as ort  # lazily: only containers that serve a model pay for it
 
     options = ort.SessionOptions()
@@ -59,7 +63,24 @@ def build_session(model_bytes: bytes, threads: int) -> Any:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    source: bytes | str = model_bytes
+    if optimized_path is not None:
+        if optimized_path.exists():
+            source = str(optimized_path)
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        else:
+            optimized_path.parent.mkdir(parents=True, exist_ok=True)
+            # Basic-level rewrites only: extended/layout ones can be hardware-specific and
+            # onnxruntime warns against saving them.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = str(optimized_path)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception:
+        if optimized_path is not None and source != model_bytes:
+            optimized_path.unlink(missing_ok=True)  # a stale or damaged cache: rebuild from the verified bytes
+            return build_session(model_bytes, threads, None)
+        raise
 
 
 def _check_graph_matches_manifest(session: Any, manifest: dict[str, Any]) -> None:
@@ -78,9 +99,18 @@ def _check_graph_matches_manifest(session: Any, manifest: dict[str, Any]) -> Non
 
 
 class ModelCache:
-    def __init__(self, bucket: str, alias_ttl_seconds: float = 30.0, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        alias_ttl_seconds: float = 30.0,
+        registry: Registry | None = None,
+        optimized_dir: str | None = None,
+        on_load: Callable[[LoadedModel], None] | None = None,
+    ) -> None:
         self.bucket = bucket
         self.alias_ttl_seconds = alias_ttl_seconds
+        self.optimized_dir = Path(optimized_dir) if optimized_dir else None
+        self.on_load = on_load
         self._registry = registry
         self._models: dict[tuple[str, str], LoadedModel] = {}
         self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
@@ -125,6 +155,8 @@ class ModelCache:
             if model is None:
                 model = self._load(name, version)
                 self._models[key] = model
+                if self.on_load:
+                    self.on_load(model)
         return model
 
     def _load(self, name: str, version: str) -> LoadedModel:
@@ -132,7 +164,9 @@ class ModelCache:
         manifest = self.registry.read_manifest(name, version)
         data = self.registry.read_model(name, version, manifest)
         try:
-            session = build_session(data, threads=lambda_vcpus())
+            sha = manifest["artifact"]["sha256"]
+            optimized = self.optimized_dir / f"{sha}.basic.onnx" if self.optimized_dir else None
+            session = build_session(data, threads=lambda_vcpus(), optimized_path=optimized)
         except MaasError:
             raise
         except Exception as exc:

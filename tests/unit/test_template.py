@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from maas import template_check
+from maas.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -28,7 +29,32 @@ REQUIRED_ROUTES = {
     ("GET", "/models"),
     ("GET", "/models/{name}"),
     ("POST", "/models/{name}/predict"),
+    ("GET", "/models/{name}/versions/{version}"),
+    ("POST", "/models/{name}/versions/{version}/predict"),
+    # Open Inference Protocol (KServe v2)
+    ("GET", "/v2"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/v2/models/{name}"),
+    ("GET", "/v2/models/{name}/versions/{version}"),
+    ("GET", "/v2/models/{name}/ready"),
+    ("GET", "/v2/models/{name}/versions/{version}/ready"),
+    ("POST", "/v2/models/{name}/infer"),
+    ("POST", "/v2/models/{name}/versions/{version}/infer"),
+    # The API's own description
+    ("GET", "/openapi.json"),
+    ("GET", "/swagger"),
 }
+# Health probes and docs carry no API key; every other route, present or future, needs one.
+OPEN_ROUTES = {
+    ("GET", "/health"),
+    ("GET", "/v2"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/openapi.json"),
+    ("GET", "/swagger"),
+}
+API_KEY_SECURITY = [{"api_key": []}]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +75,57 @@ def api_routes(template: dict[str, Any]) -> set[tuple[str, str]]:
         for event in resource["Properties"].get("Events", {}).values()
         if event["Type"] == "Api"
     }
+
+
+def swagger(translated: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI 2.0 body SAM generates for the REST API from the functions' Api events."""
+    return translated["Resources"]["Api"]["Properties"]["Body"]
+
+
+_NO_VALUE = object()
+
+
+def deployed(translated: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """What CloudFormation makes of the translated template for these parameter values.
+
+    Only as much as these tests need: conditions decided, Fn::If taken, AWS::NoValue dropped, and
+    Refs and Fn::Subs of parameters filled in; everything else is left as it is.
+    """
+    values = {name: str(spec.get("Default", "")) for name, spec in translated.get("Parameters", {}).items()}
+    values.update(parameters)
+    conditions = translated.get("Conditions", {})
+
+    def holds(expression: Any) -> bool:
+        ((function, argument),) = expression.items()
+        if function == "Fn::Not":
+            return not holds(argument[0])
+        if function == "Fn::Equals":
+            return resolve(argument[0]) == resolve(argument[1])
+        if function == "Condition":
+            return holds(conditions[argument])
+        raise AssertionError(f"unexpected {function} in a condition")
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            ((function, argument),) = node.items()
+            if function == "Ref" and argument == "AWS::NoValue":
+                return _NO_VALUE
+            if function == "Ref" and argument in values:
+                return values[argument]
+            if function == "Fn::If":
+                name, then, otherwise = argument
+                return resolve(then if holds(conditions[name]) else otherwise)
+            if function == "Fn::Sub" and isinstance(argument, str):
+                names = re.findall(r"\$\{([^}!]+)\}", argument)
+                if names and all(name in values for name in names):
+                    return re.sub(r"\$\{([^}!]+)\}", lambda m: values[m.group(1)], argument)
+        if isinstance(node, dict):
+            return {k: v for k, v in ((k, resolve(v)) for k, v in node.items()) if v is not _NO_VALUE}
+        if isinstance(node, list):
+            return [v for v in (resolve(v) for v in node) if v is not _NO_VALUE]
+        return node
+
+    return resolve(translated)
 
 
 def handler_source() -> ast.Module:
@@ -189,6 +266,113 @@ def test_every_route_the_handler_serves_is_in_the_template(template: dict[str, A
     assert handler_routes <= routes, f"routes the API Gateway would not forward: {handler_routes - routes}"
 
 
+# --- API keys and the usage plan -------------------------------------------------------------------
+
+
+def test_every_route_but_health_and_docs_needs_an_api_key(template: dict[str, Any], translated: dict[str, Any]) -> None:
+    routes = api_routes(template)
+    assert routes >= OPEN_ROUTES
+    opted_out = {
+        (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
+        for event in template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+        if event["Properties"].get("Auth", {}).get("ApiKeyRequired") is False
+    }
+    assert opted_out == OPEN_ROUTES, "only health and docs may opt out of the API key"
+
+    body = swagger(translated)
+    assert body["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert body.get("x-amazon-apigateway-api-key-source", "HEADER") == "HEADER"
+    assert "security" not in body, "a document-wide requirement would reach the open routes too"
+    for method, path in routes:
+        security = body["paths"][path][method.lower()].get("security", [])
+        if (method, path) in OPEN_ROUTES:
+            assert security == [], f"{method} {path} should be open"
+        else:
+            assert security == API_KEY_SECURITY, f"{method} {path} does not require the API key"
+    # Browsers send CORS preflights without the key: an OPTIONS method that required one would fail them.
+    for path, methods in body["paths"].items():
+        if "options" in methods:
+            assert methods["options"].get("security", []) == [], f"OPTIONS {path} requires the API key"
+
+
+def test_usage_plan_caps_and_throttles_the_api_key_on_the_stage(translated: dict[str, Any]) -> None:
+    resources = translated["Resources"]
+
+    def of_type(kind: str) -> list[str]:
+        return [logical_id for logical_id, r in resources.items() if r["Type"] == kind]
+
+    (stage,) = of_type("AWS::ApiGateway::Stage")
+    assert resources[stage]["Properties"]["RestApiId"] == {"Ref": "Api"}
+    (plan_id,) = of_type("AWS::ApiGateway::UsagePlan")
+    plan = resources[plan_id]["Properties"]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": stage}}]
+    # Refs, not values: the deployer's parameters must reach the plan (SAM's own UsagePlan bakes in defaults).
+    assert plan["Quota"] == {"Limit": {"Ref": "ApiQuotaPerDay"}, "Period": "DAY"}
+    assert plan["Throttle"] == {"BurstLimit": {"Ref": "ApiBurstLimit"}, "RateLimit": {"Ref": "ApiRateLimit"}}
+
+    (key_id,) = of_type("AWS::ApiGateway::ApiKey")
+    assert resources[key_id]["Properties"]["Enabled"] is True
+    assert "Value" not in resources[key_id]["Properties"], "a key value in the template is a secret in git"
+    (link,) = of_type("AWS::ApiGateway::UsagePlanKey")
+    assert resources[link]["Properties"] == {
+        "KeyId": {"Ref": key_id},
+        "KeyType": "API_KEY",
+        "UsagePlanId": {"Ref": plan_id},
+    }
+
+    output = translated["Outputs"]["ApiKeyId"]
+    assert output["Value"] == {"Ref": key_id}
+    assert "get-api-key" in output["Description"] and "--include-value" in output["Description"]
+
+    # A key allowed more than the whole stage would be capped by the stage anyway.
+    parameters = translated["Parameters"]
+    (stage_throttle,) = resources[stage]["Properties"]["MethodSettings"]
+    assert parameters["ApiRateLimit"]["Default"] <= stage_throttle["ThrottlingRateLimit"]
+    assert parameters["ApiBurstLimit"]["Default"] <= stage_throttle["ThrottlingBurstLimit"]
+    assert parameters["ApiRateLimit"]["Default"] <= parameters["ApiBurstLimit"]["Default"]
+
+
+# --- CORS ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("origin", ["", "https://app.example.com"], ids=["off", "on"])
+def test_cors_headers_follow_the_allow_origin_parameter(template: dict[str, Any], origin: str) -> None:
+    stack = deployed(
+        template_check.translate(template, parameters={"CorsAllowOrigin": origin}), {"CorsAllowOrigin": origin}
+    )
+    body = swagger(stack)
+    preflights = {path: methods["options"] for path, methods in body["paths"].items() if "options" in methods}
+    assert set(preflights) == set(body["paths"]), "a path without a preflight cannot be called from a browser"
+    answers = [
+        op["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"]
+        for op in preflights.values()
+    ]
+    refusals = [r.get("responseParameters", {}) for r in body.get("x-amazon-apigateway-gateway-responses", {}).values()]
+    assert refusals, "API Gateway's own 4xx/5xx (missing key, throttled) need the CORS header too"
+    origins = [a.get("method.response.header.Access-Control-Allow-Origin") for a in answers]
+    origins += [r.get("gatewayresponse.header.Access-Control-Allow-Origin") for r in refusals]
+    function_env = stack["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert function_env["CORS_ALLOW_ORIGIN"] == origin
+    if origin:
+        assert set(origins) == {f"'{origin}'"}
+        for answer in answers:
+            allowed = answer["method.response.header.Access-Control-Allow-Headers"].strip("'").lower().split(",")
+            assert {"content-type", "x-api-key"} <= set(allowed)
+    else:
+        assert set(origins) == {None}, "CORS is off by default: no Access-Control-Allow-Origin anywhere"
+
+
+def test_cors_origin_parameter_refuses_values_that_would_break_the_header(template: dict[str, Any]) -> None:
+    spec = template["Parameters"]["CorsAllowOrigin"]
+    assert spec["Default"] == ""
+    pattern = re.compile(spec["AllowedPattern"])
+    for good in ("", "*", "https://app.example.com", "http://localhost:3000"):
+        assert pattern.fullmatch(good), good
+    # A quote would end the mapping's literal early; a list is not one origin.
+    for bad in ("app.example.com", "https://a.example.com'", "https://a.example.com,https://b.example.com", " "):
+        assert not pattern.fullmatch(bad), bad
+
+
 def test_every_setting_the_handler_reads_is_configured(template: dict[str, Any]) -> None:
     configured = set(template["Globals"]["Function"]["Environment"]["Variables"])
     configured |= set(template["Resources"]["ApiFunction"]["Properties"].get("Environment", {}).get("Variables", {}))
@@ -247,7 +431,17 @@ def test_event_matches_a_route_of_the_template(path: Path, template: dict[str, A
     if method == "POST":
         assert {k.lower(): v for k, v in event["headers"].items()}["content-type"] == "application/json"
         body = base64.b64decode(event["body"]).decode() if event["isBase64Encoded"] else event["body"]
-        assert "instances" in json.loads(body)
+        # TensorFlow Serving's row ("instances") or columnar ("inputs") form, or Open Inference's "inputs".
+        assert {"instances", "inputs"} & set(json.loads(body))
+
+
+def test_the_local_api_sends_every_event_to_its_own_route() -> None:
+    # maas.local_api takes the first route that matches, in template order.
+    routes = Template(TEMPLATE).function("ApiFunction").routes
+    for path in EVENTS:
+        event = json.loads(path.read_text(encoding="utf-8"))
+        first = next((r for r in routes if r.match(event["httpMethod"], event["path"]) is not None), None)
+        assert first is not None and first.path == event["resource"], f"{path.name} reaches {first and first.path}"
 
 
 def _body(name: str) -> dict[str, Any]:
@@ -266,3 +460,21 @@ def test_predict_events_carry_a_real_digit_in_the_shape_the_model_takes() -> Non
     assert _body("predict_unknown_model.json") == _body("predict_digits.json")
     (wrong,) = _body("predict_wrong_shape.json")["instances"]
     assert [[px[0] for px in row] for row in image] == wrong, "the wrong-shape event should differ only in shape"
+
+
+def test_version_and_open_inference_events_carry_the_same_digit() -> None:
+    (image,) = _body("predict_digits.json")["instances"]
+    assert _body("predict_digits_version.json") == _body("predict_digits.json")
+    assert _body("predict_digits_columnar.json") == {"inputs": {"image": [image]}}
+    (tensor,) = _body("v2_infer_digits.json")["inputs"]
+    assert tensor == {
+        "name": "image",
+        "shape": [1, 8, 8, 1],
+        "datatype": "FP32",
+        "data": [px[0] for row in image for px in row],  # Open Inference sends tensors flat, row-major
+    }
+    assert _body("v2_infer_digits_version.json") == _body("v2_infer_digits.json")
+    # The version events name a well-formed version that the registry does not hold.
+    for name in ("predict_digits_version.json", "describe_model_version.json", "v2_infer_digits_version.json"):
+        version = json.loads((ROOT / "events" / name).read_text(encoding="utf-8"))["pathParameters"]["version"]
+        assert re.fullmatch(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}", version), version

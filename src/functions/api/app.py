@@ -1,61 +1,104 @@
-"""ApiFunction: the HTTP face of the model registry (API Gateway REST proxy events)."""
+"""ApiFunction: the HTTP face of the model registry (API Gateway REST proxy events).
 
-from __future__ import annotations
+Two conventions clients already speak: TensorFlow Serving's REST bodies under /models and the
+Open Inference Protocol (KServe v2) under /v2. Both run the same inference core.
+"""
 
 import json
 import os
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.errors import BadRequest, MaasError
-from shared.inference import feeds_from_body, format_predictions, parse_json_body, run
-from shared.model_cache import ModelCache
+from shared import kserve
+from shared.errors import BadRequest, InvalidRequest, MaasError
+from shared.http import check_body, error_response
+from shared.inference import feeds_from_body, format_outputs, format_predictions, run
+from shared.model_cache import LoadedModel, ModelCache
+from shared.openapi import add_model_examples
+from shared.registry import check_version
+from shared.schemas import InferRequest, PredictRequest
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = APIGatewayRestResolver()
 
 MAX_BODY_BYTES = int(os.environ["MAX_BODY_BYTES"])
 MAX_BATCH_SIZE = int(os.environ["MAX_BATCH_SIZE"])
-models = ModelCache(bucket=os.environ["MODEL_BUCKET"], alias_ttl_seconds=float(os.environ["ALIAS_TTL_SECONDS"]))
+CORS_ALLOW_ORIGIN = os.environ["CORS_ALLOW_ORIGIN"]
+SERVICE_VERSION = "0.1.0"
 
 
-def _ref() -> str | None:
-    """An exact version or an alias may be named per request; the default is the production alias."""
-    params = app.current_event.query_string_parameters or {}
-    return params.get("version") or params.get("alias")
+class Api(APIGatewayRestResolver):
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        """The generated document, plus an example body per published model (from its manifest)."""
+        return add_model_examples(super().get_openapi_schema(*args, **kwargs), models.registry)
 
 
-def _body() -> str | None:
-    try:
-        return app.current_event.decoded_body
-    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
-        raise BadRequest("request body is marked base64 but does not decode to UTF-8 text") from None
+app = Api(
+    enable_validation=True,
+    cors=CORSConfig(allow_origin=CORS_ALLOW_ORIGIN, allow_headers=["X-Api-Key"]) if CORS_ALLOW_ORIGIN else None,
+)
+app.enable_swagger(path="/swagger", title="MaaS model API", version=SERVICE_VERSION)
 
 
-@app.get("/health")
+def _record(model: LoadedModel, metric: str, value_ms: float) -> None:
+    metrics.add_dimension(name="model", value=model.name)
+    metrics.add_dimension(name="version", value=model.version)
+    metrics.add_metric(name=metric, unit=MetricUnit.Milliseconds, value=value_ms)
+
+
+models = ModelCache(
+    bucket=os.environ["MODEL_BUCKET"],
+    alias_ttl_seconds=float(os.environ["ALIAS_TTL_SECONDS"]),
+    optimized_dir=os.environ["OPTIMIZED_MODEL_DIR"],
+    on_load=lambda model: _record(model, "ModelLoadMs", model.load_ms),
+)
+
+AliasQuery = Annotated[str | None, Query(description="alias to resolve (default: production)", max_length=32)]
+VersionQuery = Annotated[str | None, Query(description="exact version (overrides alias)", max_length=40)]
+TopK = Annotated[int | None, Query(description="classifiers: also return the k best labels", ge=1, le=1000)]
+
+
+def _infer(model: LoadedModel, feeds: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    outputs = run(model, feeds)
+    _record(model, "InferenceMs", (time.perf_counter() - started) * 1000)
+    return outputs
+
+
+def _predict(name: str, ref: str | None, body: PredictRequest, top_k: int | None) -> dict[str, Any]:
+    model = models.get(name, ref)
+    request = body.model_dump(exclude_none=True)
+    k = top_k or request.pop("top_k", None)
+    request.pop("signature_name", None)
+    outputs = _infer(model, feeds_from_body(request, model, MAX_BATCH_SIZE))
+    if "instances" in request:
+        return {"model": name, "version": model.version, "predictions": format_predictions(model, outputs, k)}
+    return {"model": name, "version": model.version, "outputs": format_outputs(model, outputs, k)}
+
+
+# -- TensorFlow Serving style -------------------------------------------------------------
+@app.get("/health", tags=["health"])
 def health() -> dict[str, Any]:
     return {"status": "ok", "loaded": models.loaded()}
 
 
-@app.get("/models")
+@app.get("/models", tags=["models"])
 @tracer.capture_method
 def list_models() -> dict[str, Any]:
     registry = models.registry
     return {"models": [{"name": n, "aliases": registry.list_aliases(n)} for n in registry.list_models()]}
 
 
-@app.get("/models/<name>")
-@tracer.capture_method
-def describe_model(name: str) -> dict[str, Any]:
-    version = models.resolve(name, _ref())
+def _describe(name: str, version: str) -> dict[str, Any]:
     registry = models.registry
     return {
         "name": name,
@@ -66,45 +109,166 @@ def describe_model(name: str) -> dict[str, Any]:
     }
 
 
-@app.post("/models/<name>/predict")
+@app.get("/models/<name>", tags=["models"])
 @tracer.capture_method
-def predict(name: str) -> dict[str, Any]:
-    body = parse_json_body(_body(), MAX_BODY_BYTES)
-    model = models.get(name, _ref())
-    feeds = feeds_from_body(body, model, MAX_BATCH_SIZE)
-    started = time.perf_counter()
-    outputs = run(model, feeds)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    metrics.add_dimension(name="model", value=name)
-    metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=elapsed_ms)
-    return {"model": name, "version": model.version, "predictions": format_predictions(model, outputs)}
+def describe_model(name: str, alias: AliasQuery = None, version: VersionQuery = None) -> dict[str, Any]:
+    return _describe(name, models.resolve(name, version or alias))
+
+
+@app.get("/models/<name>/versions/<version>", tags=["models"])
+@tracer.capture_method
+def describe_version(name: str, version: str) -> dict[str, Any]:
+    return _describe(name, check_version(version))
+
+
+@app.post("/models/<name>/predict", tags=["predict"])
+@tracer.capture_method
+def predict(
+    name: str,
+    body: Annotated[PredictRequest, Body()],
+    alias: AliasQuery = None,
+    version: VersionQuery = None,
+    top_k: TopK = None,
+) -> dict[str, Any]:
+    return _predict(name, version or alias, body, top_k)
+
+
+@app.post("/models/<name>/versions/<version>/predict", tags=["predict"])
+@tracer.capture_method
+def predict_version(
+    name: str, version: str, body: Annotated[PredictRequest, Body()], top_k: TopK = None
+) -> dict[str, Any]:
+    return _predict(name, check_version(version), body, top_k)
+
+
+# -- Open Inference Protocol (KServe v2) ----------------------------------------------------
+@app.get("/v2", tags=["v2"])
+def v2_server() -> dict[str, Any]:
+    return {"name": "maas", "version": SERVICE_VERSION, "extensions": ["model_repository_aliases"]}
+
+
+@app.get("/v2/health/live", tags=["v2"])
+def v2_live() -> dict[str, Any]:
+    return {"live": True}
+
+
+@app.get("/v2/health/ready", tags=["v2"])
+def v2_ready() -> dict[str, Any]:
+    return {"ready": True}
+
+
+def _v2_metadata(name: str, ref: str | None) -> dict[str, Any]:
+    model = models.get(name, ref)
+    return kserve.model_metadata(model, models.registry.list_versions(name))
+
+
+@app.get("/v2/models/<name>", tags=["v2"])
+@tracer.capture_method
+def v2_model(name: str, alias: AliasQuery = None) -> dict[str, Any]:
+    return _v2_metadata(name, alias)
+
+
+@app.get("/v2/models/<name>/versions/<version>", tags=["v2"])
+@tracer.capture_method
+def v2_model_version(name: str, version: str) -> dict[str, Any]:
+    return _v2_metadata(name, check_version(version))
+
+
+@app.get("/v2/models/<name>/ready", tags=["v2"])
+def v2_model_ready(name: str, alias: AliasQuery = None) -> dict[str, Any]:
+    model = models.get(name, alias)  # ready means loaded and servable by this container
+    return {"name": name, "version": model.version, "ready": True}
+
+
+@app.get("/v2/models/<name>/versions/<version>/ready", tags=["v2"])
+def v2_model_version_ready(name: str, version: str) -> dict[str, Any]:
+    model = models.get(name, check_version(version))
+    return {"name": name, "version": model.version, "ready": True}
+
+
+def _v2_infer(name: str, ref: str | None, body: InferRequest) -> dict[str, Any]:
+    model = models.get(name, ref)
+    outputs = _infer(model, kserve.feeds_from_infer(body, model, MAX_BATCH_SIZE))
+    response = {
+        "model_name": name,
+        "model_version": model.version,
+        "outputs": kserve.infer_outputs(body, model, outputs),
+    }
+    if body.id is not None:
+        response["id"] = body.id
+    return response
+
+
+@app.post("/v2/models/<name>/infer", tags=["v2"])
+@tracer.capture_method
+def v2_infer(name: str, body: Annotated[InferRequest, Body()], alias: AliasQuery = None) -> dict[str, Any]:
+    return _v2_infer(name, alias, body)
+
+
+@app.post("/v2/models/<name>/versions/<version>/infer", tags=["v2"])
+@tracer.capture_method
+def v2_infer_version(name: str, version: str, body: Annotated[InferRequest, Body()]) -> dict[str, Any]:
+    return _v2_infer(name, check_version(version), body)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_document() -> Response:
+    document = app.get_openapi_json_schema(title="MaaS model API", version=SERVICE_VERSION)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=document)
+
+
+# -- errors, mapped once ------------------------------------------------------------------
+def _json_error(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
 @app.exception_handler(MaasError)
 def handle_domain_error(error: MaasError) -> Response:
     log = logger.warning if error.status < 500 else logger.error
-    log("request failed", extra={"code": error.code, "status": error.status, "details": error.details})
-    return Response(
-        status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.to_body())
-    )
+    log("request failed", extra={"code": error.code, "status": error.status})
+    return _json_error(error.status, error.to_body())
+
+
+@app.exception_handler(RequestValidationError)
+def handle_envelope_error(error: RequestValidationError) -> Response:
+    problems = error.errors()
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return handle_domain_error(BadRequest("request body is not valid JSON", expected="JSON"))
+    if any(p.get("type") == "missing" and tuple(p.get("loc", ())) == ("body",) for p in problems):
+        return handle_domain_error(BadRequest("request body is empty; expected a JSON object", expected="JSON"))
+    details = [
+        {
+            "field": ".".join(str(part) for part in p.get("loc", ())),
+            "expected": p.get("msg"),
+            "received": repr(p.get("input"))[:80] if p.get("input") not in (None, {}) else None,
+        }
+        for p in problems[:10]
+    ]
+    first = details[0] if details else {"field": "body", "expected": "a valid request"}
+    return handle_domain_error(InvalidRequest(f"{first['field']}: {first['expected']}", errors=details))
 
 
 @app.not_found
 def handle_not_found(_: Exception) -> Response:
     event = app.current_event
-    body = {"error": f"no route for {event.http_method} {event.path}", "code": "route_not_found"}
-    return Response(status_code=404, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+    return _json_error(404, {"error": f"no route for {event.http_method} {event.path}", "code": "route_not_found"})
 
 
 @app.exception_handler(Exception)
 def handle_unexpected(_: Exception) -> Response:
     logger.exception("unexpected error")
-    body = {"error": "internal error; the request id is in the x-amzn-requestid header", "code": "internal_error"}
-    return Response(status_code=500, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+    return _json_error(
+        500, {"error": "internal error; the request id is in the x-amzn-requestid header", "code": "internal_error"}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        check_body(event, MAX_BODY_BYTES)  # size and encoding before anything parses the body
+    except MaasError as error:
+        logger.warning("request refused before parsing", extra={"code": error.code, "status": error.status})
+        return error_response(error)
     return app.resolve(event, context)

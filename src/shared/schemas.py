@@ -1,0 +1,46 @@
+"""Request bodies of the two conventions the API speaks, as pydantic models.
+
+They shape the envelope (and the OpenAPI document); tensor checks that depend on the model
+(names, shapes, dtypes) are derived from the manifest in ``shared.inference`` and ``shared.kserve``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PredictRequest(BaseModel):
+    """TensorFlow Serving REST body: exactly one of ``instances`` (rows) or ``inputs`` (columns)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Any] | None = Field(default=None, description="row format: one entry per instance")
+    inputs: Any = Field(default=None, description="columnar format: a tensor, or an object of named tensors")
+    signature_name: str | None = Field(default=None, description="accepted for compatibility; ignored")
+    top_k: int | None = Field(default=None, ge=1, le=1000, description="classifiers: also return the k best labels")
+
+
+class InferInputTensor(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    shape: list[int] = Field(min_length=1, max_length=16)
+    datatype: str = Field(description="BOOL, UINT8, INT8, INT32, INT64, FP16, FP32 or FP64")
+    data: list[Any] = Field(description="row-major, flat or nested")
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequestedOutput(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    parameters: dict[str, Any] | None = Field(
+        default=None, description='{"classification": k} returns the k best classes as "score:index:label" strings'
+    )
+
+
+class InferRequest(BaseModel):
+    """Open Inference Protocol (KServe v2) inference request, JSON tensor data."""
+
+    id: str | None = Field(default=None, max_length=256)
+    parameters: dict[str, Any] | None = None
+    inputs: list[InferInputTensor] = Field(min_length=1, max_length=64)
+    outputs: list[InferRequestedOutput] | None = None
