@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+MAAS = [sys.executable, "-m", "maas.cli"]
+
 # What the template's Globals give every function (local values); tests import the handler with it.
 HANDLER_ENV = {
     "MODEL_BUCKET": "maas-test-models",
-    "MAX_BODY_BYTES": "6000000",
+    "MAX_BODY_BYTES": "5000000",
     "MAX_BATCH_SIZE": "256",
     "ALIAS_TTL_SECONDS": "30",
     "POWERTOOLS_SERVICE_NAME": "maas",
@@ -76,3 +84,74 @@ def digits_manifest() -> dict[str, Any]:
         "training_job": {"id": "unit-test", "instance_type": "local", "duration_s": 1.0, "hyperparameters": {}},
         "framework": {"onnx_opset": 17},
     }
+
+
+def build_two_input_onnx() -> bytes:
+    """A real regression model with two named inputs: score = [features, extra] @ w + b."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.array([[1.0], [2.0], [3.0], [-1.0], [0.5]], dtype="float32")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Concat", ["features", "extra"], ["joined"], axis=1),
+            helper.make_node("MatMul", ["joined", "weights"], ["product"]),
+            helper.make_node("Add", ["product", "bias"], ["score"]),
+        ],
+        "two_inputs",
+        [
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 3]),
+            helper.make_tensor_value_info("extra", TensorProto.FLOAT, [None, 2]),
+        ],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1])],
+        initializer=[
+            numpy_helper.from_array(weights, "weights"),
+            numpy_helper.from_array(np.array([0.25], dtype="float32"), "bias"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def two_input_manifest() -> dict[str, Any]:
+    manifest = digits_manifest()
+    manifest.update(
+        task="regression",
+        inputs=[
+            {"name": "features", "dtype": "float32", "shape": [None, 3]},
+            {"name": "extra", "dtype": "float32", "shape": [None, 2]},
+        ],
+        outputs=[{"name": "score", "dtype": "float32", "shape": [None, 1]}],
+        preprocessing={"client": "raw values"},
+    )
+    manifest.pop("labels")
+    return manifest
+
+
+def two_input_expected(features: list[float], extra: list[float]) -> float:
+    return float(np.dot([*features, *extra], [1.0, 2.0, 3.0, -1.0, 0.5]) + 0.25)
+
+
+def http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, raw: bool = False
+) -> tuple[int, Any]:
+    """One request; the JSON body parsed (or the text with raw=True), 4xx/5xx included."""
+    request = urllib.request.Request(
+        url, data=body, method=method, headers=headers if headers is not None else {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, data = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, data = err.code, err.read()
+    if raw:
+        return status, data.decode()
+    return status, json.loads(data or b"{}")
+
+
+def free_port() -> int:
+    from maas.embedded_s3 import free_port as pick
+
+    return pick()

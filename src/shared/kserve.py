@@ -15,7 +15,7 @@ import numpy as np
 from shared.errors import InvalidInput
 from shared.inference import NUMPY_DTYPES, shape_str
 from shared.model_cache import LoadedModel
-from shared.schemas import InferRequest
+from shared.schemas import InferRequest, InferRequestedOutput
 
 V2_DATATYPES = {
     "float32": "FP32",
@@ -144,7 +144,7 @@ def _classification(model: LoadedModel, values: np.ndarray, k: int) -> dict[str,
 def infer_outputs(request: InferRequest, model: LoadedModel, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """Flat, row-major output tensors; the requested ones only, when the request names any."""
     declared = {o["name"]: o for o in model.manifest["outputs"]}
-    wanted = request.outputs or [None]
+    wanted: list[InferRequestedOutput | None] = list(request.outputs or []) or [None]
     result = []
     for requested in wanted:
         names = [requested.name] if requested else list(declared)

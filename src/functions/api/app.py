@@ -7,6 +7,7 @@ Open Inference Protocol (KServe v2) under /v2. Both run the same inference core.
 import json
 import os
 import time
+import uuid
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -34,6 +35,8 @@ MAX_BODY_BYTES = int(os.environ["MAX_BODY_BYTES"])
 MAX_BATCH_SIZE = int(os.environ["MAX_BATCH_SIZE"])
 CORS_ALLOW_ORIGIN = os.environ["CORS_ALLOW_ORIGIN"]
 SERVICE_VERSION = "0.1.0"
+# Which execution environment answered: a new id means a new (cold) container.
+CONTAINER_ID = uuid.uuid4().hex[:12]
 
 
 class Api(APIGatewayRestResolver):
@@ -88,7 +91,7 @@ def _predict(name: str, ref: str | None, body: PredictRequest, top_k: int | None
 # -- TensorFlow Serving style -------------------------------------------------------------
 @app.get("/health", tags=["health"])
 def health() -> dict[str, Any]:
-    return {"status": "ok", "loaded": models.loaded()}
+    return {"status": "ok", "container": CONTAINER_ID, "loaded": models.loaded()}
 
 
 @app.get("/models", tags=["models"])
@@ -212,7 +215,7 @@ def v2_infer_version(name: str, version: str, body: Annotated[InferRequest, Body
 
 
 @app.get("/openapi.json", include_in_schema=False)
-def openapi_document() -> Response:
+def openapi_document():  # no return annotation: a Response annotation breaks schema generation
     document = app.get_openapi_json_schema(title="MaaS model API", version=SERVICE_VERSION)
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=document)
 
