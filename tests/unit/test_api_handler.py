@@ -29,7 +29,8 @@ def event(name: str, **changes) -> dict:
 def handler(registry, monkeypatch):
     from functions.api import app
 
-    monkeypatch.setattr(app, "models", ModelCache(os.environ["MODEL_BUCKET"], registry=registry))
+    cache = ModelCache(os.environ["MODEL_BUCKET"], registry=registry, on_load=app.models.on_load)
+    monkeypatch.setattr(app, "models", cache)
 
     def call(evt: dict) -> tuple[int, dict]:
         response = app.lambda_handler(evt, Context())
@@ -108,3 +109,31 @@ def test_pinned_version_by_query(handler, published):
     assert status == 200 and body["version"] == published["version"]
     bad = base64.b64encode(b"x").decode()
     assert handler(event("predict_digits", queryStringParameters={"version": bad}))[0] in (400, 404)
+
+
+def test_metrics_per_model_and_version_in_emf_and_no_body_in_logs(handler, published, capsys):
+    handler(event("predict_digits"))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    emf = [line for line in lines if "_aws" in line]
+    names = {m["Name"] for line in emf for d in line["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"ModelLoadMs", "InferenceMs"} <= names
+    assert all(
+        line["model"] == "digits" and line["version"] == published["version"] for line in emf if "InferenceMs" in line
+    )
+    assert not any("instances" in json.dumps(line) for line in lines)  # the request body never reaches the logs
+
+
+def test_requests_over_the_body_limit_are_refused_before_parsing(handler, published):
+    status, body = handler(event("predict_digits", body="[" * 6_000_000))
+    assert status == 413 and body["code"] == "payload_too_large"
+
+
+def test_docs_routes_serve_a_valid_openapi_document_with_model_examples(handler, published):
+    from openapi_spec_validator import validate
+
+    from functions.api import app
+
+    document = json.loads(app.lambda_handler(event("openapi_spec"), Context())["body"])
+    validate(document)
+    media = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]
+    assert media["examples"]["digits"]["value"]["inputs"][0]["shape"] == [1, 8, 8, 1]

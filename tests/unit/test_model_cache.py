@@ -58,3 +58,20 @@ def test_keeps_serving_what_it_holds_when_s3_goes_away(registry, s3, published):
 @pytest.mark.parametrize(("memory", "threads"), [(128, 1), (1769, 1), (1770, 2), (3008, 2), (10240, 6)])
 def test_threads_follow_lambda_memory(memory, threads):
     assert lambda_vcpus(memory) == threads
+
+
+def test_the_optimised_graph_is_cached_in_tmp_and_reused(registry, published, tmp_path):
+    first = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path)).get("digits")
+    cached = tmp_path / f"{published['artifact']['sha256']}.basic.onnx"
+    assert cached.exists() and cached.stat().st_size > 0
+    again = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path)).get("digits")  # a new session, same /tmp
+    x = np.random.default_rng(0).uniform(0, 16, (4, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(
+        again.session.run(None, {"image": x})[0], first.session.run(None, {"image": x})[0], atol=1e-6
+    )
+
+
+def test_a_damaged_optimised_file_is_rebuilt_from_the_verified_model(registry, published, tmp_path):
+    (tmp_path / f"{published['artifact']['sha256']}.basic.onnx").write_bytes(b"not an onnx graph")
+    model = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path)).get("digits")
+    assert model.session.run(None, {"image": np.zeros((1, 8, 8, 1), np.float32)})[0].shape == (1, 10)
