@@ -1,0 +1,66 @@
+"""BatchFunction: scores files put under batch/in/, announced by S3 through SQS.
+
+Each SQS record carries one S3 event notification. A record whose file cannot be scored is
+reported as a partial batch failure, so SQS retries it and, after its retries, moves it to the
+dead-letter queue; the reason is logged and written as the file's failed summary.
+"""
+
+import json
+import os
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.aws import s3_client
+from shared.batch import score_object, write_failure
+from shared.errors import MaasError
+from shared.model_cache import ModelCache
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+CHUNK_ROWS = int(os.environ["BATCH_CHUNK_ROWS"])
+models = ModelCache(
+    bucket=os.environ["MODEL_BUCKET"],
+    alias_ttl_seconds=float(os.environ["ALIAS_TTL_SECONDS"]),
+    optimized_dir=os.environ["OPTIMIZED_MODEL_DIR"],
+)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
+    notification = json.loads(record.body)
+    if notification.get("Event") == "s3:TestEvent":  # sent once when the notification is configured
+        return []
+    summaries = []
+    for entry in notification.get("Records", []):
+        bucket = entry["s3"]["bucket"]["name"]
+        key = unquote_plus(entry["s3"]["object"]["key"])  # S3 URL-encodes keys in events
+        etag = entry["s3"]["object"].get("eTag", "")
+        try:
+            summary = score_object(s3_client(), bucket, key, etag, models, CHUNK_ROWS)
+        except MaasError as error:
+            logger.error("batch file failed", extra={"key": key, "code": error.code, "reason": error.message})
+            if error.status < 500:
+                write_failure(s3_client(), bucket, key, etag, error)
+            raise
+        logger.info("batch file scored", extra={k: summary.get(k) for k in ("input", "version", "rows", "failed")})
+        metrics.add_metric(name="BatchRows", unit=MetricUnit.Count, value=summary.get("rows") or 0)
+        metrics.add_metric(name="BatchRowErrors", unit=MetricUnit.Count, value=summary.get("failed") or 0)
+        summaries.append(summary)
+    return summaries
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

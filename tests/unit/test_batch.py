@@ -1,0 +1,130 @@
+"""Batch scoring of whole files on a moto S3: every row scored or reported, outputs idempotent."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+from shared.batch import parse_key, score_object
+from shared.batch_io import BatchFileError
+from shared.errors import ModelNotFound
+from shared.model_cache import ModelCache
+
+BUCKET = os.environ["MODEL_BUCKET"]
+
+
+@pytest.fixture
+def images():
+    from sklearn.datasets import load_digits
+
+    return load_digits().images[:50, :, :, None]
+
+
+@pytest.fixture
+def models(registry, published):
+    return ModelCache(BUCKET, registry=registry)
+
+
+def put(s3, key: str, data: bytes) -> str:
+    return s3.put_object(Bucket=BUCKET, Key=key, Body=data)["ETag"]
+
+
+def read_lines(s3, key: str) -> list[dict]:
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+    return [json.loads(line) for line in body.splitlines() if line]
+
+
+def single_request_labels(models, images) -> list[str]:
+    from shared.inference import feeds_from_body, format_predictions, run
+
+    model = models.get("digits")
+    return [
+        p["label"]
+        for p in format_predictions(model, run(model, feeds_from_body({"instances": images.tolist()}, model, 100)))
+    ]
+
+
+def jsonl_with_bad_rows(images) -> bytes:
+    lines = [json.dumps({"id": f"r{i}", "instances": [img.tolist()]}) for i, img in enumerate(images)]
+    lines.insert(10, "{not json")  # line 11
+    lines.insert(20, json.dumps([[0.0] * 8] * 8))  # line 21: wrong shape
+    lines.insert(30, json.dumps([[["x"]] * 8] * 8))  # line 31: not numbers
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_every_row_is_scored_or_reported_with_its_line(s3, models, images):
+    key = "batch/in/digits/production/day1/input.jsonl"
+    etag = put(s3, key, jsonl_with_bad_rows(images))
+    summary = score_object(s3, BUCKET, key, etag, models, chunk_rows=16)
+    out = parse_key(key, etag).out_prefix
+    results, errors = read_lines(s3, out + "results.jsonl"), read_lines(s3, out + "errors.jsonl")
+    assert (summary["rows"], summary["scored"], summary["failed"]) == (53, 50, 3)
+    assert [e["line"] for e in errors] == [11, 21, 31] and all(e["error"] for e in errors)
+    assert [r["id"] for r in results] == [f"r{i}" for i in range(50)]
+    assert [r["prediction"]["label"] for r in results] == single_request_labels(models, images)
+    assert summary["version"] == models.get("digits").version
+
+
+def test_csv_and_npy_give_the_same_predictions_as_jsonl(s3, models, images):
+    header = ",".join(["id", *[f"image_{i}" for i in range(64)]])
+    csv_rows = [",".join([f"r{i}", *map(str, img.reshape(-1).tolist())]) for i, img in enumerate(images)]
+    buffer = io.BytesIO()
+    np.save(buffer, images.astype(np.float32))
+    labels = single_request_labels(models, images)
+    for name, data in (("x.csv", "\n".join([header, *csv_rows]).encode()), ("x.npy", buffer.getvalue())):
+        key = f"batch/in/digits/production/{name}"
+        etag = put(s3, key, data)
+        summary = score_object(s3, BUCKET, key, etag, models, chunk_rows=7)
+        assert summary["scored"] == 50 and summary["failed"] == 0, summary
+        results = read_lines(s3, parse_key(key, etag).out_prefix + "results.jsonl")
+        assert [r["prediction"]["label"] for r in results] == labels
+
+
+def test_a_repeated_delivery_leaves_one_set_of_outputs(s3, models, images):
+    key = "batch/in/digits/production/again.jsonl"
+    etag = put(s3, key, jsonl_with_bad_rows(images))
+    first = score_object(s3, BUCKET, key, etag, models, chunk_rows=16)
+    second = score_object(s3, BUCKET, key, etag, models, chunk_rows=16)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/out/")["Contents"]]
+    assert sorted(k.rsplit("/", 1)[1] for k in keys) == ["errors.jsonl", "results.jsonl", "summary.json"]
+    assert second["skipped"] and second["rows"] == first["rows"]
+
+
+def test_an_event_for_a_replaced_object_is_skipped(s3, models, images):
+    key = "batch/in/digits/production/replaced.jsonl"
+    old = put(s3, key, jsonl_with_bad_rows(images[:5]))
+    put(s3, key, jsonl_with_bad_rows(images[:6]))
+    assert score_object(s3, BUCKET, key, old, models, chunk_rows=16)["status"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "batch/in/digits/file.jsonl",
+        "batch/in/Digits/production/f.jsonl",
+        "batch/in/digits/production/../f.jsonl",
+        "other/f.jsonl",
+    ],
+)
+def test_bad_keys_are_refused(key):
+    with pytest.raises(Exception) as err:
+        parse_key(key, '"abc"')
+    assert getattr(err.value, "status", 500) == 400
+
+
+def test_unknown_model_and_unsupported_format(s3, models):
+    etag = put(s3, "batch/in/nope/production/f.jsonl", b"[]\n")
+    with pytest.raises(ModelNotFound):
+        score_object(s3, BUCKET, "batch/in/nope/production/f.jsonl", etag, models, chunk_rows=4)
+    etag = put(s3, "batch/in/digits/production/f.parquet", b"PAR1")
+    with pytest.raises(BatchFileError):
+        score_object(s3, BUCKET, "batch/in/digits/production/f.parquet", etag, models, chunk_rows=4)
+
+
+def test_binary_garbage_ends_in_the_errors_file(s3, models):
+    key = "batch/in/digits/production/garbage.jsonl"
+    etag = put(s3, key, bytes(range(256)) * 40)
+    summary = score_object(s3, BUCKET, key, etag, models, chunk_rows=4)
+    assert summary["scored"] == 0 and summary["failed"] == summary["rows"] > 0
