@@ -31,15 +31,21 @@ def _local_invoke(args: argparse.Namespace) -> int:
 
 def _start_api(args: argparse.Namespace) -> int:
     from maas.local_api import LocalApi
-    from maas.stack import load_template, local_functions, s3_for
+    from maas.stack import load_template, local_functions, queue_consumers, s3_for
 
     template = load_template(args.template)
     names = [n for n in template.function_ids() if template.function(n).routes]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
         signal.signal(signum, lambda *_: stop.set())
-    with s3_for(template) as s3_env, local_functions(template, names, s3_env, log=sys.stderr) as functions:
+    with (
+        s3_for(template) as s3_env,
+        local_functions(template, names, s3_env, log=sys.stderr) as functions,
+        queue_consumers(template, s3_env, log=sys.stderr) as consumers,
+    ):
         api = LocalApi(functions, template.api_stage(), port=args.port).start()
+        for name in consumers:
+            print(f"  files put under batch/in/ -> {name}")
         for fn in functions:
             for route in fn.spec.routes:
                 print(f"  {route.method:6} {api.url}{route.path}  -> {fn.spec.logical_id}")
@@ -49,6 +55,13 @@ def _start_api(args: argparse.Namespace) -> int:
         finally:
             api.stop()
     return 0
+
+
+def _local_batch(args: argparse.Namespace) -> int:
+    from maas.local_batch import run
+
+    ref = args.version or args.alias
+    return run(Path(args.file), args.model, ref, Path(args.out), args.timeout, args.template)
 
 
 def _train_local(args: argparse.Namespace) -> int:
@@ -86,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     api = local_cmds.add_parser("start-api", help="serve the template's API routes on 127.0.0.1")
     api.add_argument("--port", type=int, default=3000)
     api.set_defaults(run=_start_api)
+
+    batch = local_cmds.add_parser("batch", help="score a file through S3 -> SQS -> BatchFunction, download the output")
+    batch.add_argument("file", help="a .jsonl, .csv or .npy file")
+    batch.add_argument("--model", required=True)
+    which = batch.add_mutually_exclusive_group()
+    which.add_argument("--alias", default="production")
+    which.add_argument("--version")
+    batch.add_argument("--out", default="batch-out", help="folder for results.jsonl, errors.jsonl, summary.json")
+    batch.add_argument("--timeout", type=float, default=600, help="seconds to wait for the summary")
+    batch.set_defaults(run=_local_batch)
 
     train = commands.add_parser("train", help="training jobs")
     train_cmds = train.add_subparsers(dest="train_command", required=True)

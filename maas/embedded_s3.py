@@ -92,13 +92,18 @@ class EmbeddedS3:
 
     def client_env(self) -> dict[str, str]:
         """Environment that points boto3 (in this or a child process) at the embedded S3."""
-        return {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_DEFAULT_REGION": LOCAL_REGION, **LOCAL_CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_ENDPOINT_URL_SQS": self.endpoint,  # moto's server answers every service on one port
+            "AWS_DEFAULT_REGION": LOCAL_REGION,
+            **LOCAL_CREDENTIALS,
+        }
 
-    def client(self) -> Any:
+    def client(self, service: str = "s3") -> Any:
         import boto3
 
         return boto3.client(
-            "s3",
+            service,  # type: ignore[call-overload]
             endpoint_url=self.endpoint,
             region_name=LOCAL_REGION,
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],

@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from maas.embedded_s3 import EmbeddedS3
 from maas.lambda_runtime import LocalFunction
@@ -44,3 +44,32 @@ def local_functions(
     finally:
         for fn in functions:
             fn.stop()
+
+
+def local_client(env: dict[str, str], service: str) -> Any:
+    """A boto3 client for the embedded services described by ``env`` (from ``s3_for``)."""
+    import boto3
+
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@contextlib.contextmanager
+def queue_consumers(template: Template, s3_env: dict[str, str], log: IO[str] | None = None) -> Iterator[list[str]]:
+    """Every function with an SQS event, running and fed by its queue (embedded services only)."""
+    from maas.local_queues import pollers
+
+    names = [n for n in template.function_ids() if template.function(n).queues]
+    if not names or "AWS_ENDPOINT_URL_SQS" not in s3_env:
+        yield []
+        return
+    with (
+        local_functions(template, names, s3_env, log=log) as functions,
+        pollers(template, functions, local_client(s3_env, "sqs"), local_client(s3_env, "s3")),
+    ):
+        yield names

@@ -66,6 +66,7 @@ class FunctionSpec:
     memory_mb: int
     environment: dict[str, str]
     routes: list[Route] = field(default_factory=list)
+    queues: list[tuple[str, int]] = field(default_factory=list)  # (queue logical id, batch size)
 
 
 def _route(method: str, path: str) -> Route:
@@ -148,6 +149,11 @@ class Template:
             for ev in (props.get("Events") or {}).values()
             if ev.get("Type") == "Api"
         ]
+        queues = [
+            (self._logical_id(ev["Properties"]["Queue"]), int(ev["Properties"].get("BatchSize", 10)))
+            for ev in (props.get("Events") or {}).values()
+            if ev.get("Type") == "SQS"
+        ]
         return FunctionSpec(
             logical_id=logical_id,
             handler=str(props["Handler"]),
@@ -157,7 +163,52 @@ class Template:
             memory_mb=int(self.resolve(props.get("MemorySize", 128))),
             environment={k: str(self.resolve(v)) for k, v in env.items()},
             routes=routes,
+            queues=queues,
         )
+
+    @staticmethod
+    def _logical_id(value: Any) -> str:
+        """The resource a !Ref or !GetAtt X.Arn points at."""
+        if isinstance(value, dict) and "Ref" in value:
+            return str(value["Ref"])
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            return str(value["Fn::GetAtt"][0])
+        raise SystemExit(f"maas: cannot tell which resource {value!r} names")
+
+    def queues(self) -> dict[str, dict[str, Any]]:
+        """SQS queues by logical id: their visibility timeout and where redrive sends failures."""
+        found = {}
+        for logical_id, resource in self.resources.items():
+            if resource.get("Type") != "AWS::SQS::Queue":
+                continue
+            props = resource.get("Properties") or {}
+            redrive = props.get("RedrivePolicy") or {}
+            found[logical_id] = {
+                "visibility_timeout": int(self.resolve(props.get("VisibilityTimeout", 30))),
+                "dead_letter": self._logical_id(redrive["deadLetterTargetArn"]) if redrive else None,
+                "max_receive_count": int(redrive.get("maxReceiveCount", 0)) if redrive else 0,
+            }
+        return found
+
+    def bucket_notifications(self) -> list[dict[str, Any]]:
+        """S3 -> SQS notifications: bucket name, queue logical id, events, key prefix."""
+        found = []
+        for resource in self.resources.values():
+            props = resource.get("Properties") or {}
+            if resource.get("Type") != "AWS::S3::Bucket" or "BucketName" not in props:
+                continue
+            for config in (props.get("NotificationConfiguration") or {}).get("QueueConfigurations", []):
+                rules = ((config.get("Filter") or {}).get("S3Key") or {}).get("Rules", [])
+                prefix = next((r["Value"] for r in rules if r.get("Name", "").lower() == "prefix"), "")
+                found.append(
+                    {
+                        "bucket": str(self.resolve(props["BucketName"])),
+                        "queue": self._logical_id(config["Queue"]),
+                        "events": [config["Event"]],
+                        "prefix": prefix,
+                    }
+                )
+        return found
 
     def bucket_names(self) -> list[str]:
         return [

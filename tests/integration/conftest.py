@@ -54,6 +54,8 @@ def stack(tmp_path_factory):
         "state": state,
         "version": published["version"],
         "process": process,
+        "s3": s3,
+        "bucket": bucket,
     }
     process.send_signal(signal.SIGINT)
     process.wait(timeout=30)

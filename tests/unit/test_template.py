@@ -9,8 +9,10 @@ import os
 import re
 import subprocess
 import sys
+from hashlib import md5
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import pytest
 
@@ -20,7 +22,11 @@ from maas.template import Template
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 EVENTS = sorted((ROOT / "events").glob("*.json"))
+# API Gateway proxy events (ApiFunction) and SQS events carrying S3 notifications (BatchFunction).
+API_EVENTS = [p for p in EVENTS if "httpMethod" in json.loads(p.read_text(encoding="utf-8"))]
+BATCH_EVENTS = [p for p in EVENTS if p.name.startswith("batch_")]
 API_HANDLER = ROOT / "src" / "functions" / "api" / "app.py"
+BATCH_HANDLER = ROOT / "src" / "functions" / "batch" / "app.py"
 BUCKET_NAME = "${AWS::StackName}-models-${AWS::AccountId}-${AWS::Region}"
 
 # What the API handler serves; the events and the README's curl lines use these.
@@ -128,10 +134,35 @@ def deployed(translated: dict[str, Any], parameters: dict[str, str]) -> dict[str
     return resolve(translated)
 
 
-def handler_source() -> ast.Module:
-    if not API_HANDLER.exists():
-        pytest.skip(f"{API_HANDLER.relative_to(ROOT)} does not exist yet")
-    return ast.parse(API_HANDLER.read_text(encoding="utf-8"))
+def handler_source(path: Path = API_HANDLER) -> ast.Module:
+    if not path.exists():
+        pytest.skip(f"{path.relative_to(ROOT)} does not exist yet")
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def environ_reads(tree: ast.Module) -> set[str]:
+    """The names a module reads as os.environ["NAME"] (which fails loudly when the template lacks them)."""
+    return {
+        node.slice.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "environ"
+        and isinstance(node.slice, ast.Constant)
+    }
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def inline_statements(translated: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    policies = translated["Resources"][role]["Properties"].get("Policies", [])
+    return [s for policy in policies for s in policy["PolicyDocument"]["Statement"]]
+
+
+def bucket_arn(suffix: str = "") -> dict[str, str]:
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}{suffix}"}
 
 
 # --- the template is valid CloudFormation once SAM has expanded it ---------------------------------
@@ -376,14 +407,7 @@ def test_cors_origin_parameter_refuses_values_that_would_break_the_header(templa
 def test_every_setting_the_handler_reads_is_configured(template: dict[str, Any]) -> None:
     configured = set(template["Globals"]["Function"]["Environment"]["Variables"])
     configured |= set(template["Resources"]["ApiFunction"]["Properties"].get("Environment", {}).get("Variables", {}))
-    read = {
-        node.slice.value
-        for node in ast.walk(handler_source())
-        if isinstance(node, ast.Subscript)
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "environ"
-        and isinstance(node.slice, ast.Constant)
-    }
+    read = environ_reads(handler_source())
     assert read <= configured, f"os.environ[...] with no value in the template: {read - configured}"
 
 
@@ -403,15 +427,201 @@ def test_outputs_name_the_api_url_bucket_and_function(template: dict[str, Any]) 
     assert {"ModelBucketName", "ApiFunctionArn"} <= set(outputs)
 
 
+# --- batch scoring: S3 batch/in/ -> BatchQueue -> BatchFunction -> batch/out/ ----------------------
+
+
+def test_batch_queue_redrives_to_the_dead_letter_queue_and_outlasts_the_function(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    queue = resources["BatchQueue"]["Properties"]
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["BatchDeadLetterQueue", "Arn"]}
+    assert int(redrive["maxReceiveCount"]) >= 1
+    # AWS's guidance for a Lambda event source: a message must stay hidden while a retried
+    # invocation may still hold it, or a second container scores the same file at the same time.
+    timeout = resources["BatchFunction"]["Properties"]["Timeout"]
+    assert int(queue["VisibilityTimeout"]) >= 6 * int(timeout)
+    # A standard queue's message keeps its first enqueue time in the DLQ: a shorter retention there
+    # would expire failures before anyone looks at them.
+    dead_letter = resources["BatchDeadLetterQueue"]["Properties"]
+    assert int(dead_letter["MessageRetentionPeriod"]) >= int(queue["MessageRetentionPeriod"])
+    assert "RedrivePolicy" not in dead_letter
+
+
+def test_batch_queues_are_encrypted_and_refuse_plain_http(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    queues = [logical_id for logical_id, r in resources.items() if r["Type"] == "AWS::SQS::Queue"]
+    assert set(queues) == {"BatchQueue", "BatchDeadLetterQueue"}
+    policies = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
+    for queue in queues:
+        props = resources[queue]["Properties"]
+        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, f"{queue} is not encrypted"
+        denies = [
+            s
+            for policy in policies
+            if {"Ref": queue} in policy["Queues"]
+            for s in policy["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny"
+            and s["Principal"] == "*"
+            and as_list(s["Action"]) == ["sqs:*"]
+            and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            and {"Fn::GetAtt": [queue, "Arn"]} in as_list(s["Resource"])
+        ]
+        assert denies, f"{queue} accepts requests made without TLS"
+
+
+def test_only_this_accounts_model_bucket_may_send_to_the_batch_queue(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    allows = [
+        (policy["Queues"], s)
+        for policy in (r["Properties"] for r in resources.values() if r["Type"] == "AWS::SQS::QueuePolicy")
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+    ]
+    assert len(allows) == 1, "one grant only: S3 sending the model bucket's notifications"
+    ((queues, allow),) = allows
+    assert queues == [{"Ref": "BatchQueue"}]
+    assert allow["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert as_list(allow["Action"]) == ["sqs:SendMessage"]
+    assert as_list(allow["Resource"]) == [{"Fn::GetAtt": ["BatchQueue", "Arn"]}]
+    # Without both conditions any bucket, in any account, could feed files to BatchFunction.
+    assert allow["Condition"] == {
+        "ArnLike": {"aws:SourceArn": bucket_arn()},
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    }
+
+
+def test_model_bucket_notifies_the_batch_queue_only_for_batch_in(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ModelBucket"]
+    notifications = bucket["Properties"]["NotificationConfiguration"]
+    assert set(notifications) == {"QueueConfigurations"}
+    (config,) = notifications["QueueConfigurations"]
+    assert config["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    assert config["Event"].startswith("s3:ObjectCreated:")
+    assert config["Filter"] == {"S3Key": {"Rules": [{"Name": "prefix", "Value": "batch/in/"}]}}
+    # Results and models must not announce themselves: a result under batch/in/ would be scored again.
+    prefix = config["Filter"]["S3Key"]["Rules"][0]["Value"]
+    assert not any(key.startswith(prefix) for key in ("batch/out/x.jsonl", "models/digits/aliases/production.json"))
+    # S3 tests the destination when the notification is put: the queue policy must exist first.
+    assert "BatchQueuePolicy" in as_list(bucket["DependsOn"])
+
+
+def test_nothing_the_bucket_depends_on_refers_to_the_bucket(template: dict[str, Any]) -> None:
+    # The bucket -> queue -> policy (-> function) chain becomes a circular dependency if any of
+    # them names the bucket by Ref or GetAtt instead of by its name string.
+    for logical_id, resource in template["Resources"].items():
+        if logical_id in {"ModelBucket", "ModelBucketPolicy"}:
+            continue
+        text = json.dumps(resource)
+        assert '"Ref": "ModelBucket"' not in text and '["ModelBucket",' not in text, logical_id
+
+
+def test_batch_function_takes_one_file_per_message_and_reports_item_failures(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    function = template["Resources"]["BatchFunction"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    assert event["Properties"]["BatchSize"] == 1
+    # Without it one failed message makes Lambda retry the whole batch, or a caught error deletes it.
+    mappings = [
+        r["Properties"] for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    (mapping,) = mappings
+    assert mapping["FunctionName"] == {"Ref": "BatchFunction"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_batch_function_reads_models_and_inputs_and_writes_only_results(translated: dict[str, Any]) -> None:
+    statements = inline_statements(translated, "BatchFunctionRole")
+    assert statements, "BatchFunction has no inline policy: it could read neither models nor inputs"
+    bucket = bucket_arn()["Fn::Sub"]
+    readable = {f"{bucket}/models/*", f"{bucket}/batch/in/*", f"{bucket}/batch/out/*"}
+    actions: set[str] = set()
+    gets: list[str] = []
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        granted = as_list(statement["Action"])
+        arns = [r["Fn::Sub"] if isinstance(r, dict) else r for r in as_list(statement["Resource"])]
+        actions.update(granted)
+        for action in granted:
+            assert "*" not in action, f"wildcard action {action!r}"
+        for arn in arns:
+            assert arn != "*" and ":::*" not in arn, f"unbounded resource {arn!r}"
+            assert arn == bucket or arn.startswith(f"{bucket}/"), f"not the model bucket: {arn!r}"
+        for action in granted:
+            if action in {"s3:PutObject", "s3:AbortMultipartUpload"} or action.startswith("s3:Delete"):
+                assert arns == [f"{bucket}/batch/out/*"], f"{action} outside batch/out/: {arns}"
+            elif action == "s3:GetObject":
+                assert set(arns) <= readable, arns
+                gets += arns
+            elif action == "s3:ListBucket":
+                assert arns == [bucket]
+                prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                assert set(as_list(prefixes)) <= {"models/*", "batch/out/*"}
+    assert actions == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"}
+    # Models and inputs to score, and its own summaries (a redelivered message finds its result).
+    assert set(gets) == readable
+    # Besides logs and X-Ray, only the queue poller permissions SAM adds for the SQS event.
+    for arn in translated["Resources"]["BatchFunctionRole"]["Properties"].get("ManagedPolicyArns", []):
+        name = arn["Fn::Sub"] if isinstance(arn, dict) else arn
+        assert name.endswith(
+            ("AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess", "AWSLambdaSQSQueueExecutionRole")
+        )
+
+
+def test_batch_function_settings(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    function = resources["BatchFunction"]["Properties"]
+    assert function["CodeUri"] == "src/"
+    assert function["Handler"] == "functions.batch.app.lambda_handler"
+    assert function["Timeout"] == 900, "Lambda's maximum: a file is scored in one invocation"
+    assert function["MemorySize"] == {"Ref": "BatchMemorySize"}
+    memory = template["Parameters"]["BatchMemorySize"]
+    assert (memory["Type"], memory["Default"], memory["MinValue"], memory["MaxValue"]) == ("Number", 2048, 128, 10240)
+    env = function["Environment"]["Variables"]
+    assert int(env["BATCH_CHUNK_ROWS"]) > 0
+    assert env["POWERTOOLS_SERVICE_NAME"] == "maas-batch"
+    # The bucket and the other settings come from Globals, as ApiFunction's do.
+    assert "MODEL_BUCKET" not in env and "Runtime" not in function and "Tracing" not in function
+    logs = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    by_function = {log["LogGroupName"]["Fn::Sub"]: log["RetentionInDays"] for log in logs}
+    assert by_function["/aws/lambda/${BatchFunction}"] == by_function["/aws/lambda/${ApiFunction}"]
+
+
+def test_every_setting_the_batch_handler_reads_is_configured(template: dict[str, Any]) -> None:
+    configured = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    configured |= set(template["Resources"]["BatchFunction"]["Properties"]["Environment"]["Variables"])
+    read = environ_reads(handler_source(BATCH_HANDLER))
+    for module in sorted((ROOT / "src" / "shared").glob("batch*.py")):
+        read |= environ_reads(ast.parse(module.read_text(encoding="utf-8")))
+    assert read <= configured, f"os.environ[...] with no value in the template: {read - configured}"
+
+
+def test_outputs_name_the_batch_queues_function_and_input_prefix(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["BatchQueueUrl"]["Value"] == {"Ref": "BatchQueue"}
+    assert outputs["BatchDeadLetterQueueUrl"]["Value"] == {"Ref": "BatchDeadLetterQueue"}
+    assert outputs["BatchFunctionArn"]["Value"] == {"Fn::GetAtt": ["BatchFunction", "Arn"]}
+    assert outputs["BatchInputPrefix"]["Value"] == {"Fn::Sub": f"s3://{BUCKET_NAME}/batch/in/"}
+
+
 # --- events/ ---------------------------------------------------------------------------------------
 
 
+def test_every_event_is_an_api_or_a_batch_event() -> None:
+    assert API_EVENTS and BATCH_EVENTS
+    assert sorted(API_EVENTS + BATCH_EVENTS) == EVENTS, "an event in events/ that no test checks"
+    assert not set(API_EVENTS) & set(BATCH_EVENTS)
+
+
 def test_there_is_an_event_for_every_route(template: dict[str, Any]) -> None:
-    covered = {(e["httpMethod"], e["resource"]) for e in (json.loads(p.read_text()) for p in EVENTS)}
+    covered = {(e["httpMethod"], e["resource"]) for e in (json.loads(p.read_text()) for p in API_EVENTS)}
     assert covered >= api_routes(template)
 
 
-@pytest.mark.parametrize("path", EVENTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", API_EVENTS, ids=lambda p: p.name)
 def test_event_matches_a_route_of_the_template(path: Path, template: dict[str, Any]) -> None:
     event = json.loads(path.read_text(encoding="utf-8"))
     method, resource = event["httpMethod"], event["resource"]
@@ -438,7 +648,7 @@ def test_event_matches_a_route_of_the_template(path: Path, template: dict[str, A
 def test_the_local_api_sends_every_event_to_its_own_route() -> None:
     # maas.local_api takes the first route that matches, in template order.
     routes = Template(TEMPLATE).function("ApiFunction").routes
-    for path in EVENTS:
+    for path in API_EVENTS:
         event = json.loads(path.read_text(encoding="utf-8"))
         first = next((r for r in routes if r.match(event["httpMethod"], event["path"]) is not None), None)
         assert first is not None and first.path == event["resource"], f"{path.name} reaches {first and first.path}"
@@ -478,3 +688,55 @@ def test_version_and_open_inference_events_carry_the_same_digit() -> None:
     for name in ("predict_digits_version.json", "describe_model_version.json", "v2_infer_digits_version.json"):
         version = json.loads((ROOT / "events" / name).read_text(encoding="utf-8"))["pathParameters"]["version"]
         assert re.fullmatch(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}", version), version
+
+
+# --- events/ for BatchFunction: SQS messages carrying S3 notifications ------------------------------
+
+
+def _sqs_record(name: str) -> dict[str, Any]:
+    (record,) = json.loads((ROOT / "events" / name).read_text(encoding="utf-8"))["Records"]
+    return record
+
+
+@pytest.mark.parametrize("path", BATCH_EVENTS, ids=lambda p: p.name)
+def test_batch_event_is_an_sqs_message_from_the_batch_queue(path: Path, template: dict[str, Any]) -> None:
+    (record,) = json.loads(path.read_text(encoding="utf-8"))["Records"]
+    assert record["eventSource"] == "aws:sqs"
+    assert re.fullmatch(r"arn:aws:sqs:[a-z0-9-]+:[0-9]{12}:BatchQueue", record["eventSourceARN"])
+    assert "BatchQueue" in template["Resources"]
+    assert record["messageId"] and record["receiptHandle"]
+    assert int(record["attributes"]["ApproximateReceiveCount"]) >= 1
+    assert record["md5OfBody"] == md5(record["body"].encode()).hexdigest()
+    assert isinstance(json.loads(record["body"]), dict)
+
+
+def test_batch_put_event_announces_a_file_under_the_notified_prefix(template: dict[str, Any]) -> None:
+    record = _sqs_record("batch_s3_put.json")
+    (notification,) = json.loads(record["body"])["Records"]
+    assert notification["eventSource"] == "aws:s3"
+    assert notification["eventName"] == "ObjectCreated:Put"
+    assert notification["awsRegion"] == record["awsRegion"]
+    s3 = notification["s3"]
+    bucket = s3["bucket"]["name"]
+    # The name the template gives the bucket, for some stack, account and region.
+    pattern = re.escape(BUCKET_NAME).replace(re.escape("${AWS::StackName}"), "[a-z0-9-]+")
+    pattern = pattern.replace(re.escape("${AWS::AccountId}"), "[0-9]{12}")
+    assert re.fullmatch(pattern.replace(re.escape("${AWS::Region}"), re.escape(record["awsRegion"])), bucket)
+    assert s3["bucket"]["arn"] == f"arn:aws:s3:::{bucket}"
+    # S3 sends keys URL-encoded; the handler decodes them.
+    key = unquote_plus(s3["object"]["key"])
+    assert key == "batch/in/digits/production/sample.jsonl"
+    (config,) = template["Resources"]["ModelBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert key.startswith(config["Filter"]["S3Key"]["Rules"][0]["Value"])
+    assert s3["object"]["size"] == 1234
+    assert re.fullmatch(r"[0-9a-f]{32}", s3["object"]["eTag"])
+
+
+def test_batch_test_event_is_the_message_s3_sends_when_the_notification_is_set() -> None:
+    message = json.loads(_sqs_record("batch_s3_test_event.json")["body"])
+    assert message["Service"] == "Amazon S3"
+    assert message["Event"] == "s3:TestEvent"
+    assert "Records" not in message, "the handler must tell it from a file announcement and ignore it"
+    assert (
+        message["Bucket"] == json.loads(_sqs_record("batch_s3_put.json")["body"])["Records"][0]["s3"]["bucket"]["name"]
+    )

@@ -1,0 +1,131 @@
+"""SQS on the embedded moto server: the template's queues, S3 notifications into them, and pollers
+that hand messages to local Lambda containers as the SQS event source mapping would.
+
+A poller receives up to the event's BatchSize messages, invokes the function with the SQS event,
+deletes the messages it succeeded on (ReportBatchItemFailures), and leaves the rest to reappear
+after the visibility timeout; moto's redrive moves a message to the dead-letter queue after
+maxReceiveCount receives, as SQS does. Locally the visibility timeout is the function's timeout plus
+a few seconds, not the template's (minutes), so retries are quick to watch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from maas.embedded_s3 import LOCAL_REGION
+from maas.lambda_runtime import FunctionError, LocalFunction
+from maas.template import Template
+
+LOCAL_ACCOUNT = "123456789012"
+
+
+def queue_arn(name: str) -> str:
+    return f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{name}"
+
+
+def setup(template: Template, sqs: Any, s3: Any, function_timeout: int) -> dict[str, str]:
+    """Create the template's queues (by logical id) and bucket notifications; return queue URLs."""
+    specs = template.queues()
+    urls: dict[str, str] = {}
+    for name in sorted(specs, key=lambda n: specs[n]["dead_letter"] is not None):  # dead-letter queues first
+        spec = specs[name]
+        attributes = {"VisibilityTimeout": str(min(spec["visibility_timeout"], function_timeout + 5))}
+        if spec["dead_letter"]:
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": queue_arn(spec["dead_letter"]), "maxReceiveCount": spec["max_receive_count"]}
+            )
+        urls[name] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    by_bucket: dict[str, list[dict[str, Any]]] = {}
+    for note in template.bucket_notifications():
+        rules = [{"Name": "prefix", "Value": note["prefix"]}] if note["prefix"] else []
+        by_bucket.setdefault(note["bucket"], []).append(
+            {"QueueArn": queue_arn(note["queue"]), "Events": note["events"], "Filter": {"Key": {"FilterRules": rules}}}
+        )
+    for bucket, configs in by_bucket.items():
+        current = s3.get_bucket_notification_configuration(Bucket=bucket).get("QueueConfigurations", [])
+        if [(c["QueueArn"], c["Events"]) for c in current] != [(c["QueueArn"], c["Events"]) for c in configs]:
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configs}
+            )
+    return urls
+
+
+def sqs_event(messages: list[dict[str, Any]], queue: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn(queue),
+                "awsRegion": LOCAL_REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+class Poller:
+    def __init__(self, sqs: Any, queue: str, url: str, batch_size: int, function: LocalFunction) -> None:
+        self.sqs, self.queue, self.url, self.batch_size, self.function = sqs, queue, url, batch_size, function
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"poll-{queue}")
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:  # a poller must outlive one bad round, as the real one does
+                sys.stderr.write(f"[sqs] {self.queue}: {exc.__class__.__name__}: {exc}\n")
+                self.stop_event.wait(1)
+
+    def poll_once(self) -> int:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=min(self.batch_size, 10), WaitTimeSeconds=1, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        try:
+            result = self.function.invoke(sqs_event(messages, self.queue))
+            failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+        except (FunctionError, OSError) as exc:
+            sys.stderr.write(f"[sqs] {self.function.spec.logical_id} failed: {exc}\n")
+            failed = {m["MessageId"] for m in messages}  # the whole batch comes back after the timeout
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            self.sqs.delete_message_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        return len(messages)
+
+    def start(self) -> Poller:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def pollers(template: Template, functions: list[LocalFunction], sqs: Any, s3: Any) -> Iterator[list[Poller]]:
+    """Queues, notifications and one poller per SQS event source of the given functions."""
+    consumers = [(fn, queue, size) for fn in functions for queue, size in fn.spec.queues]
+    timeout = max((fn.spec.timeout for fn, _, _ in consumers), default=30)
+    urls = setup(template, sqs, s3, timeout)
+    running = [Poller(sqs, queue, urls[queue], size, fn).start() for fn, queue, size in consumers]
+    try:
+        yield running
+    finally:
+        for poller in running:
+            poller.stop()
