@@ -6,7 +6,7 @@ They shape the envelope (and the OpenAPI document); tensor checks that depend on
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,3 +44,13 @@ class InferRequest(BaseModel):
     parameters: dict[str, Any] | None = None
     inputs: list[InferInputTensor] = Field(min_length=1, max_length=64)
     outputs: list[InferRequestedOutput] | None = None
+
+
+class JobRequest(BaseModel):
+    """A batch job for an input too large for a synchronous request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["jsonl", "csv", "npy"] = Field(default="jsonl", description="format of the file you will upload")
+    alias: str | None = Field(default=None, max_length=32, description="alias that scores it (default production)")
+    version: str | None = Field(default=None, max_length=40, description="exact version (overrides alias)")

@@ -130,3 +130,33 @@ def test_maas_local_batch_downloads_results_errors_and_summary(stack, tmp_path):
     )
     assert status == 200 and [r["prediction"]["label"] for r in results] == [p["label"] for p in api["predictions"]]
     assert (out / "errors.jsonl").read_text() == ""
+
+
+def test_a_large_input_goes_through_a_job_and_a_presigned_upload(stack):
+    import urllib.request
+
+    from sklearn.datasets import load_digits
+
+    status, job = http("POST", f"{stack['url']}/models/digits/jobs", json.dumps({"format": "jsonl"}).encode())
+    assert status == 201 and job["status"] == "awaiting_upload"
+    assert http("GET", f"{stack['url']}{job['status_path']}")[1]["status"] == "awaiting_upload"
+    images = load_digits().images[:30, :, :, None]
+    body = "\n".join(json.dumps(img.tolist()) for img in images).encode()
+    upload = urllib.request.Request(job["upload"]["url"], data=body, method="PUT", headers=job["upload"]["headers"])
+    with urllib.request.urlopen(upload, timeout=30) as response:
+        assert response.status == 200
+    deadline = time.monotonic() + 120
+    while (state := http("GET", f"{stack['url']}{job['status_path']}")[1])["status"] in ("awaiting_upload", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    assert state["status"] == "succeeded" and state["summary"]["scored"] == 30
+    with urllib.request.urlopen(state["downloads"]["results.jsonl"], timeout=30) as response:
+        results = [json.loads(x) for x in response.read().decode().splitlines()]
+    assert [r["line"] for r in results] == list(range(1, 31))
+
+
+def test_job_errors_are_4xx(stack):
+    assert http("POST", f"{stack['url']}/models/nope/jobs", b"{}")[1]["code"] == "model_not_found"
+    assert http("POST", f"{stack['url']}/models/digits/jobs", b'{"format": "xlsx"}')[0] == 422
+    assert http("GET", f"{stack['url']}/jobs/{'0' * 32}")[1]["code"] == "job_not_found"
+    assert http("GET", f"{stack['url']}/jobs/..%2F..")[1]["code"] == "invalid_name"

@@ -37,6 +37,9 @@ REQUIRED_ROUTES = {
     ("POST", "/models/{name}/predict"),
     ("GET", "/models/{name}/versions/{version}"),
     ("POST", "/models/{name}/versions/{version}/predict"),
+    # Batch jobs for large inputs
+    ("POST", "/models/{name}/jobs"),
+    ("GET", "/jobs/{job_id}"),
     # Open Inference Protocol (KServe v2)
     ("GET", "/v2"),
     ("GET", "/v2/health/live"),
@@ -249,7 +252,7 @@ def test_model_bucket_policy_refuses_plain_http(template: dict[str, Any]) -> Non
 # --- the API function ------------------------------------------------------------------------------
 
 
-def test_api_function_may_only_read_models(translated: dict[str, Any]) -> None:
+def test_api_function_reads_models_and_writes_only_job_objects(translated: dict[str, Any]) -> None:
     role = translated["Resources"]["ApiFunctionRole"]["Properties"]
     statements = [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
     assert statements, "ApiFunction has no inline policy: it could not read the registry"
@@ -263,11 +266,14 @@ def test_api_function_may_only_read_models(translated: dict[str, Any]) -> None:
             arn = resource["Fn::Sub"] if isinstance(resource, dict) else resource
             assert arn != "*" and ":::*" not in arn, f"unbounded resource {arn!r}"
             assert arn.startswith(f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}"), f"not the model bucket: {arn!r}"
+        suffixes = {r["Fn::Sub"].removeprefix(f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}") for r in resources}
         if action == "s3:GetObject":
-            assert all(r["Fn::Sub"].endswith(f"{BUCKET_NAME}/models/*") for r in resources)
+            assert suffixes <= {"/models/*", "/batch/jobs/*", "/batch/in/*", "/batch/out/*"}
+        if action == "s3:PutObject":  # never models/: the API cannot publish or change a model
+            assert suffixes <= {"/batch/jobs/*", "/batch/in/*"}
         if action == "s3:ListBucket":
             assert statement["Condition"] == {"StringLike": {"s3:prefix": "models/*"}}
-    assert actions == {"s3:GetObject", "s3:ListBucket"}
+    assert actions == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
     # Only the managed policies SAM adds for logs and X-Ray, nothing broader.
     for arn in role.get("ManagedPolicyArns", []):
         name = arn["Fn::Sub"] if isinstance(arn, dict) else arn
@@ -641,8 +647,9 @@ def test_event_matches_a_route_of_the_template(path: Path, template: dict[str, A
     if method == "POST":
         assert {k.lower(): v for k, v in event["headers"].items()}["content-type"] == "application/json"
         body = base64.b64decode(event["body"]).decode() if event["isBase64Encoded"] else event["body"]
-        # TensorFlow Serving's row ("instances") or columnar ("inputs") form, or Open Inference's "inputs".
-        assert {"instances", "inputs"} & set(json.loads(body))
+        # TensorFlow Serving's row ("instances") or columnar ("inputs") form, Open Inference's "inputs",
+        # or a batch job request.
+        assert {"instances", "inputs"} & set(json.loads(body)) or resource.endswith("/jobs")
 
 
 def test_the_local_api_sends_every_event_to_its_own_route() -> None:

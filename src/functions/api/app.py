@@ -18,14 +18,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import kserve
+from shared import jobs, kserve
+from shared.aws import s3_client
 from shared.errors import BadRequest, InvalidRequest, MaasError
 from shared.http import check_body, error_response
 from shared.inference import feeds_from_body, format_outputs, format_predictions, run
 from shared.model_cache import LoadedModel, ModelCache
 from shared.openapi import add_model_examples
-from shared.registry import check_version
-from shared.schemas import InferRequest, PredictRequest
+from shared.registry import DEFAULT_ALIAS, check_version
+from shared.schemas import InferRequest, JobRequest, PredictRequest
 
 logger = Logger()
 tracer = Tracer()
@@ -142,6 +143,23 @@ def predict_version(
     name: str, version: str, body: Annotated[PredictRequest, Body()], top_k: TopK = None
 ) -> dict[str, Any]:
     return _predict(name, check_version(version), body, top_k)
+
+
+# -- batch jobs for large inputs -----------------------------------------------------------
+@app.post("/models/<name>/jobs", tags=["jobs"])
+@tracer.capture_method
+def create_job(name: str, body: Annotated[JobRequest, Body()]):  # no Response annotation: see openapi_document
+    ref = body.version or body.alias or DEFAULT_ALIAS
+    version = models.resolve(name, ref)  # refuses unknown models, aliases and versions now, not after the upload
+    models.registry.read_manifest(name, version)
+    job = jobs.create_job(s3_client(), models.bucket, name, version, ref, body.format)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=json.dumps(job))
+
+
+@app.get("/jobs/<job_id>", tags=["jobs"])
+@tracer.capture_method
+def job_status(job_id: str) -> dict[str, Any]:
+    return jobs.job_status(s3_client(), models.bucket, job_id)
 
 
 # -- Open Inference Protocol (KServe v2) ----------------------------------------------------

@@ -1,0 +1,111 @@
+"""Batch jobs for inputs over the synchronous limit: a presigned upload, then status by job id.
+
+    POST /models/{name}/jobs -> job record at batch/jobs/<id>.json and a presigned PUT URL for
+                                batch/in/<name>/<alias or version>/jobs/<id>/input.<ext>
+    GET /jobs/{id}            -> awaiting_upload | running | succeeded | failed, with the summary and
+                                presigned GET URLs of results and errors once they exist
+
+The upload itself triggers the usual batch path (S3 -> SQS -> BatchFunction).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.batch import parse_key
+from shared.errors import InvalidName, MaasError, RegistryUnavailable
+from shared.registry import is_version
+
+JOBS_PREFIX = "batch/jobs/"
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "npy": "npy"}
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv", "npy": "application/octet-stream"}
+URL_SECONDS = 900
+
+
+class JobNotFound(MaasError):
+    status = 404
+    code = "job_not_found"
+
+
+def _missing(exc: Exception) -> bool:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+
+
+def create_job(s3: Any, bucket: str, name: str, version: str, ref: str, fmt: str) -> dict[str, Any]:
+    """Record a job and presign its upload. ``ref`` (alias or version) is what the file is keyed by;
+    ``version`` is what it resolves to now, for the caller's information."""
+    job_id = uuid.uuid4().hex
+    key = f"batch/in/{name}/{ref}/jobs/{job_id}/input.{EXTENSIONS[fmt]}"
+    record = {
+        "job_id": job_id,
+        "model": name,
+        "ref": ref,
+        "version_at_creation": version if not is_version(ref) else ref,
+        "input_key": key,
+        "format": fmt,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"{JOBS_PREFIX}{job_id}.json",
+            Body=json.dumps(record).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+        url = s3.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": bucket, "Key": key, "ContentType": CONTENT_TYPES[fmt]},
+            ExpiresIn=URL_SECONDS,
+        )
+    except Exception as exc:
+        raise RegistryUnavailable("the job could not be recorded") from exc
+    return {
+        **record,
+        "status": "awaiting_upload",
+        "upload": {
+            "method": "PUT",
+            "url": url,
+            "headers": {"Content-Type": CONTENT_TYPES[fmt]},
+            "expires_in": URL_SECONDS,
+        },
+        "status_path": f"/jobs/{job_id}",
+    }
+
+
+def job_status(s3: Any, bucket: str, job_id: str) -> dict[str, Any]:
+    if not JOB_ID_RE.match(job_id):
+        raise InvalidName("job ids are 32 hex characters", expected="[0-9a-f]{32}", received=job_id[:64])
+    try:
+        record = json.loads(s3.get_object(Bucket=bucket, Key=f"{JOBS_PREFIX}{job_id}.json")["Body"].read())
+    except Exception as exc:
+        if _missing(exc):
+            raise JobNotFound(f"no job {job_id}", job_id=job_id) from None
+        raise RegistryUnavailable("the job could not be read") from exc
+    try:
+        head = s3.head_object(Bucket=bucket, Key=record["input_key"])
+    except Exception as exc:
+        if _missing(exc):
+            return {**record, "status": "awaiting_upload"}
+        raise RegistryUnavailable("the job could not be read") from exc
+    prefix = parse_key(record["input_key"], head["ETag"]).out_prefix
+    try:
+        summary = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "summary.json")["Body"].read())
+    except Exception as exc:
+        if _missing(exc):
+            return {**record, "status": "running", "input_bytes": head["ContentLength"]}
+        raise RegistryUnavailable("the job could not be read") from exc
+    result = {**record, "status": summary.get("status", "failed"), "summary": summary}
+    if summary.get("status") == "succeeded":
+        result["downloads"] = {
+            name: s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": prefix + name}, ExpiresIn=URL_SECONDS
+            )
+            for name in ("results.jsonl", "errors.jsonl", "summary.json")
+        }
+    return result
