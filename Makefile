@@ -8,7 +8,7 @@ PY312_DIR := $(shell d=$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin 2>
 # No telemetry from sam (and no network attempt for it).
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install demo test test-unit lint build validate api clean lock
+.PHONY: install demo test test-unit lint build validate api bench clean lock
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,9 @@ build: install ## sam build without a container (python3.12 runtime)
 	@test -n "$(PY312_DIR)" || { echo "sam build needs python3.12 on PATH (pyenv install 3.12)"; exit 1; }
 	PATH="$(PY312_DIR):$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml
 	du -sh .aws-sam/build/ApiFunction
+
+bench: install ## figures, printed: batch scoring peak memory and rows/s on a 500 MB JSON Lines file
+	$(BIN)/python bench/batch_memory.py --size-mb 500
 
 api: install ## the local API on 127.0.0.1:3000
 	$(BIN)/maas local start-api --port 3000
