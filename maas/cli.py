@@ -17,7 +17,7 @@ def _local_invoke(args: argparse.Namespace) -> int:
     from maas.lambda_runtime import FunctionError
     from maas.stack import load_template, local_functions, s3_for
 
-    template = load_template(args.template)
+    template = load_template(args.template, args.env_vars)
     event = json.loads(Path(args.event).read_text()) if args.event else {}
     with s3_for(template) as s3_env, local_functions(template, [args.function], s3_env, log=sys.stderr) as (fn,):
         try:
@@ -33,7 +33,7 @@ def _start_api(args: argparse.Namespace) -> int:
     from maas.local_api import LocalApi
     from maas.stack import load_template, local_functions, queue_consumers, s3_for
 
-    template = load_template(args.template)
+    template = load_template(args.template, args.env_vars)
     names = [n for n in template.function_ids() if template.function(n).routes]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
@@ -61,7 +61,7 @@ def _local_batch(args: argparse.Namespace) -> int:
     from maas.local_batch import run
 
     ref = args.version or args.alias
-    return run(Path(args.file), args.model, ref, Path(args.out), args.timeout, args.template)
+    return run(Path(args.file), args.model, ref, Path(args.out), args.timeout, args.template, args.env_vars)
 
 
 def _train_local(args: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def _train_local(args: argparse.Namespace) -> int:
     for key in ("epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed"):
         if getattr(args, key) is not None:
             hyperparameters[key] = getattr(args, key)
-    template = load_template(args.template)
+    template = load_template(args.template, args.env_vars)
     with s3_for(template) as s3_env:
         bucket = args.bucket or template.function("ApiFunction").environment["MODEL_BUCKET"]
         env = {**s3_env, "MAAS_MODEL_BUCKET": "" if args.no_publish else bucket}
@@ -88,6 +88,10 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas", description=__doc__)
     parser.add_argument("--template", help="path to template.yaml (default: found from the current folder)")
+    parser.add_argument(
+        "--env-vars",
+        help='JSON overriding function variables, as sam local takes it: {"Parameters": {...}, "Fn": {...}}',
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="run functions from template.yaml on this machine, no Docker")

@@ -19,8 +19,16 @@ def out_prefix(model: str, ref: str, name: str, etag: str) -> str:
     return f"batch/out/{model}/{ref}/{name}/{etag.strip(chr(34))}/"
 
 
-def run(file: Path, model: str, ref: str, out_dir: Path, timeout_s: float, template_path: str | None = None) -> int:
-    template = load_template(template_path)
+def run(
+    file: Path,
+    model: str,
+    ref: str,
+    out_dir: Path,
+    timeout_s: float,
+    template_path: str | None = None,
+    env_vars: str | None = None,
+) -> int:
+    template = load_template(template_path, env_vars)
     bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
     key = f"batch/in/{model}/{ref}/{file.name}"
     with s3_for(template) as env, queue_consumers(template, env) as consumers:
@@ -39,13 +47,11 @@ def run(file: Path, model: str, ref: str, out_dir: Path, timeout_s: float, templ
             print(f"maas: no summary after {timeout_s:.0f} s; the message may be retrying or in the dead-letter queue")
             return 1
         out_dir.mkdir(parents=True, exist_ok=True)
-        names = (
-            ("results.jsonl", "errors.jsonl", "summary.json")
-            if summary.get("status") == "succeeded"
-            else ("summary.json",)
-        )
-        for name in names:  # a failed file has a summary only
-            s3.download_file(bucket, prefix + name, str(out_dir / name))
+        keys = [prefix + "summary.json"]
+        if summary.get("status") == "succeeded":  # a failed file has a summary only
+            keys += [uri.removeprefix(f"s3://{bucket}/") for uri in summary["results"] + summary["errors"]]
+        for key in keys:  # parts/00001.results.jsonl -> parts-00001.results.jsonl
+            s3.download_file(bucket, key, str(out_dir / key.removeprefix(prefix).replace("/", "-")))
         print(json.dumps(summary, indent=2))
         return 0 if summary.get("status") == "succeeded" else 1
 

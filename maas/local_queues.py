@@ -118,12 +118,9 @@ class Poller:
 
 
 @contextlib.contextmanager
-def pollers(template: Template, functions: list[LocalFunction], sqs: Any, s3: Any) -> Iterator[list[Poller]]:
-    """Queues, notifications and one poller per SQS event source of the given functions."""
-    consumers = [(fn, queue, size) for fn in functions for queue, size in fn.spec.queues]
-    timeout = max((fn.spec.timeout for fn, _, _ in consumers), default=30)
-    urls = setup(template, sqs, s3, timeout)
-    running = [Poller(sqs, queue, urls[queue], size, fn).start() for fn, queue, size in consumers]
+def pollers(functions: list[LocalFunction], sqs: Any, urls: dict[str, str]) -> Iterator[list[Poller]]:
+    """One poller per SQS event source of the given functions (queues made by ``setup``)."""
+    running = [Poller(sqs, queue, urls[queue], size, fn).start() for fn in functions for queue, size in fn.spec.queues]
     try:
         yield running
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ from maas.paths import project_root, state_dir
 from maas.template import Template
 
 
-def load_template(path: str | None = None) -> Template:
-    return Template(Path(path) if path else project_root() / "template.yaml")
+def load_template(path: str | None = None, env_vars: str | None = None) -> Template:
+    """template.yaml, with ``--env-vars`` overrides in sam local's format when a file is given."""
+    overrides = json.loads(Path(env_vars).read_text()) if env_vars else None
+    return Template(Path(path) if path else project_root() / "template.yaml", env_vars=overrides)
 
 
 @contextlib.contextmanager
@@ -61,15 +64,23 @@ def local_client(env: dict[str, str], service: str) -> Any:
 
 @contextlib.contextmanager
 def queue_consumers(template: Template, s3_env: dict[str, str], log: IO[str] | None = None) -> Iterator[list[str]]:
-    """Every function with an SQS event, running and fed by its queue (embedded services only)."""
-    from maas.local_queues import pollers
+    """Every function with an SQS event, running and fed by its queue (embedded services only).
+
+    The template's queues and bucket notifications are created on the embedded server first, and a
+    variable that is ``!Ref`` to a queue gets that queue's local URL.
+    """
+    from maas.local_queues import pollers, setup
 
     names = [n for n in template.function_ids() if template.function(n).queues]
     if not names or "AWS_ENDPOINT_URL_SQS" not in s3_env:
         yield []
         return
+    sqs = local_client(s3_env, "sqs")
+    timeout = max(template.function(n).timeout for n in names)
+    urls = setup(template, sqs, local_client(s3_env, "s3"), timeout)
+    queue_env = {var: urls[ref] for n in names for var, ref in template.function(n).env_refs.items() if ref in urls}
     with (
-        local_functions(template, names, s3_env, log=log) as functions,
-        pollers(template, functions, local_client(s3_env, "sqs"), local_client(s3_env, "s3")),
+        local_functions(template, names, {**s3_env, **queue_env}, log=log) as functions,
+        pollers(functions, sqs, urls),
     ):
         yield names

@@ -67,6 +67,7 @@ class FunctionSpec:
     environment: dict[str, str]
     routes: list[Route] = field(default_factory=list)
     queues: list[tuple[str, int]] = field(default_factory=list)  # (queue logical id, batch size)
+    env_refs: dict[str, str] = field(default_factory=dict)  # variable -> logical id its !Ref names
 
 
 def _route(method: str, path: str) -> Route:
@@ -85,7 +86,12 @@ def _route(method: str, path: str) -> Route:
 
 
 class Template:
-    def __init__(self, path: Path, overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, path: Path, overrides: dict[str, str] | None = None, env_vars: dict[str, dict[str, str]] | None = None
+    ) -> None:
+        """``env_vars`` follows ``sam local --env-vars``: {"Parameters": {...}, "<FunctionId>": {...}}
+        overrides variables the template declares, for every function or for one."""
+        self.env_vars = env_vars or {}
         self.path = path
         self.root = path.parent
         self.doc = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
@@ -144,6 +150,9 @@ class Template:
             **(((glob.get("Environment") or {}).get("Variables")) or {}),
             **((((resource.get("Properties") or {}).get("Environment") or {}).get("Variables")) or {}),
         }
+        declared = {k: str(self.resolve(v)) for k, v in env.items()}
+        for scope in ("Parameters", logical_id):
+            declared.update({k: str(v) for k, v in (self.env_vars.get(scope) or {}).items() if k in declared})
         routes = [
             _route(str(ev["Properties"]["Method"]), str(ev["Properties"]["Path"]))
             for ev in (props.get("Events") or {}).values()
@@ -161,9 +170,12 @@ class Template:
             runtime=str(props.get("Runtime", "")),
             timeout=int(self.resolve(props.get("Timeout", 3))),
             memory_mb=int(self.resolve(props.get("MemorySize", 128))),
-            environment={k: str(self.resolve(v)) for k, v in env.items()},
+            environment=declared,
             routes=routes,
             queues=queues,
+            env_refs={
+                k: str(v["Ref"]) for k, v in env.items() if isinstance(v, dict) and str(v.get("Ref")) in self.resources
+            },
         )
 
     @staticmethod

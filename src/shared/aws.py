@@ -10,14 +10,19 @@ from functools import cache
 from typing import Any
 
 
-@cache
-def s3_client() -> Any:
+def _client(service: str) -> Any:
     import boto3  # imported lazily: boto3 costs ~100 ms of import on a cold start
     from botocore.config import Config
 
-    config = Config(
-        connect_timeout=3,
-        read_timeout=10,
-        retries={"max_attempts": 3, "mode": "standard"},
-    )
-    return boto3.client("s3", config=config)
+    config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+@cache
+def s3_client() -> Any:
+    return _client("s3")
+
+
+@cache
+def sqs_client() -> Any:
+    return _client("sqs")

@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from shared.batch_io import BatchFileError, Row, S3Writer, file_format, read_csv, read_jsonl, read_npy
+from shared.batch_io import (
+    BatchFileError,
+    Row,
+    S3Writer,
+    csv_header,
+    file_format,
+    line_parts,
+    read_csv,
+    read_jsonl,
+    read_npy,
+)
 from shared.errors import MaasError
 from shared.inference import feeds_from_body, format_predictions, run
 from shared.model_cache import LoadedModel, ModelCache
@@ -69,11 +79,13 @@ class Tally:
     started: float = field(default_factory=time.perf_counter)
 
 
-def _rows(stream: Any, fmt: str, model: LoadedModel) -> Iterator[Row]:
+def _rows(
+    stream: Any, fmt: str, model: LoadedModel, first_line: int = 1, header: list[str] | None = None
+) -> Iterator[Row]:
     if fmt == "jsonl":
-        return read_jsonl(stream)
+        return read_jsonl(stream, first_line)
     if fmt == "csv":
-        return read_csv(stream, model.manifest["inputs"])
+        return read_csv(stream, model.manifest["inputs"], header, first_line if header else 2)
     return read_npy(stream)
 
 
@@ -111,38 +123,49 @@ def _score_chunk(model: LoadedModel, chunk: list[Row], results: S3Writer, errors
     tally.scored += len(good)
 
 
-def existing_summary(s3: Any, bucket: str, key: BatchKey) -> dict[str, Any] | None:
+def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
-        body = s3.get_object(Bucket=bucket, Key=key.out_prefix + "summary.json")["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except Exception as exc:
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if _error_code(exc) in ("NoSuchKey", "404"):
             return None
         raise
     return dict(json.loads(body))
 
 
-def score_object(s3: Any, bucket: str, key: str, etag: str, models: ModelCache, chunk_rows: int) -> dict[str, Any]:
-    """Score every row of s3://bucket/key; return the summary (written last, under the out prefix)."""
-    batch = parse_key(key, etag)
-    done = existing_summary(s3, bucket, batch)
-    if done is not None and done.get("status") == "succeeded":
-        return {**done, "skipped": "already scored (repeated delivery)"}
-    fmt = file_format(key)
-    model = models.get(batch.model, batch.ref)  # pinned for the whole file
-    try:
-        response = s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{batch.etag}"')
-    except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-        if code in ("PreconditionFailed", "412", "NoSuchKey"):
-            # Replaced or deleted since this event: the newer object has an event of its own.
-            return {"status": "skipped", "input": f"s3://{bucket}/{key}", "etag": batch.etag, "reason": code}
-        raise
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    results = S3Writer(s3, bucket, batch.out_prefix + "results.jsonl", "application/x-ndjson")
-    errors = S3Writer(s3, bucket, batch.out_prefix + "errors.jsonl", "application/x-ndjson")
+def _put_json(s3: Any, bucket: str, key: str, value: dict[str, Any]) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(value, indent=2).encode(), ContentType="application/json")
+
+
+def _error_code(exc: Exception) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code")
+
+
+def existing_summary(s3: Any, bucket: str, key: BatchKey) -> dict[str, Any] | None:
+    return _get_json(s3, bucket, key.out_prefix + "summary.json")
+
+
+def _score_range(
+    s3: Any,
+    bucket: str,
+    key: str,
+    etag: str,
+    model: LoadedModel,
+    fmt: str,
+    chunk_rows: int,
+    out: str,
+    byte_range: tuple[int, int] | None = None,
+    first_line: int = 1,
+    header: list[str] | None = None,
+) -> Tally:
+    """Score the rows of the object (or of one byte range of it) into ``out``results/errors.jsonl."""
+    extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"} if byte_range else {}
+    response = s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"', **extra)
+    results = S3Writer(s3, bucket, out + "results.jsonl", "application/x-ndjson")
+    errors = S3Writer(s3, bucket, out + "errors.jsonl", "application/x-ndjson")
     tally = Tally()
     try:
-        for chunk in _chunks(_rows(response["Body"], fmt, model), chunk_rows):
+        for chunk in _chunks(_rows(response["Body"], fmt, model, first_line, header), chunk_rows):
             _score_chunk(model, chunk, results, errors, tally)
         results.close()
         errors.close()
@@ -150,30 +173,167 @@ def score_object(s3: Any, bucket: str, key: str, etag: str, models: ModelCache, 
         results.abort()
         errors.abort()
         raise
-    elapsed = time.perf_counter() - tally.started
-    summary = {
+    return tally
+
+
+def _summary(
+    bucket: str,
+    key: str,
+    batch: BatchKey,
+    fmt: str,
+    version: str,
+    tallies: list[dict[str, Any]],
+    outs: list[str],
+    started_at: str,
+    elapsed: float,
+) -> dict[str, Any]:
+    rows = sum(t["rows"] for t in tallies)
+    return {
         "status": "succeeded",
         "input": f"s3://{bucket}/{key}",
         "etag": batch.etag,
         "format": fmt,
         "model": batch.model,
         "ref": batch.ref,
-        "version": model.version,
-        "rows": tally.rows,
-        "scored": tally.scored,
-        "failed": tally.failed,
-        "results": f"s3://{bucket}/{batch.out_prefix}results.jsonl",
-        "errors": f"s3://{bucket}/{batch.out_prefix}errors.jsonl",
+        "version": version,
+        "rows": rows,
+        "scored": sum(t["scored"] for t in tallies),
+        "failed": sum(t["failed"] for t in tallies),
+        "parts": len(outs),
+        "results": [f"s3://{bucket}/{o}results.jsonl" for o in outs],
+        "errors": [f"s3://{bucket}/{o}errors.jsonl" for o in outs],
         "started_at": started_at,
         "duration_s": round(elapsed, 3),
-        "rows_per_s": round(tally.rows / elapsed, 1) if elapsed > 0 else None,
+        "rows_per_s": round(rows / elapsed, 1) if elapsed > 0 else None,
     }
-    s3.put_object(
-        Bucket=bucket,
-        Key=batch.out_prefix + "summary.json",
-        Body=json.dumps(summary, indent=2).encode(),
-        ContentType="application/json",
+
+
+def score_object(
+    s3: Any,
+    bucket: str,
+    key: str,
+    etag: str,
+    models: ModelCache,
+    chunk_rows: int,
+    part_bytes: int | None = None,
+    send_parts: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> dict[str, Any]:
+    """Score every row of s3://bucket/key and return the summary (written last, under the out prefix).
+
+    A JSON Lines or CSV file over ``part_bytes`` is cut into parts on line boundaries instead; the
+    parts go out through ``send_parts`` (the queue) to concurrent invocations, and the one that
+    finishes last writes the summary.
+    """
+    batch = parse_key(key, etag)
+    done = existing_summary(s3, bucket, batch)
+    if done is not None and done.get("status") == "succeeded":
+        return {**done, "skipped": "already scored (repeated delivery)"}
+    fmt = file_format(key)
+    model = models.get(batch.model, batch.ref)  # pinned for the whole file, every part included
+    try:
+        size = int(s3.head_object(Bucket=bucket, Key=key, IfMatch=f'"{batch.etag}"')["ContentLength"])
+    except Exception as exc:
+        if _error_code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+            # Replaced or deleted since this event: the newer object has an event of its own.
+            return {
+                "status": "skipped",
+                "input": f"s3://{bucket}/{key}",
+                "etag": batch.etag,
+                "reason": _error_code(exc),
+            }
+        raise
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    if part_bytes and send_parts and fmt in ("jsonl", "csv") and size > part_bytes:
+        body = s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{batch.etag}"')["Body"]
+        ranges, header = line_parts(body, size, part_bytes, skip_header=fmt == "csv")
+        send_parts(
+            [
+                {
+                    "maas_batch_part": {
+                        "bucket": bucket,
+                        "key": key,
+                        "etag": batch.etag,
+                        "version": model.version,
+                        "format": fmt,
+                        "part": i,
+                        "parts": len(ranges),
+                        "start": start,
+                        "end": end,
+                        "first_line": line,
+                        "header": csv_header(header) if header else None,
+                        "started_at": started_at,
+                    }
+                }
+                for i, (start, end, line) in enumerate(ranges)
+            ]
+        )
+        return {"status": "fanned_out", "input": f"s3://{bucket}/{key}", "parts": len(ranges), "bytes": size}
+    started = time.perf_counter()
+    tally = _score_range(s3, bucket, key, batch.etag, model, fmt, chunk_rows, batch.out_prefix)
+    summary = _summary(
+        bucket,
+        key,
+        batch,
+        fmt,
+        model.version,
+        [vars(tally)],
+        [batch.out_prefix],
+        started_at,
+        time.perf_counter() - started,
     )
+    _put_json(s3, bucket, batch.out_prefix + "summary.json", summary)
+    return summary
+
+
+def score_part(s3: Any, part: dict[str, Any], models: ModelCache, chunk_rows: int) -> dict[str, Any]:
+    """Score one byte range of a large file; the part that completes the set writes the summary."""
+    bucket, key = part["bucket"], part["key"]
+    batch = parse_key(key, part["etag"])
+    out = f"{batch.out_prefix}parts/{part['part']:05d}."
+    marker = _get_json(s3, bucket, out + "done.json")
+    if marker is None:
+        model = models.get(batch.model, part["version"])
+        started = time.perf_counter()
+        tally = _score_range(
+            s3,
+            bucket,
+            key,
+            batch.etag,
+            model,
+            part["format"],
+            chunk_rows,
+            out,
+            (part["start"], part["end"]),
+            part["first_line"],
+            part["header"],
+        )
+        marker = {
+            "rows": tally.rows,
+            "scored": tally.scored,
+            "failed": tally.failed,
+            "duration_s": round(time.perf_counter() - started, 3),
+        }
+        _put_json(s3, bucket, out + "done.json", marker)
+    prefix = f"{batch.out_prefix}parts/"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    finished = sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(".done.json"))
+    if len(finished) < part["parts"]:
+        return {"status": "part_done", "part": part["part"], "parts": part["parts"], **marker}
+    tallies = [_get_json(s3, bucket, k) or {} for k in finished]
+    outs = [k.removesuffix("done.json") for k in finished]
+    began = datetime.fromisoformat(part["started_at"])
+    summary = _summary(
+        bucket,
+        key,
+        batch,
+        part["format"],
+        part["version"],
+        tallies,
+        outs,
+        part["started_at"],
+        (datetime.now(UTC) - began).total_seconds(),
+    )
+    _put_json(s3, bucket, batch.out_prefix + "summary.json", summary)
     return summary
 
 
@@ -183,10 +343,9 @@ def write_failure(s3: Any, bucket: str, key: str, etag: str, reason: MaasError) 
         batch = parse_key(key, etag)
     except MaasError:
         return  # no place derived from this key can be trusted; the logs and the DLQ carry the reason
-    summary = {"status": "failed", "input": f"s3://{bucket}/{key}", "etag": batch.etag, **reason.to_body()}
-    s3.put_object(
-        Bucket=bucket,
-        Key=batch.out_prefix + "summary.json",
-        Body=json.dumps(summary, indent=2).encode(),
-        ContentType="application/json",
+    _put_json(
+        s3,
+        bucket,
+        batch.out_prefix + "summary.json",
+        {"status": "failed", "input": f"s3://{bucket}/{key}", "etag": batch.etag, **reason.to_body()},
     )

@@ -45,9 +45,9 @@ def file_format(key: str) -> str:
     raise BatchFileError(f"unsupported batch file {key.rsplit('/', 1)[-1]!r}", expected=sorted(FORMATS), received=key)
 
 
-def read_jsonl(stream: Any) -> Iterator[Row]:
+def read_jsonl(stream: Any, first_line: int = 1) -> Iterator[Row]:
     """One instance per line, or {"id": ..., "instances": [...]} / {"id": ..., "inputs": ...} per line."""
-    for number, raw in enumerate(_lines(stream), start=1):
+    for number, raw in enumerate(_lines(stream), start=first_line):
         if not raw.strip():
             continue
         try:
@@ -69,12 +69,51 @@ def read_jsonl(stream: Any) -> Iterator[Row]:
             yield Row(line=number, instance=record)
 
 
+def csv_header(line: bytes) -> list[str]:
+    return next(csv.reader([line.decode("utf-8", errors="replace").rstrip("\r\n")]), [])
+
+
+def line_parts(stream: Any, size: int, part_bytes: int, skip_header: bool) -> tuple[list[tuple[int, int, int]], bytes]:
+    """Cut a line-oriented file into parts of about ``part_bytes`` on line boundaries, in one pass.
+
+    Returns ``[(start, end, first line number)]`` and the header line (CSV) or b"". Counting the
+    newlines is what lets every part number its rows as the whole file does.
+    """
+    starts, header = [(0, 1)], b""
+    offset = newlines = 0
+    target = part_bytes
+    for chunk in stream.iter_chunks(chunk_size=8 * 1024 * 1024):
+        if skip_header and offset == 0 and not header:
+            end = chunk.find(b"\n")
+            if end == -1:
+                raise BatchFileError("the CSV header line is longer than 8 MiB")
+            header = chunk[: end + 1]
+            starts = [(end + 1, 2)]
+            target = end + 1 + part_bytes
+        search = 0
+        while target < offset + len(chunk):
+            newline = chunk.find(b"\n", max(target - offset, search))
+            if newline == -1:
+                break
+            boundary = offset + newline + 1
+            if boundary < size:
+                starts.append((boundary, newlines + chunk.count(b"\n", 0, newline + 1) + 1))
+            target = boundary + part_bytes
+            search = newline + 1
+        newlines += chunk.count(b"\n")
+        offset += len(chunk)
+    ends = [start for start, _ in starts[1:]] + [size]
+    return [(start, end, line) for (start, line), end in zip(starts, ends, strict=True)], header
+
+
 def _lines(stream: Any) -> Iterator[str]:
     for raw in stream.iter_lines(chunk_size=1024 * 1024):
         yield raw.decode("utf-8", errors="replace")
 
 
-def read_csv(stream: Any, specs: list[dict[str, Any]]) -> Iterator[Row]:
+def read_csv(
+    stream: Any, specs: list[dict[str, Any]], header: list[str] | None = None, first_line: int = 2
+) -> Iterator[Row]:
     """A header row, then one instance per line; columns map to inputs by the manifest.
 
     An input takes the columns its manifest lists (``columns``), else those named ``<input>`` or
@@ -82,15 +121,16 @@ def read_csv(stream: Any, specs: list[dict[str, Any]]) -> Iterator[Row]:
     fill the input's shape in row-major order.
     """
     reader = csv.reader(_lines(stream))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise BatchFileError("the CSV file is empty; expected a header row") from None
+    if header is None:  # a part after the first is given the file's header
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise BatchFileError("the CSV file is empty; expected a header row") from None
     if len(header) > 100_000:
         raise BatchFileError(f"the CSV header has {len(header)} columns; at most 100000 are read")
     mapping = _csv_columns(header, specs)
     id_index = header.index("id") if "id" in header else None
-    for number, cells in enumerate(reader, start=2):
+    for number, cells in enumerate(reader, start=first_line):
         if not cells:
             continue
         if len(cells) != len(header):

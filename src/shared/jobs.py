@@ -102,10 +102,16 @@ def job_status(s3: Any, bucket: str, job_id: str) -> dict[str, Any]:
         raise RegistryUnavailable("the job could not be read") from exc
     result = {**record, "status": summary.get("status", "failed"), "summary": summary}
     if summary.get("status") == "succeeded":
-        result["downloads"] = {
-            name: s3.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": prefix + name}, ExpiresIn=URL_SECONDS
+
+        def presign(uri: str) -> str:
+            key = uri.removeprefix(f"s3://{bucket}/")
+            return str(
+                s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_SECONDS)
             )
-            for name in ("results.jsonl", "errors.jsonl", "summary.json")
+
+        result["downloads"] = {
+            "results": [presign(u) for u in summary["results"]],
+            "errors": [presign(u) for u in summary["errors"]],
+            "summary": presign(f"s3://{bucket}/{prefix}summary.json"),
         }
     return result

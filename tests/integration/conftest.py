@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,12 @@ def stack(tmp_path_factory):
         env.pop(var, None)
     port = free_port()
     log = (state / "start-api.log").open("w")
-    process = subprocess.Popen([*MAAS, "local", "start-api", "--port", str(port)], env=env, stdout=log, stderr=log)
+    # Parts of 1 MB, so that the 10,000-row batch file is fanned out as a 5 GB one would be.
+    env_vars = state / "env-vars.json"
+    env_vars.write_text(json.dumps({"BatchFunction": {"BATCH_PART_BYTES": "1000000"}}))
+    process = subprocess.Popen(
+        [*MAAS, "--env-vars", str(env_vars), "local", "start-api", "--port", str(port)], env=env, stdout=log, stderr=log
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -24,8 +24,13 @@ def wait_for(s3, bucket: str, key: str, timeout: float = 120) -> dict:
     raise AssertionError(f"no {key} after {timeout} s")
 
 
-def lines(s3, bucket: str, key: str) -> list[dict]:
-    return [json.loads(x) for x in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines() if x]
+def lines(s3, bucket: str, uris: list[str]) -> list[dict]:
+    """The JSON Lines of every part, in order."""
+    out = []
+    for uri in uris:
+        key = uri.removeprefix(f"s3://{bucket}/")
+        out += [json.loads(x) for x in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines() if x]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +52,13 @@ def ten_thousand(stack):
 
 
 def test_every_row_is_scored_or_in_the_errors_file(stack, ten_thousand):
-    s3, bucket, prefix = stack["s3"].client(), stack["bucket"], ten_thousand["prefix"]
+    s3, bucket = stack["s3"].client(), stack["bucket"]
     summary = ten_thousand["summary"]
     assert (summary["rows"], summary["scored"], summary["failed"]) == (10_000, 9_997, 3)
-    errors = lines(s3, bucket, prefix + "errors.jsonl")
+    assert summary["parts"] >= 4  # fanned out through the queue in 1 MB parts (see conftest)
+    errors = lines(s3, bucket, summary["errors"])
     assert [e["line"] for e in errors] == [101, 5_000, 9_999]
-    results = lines(s3, bucket, prefix + "results.jsonl")
+    results = lines(s3, bucket, summary["results"])
     assert [r["id"] for r in results] == list(range(9_997))
     # The same answers the API gives one request at a time (checked on a sample over HTTP) ...
     for i in range(0, 9_997, 997):
@@ -91,11 +97,13 @@ def test_a_repeated_delivery_leaves_one_result_and_one_summary(stack, ten_thousa
         if attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}:
             break
         time.sleep(0.3)
-    keys = [
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket=bucket, Prefix="batch/out/digits/production/ten-thousand.jsonl/")["Contents"]
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix="batch/out/digits/production/ten-thousand.jsonl/")
+    keys = [o["Key"].removeprefix(ten_thousand["prefix"]) for o in listing["Contents"]]
+    parts = ten_thousand["summary"]["parts"]
+    expected = [
+        f"parts/{i:05d}.{name}" for i in range(parts) for name in ("done.json", "errors.jsonl", "results.jsonl")
     ]
-    assert sorted(k.rsplit("/", 1)[1] for k in keys) == ["errors.jsonl", "results.jsonl", "summary.json"]
+    assert sorted(keys) == sorted([*expected, "summary.json"])  # one set of outputs, one summary
     assert wait_for(s3, bucket, ten_thousand["prefix"] + "summary.json") == ten_thousand["summary"]
 
 
@@ -150,7 +158,7 @@ def test_a_large_input_goes_through_a_job_and_a_presigned_upload(stack):
         assert time.monotonic() < deadline, state
         time.sleep(0.3)
     assert state["status"] == "succeeded" and state["summary"]["scored"] == 30
-    with urllib.request.urlopen(state["downloads"]["results.jsonl"], timeout=30) as response:
+    with urllib.request.urlopen(state["downloads"]["results"][0], timeout=30) as response:
         results = [json.loads(x) for x in response.read().decode().splitlines()]
     assert [r["line"] for r in results] == list(range(1, 31))
 

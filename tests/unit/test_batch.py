@@ -128,3 +128,53 @@ def test_binary_garbage_ends_in_the_errors_file(s3, models):
     etag = put(s3, key, bytes(range(256)) * 40)
     summary = score_object(s3, BUCKET, key, etag, models, chunk_rows=4)
     assert summary["scored"] == 0 and summary["failed"] == summary["rows"] > 0
+
+
+def test_line_parts_cut_on_newlines_and_number_lines_like_the_whole_file():
+    from shared.batch_io import line_parts
+
+    class Body:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def iter_chunks(self, chunk_size: int):
+            for i in range(0, len(self.data), 7):  # chunks far smaller than lines: boundaries straddle them
+                yield self.data[i : i + 7]
+
+    data = b"".join(f"line {i} {'x' * (i % 13)}\n".encode() for i in range(1, 400))
+    parts, header = line_parts(Body(data), len(data), 500, skip_header=False)
+    assert header == b"" and parts[0][0] == 0 and parts[-1][1] == len(data) and len(parts) > 5
+    for (start, end, first_line), following in zip(parts, [*parts[1:], None]):
+        assert start == 0 or data[start - 1 : start] == b"\n"
+        assert data[start:end].split(b"\n")[0].startswith(f"line {first_line} ".encode())
+        assert following is None or following[0] == end
+    csv = b"id,a\n" + b"".join(f"{i},{i}\n".encode() for i in range(300))
+    parts, header = line_parts(Body(csv), len(csv), 200, skip_header=True)
+    assert header == b"id,a\n" and parts[0][:1] == (5,) and parts[0][2] == 2
+
+
+def test_a_large_file_is_fanned_out_in_parts_and_summarised_once(s3, models, images):
+    import random
+
+    key = "batch/in/digits/production/big.jsonl"
+    data = jsonl_with_bad_rows(images)
+    etag = put(s3, key, data)
+    sent: list[dict] = []
+    fanned = score_object(
+        s3, BUCKET, key, etag, models, chunk_rows=8, part_bytes=len(data) // 6, send_parts=sent.extend
+    )
+    assert fanned["status"] == "fanned_out" and fanned["parts"] == len(sent) >= 5
+    random.Random(1).shuffle(sent)  # parts finish in any order, on any container
+    from shared.batch import score_part
+
+    outcomes = [score_part(s3, m["maas_batch_part"], models, chunk_rows=8) for m in sent]
+    assert [o["status"] for o in outcomes].count("succeeded") == 1 and outcomes[-1]["status"] == "succeeded"
+    summary = outcomes[-1]
+    assert (summary["rows"], summary["scored"], summary["failed"]) == (53, 50, 3)
+    results = [r for uri in summary["results"] for r in read_lines(s3, uri.removeprefix(f"s3://{BUCKET}/"))]
+    errors = [e for uri in summary["errors"] for e in read_lines(s3, uri.removeprefix(f"s3://{BUCKET}/"))]
+    assert [e["line"] for e in errors] == [11, 21, 31]
+    assert [r["id"] for r in results] == [f"r{i}" for i in range(50)]
+    assert [r["prediction"]["label"] for r in results] == single_request_labels(models, images)
+    again = score_part(s3, sent[0]["maas_batch_part"], models, chunk_rows=8)  # a redelivered part
+    assert again["rows"] == summary["rows"]

@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.aws import s3_client
-from shared.batch import score_object, write_failure
+from shared.aws import s3_client, sqs_client
+from shared.batch import score_object, score_part, write_failure
 from shared.errors import MaasError
 from shared.model_cache import ModelCache
 
@@ -28,6 +28,10 @@ metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 CHUNK_ROWS = int(os.environ["BATCH_CHUNK_ROWS"])
+# Files larger than this are cut into parts on line boundaries and fanned out through the queue, so
+# that no invocation runs into the Lambda timeout.
+PART_BYTES = int(os.environ["BATCH_PART_BYTES"])
+QUEUE_URL = os.environ["BATCH_QUEUE_URL"]
 models = ModelCache(
     bucket=os.environ["MODEL_BUCKET"],
     alias_ttl_seconds=float(os.environ["ALIAS_TTL_SECONDS"]),
@@ -35,18 +39,32 @@ models = ModelCache(
 )
 
 
+def send_parts(messages: list[dict[str, Any]]) -> None:
+    for start in range(0, len(messages), 10):
+        batch = messages[start : start + 10]
+        response = sqs_client().send_message_batch(
+            QueueUrl=QUEUE_URL, Entries=[{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(batch)]
+        )
+        if response.get("Failed"):  # the record fails and comes back; parts already done are skipped
+            raise RuntimeError(f"{len(response['Failed'])} part messages were not queued")
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     notification = json.loads(record.body)
     if notification.get("Event") == "s3:TestEvent":  # sent once when the notification is configured
         return []
+    if "maas_batch_part" in notification:
+        summary = score_part(s3_client(), notification["maas_batch_part"], models, CHUNK_ROWS)
+        logger.info("batch part scored", extra={k: summary.get(k) for k in ("status", "part", "parts", "rows")})
+        return [summary]
     summaries = []
     for entry in notification.get("Records", []):
         bucket = entry["s3"]["bucket"]["name"]
         key = unquote_plus(entry["s3"]["object"]["key"])  # S3 URL-encodes keys in events
         etag = entry["s3"]["object"].get("eTag", "")
         try:
-            summary = score_object(s3_client(), bucket, key, etag, models, CHUNK_ROWS)
+            summary = score_object(s3_client(), bucket, key, etag, models, CHUNK_ROWS, PART_BYTES, send_parts)
         except MaasError as error:
             logger.error("batch file failed", extra={"key": key, "code": error.code, "reason": error.message})
             if error.status < 500:
