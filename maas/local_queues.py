@@ -4,8 +4,8 @@ that hand messages to local Lambda containers as the SQS event source mapping wo
 A poller receives up to the event's BatchSize messages, invokes the function with the SQS event,
 deletes the messages it succeeded on (ReportBatchItemFailures), and leaves the rest to reappear
 after the visibility timeout; moto's redrive moves a message to the dead-letter queue after
-maxReceiveCount receives, as SQS does. Locally the visibility timeout is the function's timeout plus
-a few seconds, not the template's (minutes), so retries are quick to watch.
+maxReceiveCount receives, as SQS does. Locally a failed message is made visible again after one
+second instead of the visibility timeout, so retries and the dead-letter queue are quick to watch.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from maas.lambda_runtime import FunctionError, LocalFunction
 from maas.template import Template
 
 LOCAL_ACCOUNT = "123456789012"
+RETRY_AFTER_S = 1
 
 
 def queue_arn(name: str) -> str:
@@ -100,6 +101,11 @@ class Poller:
         except (FunctionError, OSError) as exc:
             sys.stderr.write(f"[sqs] {self.function.spec.logical_id} failed: {exc}\n")
             failed = {m["MessageId"] for m in messages}  # the whole batch comes back after the timeout
+        for message in messages:
+            if message["MessageId"] in failed:  # retry soon, not after the full visibility timeout
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=RETRY_AFTER_S
+                )
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             self.sqs.delete_message_batch(

@@ -168,3 +168,19 @@ def test_job_errors_are_4xx(stack):
     assert http("POST", f"{stack['url']}/models/digits/jobs", b'{"format": "xlsx"}')[0] == 422
     assert http("GET", f"{stack['url']}/jobs/{'0' * 32}")[1]["code"] == "job_not_found"
     assert http("GET", f"{stack['url']}/jobs/..%2F..")[1]["code"] == "invalid_name"
+
+
+def test_a_file_that_cannot_be_scored_gets_a_failed_summary_and_lands_in_the_dlq(stack):
+    s3, sqs, bucket = stack["s3"].client(), stack["s3"].client("sqs"), stack["bucket"]
+    key = "batch/in/nope/production/orphan.jsonl"
+    etag = s3.put_object(Bucket=bucket, Key=key, Body=b"[1, 2]\n")["ETag"].strip('"')
+    summary = wait_for(s3, bucket, f"batch/out/nope/production/orphan.jsonl/{etag}/summary.json")
+    assert summary["status"] == "failed" and summary["code"] == "model_not_found"
+    dlq = sqs.get_queue_url(QueueName="BatchDeadLetterQueue")["QueueUrl"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            break
+    assert messages, "the failed file's message never reached the dead-letter queue"
+    assert json.loads(messages[0]["Body"])["Records"][0]["s3"]["object"]["key"].endswith("orphan.jsonl")
