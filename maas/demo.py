@@ -1,8 +1,8 @@
 """`maas demo` / `make demo`: the main job end to end on the embedded local stack.
 
 Trains the digits CNN as a SageMaker-style job, publishes int8 ONNX to the embedded S3 registry,
-starts the local API (API Gateway emulation + Lambda RIE), and sends real HTTP predictions for
-held-out digits that the job never saw.
+starts the local API (API Gateway emulation + Lambda RIE), sends real HTTP predictions for held-out
+digits that the job never saw, then drops those digits as a file for batch scoring.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from maas.local_api import LocalApi
 from maas.paths import state_dir
-from maas.stack import load_template, local_functions, s3_for
+from maas.stack import load_template, local_client, local_functions, queue_consumers, s3_for
 from maas.train_local import run_job
 
 MODEL = "digits"
@@ -58,7 +58,7 @@ def main(epochs: int, samples: int, seed: int = 7) -> int:
     work = state_dir() / "demo"
     data = work / "channel"
     held_x, held_y = split_digits(data, holdout=max(samples, 200), seed=seed)
-    print(f"== 1/3 training: Keras CNN on {data} (SageMaker contract, local /opt/ml tree)", flush=True)
+    print(f"== 1/4 training: Keras CNN on {data} (SageMaker contract, local /opt/ml tree)", flush=True)
     with s3_for(template) as s3_env:
         bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
         env = {**s3_env, "MAAS_MODEL_BUCKET": bucket}
@@ -73,19 +73,52 @@ def main(epochs: int, samples: int, seed: int = 7) -> int:
             f"(fp32 {comp['fp32_size_bytes']:,}), held-out accuracy {manifest['metrics']['accuracy']:.4f}"
         )
         print(f"   version {manifest['version']}; every request below pins it with ?version=")
-        print("== 2/3 local API: API Gateway emulation -> Lambda RIE -> ApiFunction", flush=True)
+        print("== 2/4 local API: API Gateway emulation -> Lambda RIE -> ApiFunction", flush=True)
         log = (work / "lambda.log").open("w")
         with local_functions(template, ["ApiFunction"], s3_env, log=log) as functions:
             api = LocalApi(functions, template.api_stage(), port=0, quiet=True).start()
             try:
-                return _predict(api.url, manifest["version"], held_x[:samples], held_y[:samples])
+                code = _predict(api.url, manifest["version"], held_x[:samples], held_y[:samples])
             finally:
                 api.stop()
+        if code != 0:
+            return code
+        with queue_consumers(template, s3_env, log=log):
+            return _batch(local_client(s3_env, "s3"), bucket, manifest["version"], held_x, held_y)
+
+
+def _batch(s3: Any, bucket: str, version: str, images: np.ndarray, labels: np.ndarray) -> int:
+    key = f"batch/in/{MODEL}/{version}/demo/held-out.jsonl"
+    print(
+        f"== 4/4 batch: put s3://{bucket}/{key} ({len(images)} rows, 1 malformed) -> SQS -> BatchFunction", flush=True
+    )
+    rows = [json.dumps({"id": int(i), "instances": [img.tolist()]}) for i, img in enumerate(images)]
+    rows.insert(len(rows) // 2, "{this row is not JSON")
+    etag = s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(rows) + "\n").encode())["ETag"].strip('"')
+    summary_key = f"batch/out/{MODEL}/{version}/demo/held-out.jsonl/{etag}/summary.json"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            summary = json.loads(s3.get_object(Bucket=bucket, Key=summary_key)["Body"].read())
+            break
+        except s3.exceptions.NoSuchKey:
+            if time.monotonic() > deadline:
+                print("   no summary after 120 s")
+                return 1
+            time.sleep(0.3)
+    results_key = summary["results"][0].removeprefix(f"s3://{bucket}/")
+    results = [json.loads(x) for x in s3.get_object(Bucket=bucket, Key=results_key)["Body"].read().splitlines()]
+    correct = sum(r["prediction"]["label"] == str(labels[r["id"]]) for r in results)
+    print(
+        f"   {summary['scored']} scored, {summary['failed']} in errors.jsonl, accuracy {correct / len(results):.3f}, "
+        f"{summary['rows_per_s']:,.0f} rows/s; outputs under s3://{bucket}/{summary_key.rsplit('/', 1)[0]}/"
+    )
+    return 0 if summary["scored"] == len(images) and summary["failed"] == 1 else 1
 
 
 def _predict(url: str, version: str, images: np.ndarray, labels: np.ndarray) -> int:
     endpoint = f"{url}/models/{MODEL}/predict?version={version}"
-    print(f"== 3/3 HTTP predictions: POST {endpoint}", flush=True)
+    print(f"== 3/4 HTTP predictions: POST {endpoint}", flush=True)
     print(f"   {'true':>4} {'pred':>4} {'score':>6} {'ms':>7}  version")
     latencies, correct = [], 0
     for image, label in zip(images, labels, strict=True):
