@@ -113,6 +113,7 @@ def _batch(s3: Any, bucket: str, version: str, images: np.ndarray, labels: np.nd
         f"   {summary['scored']} scored, {summary['failed']} in errors.jsonl, accuracy {correct / len(results):.3f}, "
         f"{summary['rows_per_s']:,.0f} rows/s; outputs under s3://{bucket}/{summary_key.rsplit('/', 1)[0]}/"
     )
+    print("next: `.venv/bin/maas local start-api --port 3000`, then POST to /models/digits/predict (production alias)")
     return 0 if summary["scored"] == len(images) and summary["failed"] == 1 else 1
 
 
@@ -137,8 +138,5 @@ def _predict(url: str, version: str, images: np.ndarray, labels: np.ndarray) -> 
     print(
         f"== {correct}/{len(labels)} correct; first (cold) request {latencies[0]:.0f} ms, "
         f"warm p50 {statistics.median(warm):.1f} ms"
-    )
-    print(
-        "   next: `.venv/bin/maas local start-api --port 3000`, then POST to /models/digits/predict (production alias)"
     )
     return 0 if correct >= 0.8 * len(labels) else 1
