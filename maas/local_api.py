@@ -127,6 +127,9 @@ class LocalApi:
                     return
                 body = self.rfile.read(length) if length else b""
                 path = urlsplit(self.path).path
+                if path.startswith(f"/{api.stage}/"):  # deployed URLs carry the stage: accept both forms
+                    path = path[len(api.stage) + 1 :]
+                    self.path = self.path[len(api.stage) + 1 :]
                 found = api.match(self.command, path)
                 if found is None:
                     self._json(403, {"message": "Missing Authentication Token"})

@@ -70,6 +70,11 @@ def test_local_invoke_with_an_event_file_prints_a_200_proxy_response(stack):
     assert json.loads(response["body"])["predictions"][0]["label"] == "0"
 
 
+def test_deployed_style_urls_with_the_stage_work_too(stack):
+    """Swagger UI and copied API Gateway URLs carry the stage (/v1/...); the local API accepts both."""
+    assert http("GET", f"{stack['url']}/v1/health")[0] == 200
+
+
 def test_published_models_survive_a_restart_of_the_embedded_s3(stack):
     """Stop start-api (which owns the S3 server), then a new command serves from the disk copy."""
     stack["process"].send_signal(signal.SIGINT)
