@@ -79,6 +79,56 @@ def _train_local(args: argparse.Namespace) -> int:
         return run_job(state_dir() / "opt_ml", Path(args.data) if args.data else None, hyperparameters, env)
 
 
+def _hyperparameter(text: str) -> tuple[str, Any]:
+    """KEY=VALUE from the command line; VALUE is read as JSON when it parses (10, 0.5, true), else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.replace("-", "_"), value
+
+
+def _train_submit(args: argparse.Namespace) -> int:
+    from training.submit import SubmitError, execution_input, submit, wait
+
+    hyperparameters: dict[str, Any] = dict(args.hyperparameter or [])
+    hyperparameters["model_name"] = args.name
+    for key in ("epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed"):
+        if getattr(args, key) is not None:
+            hyperparameters[key] = getattr(args, key)
+    try:
+        submission = submit(
+            role_arn=args.role_arn,
+            bucket=args.bucket,
+            train=args.train,
+            validation=args.validation,
+            hyperparameters=hyperparameters,
+            region=args.region,
+            image=args.image,
+            instance_type=args.instance_type,
+            spot=args.spot,
+            max_runtime_s=args.max_runtime,
+            max_wait_s=args.max_wait,
+            job_name=args.job_name,
+            start=not args.execution_input,
+            log=lambda line: print(line, file=sys.stderr if args.execution_input else sys.stdout),
+        )
+        if args.execution_input:
+            print(json.dumps(execution_input(submission.request), indent=2))
+            return 0
+    except SubmitError as err:
+        print(f"maas train submit: {err}", file=sys.stderr)
+        return 2
+    print(f"job: {submission.job_arn}")
+    if not args.wait:
+        return 0
+    job = wait(submission.job_name, region=submission.region, poll_s=args.poll)
+    return 0 if job["TrainingJobStatus"] == "Completed" else 1
+
+
 def _demo(args: argparse.Namespace) -> int:
     from maas.demo import main
 
@@ -127,6 +177,39 @@ def build_parser() -> argparse.ArgumentParser:
     train_local.add_argument("--bucket", help="registry bucket (default: the template's MODEL_BUCKET)")
     train_local.add_argument("--no-publish", action="store_true", help="train and export only")
     train_local.set_defaults(run=_train_local)
+
+    submit = train_cmds.add_parser(
+        "submit", help="start the job on SageMaker (GPU, script mode); it publishes to the bucket's registry"
+    )
+    submit.add_argument("--role-arn", dest="role_arn", required=True, help="execution role SageMaker assumes")
+    submit.add_argument("--bucket", required=True, help="model bucket: code, channels, outputs and the registry")
+    submit.add_argument("--train", required=True, help="train channel: s3://bucket/prefix/ or a local folder to upload")
+    submit.add_argument("--validation", help="validation channel: s3:// prefix or local folder")
+    submit.add_argument("--name", default="digits", help="model name in the registry")
+    submit.add_argument("--epochs", type=int)
+    submit.add_argument("--batch-size", dest="batch_size", type=int)
+    submit.add_argument("--learning-rate", dest="learning_rate", type=float)
+    submit.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", type=float)
+    submit.add_argument("--seed", type=int)
+    submit.add_argument(
+        "--hyperparameter", "-H", action="append", type=_hyperparameter, metavar="KEY=VALUE", help="any other"
+    )
+    submit.add_argument("--instance-type", dest="instance_type", default="ml.g5.xlarge")
+    submit.add_argument("--spot", action="store_true", help="managed spot training, checkpoints kept in S3")
+    submit.add_argument("--max-runtime", dest="max_runtime", type=int, default=4 * 3600, help="seconds")
+    submit.add_argument("--max-wait", dest="max_wait", type=int, help="seconds, with --spot (default 2 x runtime)")
+    submit.add_argument("--image", help="training image URI (default: the AWS TensorFlow GPU DLC of the region)")
+    submit.add_argument("--region", help="AWS region (default: the profile's or AWS_REGION)")
+    submit.add_argument("--job-name", dest="job_name", help="default: <name>-<UTC time>-<random>")
+    submit.add_argument(
+        "--execution-input",
+        dest="execution_input",
+        action="store_true",
+        help="upload code and data, print TrainingStateMachine's input instead of starting the job",
+    )
+    submit.add_argument("--wait", action="store_true", help="poll until the job ends; exit 1 unless it completed")
+    submit.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --wait")
+    submit.set_defaults(run=_train_submit)
 
     demo = commands.add_parser("demo", help="train, publish, serve and query the digits model locally")
     demo.add_argument("--epochs", type=int, default=20)

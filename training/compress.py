@@ -1,15 +1,30 @@
-"""Compression candidates, their measured accuracy, size and latency, and the gate between them.
+"""The compression menu: candidates, their measured size, accuracy and latency, and the gate.
 
-Dynamic int8 quantisation (weights int8, activations quantised at run time) is tried against the
-fp32 export; it is published only if its held-out accuracy is within ``max_accuracy_drop_points``
-percentage points of fp32. Accuracy is a fraction (0..1) everywhere; only the gate is in points.
+Candidates (``compression`` hyperparameter, comma-separated, or ``all``):
+
+- ``fp32``: the exported Keras model; the baseline, always evaluated.
+- ``int8-dynamic``: weights int8, activations quantised at run time (``quantize_dynamic``).
+- ``int8-static``: QDQ int8 with activation ranges calibrated on a sample of the training channel.
+- ``fp16``: weights and activations float16, float32 at the graph's input and output.
+- ``pruned``: the model fine-tuned to a target weight sparsity, exported, then dynamic int8.
+- ``distilled``: a smaller student trained on the teacher's softened outputs, exported fp32.
+
+The ONNX-level candidates are built here; ``pruned`` and ``distilled`` need Keras training, so the
+job builds their files and hands them to :func:`evaluate` like any other. Every candidate is then
+measured on the same held-out rows. One that cannot be built, that onnxruntime cannot load, whose
+graph inputs/outputs differ from fp32's, or that fails parity is rejected with the reason, and the
+job goes on. :func:`choose` publishes the smallest accepted file whose accuracy is within
+``max_accuracy_drop_points`` percentage points of fp32. Accuracy is a fraction (0..1) everywhere;
+only the gate is in points.
 """
 
 from __future__ import annotations
 
+import gzip
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +34,34 @@ from training.models import INPUT_NAME, OUTPUT_NAME
 
 FP32 = "fp32"
 INT8_DYNAMIC = "int8-dynamic"
+INT8_STATIC = "int8-static"
+FP16 = "fp16"
+PRUNED = "pruned"
+DISTILLED = "distilled"
+METHODS = (FP32, INT8_DYNAMIC, INT8_STATIC, FP16, PRUNED, DISTILLED)
+FILES = {
+    FP32: "model.fp32.onnx",
+    INT8_DYNAMIC: "model.int8.onnx",
+    INT8_STATIC: "model.int8-static.onnx",
+    FP16: "model.fp16.onnx",
+    PRUNED: "model.pruned.onnx",
+    DISTILLED: "model.distilled.onnx",
+}
+DEFAULT_COMPRESSION = f"{INT8_DYNAMIC},{INT8_STATIC},{FP16}"  # the ones that need no extra training
 DEFAULT_MAX_ACCURACY_DROP_POINTS = 0.5
+CALIBRATION_BATCH = 50
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
 LATENCY_THREADS = 1  # a Lambda function has one or two vCPUs; measure what it will see
+GZIP_LEVEL = 9
+# Max |candidate - source| over the held-out probabilities that a candidate may show. An fp32
+# export must compute what Keras computes; fp16 rounds (~1e-3 relative); int8 is lossy by design,
+# so its difference is recorded and its accuracy gated instead.
+PARITY_TOLERANCE = {FP32: 1e-4, FP16: 1e-2}
+
+
+class CandidateError(RuntimeError):
+    """A candidate that cannot be published; the message is the reason recorded for it."""
 
 
 @dataclass
@@ -30,10 +69,19 @@ class Candidate:
     method: str
     file: str
     size_bytes: int
-    accuracy: float
-    latency_ms: float
+    accuracy: float | None
+    latency_ms: float | None
+    gzip_bytes: int = 0
+    source: str = ""
+    parity_max_abs_diff: float | None = None
     accepted: bool = False
     reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        """Built, loaded, the right I/O and parity: it only has the accuracy gate left to pass."""
+        return self.accuracy is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,16 +99,28 @@ class Compression:
         return next(c for c in self.candidates if c.method == FP32)
 
     def to_manifest(self) -> dict[str, Any]:
-        compressed = [c for c in self.candidates if c.method != FP32]
         return {
             "method": self.chosen.method,
             "candidates": [c.to_dict() for c in self.candidates],
             "fp32_size_bytes": self.fp32.size_bytes,
-            "compressed_size_bytes": compressed[0].size_bytes if compressed else self.fp32.size_bytes,
+            "compressed_size_bytes": self.chosen.size_bytes,
             "max_accuracy_drop_points": self.max_accuracy_drop_points,
             "eval_rows": self.eval_rows,
+            "selection": "smallest size_bytes whose accuracy is within max_accuracy_drop_points of fp32",
             "latency": {"batch_size": 1, "runs": LATENCY_RUNS, "intra_op_threads": LATENCY_THREADS},
+            "gzip_level": GZIP_LEVEL,
         }
+
+
+def parse_menu(text: str) -> list[str]:
+    """``"int8-static, fp16"`` -> ``["fp32", "int8-static", "fp16"]``: fp32 first, menu order, no repeats."""
+    names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
+    if names == ["all"]:
+        return list(METHODS)
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise ValueError(f"compression must be 'all' or a comma list of {', '.join(METHODS)}; got {text!r}")
+    return [m for m in METHODS if m == FP32 or m in names]
 
 
 def onnx_session(path: str | Path, threads: int = 0) -> Any:
@@ -72,6 +132,13 @@ def onnx_session(path: str | Path, threads: int = 0) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def predict(path: str | Path, x: np.ndarray) -> np.ndarray:
+    return np.asarray(onnx_session(path).run([OUTPUT_NAME], {INPUT_NAME: x.astype(np.float32)})[0])
+
+
+# -- building the ONNX-level candidates ---------------------------------------------------------
+
+
 def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -79,9 +146,88 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over fixed batches of float32 images."""
+
+    def __init__(self, x: np.ndarray, batch: int = CALIBRATION_BATCH) -> None:
+        self._batches = [x[i : i + batch].astype(np.float32) for i in range(0, len(x), batch)]
+        self._iter: Iterator[np.ndarray] = iter(self._batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._iter, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+    def rewind(self) -> None:
+        self._iter = iter(self._batches)
+
+
+def calibration_sample(x: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """A seeded sample of (training) rows for static quantisation's activation ranges."""
+    if rows >= len(x):
+        return x
+    return x[np.sort(np.random.default_rng(seed).choice(len(x), size=rows, replace=False))]
+
+
+def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarray) -> Path:
+    """QDQ int8, per-channel weights, MinMax activation ranges from ``calibration``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    reader = _Calibration(calibration)
+
+    class Reader(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return reader.get_next()
+
+        def rewind(self) -> None:
+            reader.rewind()
+
+    quantize_static(
+        model_input=str(src),
+        model_output=str(dst),
+        calibration_data_reader=Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+    return Path(dst)
+
+
+def _float16_module() -> Any:
+    """onnxconverter-common's float16 converter, or the copy onnxruntime ships (same function)."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        from onnxruntime.transformers import float16
+    return float16
+
+
+def convert_fp16(src: str | Path, dst: str | Path) -> Path:
+    """Float16 weights and arithmetic; ``keep_io_types`` leaves float32 at the graph's edges so
+    clients (and the manifest) still speak float32. onnxruntime's CPU provider casts back to
+    float32 around ops it has no float16 kernel for, so this buys size, not CPU speed."""
+    import onnx
+
+    model = _float16_module().convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    return Path(dst)
+
+
+def build(method: str, fp32_path: Path, dst: Path, *, calibration: np.ndarray) -> Path:
+    if method == INT8_DYNAMIC:
+        return quantize_int8(fp32_path, dst)
+    if method == INT8_STATIC:
+        return quantize_int8_static(fp32_path, dst, calibration)
+    if method == FP16:
+        return convert_fp16(fp32_path, dst)
+    raise ValueError(f"{method} is not built from the fp32 ONNX file")
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
 def accuracy(path: str | Path, x: np.ndarray, y: np.ndarray) -> float:
-    probabilities = onnx_session(path).run([OUTPUT_NAME], {INPUT_NAME: x.astype(np.float32)})[0]
-    return float(np.mean(np.argmax(probabilities, axis=1) == y))
+    return float(np.mean(np.argmax(predict(path, x), axis=1) == y))
 
 
 def latency_ms(path: str | Path, sample: np.ndarray, runs: int = LATENCY_RUNS) -> float:
@@ -98,43 +244,135 @@ def latency_ms(path: str | Path, sample: np.ndarray, runs: int = LATENCY_RUNS) -
     return round(statistics.fmean(times), 4)
 
 
-def measure(method: str, path: Path, x: np.ndarray, y: np.ndarray) -> Candidate:
-    return Candidate(
-        method=method,
-        file=path.name,
-        size_bytes=path.stat().st_size,
-        accuracy=accuracy(path, x, y),
-        latency_ms=latency_ms(path, x),
-    )
+def gzip_bytes(path: str | Path) -> int:
+    """Size after gzip -9: what a download moves, and where pruning's zeros pay off."""
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
 
 
-def compress_and_gate(
-    fp32_path: Path,
-    int8_path: Path,
+def check_io(path: Path, expected: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """The serving contract: same input/output names, float32 dtypes and shapes as fp32's graph."""
+    from training.manifest import graph_tensors
+
+    found = graph_tensors(path)
+    if found != expected:
+        raise CandidateError(f"graph inputs/outputs {found} differ from fp32's {expected}")
+    session = onnx_session(path)
+    types = [t.type for t in (*session.get_inputs(), *session.get_outputs())]
+    if any(t != "tensor(float)" for t in types):
+        raise CandidateError(f"onnxruntime sees input/output types {types}; serving sends and reads float32")
+
+
+@dataclass
+class Built:
+    """A candidate file and what to hold it to: the export parity (vs Keras) already measured, or
+    the held-out output of the ONNX model it was derived from."""
+
+    path: Path
+    parity: float | None = None
+    reference: np.ndarray | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def measure(
+    method: str,
+    built: Built,
     x: np.ndarray,
     y: np.ndarray,
     *,
-    max_accuracy_drop_points: float = DEFAULT_MAX_ACCURACY_DROP_POINTS,
-) -> Compression:
-    """Quantise, measure both candidates on the same held-out rows, and pick the one to publish."""
-    fp32 = measure(FP32, fp32_path, x, y)
-    int8 = measure(INT8_DYNAMIC, quantize_int8(fp32_path, int8_path), x, y)
-    chosen = choose(fp32, int8, max_accuracy_drop_points)
-    return Compression(chosen, [fp32, int8], max_accuracy_drop_points, eval_rows=len(y))
+    io: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+    source: str = "",
+) -> Candidate:
+    """Size, gzip size, held-out accuracy and latency of one ONNX file, after the checks that reject.
+
+    ``built.reference`` is the source ONNX model's output on ``x`` to compare with; an export brings
+    its difference from Keras in ``built.parity``. Either is held to the method's tolerance, if any.
+    """
+    path = built.path
+    candidate = Candidate(method, path.name, path.stat().st_size, None, None, gzip_bytes(path), source)
+    candidate.details.update(built.details)
+    try:
+        onnx_session(path)
+    except Exception as exc:
+        raise CandidateError(f"onnxruntime cannot load it: {type(exc).__name__}: {exc}") from exc
+    if io is not None:
+        check_io(path, io)
+    probabilities = predict(path, x)
+    if not np.isfinite(probabilities).all():
+        raise CandidateError("its held-out outputs hold NaN or infinite values")
+    parity, reference = built.parity, built.reference
+    if reference is not None:
+        parity = float(np.max(np.abs(probabilities - reference)))
+        agreement = float(np.mean(probabilities.argmax(1) == reference.argmax(1)))
+        candidate.details["top1_agreement_with_source"] = round(agreement, 6)
+    candidate.parity_max_abs_diff = parity
+    tolerance = PARITY_TOLERANCE.get(method)
+    if parity is not None and tolerance is not None and not parity <= tolerance:
+        raise CandidateError(f"parity: max |output - {source}| = {parity:.3g} > {tolerance:g} on {len(x)} rows")
+    candidate.accuracy = float(np.mean(probabilities.argmax(1) == y))
+    candidate.latency_ms = latency_ms(path, x)
+    return candidate
 
 
-def choose(fp32: Candidate, compressed: Candidate, max_accuracy_drop_points: float) -> Candidate:
-    """The accuracy gate: the compressed candidate wins unless it loses more than the allowed points."""
-    drop_points = round((fp32.accuracy - compressed.accuracy) * 100, 9)  # 0.98 - 0.975 is not exactly 0.005
-    if drop_points <= max_accuracy_drop_points:
-        compressed.accepted, fp32.accepted = True, False
-        compressed.reason = (
-            f"accuracy drop {drop_points:.2f} points <= {max_accuracy_drop_points:g} allowed; "
-            f"{fp32.size_bytes / compressed.size_bytes:.1f}x smaller"
-        )
-        fp32.reason = f"superseded by {compressed.method}"
-        return compressed
-    compressed.accepted, fp32.accepted = False, True
-    compressed.reason = f"accuracy drop {drop_points:.2f} points > {max_accuracy_drop_points:g} allowed"
-    fp32.reason = f"{compressed.method} rejected by the accuracy gate"
-    return fp32
+def evaluate(
+    method: str,
+    make: Callable[[], Built],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    io: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+    source: str = "",
+) -> Candidate:
+    """Build, check and measure one candidate. Any failure becomes a rejected candidate with the
+    reason (and the file's sizes, if it got that far), never the job's failure."""
+    path: Path | None = None
+    try:
+        built = make()
+        path = built.path
+        return measure(method, built, x, y, io=io, source=source)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, CandidateError) else f"{type(exc).__name__}: {exc}"
+        size, packed = (path.stat().st_size, gzip_bytes(path)) if path is not None and path.exists() else (0, 0)
+        file = path.name if path is not None else FILES.get(method, "")
+        return Candidate(method, file, size, None, None, packed, source, reason=f"rejected: {reason}"[:500])
+
+
+# -- the gate ---------------------------------------------------------------------------------
+
+
+def drop_points(fp32: Candidate, candidate: Candidate) -> float:
+    assert fp32.accuracy is not None and candidate.accuracy is not None
+    return round((fp32.accuracy - candidate.accuracy) * 100, 9)  # 0.98 - 0.975 is not exactly 0.005
+
+
+def choose(candidates: list[Candidate], max_accuracy_drop_points: float) -> Candidate:
+    """Publish the smallest candidate within the allowed drop of fp32 (fp32 itself if none is).
+
+    Ties on size go to the higher accuracy, then to the earlier candidate in the menu. Candidates
+    rejected before the gate (no accuracy) keep their reason; every other one gets one here.
+    """
+    fp32 = next(c for c in candidates if c.method == FP32)
+    within = [c for c in candidates if c.usable and drop_points(fp32, c) <= max_accuracy_drop_points]
+    chosen = min(within, key=lambda c: (c.size_bytes, -(c.accuracy or 0.0), candidates.index(c)))
+    for c in candidates:
+        c.accepted = c is chosen
+        if not c.usable:
+            continue
+        drop = drop_points(fp32, c)
+        if c is chosen and c is fp32:
+            others = [o.method for o in candidates if o is not fp32]
+            c.reason = f"baseline; no compressed candidate passed ({', '.join(others)})" if others else "baseline"
+        elif c is chosen:
+            c.reason = (
+                f"smallest within the gate: accuracy drop {drop:.2f} points <= {max_accuracy_drop_points:g} "
+                f"allowed; {fp32.size_bytes / c.size_bytes:.1f}x smaller than fp32"
+            )
+        elif c is fp32:
+            c.reason = f"superseded by {chosen.method}"
+        elif drop > max_accuracy_drop_points:
+            c.reason = f"accuracy drop {drop:.2f} points > {max_accuracy_drop_points:g} allowed"
+        else:
+            c.reason = (
+                f"within the gate (drop {drop:.2f} points) but {c.size_bytes:,} bytes, "
+                f"not smaller than {chosen.method}'s {chosen.size_bytes:,}"
+            )
+    return chosen

@@ -3,9 +3,12 @@
     python -m training.job            # inside a SageMaker container, or with SM_ROOT set locally
 
 Reads the ``train`` channel (and ``validation`` if given, else holds out a stratified 20%),
-trains the Keras CNN, exports ONNX (checked and compared with Keras), quantises to int8 behind an
-accuracy gate, writes everything under the model dir and publishes the selected model to the S3
-registry when a bucket is configured. Any failure writes ``<root>/output/failure`` and exits 1.
+trains the Keras CNN, exports ONNX (checked and compared with Keras), builds the compression
+candidates asked for (``compression``: int8 dynamic/static, fp16, pruned, distilled; see
+``training.compress``), measures them all on the held-out rows, publishes the smallest one within
+``max_accuracy_drop`` points of fp32 accuracy, writes everything under the model dir and publishes
+the selected model to the S3 registry when a bucket is configured. Any failure writes
+``<root>/output/failure`` and exits 1 (a failed compression candidate is only recorded as rejected).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -39,8 +43,27 @@ DEFAULTS: dict[str, Any] = {
     "model_name": "digits",
     "max_accuracy_drop": 0.5,
     "holdout_fraction": 0.2,
+    "compression": "int8-dynamic,int8-static,fp16",  # training.compress.DEFAULT_COMPRESSION
+    "calibration_rows": 200,
+    "pruning_sparsity": 0.5,
+    "pruning_epochs": 4,
+    "distillation_epochs": 0,
+    "distillation_temperature": 4.0,
 }
-HYPERPARAMETERS = ("epochs", "batch_size", "learning_rate", "seed", "max_accuracy_drop", "holdout_fraction")
+HYPERPARAMETERS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "seed",
+    "max_accuracy_drop",
+    "holdout_fraction",
+    "compression",
+    "calibration_rows",
+    "pruning_sparsity",
+    "pruning_epochs",
+    "distillation_epochs",
+    "distillation_temperature",
+)
 
 # For CreateTrainingJob's AlgorithmSpecification.MetricDefinitions: scraped from the epoch lines.
 METRIC_DEFINITIONS = [
@@ -48,7 +71,8 @@ METRIC_DEFINITIONS = [
     for key in ("loss", "accuracy", "val_loss", "val_accuracy")
 ]
 
-ARTIFACTS = ("model.keras", "model.fp32.onnx", "model.int8.onnx", "model.onnx", "manifest.json")
+# Always in the model dir; each compression candidate that was built adds its own file beside them.
+ARTIFACTS = ("model.keras", "model.fp32.onnx", "model.onnx", "manifest.json")
 
 
 class UsageError(ValueError):
@@ -81,8 +105,21 @@ def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> a
     parser.add_argument("--seed", type=int)
     parser.add_argument("--model-name")
     parser.add_argument(
-        "--max-accuracy-drop", type=float, help="int8 is published only within this many percentage points of fp32"
+        "--max-accuracy-drop",
+        type=float,
+        help="a candidate is published only within this many percentage points of fp32",
     )
+    parser.add_argument(
+        "--compression",
+        help="candidates besides fp32: 'all' or a comma list of int8-dynamic, int8-static, fp16, pruned, distilled",
+    )
+    parser.add_argument("--calibration-rows", type=int, help="training rows sampled to calibrate int8-static")
+    parser.add_argument("--pruning-sparsity", type=float, help="fraction of Conv/Dense weights the pruned model zeroes")
+    parser.add_argument("--pruning-epochs", type=int, help="fine-tuning epochs while pruning the trained model")
+    parser.add_argument(
+        "--distillation-epochs", type=int, help="epochs to train the distilled student (0: as --epochs)"
+    )
+    parser.add_argument("--distillation-temperature", type=float, help="softening temperature of the teacher's outputs")
     parser.add_argument("--holdout-fraction", type=float, help="held out of train when no validation channel")
     parser.add_argument(
         "--registry-bucket", help="publish to this S3 registry bucket (default: MAAS_MODEL_BUCKET; empty: don't)"
@@ -109,9 +146,20 @@ def check_arguments(args: argparse.Namespace) -> None:
             ("learning_rate", "> 0", args.learning_rate > 0),
             ("holdout_fraction", "between 0 and 1", 0 < args.holdout_fraction < 1),
             ("max_accuracy_drop", ">= 0 (percentage points)", args.max_accuracy_drop >= 0),
+            ("calibration_rows", ">= 1", args.calibration_rows >= 1),
+            ("pruning_sparsity", "between 0 and 1", 0 < args.pruning_sparsity < 1),
+            ("pruning_epochs", ">= 1", args.pruning_epochs >= 1),
+            ("distillation_epochs", ">= 0", args.distillation_epochs >= 0),
+            ("distillation_temperature", "> 0", args.distillation_temperature > 0),
         )
         if not ok
     ]
+    try:
+        from training.compress import parse_menu  # numpy only: cheap before training
+
+        args.compression = ",".join(parse_menu(args.compression))
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         raise UsageError("; ".join(problems))
 
@@ -139,7 +187,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
     print(f"data: {len(train)} training rows, {len(held)} held-out rows ({held_from}), {len(train.labels)} classes")
 
     # Imported only once the data is known good: Keras/TensorFlow take seconds to import.
-    from training import compress, export, manifest, models
+    from training import export, manifest, models
 
     models.set_seed(args.seed)
     model = models.build_digits_cnn(train.x.shape[1:], len(train.labels), learning_rate=args.learning_rate)
@@ -162,14 +210,9 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         fp32_path = export.export_onnx(model, work / "model.fp32.onnx", opset=export.OPSET)
         parity = export.check_parity(model, fp32_path, held.x)
         print(f"export: {fp32_path.name} opset {export.OPSET}, max |onnx - keras| = {parity:.2e}", flush=True)
-        gate = compress.compress_and_gate(
-            fp32_path, work / "model.int8.onnx", held.x, held.y, max_accuracy_drop_points=args.max_accuracy_drop
-        )
+        gate = _compression_menu(args, model, train, held, fp32_path, parity, work)
         for c in gate.candidates:
-            print(
-                f"candidate {c.method}: {c.size_bytes:,} bytes, accuracy {c.accuracy:.4f}, "
-                f"{c.latency_ms:.3f} ms/request, {'ACCEPTED' if c.accepted else 'rejected'} ({c.reason})"
-            )
+            print(f"candidate {c.method}: {_candidate_line(c)}", flush=True)
         shutil.copyfile(work / gate.chosen.file, work / "model.onnx")
         body = manifest.build_manifest(
             onnx_path=work / "model.onnx",
@@ -195,9 +238,10 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         )
         (work / "manifest.json").write_text(json.dumps(body, indent=2) + "\n")
         model_dir.mkdir(parents=True, exist_ok=True)
-        for name in ARTIFACTS:
+        artifacts = [*ARTIFACTS, *(c.file for c in gate.candidates if c.method != "fp32" and c.size_bytes)]
+        for name in artifacts:
             shutil.copyfile(work / name, model_dir / name)
-    print(f"artifacts: {', '.join(ARTIFACTS)} in {model_dir}")
+    print(f"artifacts: {', '.join(artifacts)} in {model_dir}")
 
     published = None
     if args.registry_bucket:
@@ -216,6 +260,102 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
     else:
         print("published: no (no registry bucket: set MAAS_MODEL_BUCKET or --registry-bucket)")
     return JobResult(model_dir=model_dir, manifest=body, published=published)
+
+
+def _candidate_line(c: Any) -> str:
+    measured = (
+        f"accuracy {c.accuracy:.4f}, {c.latency_ms:.3f} ms/request"
+        if c.accuracy is not None and c.latency_ms is not None
+        else "not measured"
+    )
+    verdict = "ACCEPTED" if c.accepted else "rejected"
+    return f"{c.size_bytes:,} bytes ({c.gzip_bytes:,} gzipped), {measured}, {verdict} ({c.reason})"
+
+
+def _compression_menu(
+    args: argparse.Namespace, model: Any, train: Dataset, held: Dataset, fp32_path: Path, parity: float, work: Path
+) -> Any:
+    """Build every requested candidate and measure each on the held-out rows, then gate them."""
+    from training import compress, export, manifest, models
+
+    menu = compress.parse_menu(args.compression)
+    io = manifest.graph_tensors(fp32_path)
+    fp32_probabilities = compress.predict(fp32_path, held.x)
+    calibration = compress.calibration_sample(train.x, args.calibration_rows, args.seed)
+
+    def from_fp32(method: str) -> compress.Built:
+        dst = compress.build(method, fp32_path, work / compress.FILES[method], calibration=calibration)
+        details = {"calibration_rows": len(calibration), "calibration_set": "train"} if method == "int8-static" else {}
+        return compress.Built(dst, reference=fp32_probabilities, details=details)
+
+    def pruned() -> compress.Built:
+        from training.pruning import prune_fine_tune, sparsity
+
+        student = prune_fine_tune(
+            model,
+            train.x,
+            train.y,
+            target_sparsity=args.pruning_sparsity,
+            epochs=args.pruning_epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate / 4,  # fine-tuning a trained model
+            callbacks=[models.MetricLines(args.pruning_epochs, label="pruned")],
+        )
+        source = export.export_onnx(student, work / "model.pruned.fp32.onnx", opset=export.OPSET)
+        export_parity = export.check_parity(student, source, held.x)
+        dst = compress.quantize_int8(source, work / compress.FILES["pruned"])
+        details = {
+            "sparsity": round(sparsity(student), 4),
+            "target_sparsity": args.pruning_sparsity,
+            "fine_tune_epochs": args.pruning_epochs,
+            "then": "int8-dynamic",
+            "fp32_export_parity_max_abs_diff": export_parity,
+            "fp32_size_bytes": source.stat().st_size,
+            "fp32_gzip_bytes": compress.gzip_bytes(source),
+        }
+        return compress.Built(dst, reference=compress.predict(source, held.x), details=details)
+
+    def distilled() -> compress.Built:
+        from training.distill import distill
+
+        epochs = args.distillation_epochs or args.epochs
+        student = distill(
+            model,
+            train.x,
+            train.y,
+            len(train.labels),
+            epochs=epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            temperature=args.distillation_temperature,
+            callbacks=[models.MetricLines(epochs, label="distilled")],
+        )
+        dst = export.export_onnx(student, work / compress.FILES["distilled"], opset=export.OPSET)
+        details = {
+            "student_parameters": student.count_params(),
+            "teacher_parameters": model.count_params(),
+            "epochs": epochs,
+            "temperature": args.distillation_temperature,
+            # Kept fp32: the student is already ~1/7 of the teacher and the fastest candidate at batch 1;
+            # quantising it too would stack a second loss on the one the gate already sees.
+            "format": "fp32",
+        }
+        return compress.Built(dst, parity=export.check_parity(student, dst, held.x), details=details)
+
+    makers = {"pruned": pruned, "distilled": distilled}
+    candidates = [
+        compress.evaluate(
+            "fp32", lambda: compress.Built(fp32_path, parity=parity), held.x, held.y, io=io, source="keras"
+        )
+    ]
+    if not candidates[0].usable:
+        raise export.ExportError(f"the fp32 baseline cannot be evaluated: {candidates[0].reason}")
+    for method in menu[1:]:
+        make = makers.get(method) or functools.partial(from_fp32, method)
+        source = {"pruned": "pruned fp32 export", "distilled": "keras student"}.get(method, "fp32")
+        candidates.append(compress.evaluate(method, make, held.x, held.y, io=io, source=source))
+    chosen = compress.choose(candidates, args.max_accuracy_drop)
+    return compress.Compression(chosen, candidates, args.max_accuracy_drop, eval_rows=len(held))
 
 
 def main(argv: list[str] | None = None, *, root: str | Path | None = None) -> int:

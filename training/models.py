@@ -42,15 +42,21 @@ def build_digits_cnn(
 
 
 class MetricLines(keras.callbacks.Callback):
-    """One ``epoch=N loss=... accuracy=... val_accuracy=...`` line per epoch, for MetricDefinitions."""
+    """One ``epoch=N loss=... accuracy=... val_accuracy=...`` line per epoch, for MetricDefinitions.
 
-    def __init__(self, epochs: int) -> None:
+    With a ``label`` (a compression candidate's own training) the line reads ``<label>: epoch N/M
+    ...`` instead, which the MetricDefinitions regexes do not match: they chart the main model only.
+    """
+
+    def __init__(self, epochs: int, label: str = "") -> None:
         super().__init__()
         self.epochs = epochs
+        self.label = label
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         values = " ".join(f"{k}={float(v):.4f}" for k, v in sorted((logs or {}).items()) if k != "learning_rate")
-        print(f"epoch={epoch + 1} of={self.epochs} {values}", flush=True)
+        head = f"{self.label}: epoch {epoch + 1}/{self.epochs}" if self.label else f"epoch={epoch + 1} of={self.epochs}"
+        print(f"{head} {values}", flush=True)
 
 
 def set_seed(seed: int) -> None:

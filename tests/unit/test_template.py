@@ -751,3 +751,186 @@ def test_batch_test_event_is_the_message_s3_sends_when_the_notification_is_set()
     assert (
         message["Bucket"] == json.loads(_sqs_record("batch_s3_put.json")["body"])["Records"][0]["s3"]["bucket"]["name"]
     )
+
+
+# --- training: TrainingStateMachine and the roles it uses ------------------------------------------
+
+
+def _states(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]["TrainingStateMachine"]["Properties"]["Definition"]["States"]
+
+
+def _statements_of(translated: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    statements = inline_statements(translated, role)
+    assert statements, f"{role} has no inline policy"
+    return statements
+
+
+def _arns(statement: dict[str, Any]) -> list[Any]:
+    return [r["Fn::Sub"] if isinstance(r, dict) and "Fn::Sub" in r else r for r in as_list(statement["Resource"])]
+
+
+def test_training_state_machine_runs_the_job_with_create_training_job_sync(template: dict[str, Any]) -> None:
+    machine = template["Resources"]["TrainingStateMachine"]
+    assert machine["Type"] == "AWS::Serverless::StateMachine"
+    assert machine["Properties"]["Type"] == "STANDARD"  # .sync waits longer than an express machine lives
+    definition = machine["Properties"]["Definition"]
+    states = definition["States"]
+    train = states[definition["StartAt"]]
+    assert train["Type"] == "Task"
+    assert train["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:states:::sagemaker:createTrainingJob.sync"}
+    # The job runs as TrainingJobRole, writing under the model bucket's training-jobs/.
+    params = train["Parameters"]
+    assert params["RoleArn"] == {"Fn::GetAtt": ["TrainingJobRole", "Arn"]}
+    assert params["OutputDataConfig"]["S3OutputPath"] == {"Fn::Sub": f"s3://{BUCKET_NAME}/training-jobs/"}
+    # A failed or stopped job fails the task: it must reach a Fail state that carries the reason.
+    (catch,) = train["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"]
+    failed = states[catch["Next"]]
+    assert failed["Type"] == "Fail" and failed["CausePath"].startswith(catch["ResultPath"])
+    choice = states[train["Next"]]
+    assert choice["Type"] == "Choice"
+    (completed,) = choice["Choices"]
+    assert completed["Variable"] == f"{train['ResultPath']}.status" and completed["StringEquals"] == "Completed"
+    assert train["ResultSelector"]["status.$"] == "$.TrainingJobStatus"
+    assert states[completed["Next"]]["Type"] == "Succeed"
+    assert states[choice["Default"]]["Type"] == "Fail"
+    # Every state is reachable and every Next names a state.
+    nexts = {s.get("Next") for s in states.values()} | {choice["Default"], completed["Next"], catch["Next"]}
+    assert nexts - {None} <= set(states) and set(states) - {definition["StartAt"]} <= nexts
+
+
+def test_state_machine_input_is_what_maas_train_submit_prints(template: dict[str, Any]) -> None:
+    from training.submit import build_request, execution_input
+
+    request = build_request(
+        job_name="digits-20260101-120000-abcd",
+        image="763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.16-gpu-py310",
+        role_arn="arn:aws:iam::123456789012:role/maas-TrainingJobRole",
+        bucket="maas-models-123456789012-us-east-1",
+        region="us-east-1",
+        source_uri="s3://maas-models-123456789012-us-east-1/training-jobs/x/source/sourcedir.tar.gz",
+        channels={"train": "s3://data/train/", "validation": "s3://data/validation/"},
+        hyperparameters={"model_name": "digits", "epochs": 3},
+    )
+    given = execution_input(request)
+
+    def fill(node: Any) -> Any:  # the JSONPath "$.key" parameters, as Step Functions fills them
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key.endswith(".$"):
+                    assert re.fullmatch(r"\$\.\w+", value), value
+                    out[key[:-2]] = given[value[2:]]
+                else:
+                    out[key] = fill(value)
+            return out
+        return [fill(v) for v in node] if isinstance(node, list) else node
+
+    sent = fill(_states(template)["Train"]["Parameters"])
+    for key in ("TrainingJobName", "HyperParameters", "InputDataConfig"):
+        assert sent[key] == request[key], key
+    assert sent["AlgorithmSpecification"]["TrainingImage"] == request["AlgorithmSpecification"]["TrainingImage"]
+    assert sent["AlgorithmSpecification"]["MetricDefinitions"] == request["AlgorithmSpecification"]["MetricDefinitions"]
+    assert sent["ResourceConfig"]["InstanceType"] == request["ResourceConfig"]["InstanceType"]
+    assert sent["StoppingCondition"] == request["StoppingCondition"]
+    assert sent["Environment"]["KERAS_BACKEND"] == request["Environment"]["KERAS_BACKEND"]
+    # Every input the machine reads is one the CLI prints.
+    used = set(re.findall(r'"\$\.(\w+)"', json.dumps(_states(template)["Train"]["Parameters"])))
+    assert used == set(given)
+
+
+def test_training_roles_grant_no_wildcard_but_what_iam_forces(translated: dict[str, Any]) -> None:
+    for role in ("TrainingJobRole", "TrainingStateMachineRole"):
+        for statement in _statements_of(translated, role):
+            assert statement["Effect"] == "Allow"
+            actions = as_list(statement["Action"])
+            for action in actions:
+                assert "*" not in action, f"{role}: wildcard action {action!r}"
+            for arn in _arns(statement):
+                if arn == "*":
+                    # No resource-level permissions exist for these two; the metric one is held to its namespace.
+                    assert actions in (["ecr:GetAuthorizationToken"], ["cloudwatch:PutMetricData"]), (role, actions)
+                    if actions == ["cloudwatch:PutMetricData"]:
+                        assert statement["Condition"] == {
+                            "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+                        }
+                else:
+                    assert isinstance(arn, dict) or ":::*" not in arn, f"{role}: unbounded {arn!r}"
+        managed = translated["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
+        assert managed == [], f"{role}: managed policies grant more than the job needs: {managed}"
+
+
+def test_state_machine_runs_training_jobs_and_passes_only_the_training_role(translated: dict[str, Any]) -> None:
+    statements = _statements_of(translated, "TrainingStateMachineRole")
+    by_action = {action: s for s in statements for action in as_list(s["Action"])}
+    assert set(by_action) == {
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopTrainingJob",
+        "sagemaker:AddTags",
+        "iam:PassRole",
+        "events:PutTargets",
+        "events:PutRule",
+        "events:DescribeRule",
+    }
+    job = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:training-job/*"
+    for action in ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob", "AddTags"):
+        assert _arns(by_action[f"sagemaker:{action}"]) == [job]
+    pass_role = by_action["iam:PassRole"]
+    assert pass_role["Resource"] == {"Fn::GetAtt": ["TrainingJobRole", "Arn"]}
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    rule = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
+    rule += "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+    for action in ("PutTargets", "PutRule", "DescribeRule"):
+        assert _arns(by_action[f"events:{action}"]) == [rule]
+    trust = translated["Resources"]["TrainingStateMachineRole"]["Properties"]["AssumeRolePolicyDocument"]
+    assert [s["Principal"] for s in trust["Statement"]] == [{"Service": ["states.amazonaws.com"]}]
+
+
+def test_training_job_role_writes_only_training_jobs_and_models(template: dict[str, Any]) -> None:
+    role = template["Resources"]["TrainingJobRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    bucket = bucket_arn()["Fn::Sub"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    actions: set[str] = set()
+    for statement in statements:
+        granted = as_list(statement["Action"])
+        actions.update(granted)
+        s3_arns = [a for a in _arns(statement) if isinstance(a, str) and ":s3:::" in a]
+        for arn in s3_arns:
+            assert arn == bucket or arn.startswith(f"{bucket}/"), f"not the model bucket by name: {arn!r}"
+        for action in granted:
+            if action in {"s3:PutObject", "s3:AbortMultipartUpload"} or action.startswith("s3:Delete"):
+                assert sorted(s3_arns) == sorted([f"{bucket}/training-jobs/*", f"{bucket}/models/*"]), s3_arns
+            elif action == "s3:GetObject":
+                assert {a.removeprefix(bucket) for a in s3_arns} == {
+                    "/training-data/*",
+                    "/training-jobs/*",
+                    "/models/*",
+                }
+            elif action == "s3:ListBucket":
+                assert s3_arns == [bucket]
+                assert set(statement["Condition"]["StringLike"]["s3:prefix"]) == {
+                    "training-data/*",
+                    "training-jobs/*",
+                    "models/*",
+                }
+            elif action.startswith("ecr:") and action != "ecr:GetAuthorizationToken":
+                assert _arns(statement) == [
+                    "arn:${AWS::Partition}:ecr:${AWS::Region}:${TrainingImageAccount}:repository/${TrainingImageRepository}"
+                ]
+            elif action.startswith("logs:"):
+                for arn in _arns(statement):
+                    assert ":log-group:/aws/sagemaker/TrainingJobs" in arn, arn
+    assert not {a for a in actions if a.startswith("s3:Delete")}
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecr:BatchGetImage", "logs:PutLogEvents"} <= actions
+    assert template["Parameters"]["TrainingImageAccount"]["Default"] == "763104351884"
+
+
+def test_outputs_name_the_training_state_machine_and_role(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["TrainingStateMachineArn"]["Value"] == {"Ref": "TrainingStateMachine"}
+    assert outputs["TrainingJobRoleArn"]["Value"] == {"Fn::GetAtt": ["TrainingJobRole", "Arn"]}

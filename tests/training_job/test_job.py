@@ -1,6 +1,7 @@
 """The training job end to end under the SageMaker contract: fake /opt/ml tree, moto S3 registry.
 
-One tiny job (3 epochs) is shared by the module; the failure cases stop before Keras is imported.
+One tiny job (3 epochs, every compression candidate) is shared by the module; the failure cases
+stop before Keras is imported.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from shared.aws import s3_client
 from shared.errors import VersionExists
 from shared.manifest import REQUIRED_FIELDS, verify_manifest
 from shared.registry import Registry
-from training.compress import DEFAULT_MAX_ACCURACY_DROP_POINTS, Candidate, choose
+from training.compress import DEFAULT_MAX_ACCURACY_DROP_POINTS, METHODS, Candidate, choose
 from training.data import load_channel, split_holdout, write_digits_channel
 from training.job import ARTIFACTS, METRIC_DEFINITIONS, main
 from training.sagemaker_env import read_hyperparameters
@@ -32,7 +33,16 @@ pytestmark = pytest.mark.training
 
 BUCKET = "maas-test-models"
 JOB_NAME = "digits-test-job-0001"
-TINY: dict[str, Any] = {"epochs": 3, "batch_size": 32, "seed": 7, "model_name": "digits-test"}
+TINY: dict[str, Any] = {
+    "epochs": 3,
+    "batch_size": 32,
+    "seed": 7,
+    "model_name": "digits-test",
+    "compression": "all",
+    "pruning_epochs": 1,
+    "distillation_epochs": 3,
+    "calibration_rows": 100,
+}
 
 
 def fake_opt_ml(root: Path, hyperparameters: dict) -> Path:
@@ -85,11 +95,12 @@ def failing_root(tmp_path, monkeypatch):
 def test_job_succeeds_and_leaves_artifacts_only_in_the_model_dir(job):
     assert job.code == 0, (job.root / "output" / "failure").read_text()
     model_dir = job.root / "model"
-    assert sorted(p.name for p in model_dir.iterdir()) == sorted(ARTIFACTS)
     assert not (job.root / "output" / "failure").exists()
     local = json.loads((model_dir / "manifest.json").read_text())
+    candidate_files = {c["file"] for c in local["compression"]["candidates"]}
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted({*ARTIFACTS, *candidate_files})
     assert not {"name", "version", "artifact"} & set(local), "registry-only fields belong to the published manifest"
-    chosen = {"fp32": "model.fp32.onnx", "int8-dynamic": "model.int8.onnx"}[local["compression"]["method"]]
+    chosen = next(c["file"] for c in local["compression"]["candidates"] if c["accepted"])
     assert (model_dir / "model.onnx").read_bytes() == (model_dir / chosen).read_bytes()
 
 
@@ -99,6 +110,11 @@ def test_epoch_lines_match_the_metric_definitions(job):
     for definition in METRIC_DEFINITIONS:
         values = [float(m.group(1)) for line in lines if (m := re.search(definition["Regex"], line))]
         assert len(values) == TINY["epochs"], definition
+        # The candidates' own training (pruning, distillation) prints lines the regexes skip.
+        assert len([line for line in job.stdout.splitlines() if re.search(definition["Regex"], line)]) == len(values)
+    assert "pruned: epoch 1/1 " in job.stdout and "distilled: epoch 3/3 " in job.stdout
+    for method in METHODS:
+        assert re.search(rf"^candidate {method}: [0-9,]+ bytes \([0-9,]+ gzipped\), accuracy", job.stdout, re.M)
     assert f"version={job.published['version']}" in job.stdout
 
 
@@ -117,10 +133,31 @@ def test_published_manifest_is_complete_with_measured_numbers(job):
     assert 0 < compression["compressed_size_bytes"] < compression["fp32_size_bytes"]
     assert compression["eval_rows"] == metrics["eval_rows"] == 360
     assert compression["max_accuracy_drop_points"] == 0.5
+    candidates = {c["method"]: c for c in compression["candidates"]}
+    assert list(candidates) == list(METHODS), "compression=all lists every candidate, fp32 first"
     accepted = [c for c in compression["candidates"] if c["accepted"]]
     assert [c["method"] for c in accepted] == [compression["method"]]
+    assert compression["compressed_size_bytes"] == accepted[0]["size_bytes"] == manifest["artifact"]["size_bytes"]
     for candidate in compression["candidates"]:
-        assert candidate["size_bytes"] > 0 and candidate["latency_ms"] > 0 and candidate["reason"]
+        assert candidate["reason"] and not candidate["reason"].startswith("rejected:"), candidate
+        assert 0 < candidate["gzip_bytes"] < candidate["size_bytes"] and candidate["latency_ms"] > 0
+        assert 0.5 < candidate["accuracy"] <= 1 and candidate["parity_max_abs_diff"] is not None
+    fp32 = candidates["fp32"]
+    within = [c for c in candidates.values() if (fp32["accuracy"] - c["accuracy"]) * 100 <= 0.5 + 1e-9]
+    assert accepted[0]["size_bytes"] == min(c["size_bytes"] for c in within)
+    for method in ("int8-dynamic", "int8-static", "pruned"):
+        assert candidates[method]["size_bytes"] < 0.3 * fp32["size_bytes"], method
+    assert 0.45 * fp32["size_bytes"] < candidates["fp16"]["size_bytes"] < 0.55 * fp32["size_bytes"]
+    assert candidates["int8-static"]["details"] == {"calibration_rows": 100, "calibration_set": "train"} | {
+        "top1_agreement_with_source": candidates["int8-static"]["details"]["top1_agreement_with_source"]
+    }
+    pruned = candidates["pruned"]["details"]
+    assert pruned["sparsity"] >= 0.5 and pruned["fp32_export_parity_max_abs_diff"] <= 1e-4
+    # Zeros do not shrink an ONNX file, but they do shrink its download.
+    assert candidates["pruned"]["gzip_bytes"] < 0.85 * candidates["int8-dynamic"]["gzip_bytes"]
+    distilled = candidates["distilled"]["details"]
+    assert distilled["student_parameters"] < distilled["teacher_parameters"] / 5
+    assert candidates["distilled"]["parity_max_abs_diff"] <= 1e-4
     assert metrics["accuracy"] > 0.5 and metrics["fp32_accuracy"] > 0.5
     assert metrics["accuracy"] == accepted[0]["accuracy"]
     assert metrics["parity_max_abs_diff"] <= 1e-4
@@ -129,6 +166,7 @@ def test_published_manifest_is_complete_with_measured_numbers(job):
     assert job_info["id"] == JOB_NAME and job_info["instance_type"] == "ml.g5.xlarge"
     assert job_info["duration_s"] > 0
     assert job_info["hyperparameters"]["epochs"] == 3 and job_info["hyperparameters"]["seed"] == 7
+    assert job_info["hyperparameters"]["compression"] == ",".join(METHODS)
     assert manifest["framework"]["onnx_opset"] == 17
     assert set(manifest["framework"]) == {
         "tensorflow",
@@ -189,6 +227,8 @@ def test_validation_channel_is_the_held_out_set_and_no_bucket_means_no_publish(t
     assert manifest["metrics"]["eval_rows"] == 100 and manifest["metrics"]["eval_set"] == "validation channel"
     assert manifest["training_job"]["train_rows"] == len(data)
     assert manifest["training_job"]["id"].startswith("local-") and manifest["training_job"]["instance_type"] == "local"
+    methods = [c["method"] for c in manifest["compression"]["candidates"]]
+    assert methods == ["fp32", "int8-dynamic", "int8-static", "fp16"], "the default menu needs no extra training"
     assert not (root / "output" / "data" / "published.json").exists()
 
 
@@ -230,7 +270,7 @@ def test_unknown_hyperparameter_fails_before_training(failing_root):
 def test_accuracy_gate_allows_half_a_point(int8_accuracy, published):
     fp32 = Candidate("fp32", "model.fp32.onnx", 600_000, 0.980, 0.03)
     int8 = Candidate("int8-dynamic", "model.int8.onnx", 160_000, int8_accuracy, 0.1)
-    chosen = choose(fp32, int8, DEFAULT_MAX_ACCURACY_DROP_POINTS)
+    chosen = choose([fp32, int8], DEFAULT_MAX_ACCURACY_DROP_POINTS)
     assert chosen.method == published and chosen.accepted
     assert [c.accepted for c in (fp32, int8)].count(True) == 1
     assert "points" in int8.reason
