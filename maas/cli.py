@@ -68,8 +68,8 @@ def _train_local(args: argparse.Namespace) -> int:
     from maas.stack import load_template, s3_for
     from maas.train_local import run_job
 
-    hyperparameters: dict[str, Any] = {"model_name": args.name}
-    for key in ("epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed"):
+    hyperparameters: dict[str, Any] = {"model_name": args.name} if args.name else {}
+    for key in ("family", "label_column", "epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed"):
         if getattr(args, key) is not None:
             hyperparameters[key] = getattr(args, key)
     template = load_template(args.template, args.env_vars)
@@ -167,8 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="training jobs")
     train_cmds = train.add_subparsers(dest="train_command", required=True)
     train_local = train_cmds.add_parser("local", help="run the SageMaker-contract job here and publish")
-    train_local.add_argument("--data", help="channel folder or file (default: the bundled digits)")
-    train_local.add_argument("--name", default="digits", help="model name in the registry")
+    train_local.add_argument(
+        "--family",
+        choices=["image", "tabular", "logistic", "linear"],
+        help="model family (default image); tabular, logistic and linear train on CSV/JSON Lines feature rows",
+    )
+    train_local.add_argument(
+        "--data",
+        help="channel folder or file of .npz, .csv or .jsonl (default: bundled digits for image, "
+        "breast cancer for tabular/logistic, diabetes for linear)",
+    )
+    train_local.add_argument("--label-column", dest="label_column", help="CSV column / JSON key of the label")
+    train_local.add_argument(
+        "--name", help="model name in the registry (default: the family's: digits, breast-cancer, diabetes, ...)"
+    )
     train_local.add_argument("--epochs", type=int)
     train_local.add_argument("--batch-size", dest="batch_size", type=int)
     train_local.add_argument("--learning-rate", dest="learning_rate", type=float)

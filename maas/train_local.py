@@ -24,9 +24,14 @@ def layout(root: Path, data: Path | None, hyperparameters: dict[str, Any]) -> di
     train = root / "input" / "data" / "train"
     train.mkdir(parents=True)
     if data is None:
-        from training.data import write_digits_channel
+        from training.data import write_digits_channel, write_tabular_channel
+        from training.families import DEFAULT_FAMILY, family
 
-        write_digits_channel(train)
+        example = family(str(hyperparameters.get("family", DEFAULT_FAMILY))).example
+        if example == "digits":
+            write_digits_channel(train)
+        else:
+            write_tabular_channel(train, example)
     elif data.is_dir():
         shutil.copytree(data, train, dirs_exist_ok=True)
     else:

@@ -15,7 +15,8 @@ measured on the same held-out rows. One that cannot be built, that onnxruntime c
 graph inputs/outputs differ from fp32's, or that fails parity is rejected with the reason, and the
 job goes on. :func:`choose` publishes the smallest accepted file whose accuracy is within
 ``max_accuracy_drop_points`` percentage points of fp32. Accuracy is a fraction (0..1) everywhere;
-only the gate is in points.
+only the gate is in points. A regression model is measured by RMSE (and MAE) instead, and the
+gate accepts a candidate whose RMSE is at most ``max_rmse_increase_pct`` percent above fp32's.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from training.models import INPUT_NAME, OUTPUT_NAME
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
 
 FP32 = "fp32"
 INT8_DYNAMIC = "int8-dynamic"
@@ -49,6 +51,7 @@ FILES = {
 }
 DEFAULT_COMPRESSION = f"{INT8_DYNAMIC},{INT8_STATIC},{FP16}"  # the ones that need no extra training
 DEFAULT_MAX_ACCURACY_DROP_POINTS = 0.5
+DEFAULT_MAX_RMSE_INCREASE_PCT = 1.0
 CALIBRATION_BATCH = 50
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
@@ -56,8 +59,14 @@ LATENCY_THREADS = 1  # a Lambda function has one or two vCPUs; measure what it w
 GZIP_LEVEL = 9
 # Max |candidate - source| over the held-out probabilities that a candidate may show. An fp32
 # export must compute what Keras computes; fp16 rounds (~1e-3 relative); int8 is lossy by design,
-# so its difference is recorded and its accuracy gated instead.
+# so its difference is recorded and its accuracy gated instead. For outputs beyond 0..1 (a
+# regression's prediction) the tolerance is relative to the largest magnitude: see parity_scale.
 PARITY_TOLERANCE = {FP32: 1e-4, FP16: 1e-2}
+
+
+def parity_scale(reference: np.ndarray) -> float:
+    """What a parity tolerance is multiplied by: 1 for probabilities, max |output| beyond that."""
+    return max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
 
 
 class CandidateError(RuntimeError):
@@ -77,14 +86,24 @@ class Candidate:
     accepted: bool = False
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    rmse: float | None = None  # regression only, as is mae
+    mae: float | None = None
 
     @property
     def usable(self) -> bool:
-        """Built, loaded, the right I/O and parity: it only has the accuracy gate left to pass."""
-        return self.accuracy is not None
+        """Built, loaded, the right I/O and parity: it only has the metric's gate left to pass."""
+        return self.accuracy is not None or self.rmse is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest entry: a classifier's has ``accuracy``; a regression's ``rmse`` and ``mae``."""
+        entry = asdict(self)
+        regression = self.rmse is not None
+        for key in ("rmse", "mae"):
+            if entry[key] is None:
+                del entry[key]
+        if regression:
+            del entry["accuracy"]
+        return entry
 
 
 @dataclass
@@ -93,20 +112,31 @@ class Compression:
     candidates: list[Candidate]
     max_accuracy_drop_points: float
     eval_rows: int
+    task: str = CLASSIFICATION
+    max_rmse_increase_pct: float = DEFAULT_MAX_RMSE_INCREASE_PCT
 
     @property
     def fp32(self) -> Candidate:
         return next(c for c in self.candidates if c.method == FP32)
 
     def to_manifest(self) -> dict[str, Any]:
+        gate: dict[str, Any] = {
+            "max_accuracy_drop_points": self.max_accuracy_drop_points,
+            "selection": "smallest size_bytes whose accuracy is within max_accuracy_drop_points of fp32",
+        }
+        if self.task == REGRESSION:
+            gate = {
+                "max_rmse_increase_pct": self.max_rmse_increase_pct,
+                "selection": "smallest size_bytes whose rmse is at most max_rmse_increase_pct percent above fp32's",
+            }
         return {
             "method": self.chosen.method,
             "candidates": [c.to_dict() for c in self.candidates],
             "fp32_size_bytes": self.fp32.size_bytes,
             "compressed_size_bytes": self.chosen.size_bytes,
-            "max_accuracy_drop_points": self.max_accuracy_drop_points,
+            **{k: v for k, v in gate.items() if k != "selection"},
             "eval_rows": self.eval_rows,
-            "selection": "smallest size_bytes whose accuracy is within max_accuracy_drop_points of fp32",
+            "selection": gate["selection"],
             "latency": {"batch_size": 1, "runs": LATENCY_RUNS, "intra_op_threads": LATENCY_THREADS},
             "gzip_level": GZIP_LEVEL,
         }
@@ -132,8 +162,15 @@ def onnx_session(path: str | Path, threads: int = 0) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def _io_names(session: Any) -> tuple[str, str]:
+    """The one input and one output every exported family has, by the names the graph gives them."""
+    return session.get_inputs()[0].name, session.get_outputs()[0].name
+
+
 def predict(path: str | Path, x: np.ndarray) -> np.ndarray:
-    return np.asarray(onnx_session(path).run([OUTPUT_NAME], {INPUT_NAME: x.astype(np.float32)})[0])
+    session = onnx_session(path)
+    input_name, output_name = _io_names(session)
+    return np.asarray(session.run([output_name], {input_name: x.astype(np.float32)})[0])
 
 
 # -- building the ONNX-level candidates ---------------------------------------------------------
@@ -149,13 +186,14 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
 class _Calibration:
     """onnxruntime's CalibrationDataReader protocol over fixed batches of float32 images."""
 
-    def __init__(self, x: np.ndarray, batch: int = CALIBRATION_BATCH) -> None:
+    def __init__(self, x: np.ndarray, input_name: str, batch: int = CALIBRATION_BATCH) -> None:
+        self.input_name = input_name
         self._batches = [x[i : i + batch].astype(np.float32) for i in range(0, len(x), batch)]
         self._iter: Iterator[np.ndarray] = iter(self._batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._iter, None)
-        return None if batch is None else {INPUT_NAME: batch}
+        return None if batch is None else {self.input_name: batch}
 
     def rewind(self) -> None:
         self._iter = iter(self._batches)
@@ -172,7 +210,7 @@ def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarr
     """QDQ int8, per-channel weights, MinMax activation ranges from ``calibration``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    reader = _Calibration(calibration)
+    reader = _Calibration(calibration, _io_names(onnx_session(src))[0])
 
     class Reader(CalibrationDataReader):
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -233,13 +271,14 @@ def accuracy(path: str | Path, x: np.ndarray, y: np.ndarray) -> float:
 def latency_ms(path: str | Path, sample: np.ndarray, runs: int = LATENCY_RUNS) -> float:
     """Mean wall time of one batch-of-1 ``run`` on a single-threaded session."""
     session = onnx_session(path, threads=LATENCY_THREADS)
-    feed = {INPUT_NAME: sample[:1].astype(np.float32)}
+    input_name, output_name = _io_names(session)
+    feed = {input_name: sample[:1].astype(np.float32)}
     for _ in range(LATENCY_WARMUP):
-        session.run([OUTPUT_NAME], feed)
+        session.run([output_name], feed)
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        session.run([OUTPUT_NAME], feed)
+        session.run([output_name], feed)
         times.append((time.perf_counter() - started) * 1000)
     return round(statistics.fmean(times), 4)
 
@@ -281,8 +320,10 @@ def measure(
     *,
     io: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
     source: str = "",
+    task: str = CLASSIFICATION,
 ) -> Candidate:
-    """Size, gzip size, held-out accuracy and latency of one ONNX file, after the checks that reject.
+    """Size, gzip size, held-out accuracy (RMSE and MAE for regression) and latency of one ONNX
+    file, after the checks that reject.
 
     ``built.reference`` is the source ONNX model's output on ``x`` to compare with; an export brings
     its difference from Keras in ``built.parity``. Either is held to the method's tolerance, if any.
@@ -300,15 +341,24 @@ def measure(
     if not np.isfinite(probabilities).all():
         raise CandidateError("its held-out outputs hold NaN or infinite values")
     parity, reference = built.parity, built.reference
+    scale = 1.0
     if reference is not None:
         parity = float(np.max(np.abs(probabilities - reference)))
-        agreement = float(np.mean(probabilities.argmax(1) == reference.argmax(1)))
-        candidate.details["top1_agreement_with_source"] = round(agreement, 6)
+        if task == CLASSIFICATION:
+            agreement = float(np.mean(probabilities.argmax(1) == reference.argmax(1)))
+            candidate.details["top1_agreement_with_source"] = round(agreement, 6)
+        else:
+            scale = parity_scale(reference)
     candidate.parity_max_abs_diff = parity
     tolerance = PARITY_TOLERANCE.get(method)
-    if parity is not None and tolerance is not None and not parity <= tolerance:
-        raise CandidateError(f"parity: max |output - {source}| = {parity:.3g} > {tolerance:g} on {len(x)} rows")
-    candidate.accuracy = float(np.mean(probabilities.argmax(1) == y))
+    if parity is not None and tolerance is not None and not parity <= tolerance * scale:
+        raise CandidateError(f"parity: max |output - {source}| = {parity:.3g} > {tolerance * scale:g} on {len(x)} rows")
+    if task == CLASSIFICATION:
+        candidate.accuracy = float(np.mean(probabilities.argmax(1) == y))
+    else:
+        errors = probabilities.reshape(len(y)) - y.astype(np.float64)
+        candidate.rmse = float(np.sqrt(np.mean(errors**2)))
+        candidate.mae = float(np.mean(np.abs(errors)))
     candidate.latency_ms = latency_ms(path, x)
     return candidate
 
@@ -321,6 +371,7 @@ def evaluate(
     *,
     io: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
     source: str = "",
+    task: str = CLASSIFICATION,
 ) -> Candidate:
     """Build, check and measure one candidate. Any failure becomes a rejected candidate with the
     reason (and the file's sizes, if it got that far), never the job's failure."""
@@ -328,7 +379,7 @@ def evaluate(
     try:
         built = make()
         path = built.path
-        return measure(method, built, x, y, io=io, source=source)
+        return measure(method, built, x, y, io=io, source=source, task=task)
     except Exception as exc:
         reason = str(exc) if isinstance(exc, CandidateError) else f"{type(exc).__name__}: {exc}"
         size, packed = (path.stat().st_size, gzip_bytes(path)) if path is not None and path.exists() else (0, 0)
@@ -344,12 +395,21 @@ def drop_points(fp32: Candidate, candidate: Candidate) -> float:
     return round((fp32.accuracy - candidate.accuracy) * 100, 9)  # 0.98 - 0.975 is not exactly 0.005
 
 
-def choose(candidates: list[Candidate], max_accuracy_drop_points: float) -> Candidate:
+def choose(
+    candidates: list[Candidate],
+    max_accuracy_drop_points: float,
+    *,
+    task: str = CLASSIFICATION,
+    max_rmse_increase_pct: float = DEFAULT_MAX_RMSE_INCREASE_PCT,
+) -> Candidate:
     """Publish the smallest candidate within the allowed drop of fp32 (fp32 itself if none is).
 
     Ties on size go to the higher accuracy, then to the earlier candidate in the menu. Candidates
     rejected before the gate (no accuracy) keep their reason; every other one gets one here.
+    A regression task is gated on RMSE instead: see :func:`choose_regression`.
     """
+    if task == REGRESSION:
+        return choose_regression(candidates, max_rmse_increase_pct)
     fp32 = next(c for c in candidates if c.method == FP32)
     within = [c for c in candidates if c.usable and drop_points(fp32, c) <= max_accuracy_drop_points]
     chosen = min(within, key=lambda c: (c.size_bytes, -(c.accuracy or 0.0), candidates.index(c)))
@@ -373,6 +433,44 @@ def choose(candidates: list[Candidate], max_accuracy_drop_points: float) -> Cand
         else:
             c.reason = (
                 f"within the gate (drop {drop:.2f} points) but {c.size_bytes:,} bytes, "
+                f"not smaller than {chosen.method}'s {chosen.size_bytes:,}"
+            )
+    return chosen
+
+
+def rmse_increase_pct(fp32: Candidate, candidate: Candidate) -> float:
+    assert fp32.rmse is not None and candidate.rmse is not None
+    if fp32.rmse == 0:
+        return 0.0 if candidate.rmse == 0 else float("inf")
+    return round((candidate.rmse / fp32.rmse - 1) * 100, 9)
+
+
+def choose_regression(candidates: list[Candidate], max_rmse_increase_pct: float) -> Candidate:
+    """The smallest candidate whose held-out RMSE is at most ``max_rmse_increase_pct`` percent above
+    fp32's (fp32 itself if none is); ties on size go to the lower RMSE, then to menu order."""
+    fp32 = next(c for c in candidates if c.method == FP32)
+    within = [c for c in candidates if c.usable and rmse_increase_pct(fp32, c) <= max_rmse_increase_pct]
+    chosen = min(within, key=lambda c: (c.size_bytes, c.rmse or 0.0, candidates.index(c)))
+    for c in candidates:
+        c.accepted = c is chosen
+        if not c.usable:
+            continue
+        increase = rmse_increase_pct(fp32, c)
+        if c is chosen and c is fp32:
+            others = [o.method for o in candidates if o is not fp32]
+            c.reason = f"baseline; no compressed candidate passed ({', '.join(others)})" if others else "baseline"
+        elif c is chosen:
+            c.reason = (
+                f"smallest within the gate: rmse {increase:+.2f}% of fp32's <= {max_rmse_increase_pct:g}% allowed; "
+                f"{fp32.size_bytes / c.size_bytes:.1f}x smaller than fp32"
+            )
+        elif c is fp32:
+            c.reason = f"superseded by {chosen.method}"
+        elif increase > max_rmse_increase_pct:
+            c.reason = f"rmse {increase:+.2f}% of fp32's > {max_rmse_increase_pct:g}% allowed"
+        else:
+            c.reason = (
+                f"within the gate (rmse {increase:+.2f}%) but {c.size_bytes:,} bytes, "
                 f"not smaller than {chosen.method}'s {chosen.size_bytes:,}"
             )
     return chosen

@@ -3,11 +3,14 @@
     python -m training.job            # inside a SageMaker container, or with SM_ROOT set locally
 
 Reads the ``train`` channel (and ``validation`` if given, else holds out a stratified 20%),
-trains the Keras CNN, exports ONNX (checked and compared with Keras), builds the compression
-candidates asked for (``compression``: int8 dynamic/static, fp16, pruned, distilled; see
-``training.compress``), measures them all on the held-out rows, publishes the smallest one within
-``max_accuracy_drop`` points of fp32 accuracy, writes everything under the model dir and publishes
-the selected model to the S3 registry when a bucket is configured. Any failure writes
+trains the model of the ``family`` hyperparameter (``image``: the CNN; ``tabular``: an MLP
+classifier; ``logistic``: logistic regression; ``linear``: linear regression; the tabular ones
+standardise their raw features inside the graph), exports ONNX (checked and compared with Keras),
+builds the compression candidates asked for (``compression``: int8 dynamic/static, fp16, pruned,
+distilled; see ``training.compress``), measures them all on the held-out rows, publishes the
+smallest one within ``max_accuracy_drop`` points of fp32 accuracy (for regression: RMSE at most
+``max_rmse_increase_pct`` percent above fp32's), writes everything under the model dir and
+publishes the selected model to the S3 registry when a bucket is configured. Any failure writes
 ``<root>/output/failure`` and exits 1 (a failed compression candidate is only recorded as rejected).
 """
 
@@ -22,6 +25,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import argparse
 import functools
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -32,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.registry import check_name
-from training.data import Dataset, load_channel, split_holdout
+from training.data import DEFAULT_LABEL_COLUMN, Dataset, load_channel, split_holdout
+from training.families import DEFAULT_FAMILY, FAMILIES, Family, family
 from training.sagemaker_env import DEFAULT_ROOT, TrainingEnv, read_env, write_failure
 
 DEFAULTS: dict[str, Any] = {
@@ -49,8 +54,15 @@ DEFAULTS: dict[str, Any] = {
     "pruning_epochs": 4,
     "distillation_epochs": 0,
     "distillation_temperature": 4.0,
+    "family": DEFAULT_FAMILY,
+    "label_column": DEFAULT_LABEL_COLUMN,
+    "max_rmse_increase_pct": 1.0,  # training.compress.DEFAULT_MAX_RMSE_INCREASE_PCT
 }
+# Candidates that retrain a Keras model; their students are written for the image CNN.
+IMAGE_ONLY_COMPRESSION = ("pruned", "distilled")
 HYPERPARAMETERS = (
+    "family",
+    "label_column",
     "epochs",
     "batch_size",
     "learning_rate",
@@ -63,6 +75,7 @@ HYPERPARAMETERS = (
     "pruning_epochs",
     "distillation_epochs",
     "distillation_temperature",
+    "max_rmse_increase_pct",
 )
 
 # For CreateTrainingJob's AlgorithmSpecification.MetricDefinitions: scraped from the epoch lines.
@@ -103,7 +116,14 @@ def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> a
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--model-name")
+    parser.add_argument("--model-name", help="registry name (default: the family's example, e.g. digits)")
+    parser.add_argument("--family", help=f"model family: {', '.join(FAMILIES)} (default {DEFAULT_FAMILY})")
+    parser.add_argument("--label-column", help="the CSV column / JSON Lines key that holds the label")
+    parser.add_argument(
+        "--max-rmse-increase-pct",
+        type=float,
+        help="regression: a candidate is published only if its RMSE is at most this many percent above fp32's",
+    )
     parser.add_argument(
         "--max-accuracy-drop",
         type=float,
@@ -130,13 +150,27 @@ def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> a
     if unknown:
         raise UsageError(f"unknown hyperparameters {unknown}; known: {known}")
     # String defaults go through each argument's type, so "10" from hyperparameters.json becomes 10.
-    defaults = {**DEFAULTS, "registry_bucket": environ.get("MAAS_MODEL_BUCKET", "")}
+    # An empty model name becomes the family's default name in check_arguments.
+    # The same for a learning rate of NaN: the family's own default.
+    defaults = {
+        **DEFAULTS,
+        "model_name": "",
+        "learning_rate": "nan",
+        "registry_bucket": environ.get("MAAS_MODEL_BUCKET", ""),
+    }
     defaults.update({k: v for k, v in hp.items() if k in known})
     parser.set_defaults(**{k: str(v) for k, v in defaults.items()})
     return parser
 
 
 def check_arguments(args: argparse.Namespace) -> None:
+    try:
+        chosen = family(args.family)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    args.model_name = args.model_name or chosen.default_model_name
+    if math.isnan(args.learning_rate):
+        args.learning_rate = chosen.learning_rate
     check_name(args.model_name)
     problems = [
         f"{name} must be {rule}, got {getattr(args, name)}"
@@ -151,13 +185,21 @@ def check_arguments(args: argparse.Namespace) -> None:
             ("pruning_epochs", ">= 1", args.pruning_epochs >= 1),
             ("distillation_epochs", ">= 0", args.distillation_epochs >= 0),
             ("distillation_temperature", "> 0", args.distillation_temperature > 0),
+            ("max_rmse_increase_pct", ">= 0 (percent)", args.max_rmse_increase_pct >= 0),
+            ("label_column", "a column name", bool(args.label_column.strip())),
         )
         if not ok
     ]
     try:
         from training.compress import parse_menu  # numpy only: cheap before training
 
-        args.compression = ",".join(parse_menu(args.compression))
+        menu = parse_menu(args.compression)
+        if chosen.name != "image":
+            retrained = [m for m in menu if m in IMAGE_ONLY_COMPRESSION]
+            if retrained and str(args.compression).strip().lower() != "all":
+                problems.append(f"compression {retrained} is available for the image family only")
+            menu = [m for m in menu if m not in IMAGE_ONLY_COMPRESSION]
+        args.compression = ",".join(menu)
     except ValueError as exc:
         problems.append(str(exc))
     if problems:
@@ -170,27 +212,47 @@ def _root_from(argv: list[str] | None) -> str | None:
     return pre.parse_known_args(argv)[0].sm_root
 
 
-def _datasets(args: argparse.Namespace) -> tuple[Dataset, Dataset, str]:
-    train = load_channel(args.train, "train")
+def _datasets(args: argparse.Namespace, chosen: Family) -> tuple[Dataset, Dataset, str]:
+    options = {"label_column": args.label_column, "task": chosen.task}
+    train = load_channel(args.train, "train", **options)
+    _check_rows(train, chosen)
     if args.validation:
-        held = load_channel(args.validation, "validation")
-        if held.labels != train.labels or held.x.shape[1:] != train.x.shape[1:]:
-            raise UsageError("the validation channel's labels or image shape differ from the train channel's")
+        held = load_channel(args.validation, "validation", **options)
+        if held.labels != train.labels or held.x.shape[1:] != train.x.shape[1:] or held.columns != train.columns:
+            raise UsageError("the validation channel's labels, columns or row shape differ from the train channel's")
         return train, held, "validation channel"
     train, held = split_holdout(train, args.holdout_fraction, args.seed)
-    return train, held, f"stratified {args.holdout_fraction:.0%} hold-out of the train channel (seed {args.seed})"
+    how = "stratified " if chosen.classification else ""
+    return train, held, f"{how}{args.holdout_fraction:.0%} hold-out of the train channel (seed {args.seed})"
+
+
+def _check_rows(data: Dataset, chosen: Family) -> None:
+    if chosen.tabular and data.x.ndim != 2:
+        raise UsageError(
+            f"family {chosen.name!r} trains on rows of features (CSV, JSON Lines, or .npz x of N x F); "
+            f"the train channel holds x of shape {list(data.x.shape)}"
+        )
+    if not chosen.tabular and data.x.ndim != 4:
+        raise UsageError(
+            f"family {chosen.name!r} trains on images (N x H x W x C); the train channel holds rows of "
+            f"shape {list(data.x.shape)}: use family tabular, logistic or linear for feature rows"
+        )
+    if chosen.classification and len(data.labels) < 2:
+        raise UsageError(f"a classifier needs at least 2 classes; the train channel has {data.labels}")
 
 
 def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
     started = time.perf_counter()
-    train, held, held_from = _datasets(args)
-    print(f"data: {len(train)} training rows, {len(held)} held-out rows ({held_from}), {len(train.labels)} classes")
+    chosen = family(args.family)
+    train, held, held_from = _datasets(args, chosen)
+    target = f"{len(train.labels)} classes" if chosen.classification else "regression target"
+    print(f"data: {len(train)} training rows, {len(held)} held-out rows ({held_from}), {target}")
 
     # Imported only once the data is known good: Keras/TensorFlow take seconds to import.
     from training import export, manifest, models
 
     models.set_seed(args.seed)
-    model = models.build_digits_cnn(train.x.shape[1:], len(train.labels), learning_rate=args.learning_rate)
+    model = models.build(chosen, train.x, train.y, len(train.labels), learning_rate=args.learning_rate)
     print(f"model: {model.name}, {model.count_params():,} parameters, backend {models.keras_versions()}", flush=True)
     model.fit(
         train.x,
@@ -207,21 +269,36 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
     with tempfile.TemporaryDirectory(prefix="maas-train-") as tmp:
         work = Path(tmp)
         model.save(work / "model.keras")
-        fp32_path = export.export_onnx(model, work / "model.fp32.onnx", opset=export.OPSET)
+        fp32_path = export.export_onnx(
+            model,
+            work / "model.fp32.onnx",
+            opset=export.OPSET,
+            input_name=chosen.input_name,
+            output_name=chosen.output_name,
+        )
         parity = export.check_parity(model, fp32_path, held.x)
         print(f"export: {fp32_path.name} opset {export.OPSET}, max |onnx - keras| = {parity:.2e}", flush=True)
-        gate = _compression_menu(args, model, train, held, fp32_path, parity, work)
+        gate = _compression_menu(args, chosen, model, train, held, fp32_path, parity, work)
         for c in gate.candidates:
             print(f"candidate {c.method}: {_candidate_line(c)}", flush=True)
         shutil.copyfile(work / gate.chosen.file, work / "model.onnx")
+        if chosen.classification:
+            scores = {"accuracy": gate.chosen.accuracy, "fp32_accuracy": gate.fp32.accuracy}
+        else:
+            scores = {
+                "rmse": gate.chosen.rmse,
+                "mae": gate.chosen.mae,
+                "fp32_rmse": gate.fp32.rmse,
+                "fp32_mae": gate.fp32.mae,
+            }
         body = manifest.build_manifest(
             onnx_path=work / "model.onnx",
-            labels=train.labels,
-            preprocessing={"client": models.CLIENT_PREPROCESSING, "in_graph": models.IN_GRAPH_PREPROCESSING},
+            labels=train.labels if chosen.classification else None,
+            input_columns=train.columns,
+            preprocessing=models.preprocessing(chosen, len(train), train.columns),
             compression=gate.to_manifest(),
             metrics={
-                "accuracy": gate.chosen.accuracy,
-                "fp32_accuracy": gate.fp32.accuracy,
+                **scores,
                 "eval_rows": len(held),
                 "eval_set": held_from,
                 "parity_max_abs_diff": parity,
@@ -235,6 +312,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
                 "hyperparameters": {k: getattr(args, k) for k in HYPERPARAMETERS},
             },
             framework=manifest.framework_versions(export.OPSET),
+            task=chosen.task,
         )
         (work / "manifest.json").write_text(json.dumps(body, indent=2) + "\n")
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -263,17 +341,25 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
 
 
 def _candidate_line(c: Any) -> str:
-    measured = (
-        f"accuracy {c.accuracy:.4f}, {c.latency_ms:.3f} ms/request"
-        if c.accuracy is not None and c.latency_ms is not None
-        else "not measured"
-    )
+    if c.rmse is not None and c.latency_ms is not None:
+        measured = f"rmse {c.rmse:.4f}, mae {c.mae:.4f}, {c.latency_ms:.3f} ms/request"
+    elif c.accuracy is not None and c.latency_ms is not None:
+        measured = f"accuracy {c.accuracy:.4f}, {c.latency_ms:.3f} ms/request"
+    else:
+        measured = "not measured"
     verdict = "ACCEPTED" if c.accepted else "rejected"
     return f"{c.size_bytes:,} bytes ({c.gzip_bytes:,} gzipped), {measured}, {verdict} ({c.reason})"
 
 
 def _compression_menu(
-    args: argparse.Namespace, model: Any, train: Dataset, held: Dataset, fp32_path: Path, parity: float, work: Path
+    args: argparse.Namespace,
+    chosen: Family,
+    model: Any,
+    train: Dataset,
+    held: Dataset,
+    fp32_path: Path,
+    parity: float,
+    work: Path,
 ) -> Any:
     """Build every requested candidate and measure each on the held-out rows, then gate them."""
     from training import compress, export, manifest, models
@@ -345,7 +431,13 @@ def _compression_menu(
     makers = {"pruned": pruned, "distilled": distilled}
     candidates = [
         compress.evaluate(
-            "fp32", lambda: compress.Built(fp32_path, parity=parity), held.x, held.y, io=io, source="keras"
+            "fp32",
+            lambda: compress.Built(fp32_path, parity=parity),
+            held.x,
+            held.y,
+            io=io,
+            source="keras",
+            task=chosen.task,
         )
     ]
     if not candidates[0].usable:
@@ -353,9 +445,18 @@ def _compression_menu(
     for method in menu[1:]:
         make = makers.get(method) or functools.partial(from_fp32, method)
         source = {"pruned": "pruned fp32 export", "distilled": "keras student"}.get(method, "fp32")
-        candidates.append(compress.evaluate(method, make, held.x, held.y, io=io, source=source))
-    chosen = compress.choose(candidates, args.max_accuracy_drop)
-    return compress.Compression(chosen, candidates, args.max_accuracy_drop, eval_rows=len(held))
+        candidates.append(compress.evaluate(method, make, held.x, held.y, io=io, source=source, task=chosen.task))
+    best = compress.choose(
+        candidates, args.max_accuracy_drop, task=chosen.task, max_rmse_increase_pct=args.max_rmse_increase_pct
+    )
+    return compress.Compression(
+        best,
+        candidates,
+        args.max_accuracy_drop,
+        eval_rows=len(held),
+        task=chosen.task,
+        max_rmse_increase_pct=args.max_rmse_increase_pct,
+    )
 
 
 def main(argv: list[str] | None = None, *, root: str | Path | None = None) -> int:

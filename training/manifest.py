@@ -58,7 +58,7 @@ def framework_versions(opset: int) -> dict[str, Any]:
 def build_manifest(
     *,
     onnx_path: str | Path,
-    labels: list[str],
+    labels: list[str] | None,
     preprocessing: dict[str, Any],
     compression: dict[str, Any],
     metrics: dict[str, Any],
@@ -66,18 +66,26 @@ def build_manifest(
     framework: dict[str, Any],
     task: str = "classification",
     created_at: datetime | None = None,
+    input_columns: list[str] | None = None,
 ) -> dict[str, Any]:
+    """The manifest; ``labels`` None (regression) leaves the field out, and ``input_columns`` (the
+    feature names of a tabular model) become the input's ``columns``, which CSV batch files map by."""
     inputs, outputs = graph_tensors(onnx_path)
-    return {
+    if input_columns is not None:
+        inputs[0]["columns"] = list(input_columns)
+    body = {
         "schema_version": SCHEMA_VERSION,
         "created_at": (created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
         "task": task,
         "inputs": inputs,
         "outputs": outputs,
-        "labels": list(labels),
+        "labels": list(labels or []),
         "preprocessing": preprocessing,
         "compression": compression,
         "metrics": metrics,
         "training_job": training_job,
         "framework": framework,
     }
+    if labels is None:
+        del body["labels"]
+    return body

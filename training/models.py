@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
+
+from training.families import Family
 
 # Recorded in the manifest: what the graph does itself, so clients must not repeat it.
 IN_GRAPH_PREPROCESSING = ["rescale 1/16 (raw 0..16 intensities to 0..1)"]
@@ -39,6 +42,98 @@ def build_digits_cnn(
         metrics=["accuracy"],
     )
     return model
+
+
+# The tabular families standardise inside the graph, so the exported model takes raw values.
+STANDARDISATION = "standardise each feature: (x - mean) / std, mean and variance of the {rows} training rows"
+
+
+def _standardise(x_train: np.ndarray, input_name: str) -> tuple[Any, Any]:
+    """The input and a Normalization layer adapted on the training split: part of the model."""
+    inputs = keras.Input(shape=x_train.shape[1:], name=input_name)
+    normalise = keras.layers.Normalization(axis=-1, name="standardise")
+    normalise.adapt(x_train)
+    return inputs, normalise(inputs)
+
+
+def build_tabular_mlp(
+    x_train: np.ndarray, num_classes: int, *, learning_rate: float = 2e-3, input_name: str = "features"
+) -> keras.Model:
+    """An MLP classifier on raw feature rows: standardise, two hidden layers, softmax."""
+    inputs, x = _standardise(x_train, input_name)
+    x = keras.layers.Dense(64, activation="relu", name="dense1")(x)
+    x = keras.layers.Dropout(0.2, name="dropout")(x)
+    x = keras.layers.Dense(32, activation="relu", name="dense2")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
+    model = keras.Model(inputs, outputs, name="tabular_mlp")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return model
+
+
+def build_logistic(
+    x_train: np.ndarray, num_classes: int, *, learning_rate: float = 2e-3, input_name: str = "features"
+) -> keras.Model:
+    """Logistic regression: standardise, then one Dense softmax layer (softmax over two classes for
+    binary data too, so every classifier answers a [N, n_classes] probability row)."""
+    inputs, x = _standardise(x_train, input_name)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
+    model = keras.Model(inputs, outputs, name="logistic_regression")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return model
+
+
+def build_linear(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    learning_rate: float = 0.1,
+    input_name: str = "features",
+    output_name: str = "prediction",
+) -> keras.Model:
+    """Linear regression: standardise, then Dense(1); mean squared error, RMSE and MAE reported.
+    The bias starts at the training targets' mean, so the steps go to the slopes."""
+    inputs, x = _standardise(x_train, input_name)
+    bias = keras.initializers.Constant(float(np.mean(y_train)))
+    outputs = keras.layers.Dense(1, bias_initializer=bias, name=output_name)(x)
+    model = keras.Model(inputs, outputs, name="linear_regression")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="mean_squared_error",
+        metrics=[keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")],
+    )
+    return model
+
+
+def build(
+    family: Family, x_train: np.ndarray, y_train: np.ndarray, num_classes: int, *, learning_rate: float
+) -> keras.Model:
+    """The family's untrained, compiled model for this training data."""
+    if family.name == "image":
+        return build_digits_cnn(x_train.shape[1:], num_classes, learning_rate=learning_rate)
+    if family.name == "tabular":
+        return build_tabular_mlp(x_train, num_classes, learning_rate=learning_rate, input_name=family.input_name)
+    if family.name == "logistic":
+        return build_logistic(x_train, num_classes, learning_rate=learning_rate, input_name=family.input_name)
+    if family.name == "linear":
+        return build_linear(
+            x_train, y_train, learning_rate=learning_rate, input_name=family.input_name, output_name=family.output_name
+        )
+    raise ValueError(f"no model builder for family {family.name!r}")
+
+
+def preprocessing(family: Family, train_rows: int, columns: list[str] | None) -> dict[str, Any]:
+    """The manifest's ``preprocessing``: what the graph does, and what the client sends."""
+    if family.name == "image":
+        return {"client": CLIENT_PREPROCESSING, "in_graph": IN_GRAPH_PREPROCESSING}
+    named = f" in the order of the input's columns ({len(columns)})" if columns else ""
+    return {
+        "client": f"send raw feature values as float32{named}; do not standardise",
+        "in_graph": [STANDARDISATION.format(rows=train_rows)],
+    }
 
 
 class MetricLines(keras.callbacks.Callback):

@@ -235,9 +235,9 @@ def test_validation_channel_is_the_held_out_set_and_no_bucket_means_no_publish(t
 @pytest.mark.parametrize(
     ("files", "reason"),
     [
-        ({}, "no .npz files"),
+        ({}, "no .npz, .csv or .jsonl files"),
         ({"digits.npz": b"this is not an archive"}, "not a readable .npz archive"),
-        ({"notes.txt": b"hello"}, "no .npz files"),
+        ({"notes.txt": b"hello"}, "no .npz, .csv or .jsonl files"),
     ],
 )
 def test_bad_channel_fails_the_job_with_a_reason(failing_root, files, reason):
