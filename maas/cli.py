@@ -169,13 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     train_local = train_cmds.add_parser("local", help="run the SageMaker-contract job here and publish")
     train_local.add_argument(
         "--family",
-        choices=["image", "tabular", "logistic", "linear"],
-        help="model family (default image); tabular, logistic and linear train on CSV/JSON Lines feature rows",
+        choices=["image", "tabular", "logistic", "linear", "text", "text-rnn"],
+        help="model family (default image); tabular, logistic and linear train on CSV/JSON Lines feature rows, "
+        "text and text-rnn on a text column",
     )
     train_local.add_argument(
         "--data",
         help="channel folder or file of .npz, .csv or .jsonl (default: bundled digits for image, "
-        "breast cancer for tabular/logistic, diabetes for linear)",
+        "breast cancer for tabular/logistic, diabetes for linear, generated reviews for text)",
     )
     train_local.add_argument("--label-column", dest="label_column", help="CSV column / JSON key of the label")
     train_local.add_argument(

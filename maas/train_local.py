@@ -26,12 +26,15 @@ def layout(root: Path, data: Path | None, hyperparameters: dict[str, Any]) -> di
     if data is None:
         from training.data import write_digits_channel, write_tabular_channel
         from training.families import DEFAULT_FAMILY, family
+        from training.text_data import write_text_channel
 
-        example = family(str(hyperparameters.get("family", DEFAULT_FAMILY))).example
-        if example == "digits":
+        chosen = family(str(hyperparameters.get("family", DEFAULT_FAMILY)))
+        if chosen.text:
+            write_text_channel(train)
+        elif chosen.example == "digits":
             write_digits_channel(train)
         else:
-            write_tabular_channel(train, example)
+            write_tabular_channel(train, chosen.example)
     elif data.is_dir():
         shutil.copytree(data, train, dirs_exist_ok=True)
     else:

@@ -167,10 +167,15 @@ def _io_names(session: Any) -> tuple[str, str]:
     return session.get_inputs()[0].name, session.get_outputs()[0].name
 
 
+def _as_input(session: Any, x: np.ndarray) -> np.ndarray:
+    """Rows as the graph's input takes them: int64 token ids for the text families, else float32."""
+    return x.astype(np.int64 if session.get_inputs()[0].type == "tensor(int64)" else np.float32)
+
+
 def predict(path: str | Path, x: np.ndarray) -> np.ndarray:
     session = onnx_session(path)
     input_name, output_name = _io_names(session)
-    return np.asarray(session.run([output_name], {input_name: x.astype(np.float32)})[0])
+    return np.asarray(session.run([output_name], {input_name: _as_input(session, x)})[0])
 
 
 # -- building the ONNX-level candidates ---------------------------------------------------------
@@ -188,7 +193,7 @@ class _Calibration:
 
     def __init__(self, x: np.ndarray, input_name: str, batch: int = CALIBRATION_BATCH) -> None:
         self.input_name = input_name
-        self._batches = [x[i : i + batch].astype(np.float32) for i in range(0, len(x), batch)]
+        self._batches = [x[i : i + batch] for i in range(0, len(x), batch)]
         self._iter: Iterator[np.ndarray] = iter(self._batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -210,7 +215,8 @@ def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarr
     """QDQ int8, per-channel weights, MinMax activation ranges from ``calibration``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    reader = _Calibration(calibration, _io_names(onnx_session(src))[0])
+    session = onnx_session(src)
+    reader = _Calibration(_as_input(session, calibration), _io_names(session)[0])
 
     class Reader(CalibrationDataReader):
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -272,7 +278,7 @@ def latency_ms(path: str | Path, sample: np.ndarray, runs: int = LATENCY_RUNS) -
     """Mean wall time of one batch-of-1 ``run`` on a single-threaded session."""
     session = onnx_session(path, threads=LATENCY_THREADS)
     input_name, output_name = _io_names(session)
-    feed = {input_name: sample[:1].astype(np.float32)}
+    feed = {input_name: _as_input(session, sample[:1])}
     for _ in range(LATENCY_WARMUP):
         session.run([output_name], feed)
     times = []
@@ -289,7 +295,8 @@ def gzip_bytes(path: str | Path) -> int:
 
 
 def check_io(path: Path, expected: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
-    """The serving contract: same input/output names, float32 dtypes and shapes as fp32's graph."""
+    """The serving contract: same input/output names, dtypes and shapes as fp32's graph (float32,
+    or int64 token ids in)."""
     from training.manifest import graph_tensors
 
     found = graph_tensors(path)
@@ -297,7 +304,7 @@ def check_io(path: Path, expected: tuple[list[dict[str, Any]], list[dict[str, An
         raise CandidateError(f"graph inputs/outputs {found} differ from fp32's {expected}")
     session = onnx_session(path)
     types = [t.type for t in (*session.get_inputs(), *session.get_outputs())]
-    if any(t != "tensor(float)" for t in types):
+    if any(t != "tensor(float)" for t in types[1:]) or types[0] not in ("tensor(float)", "tensor(int64)"):
         raise CandidateError(f"onnxruntime sees input/output types {types}; serving sends and reads float32")
 
 

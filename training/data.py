@@ -32,6 +32,7 @@ import numpy as np
 DIGITS_FILE = "digits.npz"
 LABELS_FILE = "labels.json"
 DEFAULT_LABEL_COLUMN = "label"
+DEFAULT_TEXT_COLUMN = "text"
 FORMATS = (".npz", ".csv", ".jsonl")
 # scikit-learn's bundled tabular sets: (loader name, task). Diabetes is written unscaled, as measured.
 TABULAR_DATASETS = {
@@ -39,6 +40,44 @@ TABULAR_DATASETS = {
     "wine": ("load_wine", "classification"),
     "diabetes": ("load_diabetes", "regression"),
 }
+
+
+def _read_text_rows(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[Any]]:
+    """(texts, labels) of a CSV or JSON Lines file of a text channel."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            if not header:
+                raise ChannelError(f"{path.name}: empty file; expected a header row, then one row per example")
+            reader.fieldnames = header
+            records = [(f"{path.name} line {n}", dict(r)) for n, r in enumerate(reader, start=2) if any(r.values())]
+    else:
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError as exc:
+                    raise ChannelError(f"{path.name} line {n}: not valid JSON ({exc})") from None
+                if not isinstance(item, dict):
+                    raise ChannelError(f"{path.name} line {n}: expected a JSON object, got {type(item).__name__}")
+                records.append((f"{path.name} line {n}", item))
+    texts, labels = [], []
+    for where, record in records:
+        for column, hyperparameter in ((text_column, "text_column"), (label_column, "label_column")):
+            if record.get(column) is None:
+                raise ChannelError(
+                    f"{where}: no {column!r} value among {sorted(record)[:20]} "
+                    f"(set the {hyperparameter} hyperparameter to the column that holds it)"
+                )
+        if not isinstance(record[text_column], str):
+            raise ChannelError(f"{where}: {text_column!r} must be a string, got {json.dumps(record[text_column])[:40]}")
+        texts.append(record[text_column])
+        labels.append(record[label_column])
+    return texts, labels
 
 
 class ChannelError(ValueError):
@@ -275,13 +314,34 @@ def load_channel(
     *,
     label_column: str = DEFAULT_LABEL_COLUMN,
     task: str = "classification",
+    text_column: str | None = None,
 ) -> Dataset:
-    """Read every data file of a channel folder (one format, sorted by name) into one dataset."""
+    """Read every data file of a channel folder (one format, sorted by name) into one dataset.
+
+    With ``text_column`` (the text families) each row is a text and a label: ``x`` is then a vector
+    of Python strings (dtype object), tokenised later by ``shared.text``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ChannelError(f"channel {name!r}: {folder} is not a folder")
     fmt, files = channel_files(folder, name)
     columns: list[str] | None = None
+    if text_column is not None:
+        if fmt == ".npz":
+            raise ChannelError(f"channel {name!r}: text comes as .csv or .jsonl rows with a {text_column!r} column")
+        texts: list[str] = []
+        label_values: list[Any] = []
+        for path in files:
+            part_texts, part_labels = _read_text_rows(path, text_column, label_column)
+            texts += part_texts
+            label_values += part_labels
+        if not texts:
+            raise ChannelError(f"channel {name!r}: the {fmt} files hold no rows")
+        y, labels = _class_ids(label_values, _read_labels_file(folder, name), name)
+        if y.min() < 0 or y.max() >= len(labels):
+            raise ChannelError(f"channel {name!r}: labels must be class ids 0..{len(labels) - 1}")
+        text_x = np.empty(len(texts), dtype=object)
+        text_x[:] = texts
+        return Dataset(x=text_x, y=y, labels=labels, columns=[text_column])
     if fmt == ".npz":
         parts = [_read_npz(p) for p in files]
         xs, ys = [x for x, _ in parts], [y for _, y in parts]

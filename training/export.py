@@ -29,8 +29,10 @@ def export_onnx(
     opset: int = OPSET,
     input_name: str = INPUT_NAME,
     output_name: str = OUTPUT_NAME,
+    input_dtype: str = "float32",
 ) -> Path:
-    """Export ``model`` as an ONNX graph with one float32 input and one output, named as given."""
+    """Export ``model`` as an ONNX graph with one input (float32, or int64 token ids) and one
+    output, named as given."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -42,7 +44,7 @@ def export_onnx(
     import tensorflow as tf
     import tf2onnx
 
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=input_name)
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.as_dtype(input_dtype), name=input_name)
 
     @tf.function(input_signature=[spec])
     def serve(inputs: Any) -> dict[str, Any]:

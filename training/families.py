@@ -23,6 +23,7 @@ class Family:
     default_model_name: str
     tabular: bool  # rows of named features (CSV, JSON Lines or N x F .npz) rather than images
     learning_rate: float  # Adam's step when the job is given none; a linear model needs big steps
+    text: bool = False  # raw text plus a label per row, tokenised by shared.text; the graph takes token ids
 
     @property
     def classification(self) -> bool:
@@ -45,9 +46,13 @@ FAMILIES = {
             1e-2,
         ),
         Family("linear", REGRESSION, "features", "prediction", "diabetes", "diabetes", True, 0.1),
+        # input_name is the graph's token-id input; the manifest's input is the raw string TEXT_INPUT.
+        Family("text", CLASSIFICATION, "tokens", "probabilities", "reviews", "reviews", False, 1e-2, text=True),
+        Family("text-rnn", CLASSIFICATION, "tokens", "probabilities", "reviews", "reviews-rnn", False, 5e-3, text=True),
     )
 }
 DEFAULT_FAMILY = "image"
+TEXT_INPUT = "text"  # the manifest input of the text families: one raw string per instance
 
 
 def family(name: str) -> Family:

@@ -5,7 +5,9 @@
 Reads the ``train`` channel (and ``validation`` if given, else holds out a stratified 20%),
 trains the model of the ``family`` hyperparameter (``image``: the CNN; ``tabular``: an MLP
 classifier; ``logistic``: logistic regression; ``linear``: linear regression; the tabular ones
-standardise their raw features inside the graph), exports ONNX (checked and compared with Keras),
+standardise their raw features inside the graph; ``text``: embedding + mean pooling, ``text-rnn``:
+embedding + LSTM, both on ids from ``shared.text``'s tokenizer, whose vocabulary goes in the manifest
+so the server tokenises), exports ONNX (checked and compared with Keras),
 builds the compression candidates asked for (``compression``: int8 dynamic/static, fp16, pruned,
 distilled; see ``training.compress``), measures them all on the held-out rows, publishes the
 smallest one within ``max_accuracy_drop`` points of fp32 accuracy (for regression: RMSE at most
@@ -36,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.registry import check_name
-from training.data import DEFAULT_LABEL_COLUMN, Dataset, load_channel, split_holdout
-from training.families import DEFAULT_FAMILY, FAMILIES, Family, family
+from training.data import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN, Dataset, load_channel, split_holdout
+from training.families import DEFAULT_FAMILY, FAMILIES, TEXT_INPUT, Family, family
 from training.sagemaker_env import DEFAULT_ROOT, TrainingEnv, read_env, write_failure
 
 DEFAULTS: dict[str, Any] = {
@@ -57,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "family": DEFAULT_FAMILY,
     "label_column": DEFAULT_LABEL_COLUMN,
     "max_rmse_increase_pct": 1.0,  # training.compress.DEFAULT_MAX_RMSE_INCREASE_PCT
+    "text_column": DEFAULT_TEXT_COLUMN,
+    "sequence_length": 24,
+    "vocabulary_size": 5000,
 }
 # Candidates that retrain a Keras model; their students are written for the image CNN.
 IMAGE_ONLY_COMPRESSION = ("pruned", "distilled")
@@ -76,6 +81,9 @@ HYPERPARAMETERS = (
     "distillation_epochs",
     "distillation_temperature",
     "max_rmse_increase_pct",
+    "text_column",
+    "sequence_length",
+    "vocabulary_size",
 )
 
 # For CreateTrainingJob's AlgorithmSpecification.MetricDefinitions: scraped from the epoch lines.
@@ -119,6 +127,13 @@ def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> a
     parser.add_argument("--model-name", help="registry name (default: the family's example, e.g. digits)")
     parser.add_argument("--family", help=f"model family: {', '.join(FAMILIES)} (default {DEFAULT_FAMILY})")
     parser.add_argument("--label-column", help="the CSV column / JSON Lines key that holds the label")
+    parser.add_argument("--text-column", help="text families: the CSV column / JSON Lines key that holds the text")
+    parser.add_argument("--sequence-length", type=int, help="text families: words per text the model reads")
+    parser.add_argument(
+        "--vocabulary-size",
+        type=int,
+        help="text families: most frequent training words kept, padding and unknown included",
+    )
     parser.add_argument(
         "--max-rmse-increase-pct",
         type=float,
@@ -187,6 +202,9 @@ def check_arguments(args: argparse.Namespace) -> None:
             ("distillation_temperature", "> 0", args.distillation_temperature > 0),
             ("max_rmse_increase_pct", ">= 0 (percent)", args.max_rmse_increase_pct >= 0),
             ("label_column", "a column name", bool(args.label_column.strip())),
+            ("text_column", "a column name", bool(args.text_column.strip())),
+            ("sequence_length", ">= 1", args.sequence_length >= 1),
+            ("vocabulary_size", ">= 3", args.vocabulary_size >= 3),
         )
         if not ok
     ]
@@ -213,7 +231,9 @@ def _root_from(argv: list[str] | None) -> str | None:
 
 
 def _datasets(args: argparse.Namespace, chosen: Family) -> tuple[Dataset, Dataset, str]:
-    options = {"label_column": args.label_column, "task": chosen.task}
+    options: dict[str, Any] = {"label_column": args.label_column, "task": chosen.task}
+    if chosen.text:
+        options["text_column"] = args.text_column
     train = load_channel(args.train, "train", **options)
     _check_rows(train, chosen)
     if args.validation:
@@ -227,12 +247,14 @@ def _datasets(args: argparse.Namespace, chosen: Family) -> tuple[Dataset, Datase
 
 
 def _check_rows(data: Dataset, chosen: Family) -> None:
-    if chosen.tabular and data.x.ndim != 2:
+    if chosen.text:
+        pass  # load_channel read a text column: one string per row
+    elif chosen.tabular and data.x.ndim != 2:
         raise UsageError(
             f"family {chosen.name!r} trains on rows of features (CSV, JSON Lines, or .npz x of N x F); "
             f"the train channel holds x of shape {list(data.x.shape)}"
         )
-    if not chosen.tabular and data.x.ndim != 4:
+    elif not chosen.tabular and data.x.ndim != 4:
         raise UsageError(
             f"family {chosen.name!r} trains on images (N x H x W x C); the train channel holds rows of "
             f"shape {list(data.x.shape)}: use family tabular, logistic or linear for feature rows"
@@ -251,8 +273,29 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
     # Imported only once the data is known good: Keras/TensorFlow take seconds to import.
     from training import export, manifest, models
 
+    tokenizer = None
+    if chosen.text:
+        from shared.text import build_tokenizer
+
+        tokenizer = build_tokenizer(
+            train.x,
+            max_tokens=args.vocabulary_size,
+            sequence_length=args.sequence_length,
+            graph_input=chosen.input_name,
+        )
+        # The tokenizer serving uses, run here: the model trains and is measured on the same ids.
+        train, held = (Dataset(tokenizer.encode(d.x), d.y, d.labels, d.columns) for d in (train, held))
+        print(f"tokenizer: {len(tokenizer.vocabulary)} words, sequence length {args.sequence_length}", flush=True)
+
     models.set_seed(args.seed)
-    model = models.build(chosen, train.x, train.y, len(train.labels), learning_rate=args.learning_rate)
+    model = models.build(
+        chosen,
+        train.x,
+        train.y,
+        len(train.labels),
+        learning_rate=args.learning_rate,
+        vocabulary_size=len(tokenizer.vocabulary) if tokenizer else 0,
+    )
     print(f"model: {model.name}, {model.count_params():,} parameters, backend {models.keras_versions()}", flush=True)
     model.fit(
         train.x,
@@ -275,6 +318,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             opset=export.OPSET,
             input_name=chosen.input_name,
             output_name=chosen.output_name,
+            input_dtype="int64" if chosen.text else "float32",
         )
         parity = export.check_parity(model, fp32_path, held.x)
         print(f"export: {fp32_path.name} opset {export.OPSET}, max |onnx - keras| = {parity:.2e}", flush=True)
@@ -294,7 +338,8 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         body = manifest.build_manifest(
             onnx_path=work / "model.onnx",
             labels=train.labels if chosen.classification else None,
-            input_columns=train.columns,
+            input_columns=None if chosen.text else train.columns,
+            text_input=(TEXT_INPUT, tokenizer.to_manifest()) if tokenizer else None,
             preprocessing=models.preprocessing(chosen, len(train), train.columns),
             compression=gate.to_manifest(),
             metrics={

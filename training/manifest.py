@@ -67,11 +67,19 @@ def build_manifest(
     task: str = "classification",
     created_at: datetime | None = None,
     input_columns: list[str] | None = None,
+    text_input: tuple[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The manifest; ``labels`` None (regression) leaves the field out, and ``input_columns`` (the
-    feature names of a tabular model) become the input's ``columns``, which CSV batch files map by."""
+    feature names of a tabular model) become the input's ``columns``, which CSV batch files map by.
+    ``text_input`` (name, tokenizer entry) replaces the graph's token-id input by the raw string
+    input clients send; the tokenizer's ``graph_input`` names the graph input it feeds."""
     inputs, outputs = graph_tensors(onnx_path)
-    if input_columns is not None:
+    if text_input is not None:
+        name, tokenizer = text_input
+        if [i["name"] for i in inputs] != [tokenizer["graph_input"]]:
+            raise ValueError(f"graph inputs {inputs} are not the tokenizer's {tokenizer['graph_input']!r}")
+        inputs = [{"name": name, "dtype": "string", "shape": [None], "tokenizer": tokenizer}]
+    elif input_columns is not None:
         inputs[0]["columns"] = list(input_columns)
     body = {
         "schema_version": SCHEMA_VERSION,

@@ -108,10 +108,54 @@ def build_linear(
     return model
 
 
-def build(
-    family: Family, x_train: np.ndarray, y_train: np.ndarray, num_classes: int, *, learning_rate: float
+def build_text(
+    sequence_length: int,
+    vocabulary_size: int,
+    num_classes: int,
+    *,
+    recurrent: bool = False,
+    learning_rate: float = 1e-2,
+    input_name: str = "tokens",
+    embedding_dim: int = 32,
+    units: int = 32,
 ) -> keras.Model:
-    """The family's untrained, compiled model for this training data."""
+    """A text classifier on int64 token ids (``shared.text`` tokenises): Embedding, then mean pooling
+    (a bag of words) or, with ``recurrent``, an LSTM that reads word order; then softmax.
+
+    No masking: ids are left-padded, so the LSTM ends on the last real word, and tf2onnx turns the
+    unmasked Keras LSTM into one ONNX ``LSTM`` op."""
+    inputs = keras.Input(shape=(sequence_length,), dtype="int64", name=input_name)
+    x = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")(inputs)
+    sequence = keras.layers.LSTM(units, name="lstm") if recurrent else keras.layers.GlobalAveragePooling1D(name="mean")
+    x = sequence(x)
+    x = keras.layers.Dense(units, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
+    model = keras.Model(inputs, outputs, name="text_lstm" if recurrent else "text_bag_of_words")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return model
+
+
+def build(
+    family: Family,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    num_classes: int,
+    *,
+    learning_rate: float,
+    vocabulary_size: int = 0,
+) -> keras.Model:
+    """The family's untrained, compiled model for this training data (token ids for text)."""
+    if family.text:
+        return build_text(
+            x_train.shape[1],
+            vocabulary_size,
+            num_classes,
+            recurrent=family.name == "text-rnn",
+            learning_rate=learning_rate,
+            input_name=family.input_name,
+        )
     if family.name == "image":
         return build_digits_cnn(x_train.shape[1:], num_classes, learning_rate=learning_rate)
     if family.name == "tabular":
@@ -129,6 +173,15 @@ def preprocessing(family: Family, train_rows: int, columns: list[str] | None) ->
     """The manifest's ``preprocessing``: what the graph does, and what the client sends."""
     if family.name == "image":
         return {"client": CLIENT_PREPROCESSING, "in_graph": IN_GRAPH_PREPROCESSING}
+    if family.text:
+        return {
+            "client": "send raw text, one string per instance; do not tokenise",
+            "server": [
+                "tokenise with inputs[0].tokenizer (shared.text): lowercase, words by its pattern, "
+                "vocabulary ids (1 = unknown), cut and left-padded to its sequence_length"
+            ],
+            "in_graph": ["embedding of the token ids"],
+        }
     named = f" in the order of the input's columns ({len(columns)})" if columns else ""
     return {
         "client": f"send raw feature values as float32{named}; do not standardise",

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from shared.errors import BadRequest, InvalidInput, PayloadTooLarge
-from shared.model_cache import LoadedModel
+from shared.model_cache import LoadedModel, graph_input
+from shared.text import WordTokenizer
 
 NUMPY_DTYPES = {
     "float32": np.float32,
@@ -44,8 +45,36 @@ def shape_str(shape: list[int | None] | tuple[int | None, ...]) -> str:
     return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
 
 
-def to_tensor(value: Any, spec: dict[str, Any], max_batch: int) -> np.ndarray:
-    """Turn a JSON batch for one input into an array that fits the input's spec, or raise InvalidInput."""
+def token_ids(value: Any, spec: dict[str, Any], tokenizer: WordTokenizer, max_batch: int) -> np.ndarray:
+    """A batch of raw strings for a tokenised input, as the graph's int64 token ids."""
+    name = spec["name"]
+    expected = "a non-empty list of strings (raw text, one per instance)"
+    if not isinstance(value, list) or len(value) == 0:
+        received = type(value).__name__ if not isinstance(value, list) else "empty list"
+        raise InvalidInput(f"input {name!r} needs {expected}", input=name, expected=expected, received=received)
+    if len(value) > max_batch:
+        raise InvalidInput(
+            f"{len(value)} instances exceed the batch limit of {max_batch}",
+            input=name,
+            expected=f"at most {max_batch} instances",
+            received=len(value),
+        )
+    wrong = [i for i, v in enumerate(value) if not isinstance(v, str)]
+    if wrong:
+        raise InvalidInput(
+            f"input {name!r} takes raw text: each instance must be a string (instance {wrong[0]} is not)",
+            input=name,
+            expected=expected,
+            received=type(value[wrong[0]]).__name__,
+        )
+    return tokenizer.encode(value)
+
+
+def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordTokenizer | None = None) -> np.ndarray:
+    """Turn a JSON batch for one input into an array that fits the input's spec, or raise InvalidInput.
+    A string input with a tokenizer becomes the token ids its graph input takes."""
+    if tokenizer is not None:
+        return token_ids(value, spec, tokenizer, max_batch)
     name, dtype, shape = spec["name"], spec["dtype"], spec["shape"]
     if not isinstance(value, list) or len(value) == 0:
         raise InvalidInput(
@@ -106,8 +135,15 @@ def check_input_names(names: list[str], specs: list[dict[str, Any]]) -> None:
         )
 
 
+def _feed(value: Any, spec: dict[str, Any], model: LoadedModel, max_batch: int) -> tuple[str, np.ndarray]:
+    """(graph input name, array) for one manifest input."""
+    tokenizer = model.tokenizer(spec) if spec.get("tokenizer") else None
+    return graph_input(spec), to_tensor(value, spec, max_batch, tokenizer)
+
+
 def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, np.ndarray]:
-    """Read a TensorFlow Serving body: row format ``instances`` or columnar ``inputs``."""
+    """Read a TensorFlow Serving body: row format ``instances`` or columnar ``inputs``. The feeds are
+    keyed by graph input (a tokenised text input feeds its token ids)."""
     if not isinstance(body, dict):
         raise BadRequest(
             "request body must be a JSON object", expected='{"instances": [...]}', received=type(body).__name__
@@ -123,7 +159,7 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
     if has_instances:
         instances = body["instances"]
         if len(specs) == 1:
-            return {specs[0]["name"]: to_tensor(instances, specs[0], max_batch)}
+            return dict([_feed(instances, specs[0], model, max_batch)])
         if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
             raise BadRequest(
                 "this model has several inputs: each instance must be an object keyed by input name",
@@ -132,7 +168,7 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
         for instance in instances:
             check_input_names(list(instance), specs)
         columns = {s["name"]: [i.get(s["name"]) for i in instances] for s in specs}
-        return {s["name"]: to_tensor(columns[s["name"]], s, max_batch) for s in specs}
+        return dict(_feed(columns[s["name"]], s, model, max_batch) for s in specs)
     inputs = body["inputs"]
     if len(specs) == 1 and not isinstance(inputs, dict):
         inputs = {specs[0]["name"]: inputs}
@@ -143,7 +179,7 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
             received=type(inputs).__name__,
         )
     check_input_names(list(inputs), specs)
-    feeds = {s["name"]: to_tensor(inputs[s["name"]], s, max_batch) for s in specs}
+    feeds = dict(_feed(inputs[s["name"]], s, model, max_batch) for s in specs)
     if len({len(a) for a in feeds.values()}) != 1:
         raise InvalidInput(
             "all inputs must have the same number of instances", received={k: len(v) for k, v in feeds.items()}

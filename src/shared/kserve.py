@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from shared.errors import InvalidInput
-from shared.inference import NUMPY_DTYPES, shape_str
-from shared.model_cache import LoadedModel
+from shared.inference import NUMPY_DTYPES, shape_str, token_ids
+from shared.model_cache import LoadedModel, graph_input
 from shared.schemas import InferRequest, InferRequestedOutput
 
 V2_DATATYPES = {
@@ -94,6 +94,19 @@ def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) 
                 expected=f"at most {max_batch} instances",
                 received=shape[0],
             )
+        if spec.get("tokenizer"):
+            if len(shape) != 1:
+                raise InvalidInput(f"input {tensor.name!r} takes one string per instance", input=tensor.name)
+            data = tensor.data
+            if len(data) != shape[0]:
+                raise InvalidInput(
+                    f"input {tensor.name!r} has {len(data)} data elements; shape {shape} holds {shape[0]}",
+                    input=tensor.name,
+                    expected=shape[0],
+                    received=len(data),
+                )
+            feeds[graph_input(spec)] = token_ids(data, spec, model.tokenizer(spec), max_batch)
+            continue
         target = NUMPY_DTYPES[spec["dtype"]]
         try:
             flat = np.asarray(tensor.data, dtype=np.bool_ if target == np.bool_ else np.float64).reshape(-1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.errors import ModelIntegrityError
+from shared.text import tokenizer_problems
 
 SCHEMA_VERSION = 1
 TASKS = ("classification", "regression")
@@ -47,6 +48,10 @@ def _tensor_problems(where: str, tensors: Any) -> list[str]:
         shape = tensor.get("shape")
         if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
             problems.append(f"{where}[{i}].shape: expected a list of positive ints or null, got {shape!r}")
+        if "tokenizer" in tensor:
+            if tensor.get("dtype") != "string":
+                problems.append(f"{where}[{i}].tokenizer: only a string input is tokenised")
+            problems += tokenizer_problems(tensor["tokenizer"], f"{where}[{i}].tokenizer")
     return problems
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from shared.errors import MaasError, ModelIntegrityError, ModelLoadError, RegistryUnavailable
 from shared.registry import DEFAULT_ALIAS, Registry, check_name, is_version
+from shared.text import WordTokenizer
 
 # Lambda allocates CPU in proportion to memory: one full vCPU per 1,769 MB, up to 6.
 MB_PER_VCPU = 1769
@@ -43,6 +44,7 @@ class LoadedModel:
     load_ms: float
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
+    _tokenizers: dict[str, WordTokenizer] = field(default_factory=dict, repr=False)
 
     @property
     def task(self) -> str:
@@ -51,6 +53,13 @@ class LoadedModel:
     @property
     def labels(self) -> list[str] | None:
         return self.manifest.get("labels")
+
+    def tokenizer(self, spec: dict[str, Any]) -> WordTokenizer:
+        """The tokenizer of a string input, built once per loaded model."""
+        name = spec["name"]
+        if name not in self._tokenizers:
+            self._tokenizers[name] = WordTokenizer.from_manifest(spec["tokenizer"])
+        return self._tokenizers[name]
 
 
 def build_session(model_bytes: bytes, threads: int, optimized_path: Path | None = None) -> Any:
@@ -83,10 +92,16 @@ def build_session(model_bytes: bytes, threads: int, optimized_path: Path | None 
         raise
 
 
+def graph_input(spec: dict[str, Any]) -> str:
+    """The ONNX input a manifest input feeds: a tokenised string input feeds its token ids."""
+    tokenizer = spec.get("tokenizer")
+    return str(tokenizer["graph_input"]) if isinstance(tokenizer, dict) else str(spec["name"])
+
+
 def _check_graph_matches_manifest(session: Any, manifest: dict[str, Any]) -> None:
     graph_inputs = {i.name for i in session.get_inputs()}
     graph_outputs = {o.name for o in session.get_outputs()}
-    declared_inputs = {i["name"] for i in manifest["inputs"]}
+    declared_inputs = {graph_input(i) for i in manifest["inputs"]}
     declared_outputs = {o["name"] for o in manifest["outputs"]}
     if graph_inputs != declared_inputs or not declared_outputs <= graph_outputs:
         raise ModelIntegrityError(

@@ -1,0 +1,147 @@
+"""The word tokenizer shared by training and serving, and the string input path of the inference
+core and the KServe v2 reader, on a LoadedModel whose session echoes the token ids it is fed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shared.errors import InvalidInput
+from shared.inference import feeds_from_body
+from shared.kserve import feeds_from_infer, tensor_metadata
+from shared.manifest import _tensor_problems
+from shared.model_cache import LoadedModel, _check_graph_matches_manifest
+from shared.schemas import InferRequest
+from shared.text import OOV_INDEX, PAD_INDEX, WordTokenizer, build_tokenizer, tokenizer_problems
+
+TEXTS = ["Great product, great price!", "Awful product", "the product is NOT great"]
+
+
+def tokenizer(length: int = 4) -> WordTokenizer:
+    return build_tokenizer(TEXTS, max_tokens=6, sequence_length=length)
+
+
+def test_vocabulary_is_padding_unknown_then_most_frequent_words():
+    assert tokenizer().vocabulary == ["", "[UNK]", "great", "product", "price", "awful"]
+
+
+def test_ids_lowercase_map_unknown_words_and_left_pad():
+    t = tokenizer()
+    assert t.words("GREAT, Product!") == ["great", "product"]
+    assert t.ids("GREAT, Product!") == [PAD_INDEX, PAD_INDEX, 2, 3]
+    assert t.ids("great zebra") == [PAD_INDEX, PAD_INDEX, 2, OOV_INDEX]
+    assert t.ids("") == [PAD_INDEX] * 4
+
+
+def test_long_texts_keep_their_first_words():
+    assert tokenizer(length=2).ids("awful price great product") == [5, 4]
+
+
+def test_encode_is_int64_rows_of_sequence_length():
+    ids = tokenizer().encode(["great", "awful price"])
+    assert ids.dtype == np.int64 and ids.tolist() == [[0, 0, 0, 2], [0, 0, 5, 4]]
+
+
+def test_manifest_round_trip():
+    t = tokenizer()
+    entry = t.to_manifest()
+    assert entry["graph_input"] == "tokens" and entry["oov_index"] == 1 and entry["pad_index"] == 0
+    assert tokenizer_problems(entry) == []
+    again = WordTokenizer.from_manifest(entry)
+    assert again == t and again.encode(TEXTS).tolist() == t.encode(TEXTS).tolist()
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"vocabulary": "great"}, "vocabulary"),
+        ({"sequence_length": 0}, "sequence_length"),
+        ({"pattern": "("}, "pattern"),
+        ({"oov_index": 3}, "oov_index"),
+        ({"graph_input": ""}, "graph_input"),
+    ],
+)
+def test_a_broken_tokenizer_entry_does_not_verify(change, why):
+    with pytest.raises(ValueError, match=why):
+        WordTokenizer.from_manifest({**tokenizer().to_manifest(), **change})
+
+
+class EchoSession:
+    """Stands in for onnxruntime: answers the token ids as 'probabilities'."""
+
+    def get_inputs(self) -> list[Any]:
+        return [type("I", (), {"name": "tokens"})()]
+
+    def get_outputs(self) -> list[Any]:
+        return [type("O", (), {"name": "probabilities"})()]
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [feeds["tokens"].astype(np.float32)]
+
+
+def text_model() -> LoadedModel:
+    spec = {"name": "text", "dtype": "string", "shape": [None], "tokenizer": tokenizer().to_manifest()}
+    manifest = {
+        "task": "classification",
+        "inputs": [spec],
+        "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [None, 4]}],
+        "labels": ["a", "b", "c", "d"],
+    }
+    return LoadedModel("reviews", "v1", manifest, EchoSession(), 0.0)
+
+
+def test_manifest_with_a_tokenised_input_verifies_and_matches_the_graph():
+    model = text_model()
+    _check_graph_matches_manifest(model.session, model.manifest)
+    spec = model.manifest["inputs"][0]
+    assert _tensor_problems("inputs", [spec]) == []
+    assert _tensor_problems("inputs", [{**spec, "dtype": "int64"}]) == [
+        "inputs[0].tokenizer: only a string input is tokenised"
+    ]
+    assert tensor_metadata(model.manifest["inputs"]) == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": ["great", "awful price"]},
+        {"inputs": ["great", "awful price"]},
+        {"inputs": {"text": ["great", "awful price"]}},
+    ],
+)
+def test_strings_become_the_graph_inputs_token_ids(body):
+    feeds = feeds_from_body(body, text_model(), max_batch=8)
+    assert list(feeds) == ["tokens"] and feeds["tokens"].tolist() == [[0, 0, 0, 2], [0, 0, 5, 4]]
+
+
+@pytest.mark.parametrize("instances", [[1.0, 2.0], ["great", None], [["great"]]])
+def test_a_non_string_instance_is_a_400_naming_the_input(instances):
+    with pytest.raises(InvalidInput) as err:
+        feeds_from_body({"instances": instances}, text_model(), max_batch=8)
+    assert err.value.status == 400 and err.value.code == "invalid_input"
+    assert err.value.details["input"] == "text" and "string" in err.value.message
+
+
+def test_v2_bytes_tensor_is_tokenised():
+    request = InferRequest(
+        inputs=[{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["great", "awful price"]}]
+    )
+    feeds = feeds_from_infer(request, text_model(), max_batch=8)
+    assert feeds["tokens"].tolist() == [[0, 0, 0, 2], [0, 0, 5, 4]]
+
+
+@pytest.mark.parametrize(
+    ("tensor", "why"),
+    [
+        ({"shape": [1], "datatype": "FP32", "data": [1.0]}, "datatype FP32; the model takes BYTES"),
+        ({"shape": [1], "datatype": "BYTES", "data": [7]}, "each instance must be a string"),
+        ({"shape": [2], "datatype": "BYTES", "data": ["great"]}, "1 data elements"),
+    ],
+)
+def test_v2_bad_text_tensors_name_the_input(tensor, why):
+    request = InferRequest(inputs=[{"name": "text", **tensor}])
+    with pytest.raises(InvalidInput) as err:
+        feeds_from_infer(request, text_model(), max_batch=8)
+    assert why in err.value.message and "'text'" in err.value.message
