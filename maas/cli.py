@@ -76,7 +76,7 @@ def _train_local(args: argparse.Namespace) -> int:
     with s3_for(template) as s3_env:
         bucket = args.bucket or template.function("ApiFunction").environment["MODEL_BUCKET"]
         env = {**s3_env, "MAAS_MODEL_BUCKET": "" if args.no_publish else bucket}
-        return run_job(state_dir() / "opt_ml", Path(args.data) if args.data else None, hyperparameters, env)
+        return run_job(state_dir() / "opt_ml", args.data, hyperparameters, env)
 
 
 def _hyperparameter(text: str) -> tuple[str, Any]:
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_local.add_argument(
         "--data",
-        help="channel folder or file of .npz, .csv or .jsonl (default: bundled digits for image, "
+        help="channel folder, file or s3:// prefix of .npz, .csv or .jsonl (default: bundled digits for image, "
         "breast cancer for tabular/logistic, diabetes for linear, generated reviews for text)",
     )
     train_local.add_argument("--label-column", dest="label_column", help="CSV column / JSON key of the label")

@@ -17,8 +17,40 @@ from pathlib import Path
 from typing import Any
 
 
-def layout(root: Path, data: Path | None, hyperparameters: dict[str, Any]) -> dict[str, str]:
-    """Create the /opt/ml tree and return the environment SageMaker would give the job."""
+def fetch_s3_channel(uri: str, folder: Path, env: dict[str, str]) -> int:
+    """Copy every object under an s3:// prefix into the channel folder, as SageMaker's File mode does."""
+    import boto3
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env.get("AWS_ENDPOINT_URL_S3"),  # None: AWS, with the usual credential chain
+        region_name=env.get("AWS_DEFAULT_REGION"),
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+    )
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            relative = obj["Key"][len(prefix) :].lstrip("/")
+            if not relative or relative.endswith("/") or ".." in relative.split("/"):
+                continue
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target))
+            count += 1
+    if count == 0:
+        raise SystemExit(f"maas: nothing under {uri}; a channel needs at least one file")
+    return count
+
+
+def layout(
+    root: Path, data: Path | str | None, hyperparameters: dict[str, Any], env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Create the /opt/ml tree and return the environment SageMaker would give the job.
+
+    ``data`` is a folder, a file or an ``s3://`` prefix (read through ``env``'s S3 endpoint, if any).
+    """
     if root.exists():
         shutil.rmtree(root)
     train = root / "input" / "data" / "train"
@@ -35,7 +67,9 @@ def layout(root: Path, data: Path | None, hyperparameters: dict[str, Any]) -> di
             write_digits_channel(train)
         else:
             write_tabular_channel(train, chosen.example)
-    elif data.is_dir():
+    elif str(data).startswith("s3://"):
+        fetch_s3_channel(str(data), train, env or {})
+    elif (data := Path(data)).is_dir():
         shutil.copytree(data, train, dirs_exist_ok=True)
     else:
         shutil.copy2(data, train / data.name)
@@ -56,7 +90,7 @@ def layout(root: Path, data: Path | None, hyperparameters: dict[str, Any]) -> di
     }
 
 
-def run_job(root: Path, data: Path | None, hyperparameters: dict[str, Any], env: dict[str, str]) -> int:
-    job_env = {**os.environ, **layout(root, data, hyperparameters), **env}
+def run_job(root: Path, data: Path | str | None, hyperparameters: dict[str, Any], env: dict[str, str]) -> int:
+    job_env = {**os.environ, **layout(root, data, hyperparameters, env), **env}
     job_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return subprocess.call([sys.executable, "-m", "training.job"], env=job_env)

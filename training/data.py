@@ -265,7 +265,7 @@ def _class_ids(values: list[Any] | np.ndarray, known: list[str] | None, name: st
     """Class ids and names from labels given as ids (ints) or names (strings)."""
     if isinstance(values, np.ndarray):
         y = values.astype(np.int64)
-        return y, known if known is not None else [str(i) for i in range(int(y.max()) + 1)]
+        return _checked_ids(y, known, name), known if known is not None else [str(i) for i in range(int(y.max()) + 1)]
     ints: list[int] = []
     for v in values:
         text = str(v).strip()
@@ -273,7 +273,7 @@ def _class_ids(values: list[Any] | np.ndarray, known: list[str] | None, name: st
             break
         ints.append(int(text))
     else:
-        y = np.asarray(ints, dtype=np.int64)
+        y = _checked_ids(np.asarray(ints, dtype=np.int64), known, name)
         return y, known if known is not None else [str(i) for i in range(int(y.max()) + 1 if len(y) else 0)]
     names = [str(v).strip() for v in values]
     labels = known if known is not None else sorted(set(names))
@@ -284,6 +284,15 @@ def _class_ids(values: list[Any] | np.ndarray, known: list[str] | None, name: st
             f"channel {name!r}: labels {unknown[:10]} are not among {LABELS_FILE}'s classes {labels[:20]}"
         )
     return np.asarray([index[n] for n in names], dtype=np.int64), labels
+
+
+def _checked_ids(y: np.ndarray, known: list[str] | None, name: str) -> np.ndarray:
+    """Class ids must index the classes: 0..n-1, n from labels.json when there is one."""
+    if len(y) and (int(y.min()) < 0 or (known is not None and int(y.max()) >= len(known))):
+        bad = sorted({int(v) for v in y if v < 0 or (known is not None and v >= len(known))})
+        limit = f"0..{len(known) - 1} ({LABELS_FILE} names {len(known)} classes)" if known is not None else "0 or more"
+        raise ChannelError(f"channel {name!r}: class ids {bad[:10]} are out of range; expected {limit}")
+    return y
 
 
 def _targets(values: list[Any] | np.ndarray, name: str) -> np.ndarray:

@@ -257,6 +257,16 @@ def test_channel_missing_labels_array_is_named(failing_root):
     assert "part-0.npz: expected arrays 'x' and 'y', missing ['y']" in (failing_root / "output" / "failure").read_text()
 
 
+@pytest.mark.parametrize(("labels", "named"), [([0, 1, 12, 3], "[12]"), ([0, -1, 2, 3], "[-1]")])
+def test_labels_out_of_range_fail_fast_naming_them(failing_root, labels, named):
+    train = failing_root / "input" / "data" / "train"
+    np.savez(train / "part-0.npz", x=np.zeros((4, 8, 8, 1), np.float32), y=np.asarray(labels))
+    (train / "labels.json").write_text(json.dumps([str(i) for i in range(10)]))
+    assert main([], root=failing_root) == 1
+    failure = (failing_root / "output" / "failure").read_text()
+    assert f"class ids {named} are out of range" in failure
+
+
 def test_unknown_hyperparameter_fails_before_training(failing_root):
     write_digits_channel(failing_root / "input" / "data" / "train")
     (failing_root / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epoch": "3"}))

@@ -1,0 +1,25 @@
+"""`maas train local --data s3://...`: the channel is copied from S3 as SageMaker's File mode does."""
+
+import json
+
+import pytest
+
+from maas.train_local import layout
+
+
+def test_an_s3_prefix_becomes_the_train_channel(s3, tmp_path):
+    bucket = "maas-test-models"
+    s3.put_object(Bucket=bucket, Key="training-data/digits/train/part-0.csv", Body=b"a,label\n1,0\n")
+    s3.put_object(Bucket=bucket, Key="training-data/digits/train/sub/part-1.csv", Body=b"a,label\n2,1\n")
+    s3.put_object(Bucket=bucket, Key="training-data/other/x.csv", Body=b"not mine")
+    env = layout(tmp_path / "opt_ml", f"s3://{bucket}/training-data/digits/train/", {"epochs": 1}, {})
+    train = tmp_path / "opt_ml" / "input" / "data" / "train"
+    assert env["SM_CHANNEL_TRAIN"] == str(train)
+    assert sorted(p.relative_to(train).as_posix() for p in train.rglob("*.csv")) == ["part-0.csv", "sub/part-1.csv"]
+    hyperparameters = json.loads((tmp_path / "opt_ml" / "input" / "config" / "hyperparameters.json").read_text())
+    assert hyperparameters == {"epochs": "1"}
+
+
+def test_an_empty_prefix_is_refused(s3, tmp_path):
+    with pytest.raises(SystemExit, match="nothing under"):
+        layout(tmp_path / "opt_ml", "s3://maas-test-models/training-data/none/", {}, {})
