@@ -499,7 +499,8 @@ def test_only_this_accounts_model_bucket_may_send_to_the_batch_queue(template: d
 def test_model_bucket_notifies_the_batch_queue_only_for_batch_in(template: dict[str, Any]) -> None:
     bucket = template["Resources"]["ModelBucket"]
     notifications = bucket["Properties"]["NotificationConfiguration"]
-    assert set(notifications) == {"QueueConfigurations"}
+    # The queue gets batch/in/ only; EventBridge gets events for the training state machine's rule.
+    assert set(notifications) == {"QueueConfigurations", "EventBridgeConfiguration"}
     (config,) = notifications["QueueConfigurations"]
     assert config["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
     assert config["Event"].startswith("s3:ObjectCreated:")
@@ -776,7 +777,15 @@ def test_training_state_machine_runs_the_job_with_create_training_job_sync(templ
     assert machine["Properties"]["Type"] == "STANDARD"  # .sync waits longer than an express machine lives
     definition = machine["Properties"]["Definition"]
     states = definition["States"]
-    train = states[definition["StartAt"]]
+    start = states[definition["StartAt"]]
+    # Started by hand with the job's input, or by an S3 event for a start file holding that input.
+    assert start["Type"] == "Choice" and start["Default"] == "Train"
+    (from_s3,) = start["Choices"]
+    assert from_s3 == {"Variable": "$.detail.object.key", "IsPresent": True, "Next": "ReadStartFile"}
+    read = states["ReadStartFile"]
+    assert read["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:states:::aws-sdk:s3:getObject"}
+    assert read["ResultSelector"] == {"input.$": "States.StringToJson($.Body)"} and read["Next"] == "Train"
+    train = states["Train"]
     assert train["Type"] == "Task"
     assert train["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:states:::sagemaker:createTrainingJob.sync"}
     # The job runs as TrainingJobRole, writing under the model bucket's training-jobs/.
@@ -797,6 +806,7 @@ def test_training_state_machine_runs_the_job_with_create_training_job_sync(templ
     assert states[choice["Default"]]["Type"] == "Fail"
     # Every state is reachable and every Next names a state.
     nexts = {s.get("Next") for s in states.values()} | {choice["Default"], completed["Next"], catch["Next"]}
+    nexts |= {start["Default"], from_s3["Next"]}
     assert nexts - {None} <= set(states) and set(states) - {definition["StartAt"]} <= nexts
 
 
@@ -873,7 +883,9 @@ def test_state_machine_runs_training_jobs_and_passes_only_the_training_role(tran
         "events:PutTargets",
         "events:PutRule",
         "events:DescribeRule",
+        "s3:GetObject",
     }
+    assert _arns(by_action["s3:GetObject"]) == [f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}/training-data/*"]
     job = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:training-job/*"
     for action in ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob", "AddTags"):
         assert _arns(by_action[f"sagemaker:{action}"]) == [job]
@@ -934,3 +946,14 @@ def test_outputs_name_the_training_state_machine_and_role(template: dict[str, An
     outputs = template["Outputs"]
     assert outputs["TrainingStateMachineArn"]["Value"] == {"Ref": "TrainingStateMachine"}
     assert outputs["TrainingJobRoleArn"]["Value"] == {"Fn::GetAtt": ["TrainingJobRole", "Arn"]}
+
+
+def test_a_start_file_under_training_data_starts_the_state_machine(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ModelBucket"]["Properties"]
+    assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"] == {"EventBridgeEnabled": True}
+    (event,) = template["Resources"]["TrainingStateMachine"]["Properties"]["Events"].values()
+    assert event["Type"] == "EventBridgeRule"
+    pattern = event["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [{"Fn::Sub": BUCKET_NAME}]
+    assert pattern["detail"]["object"]["key"] == [{"wildcard": "training-data/*/start.json"}]
