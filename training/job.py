@@ -288,22 +288,32 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         print(f"tokenizer: {len(tokenizer.vocabulary)} words, sequence length {args.sequence_length}", flush=True)
 
     models.set_seed(args.seed)
-    model = models.build(
-        chosen,
-        train.x,
-        train.y,
-        len(train.labels),
-        learning_rate=args.learning_rate,
-        vocabulary_size=len(tokenizer.vocabulary) if tokenizer else 0,
-    )
+    from training import checkpoints
+
+    saved_in = checkpoints.checkpoint_dir(env.root)
+    config = checkpoints.fingerprint({**vars(args), "train_rows": len(train), "held_rows": len(held)})
+    model, done = checkpoints.restore(saved_in, config)
+    if model is None:
+        model = models.build(
+            chosen,
+            train.x,
+            train.y,
+            len(train.labels),
+            learning_rate=args.learning_rate,
+            vocabulary_size=len(tokenizer.vocabulary) if tokenizer else 0,
+        )
     print(f"model: {model.name}, {model.count_params():,} parameters, backend {models.keras_versions()}", flush=True)
+    callbacks: list[Any] = [models.MetricLines(args.epochs)]
+    if saved_in is not None:
+        callbacks.append(checkpoints.SaveEveryEpoch(saved_in, config))
     model.fit(
         train.x,
         train.y,
         epochs=args.epochs,
+        initial_epoch=done,
         batch_size=args.batch_size,
         validation_data=(held.x, held.y),
-        callbacks=[models.MetricLines(args.epochs)],
+        callbacks=callbacks,
         verbose=0,
     )
     train_seconds = time.perf_counter() - started
