@@ -129,6 +129,24 @@ def _train_submit(args: argparse.Namespace) -> int:
     return 0 if job["TrainingJobStatus"] == "Completed" else 1
 
 
+def _models(args: argparse.Namespace) -> int:
+    from maas.models_cli import run
+    from maas.stack import load_template, local_client, s3_for
+    from shared.errors import MaasError
+    from shared.registry import Registry
+
+    template = load_template(args.template, args.env_vars)
+    with s3_for(template) as env:
+        bucket = args.bucket or template.function("ApiFunction").environment["MODEL_BUCKET"]
+        registry = Registry(bucket, local_client(env, "s3") if env else None)
+        try:
+            print(json.dumps(run(registry, args), indent=2))
+        except MaasError as error:
+            print(json.dumps(error.to_body(), indent=2), file=sys.stderr)
+            return 1
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from maas.demo import main
 
@@ -223,6 +241,36 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="poll until the job ends; exit 1 unless it completed")
     submit.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --wait")
     submit.set_defaults(run=_train_submit)
+
+    models = commands.add_parser("models", help="the registry: list, describe, publish, promote, rollback, history")
+    models.add_argument("--bucket", help="registry bucket (default: the template's MODEL_BUCKET)")
+    models_cmds = models.add_subparsers(dest="models_command", required=True)
+    models_cmds.add_parser("list", help="models and their aliases").set_defaults(run=_models)
+    describe = models_cmds.add_parser("describe", help="versions, aliases and the manifest")
+    describe.add_argument("name")
+    describe.add_argument("--alias")
+    describe.add_argument("--version")
+    describe.set_defaults(run=_models)
+    byo = models_cmds.add_parser("publish", help="publish an ONNX file trained anywhere (schema read from the graph)")
+    byo.add_argument("--name", required=True)
+    byo.add_argument("--onnx", required=True, help="the .onnx file")
+    byo.add_argument("--labels", help="class names, comma-separated or a JSON file (makes it a classifier)")
+    byo.set_defaults(run=_models)
+    promote = models_cmds.add_parser("promote", help="point an alias at a version (compare-and-swap)")
+    promote.add_argument("name")
+    promote.add_argument("version")
+    promote.add_argument("--alias", default="production")
+    promote.add_argument("--reason", default="")
+    promote.set_defaults(run=_models)
+    rollback = models_cmds.add_parser("rollback", help="point an alias back at its previous version")
+    rollback.add_argument("name")
+    rollback.add_argument("--alias", default="production")
+    rollback.add_argument("--reason", default="")
+    rollback.set_defaults(run=_models)
+    history = models_cmds.add_parser("history", help="every change of an alias: who, when, from, to, why")
+    history.add_argument("name")
+    history.add_argument("--alias", default="production")
+    history.set_defaults(run=_models)
 
     demo = commands.add_parser("demo", help="train, publish, serve and query the digits model locally")
     demo.add_argument("--epochs", type=int, default=20)

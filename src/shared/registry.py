@@ -83,6 +83,10 @@ def manifest_key(name: str, version: str) -> str:
     return f"{PREFIX}{check_name(name)}/{check_version(version)}/manifest.json"
 
 
+def history_key(name: str, alias: str, entry: str) -> str:
+    return f"{PREFIX}{check_name(name)}/history/{check_alias(alias)}/{entry}"
+
+
 def alias_key(name: str, alias: str) -> str:
     return f"{PREFIX}{check_name(name)}/aliases/{check_alias(alias)}.json"
 
@@ -307,12 +311,13 @@ class Registry:
         if expected_etag is not None:
             current = self.read_alias(name, alias)
             previous = current.version
+        now = datetime.now(UTC)
         body = {
             "name": name,
             "alias": alias,
             "version": version,
             "previous_version": previous,
-            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "updated_at": now.isoformat(timespec="seconds"),
             "updated_by": actor,
             "reason": reason,
         }
@@ -327,4 +332,44 @@ class Registry:
                 model=name,
                 alias=alias,
             ) from exc
+        # The alias object holds the latest change; the history keeps every one (who, when, from, to, why).
+        stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+        self._put(
+            history_key(name, alias, f"{stamp}-{etag.strip(chr(34))}"), json.dumps(body).encode(), "application/json"
+        )
         return AliasRecord(name=name, alias=alias, version=version, etag=etag, body=body)
+
+    def alias_history(self, name: str, alias: str) -> list[dict[str, Any]]:
+        """Every change of an alias, oldest first."""
+        prefix = history_key(name, alias, "")
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            keys = sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+        except Exception as exc:
+            raise RegistryUnavailable("the alias history could not be listed", prefix=prefix) from exc
+        return [json.loads(self._get(key)[0]) for key in keys]
+
+    def promote(self, name: str, alias: str, version: str, *, actor: str, reason: str) -> AliasRecord:
+        """Point ``alias`` at ``version`` (creating the alias if needed), compare-and-swap."""
+        try:
+            current: AliasRecord | None = self.read_alias(name, alias)
+        except (AliasNotFound, ModelNotFound):
+            current = None
+        return self.set_alias(
+            name,
+            alias,
+            check_version(version),
+            expected_etag=current.etag if current else None,
+            actor=actor,
+            reason=reason,
+        )
+
+    def rollback(self, name: str, alias: str, *, actor: str, reason: str) -> AliasRecord:
+        """Point ``alias`` back at the version it named before its last change."""
+        current = self.read_alias(name, alias)
+        previous = current.body.get("previous_version")
+        if not previous:
+            raise AliasConflict(f"alias {alias!r} of model {name!r} has no previous version to roll back to")
+        return self.set_alias(
+            name, alias, previous, expected_etag=current.etag, actor=actor, reason=reason or "rollback"
+        )

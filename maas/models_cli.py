@@ -1,0 +1,116 @@
+"""`maas models ...`: the registry from the command line, against the embedded S3 or AWS.
+
+``publish`` brings a model trained anywhere (PyTorch, scikit-learn via skl2onnx, ...): its manifest
+schema is read from the ONNX graph, and the file must load in onnxruntime before it is published.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.registry import Registry
+
+ONNX_DTYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+}
+
+
+def _tensors(values: Any) -> list[dict[str, Any]]:
+    out = []
+    for value in values:
+        kind = value.type.tensor_type
+        dtype = ONNX_DTYPES.get(kind.elem_type)
+        if dtype is None:
+            raise SystemExit(
+                f"maas: tensor {value.name!r} has ONNX element type {kind.elem_type}, which MaaS cannot serve"
+            )
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in kind.shape.dim]
+        out.append({"name": value.name, "dtype": dtype, "shape": shape})
+    return out
+
+
+def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> dict[str, Any]:
+    """The manifest of a model trained elsewhere, from its graph: checked, and loaded once in onnxruntime."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(data)
+    onnx.checker.check_model(model)
+    try:
+        ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise SystemExit(f"maas: onnxruntime {ort.__version__} cannot load this model: {exc}") from None
+    initializers = {i.name for i in model.graph.initializer}
+    manifest: dict[str, Any] = {
+        "schema_version": 1,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": "classification" if labels else "regression",
+        "inputs": _tensors(i for i in model.graph.input if i.name not in initializers),
+        "outputs": _tensors(model.graph.output),
+        "preprocessing": {"client": "as the model's author documents it; published with maas models publish"},
+        "compression": {"method": "as published", "candidates": []},
+        "metrics": {},
+        "training_job": {
+            "id": f"external:{source}",
+            "instance_type": "unknown",
+            "duration_s": 0,
+            "hyperparameters": {},
+        },
+        "framework": {
+            "onnx_opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+            "onnxruntime": ort.__version__,
+            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        },
+    }
+    if labels:
+        manifest["labels"] = labels
+    return manifest
+
+
+def publish(registry: Registry, name: str, onnx_file: Path, labels: list[str] | None) -> dict[str, Any]:
+    data = onnx_file.read_bytes()
+    return registry.publish(name, data, manifest_from_onnx(data, labels, onnx_file.name), actor=getpass.getuser())
+
+
+def run(registry: Registry, args: Any) -> Any:
+    """One models subcommand; returns what to print."""
+    who = getpass.getuser()
+    if args.models_command == "list":
+        return [{"name": n, "aliases": registry.list_aliases(n)} for n in registry.list_models()]
+    if args.models_command == "describe":
+        version = registry.resolve(args.name, args.version or args.alias)
+        return {
+            "name": args.name,
+            "version": version,
+            "versions": registry.list_versions(args.name),
+            "aliases": registry.list_aliases(args.name),
+            "manifest": registry.read_manifest(args.name, version),
+        }
+    if args.models_command == "publish":
+        labels = (
+            json.loads(Path(args.labels).read_text())
+            if args.labels and Path(args.labels).is_file()
+            else (args.labels.split(",") if args.labels else None)
+        )
+        published = publish(registry, args.name, Path(args.onnx), labels)
+        return {"name": args.name, "version": published["version"], "aliases": registry.list_aliases(args.name)}
+    if args.models_command == "promote":
+        record = registry.promote(args.name, args.alias, args.version, actor=who, reason=args.reason)
+        return record.body
+    if args.models_command == "rollback":
+        return registry.rollback(args.name, args.alias, actor=who, reason=args.reason).body
+    if args.models_command == "history":
+        return registry.alias_history(args.name, args.alias)
+    raise SystemExit(f"maas: unknown models command {args.models_command!r}")
