@@ -417,29 +417,52 @@ def choose(
     """
     if task == REGRESSION:
         return choose_regression(candidates, max_rmse_increase_pct)
+    return _gate(
+        candidates,
+        change=drop_points,
+        allowed=max_accuracy_drop_points,
+        tie=lambda c: -(c.accuracy or 0.0),
+        long=lambda d: f"accuracy drop {d:.2f} points",
+        short=lambda d: f"drop {d:.2f} points",
+        limit=f"{max_accuracy_drop_points:g}",
+    )
+
+
+def _gate(
+    candidates: list[Candidate],
+    *,
+    change: Callable[[Candidate, Candidate], float],
+    allowed: float,
+    tie: Callable[[Candidate], float],
+    long: Callable[[float], str],
+    short: Callable[[float], str],
+    limit: str,
+) -> Candidate:
+    """The smallest usable candidate whose metric ``change`` from fp32 is within ``allowed`` (fp32 if
+    none is); ties on size go to ``tie``, then to menu order. Every usable candidate gets its reason."""
     fp32 = next(c for c in candidates if c.method == FP32)
-    within = [c for c in candidates if c.usable and drop_points(fp32, c) <= max_accuracy_drop_points]
-    chosen = min(within, key=lambda c: (c.size_bytes, -(c.accuracy or 0.0), candidates.index(c)))
+    within = [c for c in candidates if c.usable and change(fp32, c) <= allowed]
+    chosen = min(within, key=lambda c: (c.size_bytes, tie(c), candidates.index(c)))
     for c in candidates:
         c.accepted = c is chosen
         if not c.usable:
             continue
-        drop = drop_points(fp32, c)
+        value = change(fp32, c)
         if c is chosen and c is fp32:
             others = [o.method for o in candidates if o is not fp32]
             c.reason = f"baseline; no compressed candidate passed ({', '.join(others)})" if others else "baseline"
         elif c is chosen:
             c.reason = (
-                f"smallest within the gate: accuracy drop {drop:.2f} points <= {max_accuracy_drop_points:g} "
-                f"allowed; {fp32.size_bytes / c.size_bytes:.1f}x smaller than fp32"
+                f"smallest within the gate: {long(value)} <= {limit} allowed; "
+                f"{fp32.size_bytes / c.size_bytes:.1f}x smaller than fp32"
             )
         elif c is fp32:
             c.reason = f"superseded by {chosen.method}"
-        elif drop > max_accuracy_drop_points:
-            c.reason = f"accuracy drop {drop:.2f} points > {max_accuracy_drop_points:g} allowed"
+        elif value > allowed:
+            c.reason = f"{long(value)} > {limit} allowed"
         else:
             c.reason = (
-                f"within the gate (drop {drop:.2f} points) but {c.size_bytes:,} bytes, "
+                f"within the gate ({short(value)}) but {c.size_bytes:,} bytes, "
                 f"not smaller than {chosen.method}'s {chosen.size_bytes:,}"
             )
     return chosen
@@ -455,29 +478,12 @@ def rmse_increase_pct(fp32: Candidate, candidate: Candidate) -> float:
 def choose_regression(candidates: list[Candidate], max_rmse_increase_pct: float) -> Candidate:
     """The smallest candidate whose held-out RMSE is at most ``max_rmse_increase_pct`` percent above
     fp32's (fp32 itself if none is); ties on size go to the lower RMSE, then to menu order."""
-    fp32 = next(c for c in candidates if c.method == FP32)
-    within = [c for c in candidates if c.usable and rmse_increase_pct(fp32, c) <= max_rmse_increase_pct]
-    chosen = min(within, key=lambda c: (c.size_bytes, c.rmse or 0.0, candidates.index(c)))
-    for c in candidates:
-        c.accepted = c is chosen
-        if not c.usable:
-            continue
-        increase = rmse_increase_pct(fp32, c)
-        if c is chosen and c is fp32:
-            others = [o.method for o in candidates if o is not fp32]
-            c.reason = f"baseline; no compressed candidate passed ({', '.join(others)})" if others else "baseline"
-        elif c is chosen:
-            c.reason = (
-                f"smallest within the gate: rmse {increase:+.2f}% of fp32's <= {max_rmse_increase_pct:g}% allowed; "
-                f"{fp32.size_bytes / c.size_bytes:.1f}x smaller than fp32"
-            )
-        elif c is fp32:
-            c.reason = f"superseded by {chosen.method}"
-        elif increase > max_rmse_increase_pct:
-            c.reason = f"rmse {increase:+.2f}% of fp32's > {max_rmse_increase_pct:g}% allowed"
-        else:
-            c.reason = (
-                f"within the gate (rmse {increase:+.2f}%) but {c.size_bytes:,} bytes, "
-                f"not smaller than {chosen.method}'s {chosen.size_bytes:,}"
-            )
-    return chosen
+    return _gate(
+        candidates,
+        change=rmse_increase_pct,
+        allowed=max_rmse_increase_pct,
+        tie=lambda c: c.rmse or 0.0,
+        long=lambda i: f"rmse {i:+.2f}% of fp32's",
+        short=lambda i: f"rmse {i:+.2f}%",
+        limit=f"{max_rmse_increase_pct:g}%",
+    )

@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,21 @@ TABULAR_DATASETS = {
 }
 
 
+def _json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("<file> line N", object) for every non-blank line of a JSON Lines file; anything else is an error."""
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                raise ChannelError(f"{path.name} line {n}: not valid JSON ({exc})") from None
+            if not isinstance(item, dict):
+                raise ChannelError(f"{path.name} line {n}: expected a JSON object, got {type(item).__name__}")
+            yield f"{path.name} line {n}", item
+
+
 def _read_text_rows(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[Any]]:
     """(texts, labels) of a CSV or JSON Lines file of a text channel."""
     records: list[tuple[str, dict[str, Any]]] = []
@@ -54,17 +70,7 @@ def _read_text_rows(path: Path, text_column: str, label_column: str) -> tuple[li
             reader.fieldnames = header
             records = [(f"{path.name} line {n}", dict(r)) for n, r in enumerate(reader, start=2) if any(r.values())]
     else:
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except ValueError as exc:
-                    raise ChannelError(f"{path.name} line {n}: not valid JSON ({exc})") from None
-                if not isinstance(item, dict):
-                    raise ChannelError(f"{path.name} line {n}: expected a JSON object, got {type(item).__name__}")
-                records.append((f"{path.name} line {n}", item))
+        records = list(_json_objects(path))
     texts, labels = [], []
     for where, record in records:
         for column, hyperparameter in ((text_column, "text_column"), (label_column, "label_column")):
@@ -213,43 +219,31 @@ def _read_jsonl(path: Path, label_column: str) -> tuple[np.ndarray, list[Any], l
     labels: list[Any] = []
     columns: list[str] | None = None
     keyed: bool | None = None
-    with path.open(encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                item = json.loads(text)
-            except ValueError as exc:
-                raise ChannelError(f"{path.name} line {line}: not valid JSON ({exc})") from None
-            if not isinstance(item, dict):
-                raise ChannelError(f"{path.name} line {line}: expected a JSON object, got {type(item).__name__}")
-            where = f"{path.name} line {line}"
-            if keyed is None:
-                keyed = set(item) != {"x", "y"}
-                if keyed:
-                    if label_column not in item:
-                        raise ChannelError(
-                            f"{where}: no label column {label_column!r} among the keys {sorted(item)[:20]} "
-                            f'(set the label_column hyperparameter, or write {{"x": [...], "y": ...}} objects)'
-                        )
-                    columns = [k for k in item if k != label_column]
-                    if not columns:
-                        raise ChannelError(f"{where}: no feature keys besides the label column {label_column!r}")
+    for where, item in _json_objects(path):
+        if keyed is None:
+            keyed = set(item) != {"x", "y"}
             if keyed:
-                assert columns is not None
-                if label_column not in item or set(item) != {*columns, label_column}:
-                    missing = sorted({*columns, label_column} - set(item))
-                    extra = sorted(set(item) - {*columns, label_column})
+                if label_column not in item:
                     raise ChannelError(
-                        f"{where}: keys differ from line 1's: missing {missing[:10]}, extra {extra[:10]}"
+                        f"{where}: no label column {label_column!r} among the keys {sorted(item)[:20]} "
+                        f'(set the label_column hyperparameter, or write {{"x": [...], "y": ...}} objects)'
                     )
-                labels.append(item[label_column])
-                rows.append([_number(item[c], f"{where} key {c!r}") for c in columns])
-            else:
-                if set(item) != {"x", "y"}:
-                    raise ChannelError(f"{where}: expected keys 'x' and 'y' like line 1, got {sorted(item)[:10]}")
-                labels.append(item["y"])
-                rows.append(item["x"])
+                columns = [k for k in item if k != label_column]
+                if not columns:
+                    raise ChannelError(f"{where}: no feature keys besides the label column {label_column!r}")
+        if keyed:
+            assert columns is not None
+            if label_column not in item or set(item) != {*columns, label_column}:
+                missing = sorted({*columns, label_column} - set(item))
+                extra = sorted(set(item) - {*columns, label_column})
+                raise ChannelError(f"{where}: keys differ from line 1's: missing {missing[:10]}, extra {extra[:10]}")
+            labels.append(item[label_column])
+            rows.append([_number(item[c], f"{where} key {c!r}") for c in columns])
+        else:
+            if set(item) != {"x", "y"}:
+                raise ChannelError(f"{where}: expected keys 'x' and 'y' like line 1, got {sorted(item)[:10]}")
+            labels.append(item["y"])
+            rows.append(item["x"])
     if not rows:
         return np.zeros((0, len(columns or [])), np.float32), [], columns
     try:

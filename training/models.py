@@ -34,14 +34,7 @@ def build_digits_cnn(
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(128, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(0.3, name="dropout2")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
-    model = keras.Model(inputs, outputs, name="digits_cnn")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return _softmax_classifier(inputs, x, num_classes, "digits_cnn", learning_rate)
 
 
 # The tabular families standardise inside the graph, so the exported model takes raw values.
@@ -56,6 +49,16 @@ def _standardise(x_train: np.ndarray, input_name: str) -> tuple[Any, Any]:
     return inputs, normalise(inputs)
 
 
+def _softmax_classifier(inputs: Any, x: Any, num_classes: int, name: str, learning_rate: float) -> keras.Model:
+    """A softmax head on ``x``, compiled for integer labels: every classifier answers [N, n_classes]."""
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return model
+
+
 def build_tabular_mlp(
     x_train: np.ndarray, num_classes: int, *, learning_rate: float = 2e-3, input_name: str = "features"
 ) -> keras.Model:
@@ -64,12 +67,7 @@ def build_tabular_mlp(
     x = keras.layers.Dense(64, activation="relu", name="dense1")(x)
     x = keras.layers.Dropout(0.2, name="dropout")(x)
     x = keras.layers.Dense(32, activation="relu", name="dense2")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
-    model = keras.Model(inputs, outputs, name="tabular_mlp")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    return model
+    return _softmax_classifier(inputs, x, num_classes, "tabular_mlp", learning_rate)
 
 
 def build_logistic(
@@ -78,12 +76,7 @@ def build_logistic(
     """Logistic regression: standardise, then one Dense softmax layer (softmax over two classes for
     binary data too, so every classifier answers a [N, n_classes] probability row)."""
     inputs, x = _standardise(x_train, input_name)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
-    model = keras.Model(inputs, outputs, name="logistic_regression")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    return model
+    return _softmax_classifier(inputs, x, num_classes, "logistic_regression", learning_rate)
 
 
 def build_linear(
@@ -129,12 +122,7 @@ def build_text(
     sequence = keras.layers.LSTM(units, name="lstm") if recurrent else keras.layers.GlobalAveragePooling1D(name="mean")
     x = sequence(x)
     x = keras.layers.Dense(units, activation="relu", name="dense")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
-    model = keras.Model(inputs, outputs, name="text_lstm" if recurrent else "text_bag_of_words")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    return model
+    return _softmax_classifier(inputs, x, num_classes, "text_lstm" if recurrent else "text_bag_of_words", learning_rate)
 
 
 def build(

@@ -45,6 +45,17 @@ def shape_str(shape: list[int | None] | tuple[int | None, ...]) -> str:
     return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
 
 
+def check_batch(name: str, count: int, max_batch: int) -> None:
+    """The per-request batch limit, the same for every body convention."""
+    if count > max_batch:
+        raise InvalidInput(
+            f"{count} instances exceed the batch limit of {max_batch}",
+            input=name,
+            expected=f"at most {max_batch} instances",
+            received=count,
+        )
+
+
 def token_ids(value: Any, spec: dict[str, Any], tokenizer: WordTokenizer, max_batch: int) -> np.ndarray:
     """A batch of raw strings for a tokenised input, as the graph's int64 token ids."""
     name = spec["name"]
@@ -52,13 +63,7 @@ def token_ids(value: Any, spec: dict[str, Any], tokenizer: WordTokenizer, max_ba
     if not isinstance(value, list) or len(value) == 0:
         received = type(value).__name__ if not isinstance(value, list) else "empty list"
         raise InvalidInput(f"input {name!r} needs {expected}", input=name, expected=expected, received=received)
-    if len(value) > max_batch:
-        raise InvalidInput(
-            f"{len(value)} instances exceed the batch limit of {max_batch}",
-            input=name,
-            expected=f"at most {max_batch} instances",
-            received=len(value),
-        )
+    check_batch(name, len(value), max_batch)
     wrong = [i for i, v in enumerate(value) if not isinstance(v, str)]
     if wrong:
         raise InvalidInput(
@@ -83,13 +88,7 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordT
             expected=f"list of instances of shape {shape_str(shape[1:])}",
             received=type(value).__name__ if not isinstance(value, list) else "empty list",
         )
-    if len(value) > max_batch:
-        raise InvalidInput(
-            f"{len(value)} instances exceed the batch limit of {max_batch}",
-            input=name,
-            expected=f"at most {max_batch} instances",
-            received=len(value),
-        )
+    check_batch(name, len(value), max_batch)
     np_dtype = NUMPY_DTYPES.get(dtype)
     if np_dtype is None:
         raise InvalidInput(f"input {name!r} has dtype {dtype}, which this API cannot build from JSON", input=name)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import InvalidInput
-from shared.inference import NUMPY_DTYPES, shape_str, token_ids
+from shared.inference import NUMPY_DTYPES, check_batch, shape_str, token_ids
 from shared.model_cache import LoadedModel, graph_input
 from shared.schemas import InferRequest, InferRequestedOutput
 
@@ -87,13 +87,7 @@ def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) 
             )
         if any(s < 0 for s in shape) or (shape and shape[0] == 0):
             raise InvalidInput(f"input {tensor.name!r} needs at least one instance", input=tensor.name, received=shape)
-        if shape[0] > max_batch:
-            raise InvalidInput(
-                f"{shape[0]} instances exceed the batch limit of {max_batch}",
-                input=tensor.name,
-                expected=f"at most {max_batch} instances",
-                received=shape[0],
-            )
+        check_batch(tensor.name, shape[0], max_batch)
         if spec.get("tokenizer"):
             if len(shape) != 1:
                 raise InvalidInput(f"input {tensor.name!r} takes one string per instance", input=tensor.name)

@@ -7,22 +7,16 @@ One short job per family is shared by the module; the failure cases stop before 
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
-from test_job import clean_env
+from test_job import clean_env, mocked_registry, run_to_publish, write_hyperparameters
 
 from shared import inference
-from shared.aws import s3_client
 from shared.manifest import verify_manifest
 from shared.model_cache import ModelCache
 from shared.registry import Registry
@@ -43,33 +37,18 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def opt_ml(root: Path, dataset: str, hyperparameters: dict[str, Any]) -> Path:
     write_tabular_channel(root / "input" / "data" / "train", dataset, seed=1)
-    config = root / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()}))
-    return root
+    return write_hyperparameters(root, hyperparameters)
 
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
     """Run one short job per family against one mocked registry bucket; the mock stays up."""
-    with pytest.MonkeyPatch.context() as mp:
-        clean_env(mp)
-        mp.setenv("MAAS_MODEL_BUCKET", BUCKET)
-        s3_client.cache_clear()
-        with mock_aws():
-            boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-            done = {}
-            for family, (dataset, hp) in RUNS.items():
-                root = opt_ml(tmp_path_factory.mktemp(family), dataset, {"family": family, "seed": 3, **hp})
-                stdout = io.StringIO()
-                with contextlib.redirect_stdout(stdout):
-                    code = main([], root=root)
-                failure = root / "output" / "failure"
-                assert code == 0, failure.read_text() if failure.exists() else stdout.getvalue()
-                published = json.loads((root / "output" / "data" / "published.json").read_text())
-                done[family] = SimpleNamespace(root=root, stdout=stdout.getvalue(), published=published)
-            yield done
-        s3_client.cache_clear()
+    with pytest.MonkeyPatch.context() as mp, mocked_registry(mp, BUCKET):
+        done = {}
+        for family, (dataset, hp) in RUNS.items():
+            root = opt_ml(tmp_path_factory.mktemp(family), dataset, {"family": family, "seed": 3, **hp})
+            done[family] = run_to_publish(root)
+        yield done
 
 
 def feature_names(dataset: str) -> list[str]:

@@ -48,10 +48,38 @@ TINY: dict[str, Any] = {
 def fake_opt_ml(root: Path, hyperparameters: dict) -> Path:
     """The tree SageMaker lays out: channel data, hyperparameters.json with JSON-encoded values."""
     write_digits_channel(root / "input" / "data" / "train", seed=1)
+    return write_hyperparameters(root, hyperparameters)
+
+
+def write_hyperparameters(root: Path, hyperparameters: dict) -> Path:
+    """input/config/hyperparameters.json with JSON-encoded values, as SageMaker writes it."""
     config = root / "input" / "config"
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()}))
     return root
+
+
+@contextlib.contextmanager
+def mocked_registry(mp: pytest.MonkeyPatch, bucket: str):
+    """A moto S3 with the registry bucket, the job pointed at it, and the cached client reset around it."""
+    clean_env(mp)
+    mp.setenv("MAAS_MODEL_BUCKET", bucket)
+    s3_client.cache_clear()
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket)
+        yield
+    s3_client.cache_clear()
+
+
+def run_to_publish(root: Path) -> SimpleNamespace:
+    """Run the job in-process; it must succeed and publish. Returns its root, log and published manifest."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main([], root=root)
+    failure = root / "output" / "failure"
+    assert code == 0, failure.read_text() if failure.exists() else stdout.getvalue()
+    published = json.loads((root / "output" / "data" / "published.json").read_text())
+    return SimpleNamespace(root=root, stdout=stdout.getvalue(), published=published)
 
 
 def clean_env(mp: pytest.MonkeyPatch) -> None:
