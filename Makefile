@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# checkov pins its own dependency tree (it conflicts with aws-sam-cli's), so it lives in its own venv.
+TOOLS  ?= .venv-tools
 # sam build for the python3.12 runtime needs a python3.12 on PATH (pyenv's, when there is one).
 PY312_DIR := $(shell d=$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin 2>/dev/null | tail -1); \
 	[ -n "$$d" ] && echo "$$d" || { p=$$(command -v python3.12 2>/dev/null) && dirname "$$p"; })
@@ -11,6 +13,12 @@ export SAM_CLI_TELEMETRY := 0
 .PHONY: install demo test test-unit lint build validate api bench clean lock
 
 install: $(VENV)/.installed
+
+$(TOOLS)/.installed: constraints-checkov.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(TOOLS)/bin/python -m pip install --quiet -r constraints-checkov.txt
+	touch $@
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "MaaS needs Python 3.11+"'
