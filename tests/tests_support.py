@@ -6,6 +6,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,32 @@ def free_port() -> int:
     from maas.embedded_s3 import free_port as pick
 
     return pick()
+
+
+# -- handlers called as Lambda calls them, with the events in events/ (what `sam local invoke -e` takes)
+EVENTS = ROOT / "events"
+
+
+class Context:
+    function_name = "ApiFunction"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    aws_request_id = "test-request"
+
+
+def event(name: str, **changes: Any) -> dict[str, Any]:
+    data = json.loads((EVENTS / f"{name}.json").read_text())
+    data.update(changes)
+    return data
+
+
+def calling(module: Any) -> Callable[[dict[str, Any]], tuple[int, dict[str, Any], dict[str, str]]]:
+    """(status, JSON body, headers) of one invocation of a REST handler module."""
+
+    def call(evt: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        response = module.lambda_handler(evt, Context())
+        headers = response.get("headers") or {k: v[-1] for k, v in response["multiValueHeaders"].items()}
+        assert headers["Content-Type"] == "application/json"
+        return response["statusCode"], json.loads(response["body"]), headers
+
+    return call

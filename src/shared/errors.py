@@ -91,6 +91,20 @@ class AliasConflict(MaasError):
     code = "alias_conflict"
 
 
+class VersionInUse(MaasError):
+    """A version an alias (or its canary) still names cannot be deleted."""
+
+    status = 409
+    code = "version_in_use"
+
+
+class ModelRejected(MaasError):
+    """A model offered for publishing does not load in the serving onnxruntime or does not match its manifest."""
+
+    status = 422
+    code = "model_rejected"
+
+
 class RegistryUnavailable(MaasError):
     """S3 could not be reached or answered with an error we cannot act on."""
 
@@ -110,3 +124,10 @@ class ModelLoadError(MaasError):
 
     status = 503
     code = "model_load_failed"
+
+
+class AliasTargetMissing(MaasError):
+    """An alias names a version that is no longer in the registry (deleted after the alias was set)."""
+
+    status = 503
+    code = "alias_target_missing"

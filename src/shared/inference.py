@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from shared.errors import BadRequest, InvalidInput, PayloadTooLarge
-from shared.model_cache import LoadedModel, graph_input
+from shared.model_cache import LoadedModel
+from shared.model_check import graph_input
 from shared.text import WordTokenizer
 
 NUMPY_DTYPES = {

@@ -14,7 +14,8 @@ import numpy as np
 
 from shared.errors import InvalidInput
 from shared.inference import NUMPY_DTYPES, check_batch, shape_str, token_ids
-from shared.model_cache import LoadedModel, graph_input
+from shared.model_cache import LoadedModel
+from shared.model_check import graph_input
 from shared.schemas import InferRequest, InferRequestedOutput
 
 V2_DATATYPES = {

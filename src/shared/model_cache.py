@@ -2,23 +2,31 @@
 
 Nothing is downloaded at import. The first request for a version downloads it, checks its sha256
 against the manifest and builds one InferenceSession sized to the function's vCPUs; later requests
-reuse it. Aliases are re-resolved after a short TTL so a promote or rollback reaches warm
-containers; if the registry is unreachable at that moment, the last known resolution is kept.
+reuse it. The few most recently used sessions are kept within a memory budget; the rest are evicted.
+
+Aliases are re-checked after a short TTL with a conditional GET on their ETag, so a promote or
+rollback reaches warm containers without a redeploy; if the registry is unreachable at that moment,
+the last known resolution is kept. An alias with a canary splits requests by its weight,
+deterministically per request id when the client gives one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.errors import MaasError, ModelIntegrityError, ModelLoadError, RegistryUnavailable
-from shared.registry import DEFAULT_ALIAS, Registry, check_name, is_version
+from shared.errors import AliasTargetMissing, MaasError, ModelLoadError, RegistryUnavailable, VersionNotFound
+from shared.model_check import check_session
+from shared.registry import DEFAULT_ALIAS, AliasRecord, Registry, check_alias, check_name, is_version
 from shared.text import WordTokenizer
 
 # Lambda allocates CPU in proportion to memory: one full vCPU per 1,769 MB, up to 6.
@@ -44,6 +52,7 @@ class LoadedModel:
     load_ms: float
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
+    memory_bytes: int = 0
     _tokenizers: dict[str, WordTokenizer] = field(default_factory=dict, repr=False)
 
     @property
@@ -92,25 +101,52 @@ def build_session(model_bytes: bytes, threads: int, optimized_path: Path | None 
         raise
 
 
-def graph_input(spec: dict[str, Any]) -> str:
-    """The ONNX input a manifest input feeds: a tokenised string input feeds its token ids."""
-    tokenizer = spec.get("tokenizer")
-    return str(tokenizer["graph_input"]) if isinstance(tokenizer, dict) else str(spec["name"])
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux), 0 where /proc is not there."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
-def _check_graph_matches_manifest(session: Any, manifest: dict[str, Any]) -> None:
-    graph_inputs = {i.name for i in session.get_inputs()}
-    graph_outputs = {o.name for o in session.get_outputs()}
-    declared_inputs = {graph_input(i) for i in manifest["inputs"]}
-    declared_outputs = {o["name"] for o in manifest["outputs"]}
-    if graph_inputs != declared_inputs or not declared_outputs <= graph_outputs:
-        raise ModelIntegrityError(
-            "the ONNX graph does not match its manifest",
-            graph_inputs=sorted(graph_inputs),
-            manifest_inputs=sorted(declared_inputs),
-            graph_outputs=sorted(graph_outputs),
-            manifest_outputs=sorted(declared_outputs),
-        )
+def default_budget_bytes() -> int:
+    """Half the function's memory for sessions, unless MODEL_CACHE_MB says otherwise."""
+    raw = os.environ.get("MODEL_CACHE_MB")
+    if raw:
+        return int(float(raw) * 2**20)
+    memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 2048)
+    return memory_mb * 2**20 // 2
+
+
+def canary_share(alias: str, request_id: str) -> float:
+    """Where a request id falls in [0, 1): the same id always lands in the same place."""
+    digest = hashlib.sha256(f"{alias}:{request_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass(frozen=True)
+class Route:
+    """What an alias (or an exact version) sends traffic to."""
+
+    version: str
+    canary_version: str | None = None
+    canary_weight: float = 0.0
+    etag: str | None = None
+
+    @classmethod
+    def of(cls, record: AliasRecord) -> Route:
+        return cls(record.version, record.canary_version, record.canary_weight, record.etag)
+
+    def pick(self, alias: str, request_id: str | None) -> tuple[str, str]:
+        """(version, variant): variant is "stable" or "canary" for an alias, "pinned" for a version."""
+        if self.etag is None:
+            return self.version, "pinned"
+        if self.canary_version and self.canary_weight > 0:
+            share = canary_share(alias, request_id) if request_id else random.random()  # noqa: S311 - not crypto
+            if share < self.canary_weight:
+                return self.canary_version, "canary"
+        return self.version, "stable"
 
 
 class ModelCache:
@@ -121,14 +157,19 @@ class ModelCache:
         registry: Registry | None = None,
         optimized_dir: str | None = None,
         on_load: Callable[[LoadedModel], None] | None = None,
+        budget_bytes: int | None = None,
+        retry_after_seconds: float = 5.0,
     ) -> None:
         self.bucket = bucket
         self.alias_ttl_seconds = alias_ttl_seconds
         self.optimized_dir = Path(optimized_dir) if optimized_dir else None
         self.on_load = on_load
+        self.budget_bytes = budget_bytes if budget_bytes is not None else default_budget_bytes()
+        self.retry_after_seconds = retry_after_seconds
         self._registry = registry
-        self._models: dict[tuple[str, str], LoadedModel] = {}
-        self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
+        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._routes: dict[tuple[str, str], tuple[Route, float]] = {}
+        self._failures: dict[tuple[str, str], tuple[MaasError, float]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -138,46 +179,118 @@ class ModelCache:
         return self._registry
 
     def loaded(self) -> list[dict[str, Any]]:
-        return [{"model": m.name, "version": m.version, "load_ms": round(m.load_ms, 1)} for m in self._models.values()]
+        return [
+            {"model": m.name, "version": m.version, "load_ms": round(m.load_ms, 1), "memory_mb": m.memory_bytes >> 20}
+            for m in self._models.values()
+        ]
 
-    def resolve(self, name: str, ref: str | None = None) -> str:
+    # -- aliases ---------------------------------------------------------------------------
+    def route(self, name: str, ref: str | None = None) -> Route:
+        """The route of an alias (cached for the TTL, then re-checked by ETag) or of an exact version."""
         check_name(name)
         ref = ref or DEFAULT_ALIAS
         if is_version(ref):
-            return ref
-        key = (name, ref)
-        cached = self._aliases.get(key)
+            return Route(ref)
+        key = (name, check_alias(ref))
+        cached = self._routes.get(key)
         now = time.monotonic()
         if cached and now - cached[1] < self.alias_ttl_seconds:
             return cached[0]
         try:
-            version = self.registry.resolve(name, ref)
+            if cached and cached[0].etag:
+                changed = self.registry.alias_changed(name, ref, cached[0].etag)
+                route = Route.of(changed) if changed else cached[0]
+            else:
+                route = Route.of(self.registry.read_alias(name, ref))
         except RegistryUnavailable:
             if cached:  # keep serving what we know rather than fail every request
                 return cached[0]
             raise
-        self._aliases[key] = (version, now)
-        return version
+        self._routes[key] = (route, now)
+        return route
 
+    def resolve(self, name: str, ref: str | None = None) -> str:
+        """The version an alias names (its stable version, never the canary) or the exact version given."""
+        return self.route(name, ref).version
+
+    # -- sessions --------------------------------------------------------------------------
     def get(self, name: str, ref: str | None = None) -> LoadedModel:
-        version = self.resolve(name, ref)
+        """The model of an alias's stable version or of an exact version (a batch file pins this one)."""
+        route = self.route(name, ref)
+        return self.load_picked(name, ref, route.version, "pinned" if route.etag is None else "stable")
+
+    def serve(self, name: str, ref: str | None = None, request_id: str | None = None) -> tuple[LoadedModel, str]:
+        """The model that answers one request, and its variant (stable, canary or pinned).
+
+        With a canary on the alias, the request goes to the canary with the canary's weight: by the
+        hash of ``request_id`` when the client sent one (the same id, the same version), else at random.
+        """
+        version, variant = self.pick(name, ref, request_id)
+        return self.load_picked(name, ref, version, variant), variant
+
+    def pick(self, name: str, ref: str | None = None, request_id: str | None = None) -> tuple[str, str]:
+        """(version, variant) for one request, before anything is loaded."""
+        return self.route(name, ref).pick(ref or DEFAULT_ALIAS, request_id)
+
+    def load_picked(self, name: str, ref: str | None, version: str, variant: str) -> LoadedModel:
+        """Load what :meth:`pick` chose; a version an alias names but the registry lacks is a 503."""
+        try:
+            return self.load(name, version)
+        except VersionNotFound:
+            if variant == "pinned":
+                raise
+            raise AliasTargetMissing(
+                f"alias {ref or DEFAULT_ALIAS!r} of model {name!r} names version {version!r}, which is not in the "
+                "registry; point the alias at an existing version",
+                model=name,
+                alias=ref or DEFAULT_ALIAS,
+                version=version,
+            ) from None
+
+    def load(self, name: str, version: str) -> LoadedModel:
         key = (name, version)
         model = self._models.get(key)
         if model is not None:
+            self._models.move_to_end(key)
             return model
         with self._lock:  # one download and one session per version, even under concurrent calls
             model = self._models.get(key)
             if model is None:
-                model = self._load(name, version)
+                self._raise_recent_failure(key)
+                try:
+                    model = self._load(name, version)
+                except MaasError as error:
+                    if error.status >= 500:  # a broken version is not downloaded again on every request
+                        self._failures[key] = (error, time.monotonic())
+                    raise
+                self._failures.pop(key, None)
                 self._models[key] = model
+                self._evict(keep=key)
                 if self.on_load:
                     self.on_load(model)
+            else:
+                self._models.move_to_end(key)
         return model
+
+    def _raise_recent_failure(self, key: tuple[str, str]) -> None:
+        failure = self._failures.get(key)
+        if failure and time.monotonic() - failure[1] < self.retry_after_seconds:
+            error = failure[0]
+            raise type(error)(error.message, **error.details)
+
+    def _evict(self, keep: tuple[str, str]) -> None:
+        """Drop least recently used sessions until the rest fit the budget; the newest always stays."""
+        while sum(m.memory_bytes for m in self._models.values()) > self.budget_bytes:
+            oldest = next(iter(self._models))
+            if oldest == keep:
+                break
+            del self._models[oldest]
 
     def _load(self, name: str, version: str) -> LoadedModel:
         started = time.perf_counter()
         manifest = self.registry.read_manifest(name, version)
         data = self.registry.read_model(name, version, manifest)
+        rss_before = rss_bytes()
         try:
             sha = manifest["artifact"]["sha256"]
             optimized = self.optimized_dir / f"{sha}.basic.onnx" if self.optimized_dir else None
@@ -186,7 +299,7 @@ class ModelCache:
             raise
         except Exception as exc:
             raise ModelLoadError("onnxruntime could not load the model", model=name, version=version) from exc
-        _check_graph_matches_manifest(session, manifest)
+        check_session(session, manifest)
         return LoadedModel(
             name=name,
             version=version,
@@ -195,4 +308,6 @@ class ModelCache:
             load_ms=(time.perf_counter() - started) * 1000,
             input_names=[i.name for i in session.get_inputs()],
             output_names=[o.name for o in session.get_outputs()],
+            # What the session holds: at least its weights, more where onnxruntime's arenas grew.
+            memory_bytes=max(len(data), rss_bytes() - rss_before),
         )

@@ -22,18 +22,22 @@ from shared.errors import (
     AliasConflict,
     AliasNotFound,
     InvalidName,
+    InvalidRequest,
     ModelIntegrityError,
     ModelNotFound,
     RegistryUnavailable,
     VersionExists,
+    VersionInUse,
     VersionNotFound,
 )
 from shared.manifest import verify_manifest
+from shared.model_check import check_publishable
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 DEFAULT_ALIAS = "production"
+KEEP: Any = object()  # update_alias: leave the canary as it is
 PREFIX = "models/"
 
 
@@ -93,16 +97,42 @@ def alias_key(name: str, alias: str) -> str:
 
 @dataclass(frozen=True)
 class AliasRecord:
+    """An alias object: the version it names and, for a canary rollout, a second version with its share."""
+
     name: str
     alias: str
     version: str
     etag: str
     body: dict[str, Any]
 
+    @property
+    def canary_version(self) -> str | None:
+        canary = self.body.get("canary")
+        return str(canary["version"]) if canary else None
+
+    @property
+    def canary_weight(self) -> float:
+        canary = self.body.get("canary")
+        return float(canary["weight"]) if canary else 0.0
+
+
+def check_weight(weight: float) -> float:
+    if not isinstance(weight, int | float) or not 0 < weight < 1:
+        raise InvalidRequest(
+            "canary weight must be a fraction of traffic between 0 and 1 (exclusive)",
+            expected="0 < weight < 1",
+            received=weight,
+        )
+    return float(weight)
+
 
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+def _is_not_modified(exc: Exception) -> bool:
+    return _error_code(exc) in {"304", "NotModified"}
 
 
 def _is_missing(exc: Exception) -> bool:
@@ -160,22 +190,29 @@ class Registry:
         versions = (k.removesuffix("/manifest.json") for k in keys if k.endswith("/manifest.json"))
         return sorted(v for v in versions if VERSION_RE.match(v))
 
-    def list_aliases(self, name: str) -> dict[str, str]:
+    def alias_records(self, name: str) -> dict[str, AliasRecord]:
         prefix = f"{PREFIX}{check_name(name)}/aliases/"
         try:
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
             keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
         except Exception as exc:
             raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
-        aliases = {}
+        records = {}
         for key in keys:
             alias = key[len(prefix) :].removesuffix(".json")
             if ALIAS_RE.match(alias):
                 try:
-                    aliases[alias] = self.read_alias(name, alias).version
+                    records[alias] = self.read_alias(name, alias)
                 except (AliasNotFound, ModelIntegrityError):
                     continue
-        return aliases
+        return records
+
+    def list_aliases(self, name: str) -> dict[str, str]:
+        return {alias: record.version for alias, record in self.alias_records(name).items()}
+
+    def list_canaries(self, name: str) -> dict[str, dict[str, Any]]:
+        """Aliases that split traffic: {alias: {"version": ..., "weight": ...}}."""
+        return {alias: r.body["canary"] for alias, r in self.alias_records(name).items() if r.canary_version}
 
     def read_manifest(self, name: str, version: str) -> dict[str, Any]:
         try:
@@ -190,6 +227,17 @@ class Registry:
             raise ModelIntegrityError("model manifest is not valid JSON", model=name, version=version) from exc
         return verify_manifest(manifest, name=name, version=version)
 
+    def alias_changed(self, name: str, alias: str, etag: str) -> AliasRecord | None:
+        """The alias if its ETag is no longer ``etag``, else None: a cheap conditional GET for warm caches."""
+        try:
+            self.s3.get_object(Bucket=self.bucket, Key=alias_key(name, alias), IfNoneMatch=etag)
+        except Exception as exc:
+            if _is_not_modified(exc):
+                return None
+            if not _is_missing(exc):
+                raise RegistryUnavailable("the model registry could not be read", key=alias_key(name, alias)) from exc
+        return self.read_alias(name, alias)
+
     def read_alias(self, name: str, alias: str) -> AliasRecord:
         try:
             raw, etag = self._get(alias_key(name, alias))
@@ -200,6 +248,9 @@ class Registry:
         try:
             body = json.loads(raw)
             version = check_version(body["version"])
+            if body.get("canary"):
+                check_version(body["canary"]["version"])
+                check_weight(body["canary"]["weight"])
         except Exception as exc:
             raise ModelIntegrityError("alias object is unreadable", model=name, alias=alias) from exc
         return AliasRecord(name=name, alias=alias, version=version, etag=etag, body=body)
@@ -269,7 +320,15 @@ class Registry:
         }
         final.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
         verify_manifest(final, name=name, version=version)
-        first_publish = not self.list_versions(name)
+        existing = self.list_versions(name)
+        first_publish = not existing
+        if version in existing:
+            raise VersionExists(f"model {name!r} version {version!r} already exists", model=name, version=version)
+        # Loads in the serving onnxruntime and matches the manifest's schema, or nothing is written.
+        final["verified"] = {
+            "onnxruntime": check_publishable(model_bytes, final),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         for key, body, content_type in (
             (model_key(name, version), model_bytes, "application/octet-stream"),
             (manifest_key(name, version), json.dumps(final, indent=2).encode(), "application/json"),
@@ -299,24 +358,35 @@ class Registry:
         expected_etag: str | None,
         actor: str = "maas",
         reason: str = "",
+        canary: dict[str, Any] | None = None,
     ) -> AliasRecord:
-        """Point an alias at a verified version, atomically.
+        """Point an alias at a verified version (and optionally a canary version with a share), atomically.
 
         ``expected_etag=None`` means the alias must not exist yet; otherwise the write succeeds
         only if the alias still has that ETag, so two concurrent changes cannot both win.
         """
         check_alias(alias)
         self.read_manifest(name, version)  # refuses missing or unverifiable versions
-        previous = None
+        if canary is not None:
+            canary = {"version": check_version(canary["version"]), "weight": check_weight(canary["weight"])}
+            if canary["version"] == version:
+                raise InvalidRequest(
+                    "the canary version must differ from the alias's version", expected="another version"
+                )
+            self.read_manifest(name, canary["version"])
+        previous = rollback_to = None
         if expected_etag is not None:
             current = self.read_alias(name, alias)
             previous = current.version
+            # A change of the canary alone keeps the version a rollback returns to.
+            rollback_to = previous if previous != version else current.body.get("previous_version")
         now = datetime.now(UTC)
         body = {
             "name": name,
             "alias": alias,
             "version": version,
-            "previous_version": previous,
+            "canary": canary,
+            "previous_version": rollback_to,
             "updated_at": now.isoformat(timespec="seconds"),
             "updated_by": actor,
             "reason": reason,
@@ -335,7 +405,9 @@ class Registry:
         # The alias object holds the latest change; the history keeps every one (who, when, from, to, why).
         stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
         self._put(
-            history_key(name, alias, f"{stamp}-{etag.strip(chr(34))}"), json.dumps(body).encode(), "application/json"
+            history_key(name, alias, f"{stamp}-{etag.strip(chr(34))}"),
+            json.dumps({**body, "from": previous}).encode(),
+            "application/json",
         )
         return AliasRecord(name=name, alias=alias, version=version, etag=etag, body=body)
 
@@ -349,27 +421,95 @@ class Registry:
             raise RegistryUnavailable("the alias history could not be listed", prefix=prefix) from exc
         return [json.loads(self._get(key)[0]) for key in keys]
 
-    def promote(self, name: str, alias: str, version: str, *, actor: str, reason: str) -> AliasRecord:
-        """Point ``alias`` at ``version`` (creating the alias if needed), compare-and-swap."""
+    def _current(self, name: str, alias: str) -> AliasRecord | None:
         try:
-            current: AliasRecord | None = self.read_alias(name, alias)
+            return self.read_alias(name, alias)
         except (AliasNotFound, ModelNotFound):
-            current = None
+            return None
+
+    def update_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        version: str | None = None,
+        canary: Any = KEEP,
+        actor: str,
+        reason: str,
+        if_match: str | None = None,
+    ) -> AliasRecord:
+        """Change an alias's version, its canary, or both, in one compare-and-swap.
+
+        ``version=None`` keeps the version (the alias must exist). ``canary`` is ``{"version", "weight"}``,
+        ``None`` to end the canary, or left out to keep it, unless it is the version promoted (the rollout
+        is finished). With ``if_match``, the change applies only to the alias object with that ETag.
+        """
+        current = self._current(name, alias)
+        if version is None:
+            if current is None:
+                raise AliasNotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+            version = current.version
+        if canary is KEEP:
+            canary = current.body.get("canary") if current else None
+            if canary and canary["version"] == version:
+                canary = None
         return self.set_alias(
             name,
             alias,
             check_version(version),
-            expected_etag=current.etag if current else None,
+            expected_etag=if_match or (current.etag if current else None),
             actor=actor,
             reason=reason,
+            canary=canary,
         )
 
-    def rollback(self, name: str, alias: str, *, actor: str, reason: str) -> AliasRecord:
-        """Point ``alias`` back at the version it named before its last change."""
+    def promote(
+        self, name: str, alias: str, version: str, *, actor: str, reason: str, if_match: str | None = None
+    ) -> AliasRecord:
+        """Point ``alias`` at ``version`` (creating the alias if needed), compare-and-swap."""
+        return self.update_alias(name, alias, version=version, actor=actor, reason=reason, if_match=if_match)
+
+    def set_canary(
+        self, name: str, alias: str, version: str | None, weight: float = 0.0, *, actor: str, reason: str
+    ) -> AliasRecord:
+        """Send ``weight`` of the alias's traffic to ``version``; ``version=None`` ends the canary."""
+        canary = {"version": version, "weight": weight} if version else None
+        return self.update_alias(
+            name, alias, canary=canary, actor=actor, reason=reason or ("canary" if version else "canary ended")
+        )
+
+    def rollback(self, name: str, alias: str, *, actor: str, reason: str, if_match: str | None = None) -> AliasRecord:
+        """Point ``alias`` back at the version it named before its last change of version."""
         current = self.read_alias(name, alias)
         previous = current.body.get("previous_version")
         if not previous:
             raise AliasConflict(f"alias {alias!r} of model {name!r} has no previous version to roll back to")
+        canary = current.body.get("canary")
         return self.set_alias(
-            name, alias, previous, expected_etag=current.etag, actor=actor, reason=reason or "rollback"
+            name,
+            alias,
+            previous,
+            expected_etag=if_match or current.etag,
+            actor=actor,
+            reason=reason or "rollback",
+            canary=canary if canary and canary["version"] != previous else None,
         )
+
+    def delete_version(self, name: str, version: str) -> None:
+        """Delete a version no alias names (as its version or its canary); the manifest goes first."""
+        check_version(version)
+        self.read_manifest(name, version)
+        for alias in self.list_aliases(name):
+            record = self.read_alias(name, alias)
+            if version in (record.version, record.canary_version):
+                raise VersionInUse(
+                    f"version {version!r} of model {name!r} is in use by alias {alias!r}; move the alias first",
+                    model=name,
+                    version=version,
+                    alias=alias,
+                )
+        for key in (manifest_key(name, version), model_key(name, version)):
+            try:
+                self.s3.delete_object(Bucket=self.bucket, Key=key)
+            except Exception as exc:
+                raise RegistryUnavailable("the model registry could not be written", key=key) from exc

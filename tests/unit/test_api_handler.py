@@ -3,42 +3,9 @@
 import base64
 import json
 import os
-from pathlib import Path
 
 import pytest
-
-from shared.model_cache import ModelCache
-
-EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-
-class Context:
-    function_name = "ApiFunction"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-    aws_request_id = "test-request"
-
-
-def event(name: str, **changes) -> dict:
-    data = json.loads((EVENTS / f"{name}.json").read_text())
-    data.update(changes)
-    return data
-
-
-@pytest.fixture
-def handler(registry, monkeypatch):
-    from functions.api import app
-
-    cache = ModelCache(os.environ["MODEL_BUCKET"], registry=registry, on_load=app.models.on_load)
-    monkeypatch.setattr(app, "models", cache)
-
-    def call(evt: dict) -> tuple[int, dict]:
-        response = app.lambda_handler(evt, Context())
-        headers = response.get("headers") or {k: v[-1] for k, v in response["multiValueHeaders"].items()}
-        assert headers["Content-Type"] == "application/json"
-        return response["statusCode"], json.loads(response["body"])
-
-    return call
+from tests_support import Context, event
 
 
 def test_health(handler):

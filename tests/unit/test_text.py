@@ -12,7 +12,8 @@ from shared.errors import InvalidInput
 from shared.inference import feeds_from_body
 from shared.kserve import feeds_from_infer, tensor_metadata
 from shared.manifest import _tensor_problems
-from shared.model_cache import LoadedModel, _check_graph_matches_manifest
+from shared.model_cache import LoadedModel
+from shared.model_check import check_session
 from shared.schemas import InferRequest
 from shared.text import OOV_INDEX, PAD_INDEX, WordTokenizer, build_tokenizer, tokenizer_problems
 
@@ -72,10 +73,10 @@ class EchoSession:
     """Stands in for onnxruntime: answers the token ids as 'probabilities'."""
 
     def get_inputs(self) -> list[Any]:
-        return [type("I", (), {"name": "tokens"})()]
+        return [type("I", (), {"name": "tokens", "type": "tensor(int64)", "shape": [None, 24]})()]
 
     def get_outputs(self) -> list[Any]:
-        return [type("O", (), {"name": "probabilities"})()]
+        return [type("O", (), {"name": "probabilities", "type": "tensor(float)", "shape": [None, 4]})()]
 
     def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [feeds["tokens"].astype(np.float32)]
@@ -94,7 +95,7 @@ def text_model() -> LoadedModel:
 
 def test_manifest_with_a_tokenised_input_verifies_and_matches_the_graph():
     model = text_model()
-    _check_graph_matches_manifest(model.session, model.manifest)
+    check_session(model.session, model.manifest)
     spec = model.manifest["inputs"][0]
     assert _tensor_problems("inputs", [spec]) == []
     assert _tensor_problems("inputs", [{**spec, "dtype": "int64"}]) == [

@@ -8,6 +8,7 @@ import json
 import os
 import time
 import uuid
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -15,7 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import jobs, kserve
@@ -53,17 +54,48 @@ app = Api(
 app.enable_swagger(path="/swagger", title="MaaS model API", version=SERVICE_VERSION)
 
 
-def _record(model: LoadedModel, metric: str, value_ms: float) -> None:
-    metrics.add_dimension(name="model", value=model.name)
-    metrics.add_dimension(name="version", value=model.version)
+# Which version answered this request and as what (stable, canary or pinned); read once the response is built.
+_served: ContextVar[dict[str, str] | None] = ContextVar("served", default=None)
+
+
+def _record(metric: str, value_ms: float) -> None:
+    """A timing of this request; its model, version and variant dimensions were set when it was served."""
     metrics.add_metric(name=metric, unit=MetricUnit.Milliseconds, value=value_ms)
+
+
+def _serve(name: str, ref: str | None, request_id: str | None = None) -> LoadedModel:
+    """The model that answers this request; with a canary on the alias, split by its weight."""
+    request_id = request_id or app.current_event.get_header_value("X-Request-Id", case_sensitive=False)
+    version, variant = models.pick(name, ref, request_id)
+    _served.set({"model": name, "version": version, "variant": variant})
+    for dimension, value in (("model", name), ("version", version), ("variant", variant)):
+        metrics.add_dimension(name=dimension, value=value)
+    return models.load_picked(name, ref, version, variant)
+
+
+def _count_served(response: dict[str, Any]) -> None:
+    """Per-version request and 5xx counts, the canary's in a metric of their own (its alarm reads it),
+    and the version that answered in the response headers."""
+    served = _served.get()
+    if served is None:
+        return
+    failed = int(response.get("statusCode", 500) >= 500)
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=failed)
+    if served["variant"] == "canary":
+        for metric, value in (("CanaryRequests", 1), ("CanaryErrors", failed)):
+            with single_metric(name=metric, unit=MetricUnit.Count, value=value) as canary:
+                canary.add_dimension(name="variant", value="canary")
+    headers = response.setdefault("multiValueHeaders", {})
+    headers["X-Model-Version"] = [served["version"]]
+    headers["X-Model-Variant"] = [served["variant"]]
 
 
 models = ModelCache(
     bucket=os.environ["MODEL_BUCKET"],
     alias_ttl_seconds=float(os.environ["ALIAS_TTL_SECONDS"]),
     optimized_dir=os.environ["OPTIMIZED_MODEL_DIR"],
-    on_load=lambda model: _record(model, "ModelLoadMs", model.load_ms),
+    on_load=lambda model: _record("ModelLoadMs", model.load_ms),
 )
 
 AliasQuery = Annotated[str | None, Query(description="alias to resolve (default: production)", max_length=32)]
@@ -74,12 +106,12 @@ TopK = Annotated[int | None, Query(description="classifiers: also return the k b
 def _infer(model: LoadedModel, feeds: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     outputs = run(model, feeds)
-    _record(model, "InferenceMs", (time.perf_counter() - started) * 1000)
+    _record("InferenceMs", (time.perf_counter() - started) * 1000)
     return outputs
 
 
 def _predict(name: str, ref: str | None, body: PredictRequest, top_k: int | None) -> dict[str, Any]:
-    model = models.get(name, ref)
+    model = _serve(name, ref)
     request = body.model_dump(exclude_none=True)
     k = top_k or request.pop("top_k", None)
     request.pop("signature_name", None)
@@ -104,10 +136,12 @@ def list_models() -> dict[str, Any]:
 
 def _describe(name: str, version: str) -> dict[str, Any]:
     registry = models.registry
+    aliases = registry.alias_records(name)
     return {
         "name": name,
         "version": version,
-        "aliases": registry.list_aliases(name),
+        "aliases": {alias: record.version for alias, record in aliases.items()},
+        "canaries": {alias: record.body["canary"] for alias, record in aliases.items() if record.canary_version},
         "versions": registry.list_versions(name),
         "manifest": registry.read_manifest(name, version),
     }
@@ -208,7 +242,7 @@ def v2_model_version_ready(name: str, version: str) -> dict[str, Any]:
 
 
 def _v2_infer(name: str, ref: str | None, body: InferRequest) -> dict[str, Any]:
-    model = models.get(name, ref)
+    model = _serve(name, ref, body.id)
     outputs = _infer(model, kserve.feeds_from_infer(body, model, MAX_BATCH_SIZE))
     response = {
         "model_name": name,
@@ -292,4 +326,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except MaasError as error:
         logger.warning("request refused before parsing", extra={"code": error.code, "status": error.status})
         return error_response(error)
-    return app.resolve(event, context)
+    _served.set(None)
+    response = app.resolve(event, context)
+    _count_served(response)
+    return response

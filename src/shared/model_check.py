@@ -1,0 +1,83 @@
+"""Does an ONNX graph match its manifest? Checked at publish (before a version becomes visible) and at load.
+
+The check runs in the onnxruntime that serves (the Lambda package's), so a model that would not
+load there is refused when it is published, not on the first request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.errors import ModelIntegrityError, ModelRejected
+
+# manifest dtype -> onnxruntime's type string
+ORT_TYPES = {
+    "float32": "tensor(float)",
+    "float64": "tensor(double)",
+    "float16": "tensor(float16)",
+    "int64": "tensor(int64)",
+    "int32": "tensor(int32)",
+    "int8": "tensor(int8)",
+    "uint8": "tensor(uint8)",
+    "bool": "tensor(bool)",
+    "string": "tensor(string)",
+}
+
+
+def graph_input(spec: dict[str, Any]) -> str:
+    """The ONNX input a manifest input feeds: a tokenised string input feeds its token ids."""
+    tokenizer = spec.get("tokenizer")
+    return str(tokenizer["graph_input"]) if isinstance(tokenizer, dict) else str(spec["name"])
+
+
+def schema_problems(session: Any, manifest: dict[str, Any]) -> list[str]:
+    """Differences between the session's inputs/outputs and the manifest's, as sentences."""
+    graph_inputs = {i.name: i for i in session.get_inputs()}
+    graph_outputs = {o.name: o for o in session.get_outputs()}
+    problems = []
+    declared = {graph_input(spec): spec for spec in manifest["inputs"]}
+    if set(declared) != set(graph_inputs):
+        problems.append(f"inputs: the manifest declares {sorted(declared)}, the graph has {sorted(graph_inputs)}")
+    for name, spec in declared.items():
+        node = graph_inputs.get(name)
+        if node is None or "tokenizer" in spec:
+            continue  # a tokenised input feeds integer ids: its dtype is the tokenizer's business
+        if node.type != ORT_TYPES.get(spec["dtype"]):
+            problems.append(f"inputs.{name}: the manifest says {spec['dtype']}, the graph takes {node.type}")
+        if isinstance(node.shape, list) and len(node.shape) != len(spec["shape"]):
+            problems.append(f"inputs.{name}: rank {len(spec['shape'])} in the manifest, {len(node.shape)} in the graph")
+    for spec in manifest["outputs"]:
+        node = graph_outputs.get(spec["name"])
+        if node is None:
+            problems.append(f"outputs.{spec['name']}: not an output of the graph (it has {sorted(graph_outputs)})")
+        elif node.type.startswith("tensor(") and node.type != ORT_TYPES.get(spec["dtype"]):
+            problems.append(f"outputs.{spec['name']}: the manifest says {spec['dtype']}, the graph gives {node.type}")
+    return problems
+
+
+def check_session(session: Any, manifest: dict[str, Any]) -> None:
+    """At load: a graph that does not match its manifest is an integrity failure of the registry."""
+    problems = schema_problems(session, manifest)
+    if problems:
+        raise ModelIntegrityError("the ONNX graph does not match its manifest", problems=problems)
+
+
+def check_publishable(model_bytes: bytes, manifest: dict[str, Any]) -> str:
+    """At publish: the model must load in this onnxruntime and match the manifest; returns that version."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelRejected(
+            f"onnxruntime {ort.__version__} cannot load the model",
+            expected="an ONNX model the serving onnxruntime loads",
+            received=type(exc).__name__,
+        ) from None
+    problems = schema_problems(session, manifest)
+    if problems:
+        raise ModelRejected("the ONNX graph does not match the manifest", problems=problems)
+    return str(ort.__version__)

@@ -1,0 +1,218 @@
+"""The registry as a registry: verified publishes, atomic alias changes, canaries, deletes, and a
+model cache that follows them on a warm container within its memory budget."""
+
+import json
+import os
+import threading
+from collections import Counter
+
+import pytest
+
+from shared.errors import (
+    AliasConflict,
+    InvalidRequest,
+    ModelRejected,
+    VersionExists,
+    VersionInUse,
+    VersionNotFound,
+)
+from shared.model_cache import ModelCache
+from shared.registry import manifest_key, model_key
+
+BUCKET = os.environ["MODEL_BUCKET"]
+V2 = "20991231T000000Z-0000000b"
+V3 = "20991231T000001Z-0000000c"
+
+
+@pytest.fixture
+def two_versions(registry, published, digits_onnx, make_manifest):
+    second = registry.publish("digits", digits_onnx, make_manifest(), version=V2)
+    return published["version"], second["version"]
+
+
+# -- publishing ------------------------------------------------------------------------------
+def test_publish_records_the_onnxruntime_that_verified_it(published):
+    import onnxruntime
+
+    assert published["verified"]["onnxruntime"] == onnxruntime.__version__
+
+
+def test_a_file_onnxruntime_cannot_load_is_never_visible(registry, make_manifest):
+    with pytest.raises(ModelRejected) as refused:
+        registry.publish("digits", b"\x08\x07not onnx at all", make_manifest())
+    assert refused.value.status == 422 and refused.value.code == "model_rejected"
+    assert registry.list_models() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"inputs": [{"name": "pixels", "dtype": "float32", "shape": [None, 8, 8, 1]}]}, "inputs"),
+        ({"inputs": [{"name": "image", "dtype": "int64", "shape": [None, 8, 8, 1]}]}, "int64"),
+        ({"inputs": [{"name": "image", "dtype": "float32", "shape": [None, 64]}]}, "rank"),
+        ({"outputs": [{"name": "logits", "dtype": "float32", "shape": [None, 10]}]}, "logits"),
+    ],
+)
+def test_a_manifest_that_does_not_match_the_graph_is_refused(registry, digits_onnx, make_manifest, change, problem):
+    with pytest.raises(ModelRejected) as refused:
+        registry.publish("digits", digits_onnx, {**make_manifest(), **change})
+    assert any(problem in line for line in refused.value.details["problems"])
+    assert registry.list_models() == []
+
+
+def test_publishing_the_same_version_twice_is_refused(registry, digits_onnx, make_manifest, published):
+    with pytest.raises(VersionExists):
+        registry.publish("digits", digits_onnx, make_manifest(), version=published["version"])
+
+
+# -- aliases -----------------------------------------------------------------------------------
+def test_two_racing_promotes_leave_one_winner_and_one_conflict(registry, two_versions, digits_onnx, make_manifest):
+    first, second = two_versions
+    third = registry.publish("digits", digits_onnx, make_manifest(), version=V3)["version"]
+    etag = registry.read_alias("digits", "production").etag
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def promote(version: str) -> None:
+        barrier.wait()
+        try:
+            outcomes[version] = registry.promote(
+                "digits", "production", version, actor=version, reason="race", if_match=etag
+            )
+        except AliasConflict as conflict:
+            outcomes[version] = conflict
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in (second, third)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [v for v, outcome in outcomes.items() if not isinstance(outcome, AliasConflict)]
+    losers = [outcome for outcome in outcomes.values() if isinstance(outcome, AliasConflict)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert losers[0].status == 409 and "changed concurrently" in losers[0].message
+    assert registry.resolve("digits") == winners[0]
+    history = registry.alias_history("digits", "production")
+    assert [h["version"] for h in history] == [first, winners[0]]  # the loser left no trace
+
+
+def test_canary_promote_and_rollback_keep_a_full_history(registry, two_versions):
+    first, second = two_versions
+    registry.set_canary("digits", "production", second, 0.1, actor="ana", reason="try v2")
+    record = registry.read_alias("digits", "production")
+    assert (record.version, record.canary_version, record.canary_weight) == (first, second, 0.1)
+    assert record.body["previous_version"] is None  # a canary change does not move the rollback target
+    registry.promote("digits", "production", second, actor="ana", reason="v2 is good")
+    record = registry.read_alias("digits", "production")
+    assert (record.version, record.canary_version) == (second, None)  # promoting the canary ends it
+    registry.rollback("digits", "production", actor="bo", reason="pager")
+    assert registry.resolve("digits") == first
+    history = registry.alias_history("digits", "production")
+    assert [(h["from"], h["version"], (h["canary"] or {}).get("version"), h["updated_by"]) for h in history] == [
+        (None, first, None, "maas"),
+        (first, first, second, "ana"),
+        (first, second, None, "ana"),
+        (second, first, None, "bo"),
+    ]
+    assert all(h["updated_at"] and "reason" in h for h in history)
+
+
+@pytest.mark.parametrize("weight", [0, 1, 1.5, -0.1])
+def test_a_canary_weight_outside_0_1_is_refused(registry, two_versions, weight):
+    with pytest.raises(InvalidRequest):
+        registry.set_canary("digits", "production", two_versions[1], weight, actor="ana", reason="")
+
+
+def test_an_alias_cannot_name_a_missing_version_even_as_canary(registry, two_versions):
+    with pytest.raises(VersionNotFound):
+        registry.set_canary("digits", "production", "20991231T000009Z-deadbeef", 0.1, actor="ana", reason="")
+    with pytest.raises(InvalidRequest):  # the canary must be another version
+        registry.set_canary("digits", "production", two_versions[0], 0.1, actor="ana", reason="")
+
+
+def test_a_version_an_alias_uses_cannot_be_deleted(registry, s3, two_versions):
+    first, second = two_versions
+    registry.set_canary("digits", "production", second, 0.2, actor="ana", reason="")
+    for version in (first, second):
+        with pytest.raises(VersionInUse):
+            registry.delete_version("digits", version)
+    registry.set_canary("digits", "production", None, actor="ana", reason="done")
+    registry.delete_version("digits", second)
+    assert registry.list_versions("digits") == [first]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert model_key("digits", second) not in keys and manifest_key("digits", second) not in keys
+
+
+# -- the cache on a warm container ---------------------------------------------------------------
+def test_a_10_percent_canary_answers_about_10_percent_deterministically(registry, two_versions):
+    first, second = two_versions
+    registry.set_canary("digits", "production", second, 0.1, actor="ana", reason="")
+    cache = ModelCache(BUCKET, registry=registry)
+    picks = Counter(cache.pick("digits", None, f"request-{i}") for i in range(1000))
+    assert set(picks) == {(first, "stable"), (second, "canary")}
+    assert 50 <= picks[(second, "canary")] <= 150
+    assert {cache.pick("digits", None, "request-7") for _ in range(20)} == {cache.pick("digits", None, "request-7")}
+    assert cache.get("digits").version == first  # batch files and metadata use the stable version
+
+
+def test_an_unchanged_alias_is_rechecked_by_etag_without_reading_it(registry, two_versions):
+    _, second = two_versions
+    etag = registry.read_alias("digits", "production").etag
+    assert registry.alias_changed("digits", "production", etag) is None
+    registry.promote("digits", "production", second, actor="ana", reason="")
+    changed = registry.alias_changed("digits", "production", etag)
+    assert changed is not None and changed.version == second
+
+
+def test_promote_and_rollback_reach_a_warm_cache_within_the_ttl(registry, two_versions, monkeypatch):
+    import shared.model_cache as model_cache
+
+    first, second = two_versions
+    clock = [1000.0]
+    monkeypatch.setattr(model_cache.time, "monotonic", lambda: clock[0])
+    cache = ModelCache(BUCKET, alias_ttl_seconds=5, registry=registry)
+    assert cache.get("digits").version == first
+    registry.promote("digits", "production", second, actor="ana", reason="")
+    clock[0] += 4
+    assert cache.get("digits").version == first  # within the TTL: the cached resolution
+    clock[0] += 2
+    assert cache.get("digits").version == second
+    registry.rollback("digits", "production", actor="ana", reason="")
+    clock[0] += 6
+    assert cache.get("digits").version == first
+
+
+def test_the_cache_keeps_recent_sessions_within_its_budget(registry, two_versions, digits_onnx, make_manifest):
+    first, second = two_versions
+    third = registry.publish("digits", digits_onnx, make_manifest(), version=V3)["version"]
+    cache = ModelCache(BUCKET, registry=registry, budget_bytes=2 * len(digits_onnx) + 1000)
+    for version in (first, second, third):
+        cache.get("digits", version)
+    assert all(m["memory_mb"] >= 0 for m in cache.loaded())
+    held = [m["version"] for m in cache.loaded()]
+    assert third in held and first not in held  # least recently used went first
+    assert cache.get("digits", first).version == first  # evicted versions load again on demand
+    assert cache.loaded()[-1]["version"] == first
+
+
+def test_a_broken_version_is_not_downloaded_again_on_every_request(registry, s3, published, monkeypatch):
+    version = published["version"]
+    s3.put_object(Bucket=BUCKET, Key=model_key("digits", version), Body=b"tampered")
+    cache = ModelCache(BUCKET, registry=registry, retry_after_seconds=60)
+    reads = []
+    original = registry.read_model
+    monkeypatch.setattr(registry, "read_model", lambda *a: reads.append(a) or original(*a))
+    for _ in range(3):
+        with pytest.raises(Exception) as failed:
+            cache.get("digits")
+        assert failed.value.code == "model_integrity_error"
+    assert len(reads) == 1
+
+
+def test_alias_records_survive_a_json_round_trip(registry, two_versions):
+    registry.set_canary("digits", "production", two_versions[1], 0.25, actor="ana", reason="")
+    stored = json.loads(
+        registry.s3.get_object(Bucket=BUCKET, Key="models/digits/aliases/production.json")["Body"].read()
+    )
+    assert stored["canary"] == {"version": two_versions[1], "weight": 0.25}
+    assert registry.list_canaries("digits") == {"production": {"version": two_versions[1], "weight": 0.25}}
