@@ -1,7 +1,8 @@
 """`maas models ...`: the registry from the command line, against the embedded S3 or AWS.
 
 ``publish`` brings a model trained anywhere (PyTorch, scikit-learn via skl2onnx, ...): its manifest
-schema is read from the ONNX graph, and the file must load in onnxruntime before it is published.
+schema is read from the ONNX graph, and the registry refuses it unless it loads in the serving
+onnxruntime and matches that schema.
 """
 
 from __future__ import annotations
@@ -41,24 +42,29 @@ def _tensors(values: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _scores_first(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Serving reads a classifier's class scores from its first output: put the float [batch, classes]
+    tensor first (skl2onnx classifiers list their int64 ``label`` output before ``probabilities``)."""
+    return sorted(outputs, key=lambda o: not (o["dtype"].startswith("float") and len(o["shape"]) == 2))
+
+
 def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> dict[str, Any]:
-    """The manifest of a model trained elsewhere, from its graph: checked, and loaded once in onnxruntime."""
+    """The manifest of a model trained elsewhere, from its graph (the registry then loads it in onnxruntime)."""
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load_from_string(data)
-    onnx.checker.check_model(model)
     try:
-        ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
     except Exception as exc:
-        raise SystemExit(f"maas: onnxruntime {ort.__version__} cannot load this model: {exc}") from None
+        raise SystemExit(f"maas: not a valid ONNX model: {exc}") from None
     initializers = {i.name for i in model.graph.initializer}
     manifest: dict[str, Any] = {
         "schema_version": 1,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "task": "classification" if labels else "regression",
         "inputs": _tensors(i for i in model.graph.input if i.name not in initializers),
-        "outputs": _tensors(model.graph.output),
+        "outputs": _scores_first(_tensors(model.graph.output)) if labels else _tensors(model.graph.output),
         "preprocessing": {"client": "as the model's author documents it; published with maas models publish"},
         "compression": {"method": "as published", "candidates": []},
         "metrics": {},
@@ -111,6 +117,14 @@ def run(registry: Registry, args: Any) -> Any:
         return record.body
     if args.models_command == "rollback":
         return registry.rollback(args.name, args.alias, actor=who, reason=args.reason).body
+    if args.models_command == "canary":
+        if args.end == bool(args.version):
+            raise SystemExit("maas: give a canary version, or --end to end the canary")
+        weight = args.weight / 100.0
+        return registry.set_canary(args.name, args.alias, args.version, weight, actor=who, reason=args.reason).body
+    if args.models_command == "delete":
+        registry.delete_version(args.name, args.version)
+        return {"name": args.name, "version": args.version, "deleted": True}
     if args.models_command == "history":
         return registry.alias_history(args.name, args.alias)
     raise SystemExit(f"maas: unknown models command {args.models_command!r}")

@@ -1,12 +1,14 @@
 """`maas models`: bring-your-own publish, promote, rollback and history on a moto registry."""
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from tests_support import build_two_input_onnx
+from tests_support import build_two_input_onnx, event
 
 from maas.models_cli import manifest_from_onnx, publish
-from shared.errors import AliasConflict, VersionNotFound
+from shared.errors import AliasConflict, VersionInUse, VersionNotFound
 from shared.inference import feeds_from_body, run
 from shared.model_cache import ModelCache
 
@@ -27,7 +29,7 @@ def test_a_model_trained_elsewhere_is_published_with_its_schema_read_from_the_gr
 
 
 def test_a_file_onnxruntime_cannot_load_is_refused(registry, tmp_path):
-    with pytest.raises(Exception):  # onnx.checker or onnxruntime refuses it; nothing is published
+    with pytest.raises(SystemExit, match="not a valid ONNX model"):  # nothing is published
         manifest_from_onnx(b"not a model", None, "junk.onnx")
     assert registry.list_models() == []
 
@@ -64,3 +66,77 @@ def test_the_cli_publishes_and_lists(registry, tmp_path, monkeypatch):
     version = run_command(registry, args)["version"]
     listed = run_command(registry, argparse.Namespace(models_command="list"))
     assert listed == [{"name": "blend", "aliases": {"production": version}}]
+
+
+def wine_pipeline_onnx() -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A scikit-learn pipeline converted as its users convert it: skl2onnx, no ZipMap."""
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_wine
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_wine(return_X_y=True)
+    x = x.astype("float32")
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x[::2], y[::2])
+    onx = to_onnx(pipeline, x[:1], options={"zipmap": False}, target_opset=17)
+    return onx.SerializeToString(), x[1::2], pipeline.predict(x[1::2])
+
+
+def test_a_skl2onnx_pipeline_published_with_the_cli_answers_on_both_protocols(registry, api, tmp_path):
+    from maas.cli import build_parser
+    from maas.models_cli import run as run_command
+
+    data, held_out, expected = wine_pipeline_onnx()
+    path = tmp_path / "wine.onnx"
+    path.write_bytes(data)
+    args = build_parser().parse_args(
+        ["models", "publish", "--name", "wine", "--onnx", str(path), "--labels", "class_0,class_1,class_2"]
+    )
+    version = run_command(registry, args)["version"]
+    manifest = registry.read_manifest("wine", version)
+    assert [o["name"] for o in manifest["outputs"]] == ["probabilities", "label"]
+    assert manifest["inputs"] == [{"name": "X", "dtype": "float32", "shape": [None, 13]}]
+
+    rows = held_out[:16].tolist()
+    tf_serving = event(
+        "predict_digits",
+        path="/models/wine/predict",
+        pathParameters={"name": "wine"},
+        body=json.dumps({"instances": rows}),
+    )
+    status, body, _ = api(tf_serving)
+    assert status == 200 and body["version"] == version
+    assert [p["label"] for p in body["predictions"]] == [f"class_{k}" for k in expected[:16]]
+
+    v2 = event(
+        "v2_infer_digits",
+        path="/v2/models/wine/infer",
+        pathParameters={"name": "wine"},
+        body=json.dumps({"inputs": [{"name": "X", "shape": [16, 13], "datatype": "FP32", "data": rows}]}),
+    )
+    status, body, _ = api(v2)
+    assert status == 200 and body["model_version"] == version
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["label"]["data"] == expected[:16].tolist()
+    assert outputs["probabilities"]["shape"] == [16, 3]
+
+
+def test_canary_and_delete_from_the_command_line(registry, published, digits_onnx, make_manifest):
+    from maas.cli import build_parser
+    from maas.models_cli import run as run_command
+
+    first = published["version"]
+    second = registry.publish("digits", digits_onnx, make_manifest(), version="20991231T000000Z-0000000f")["version"]
+
+    def cli(*argv: str):
+        return run_command(registry, build_parser().parse_args(["models", *argv]))
+
+    assert cli("canary", "digits", second, "--weight", "10")["canary"] == {"version": second, "weight": 0.1}
+    with pytest.raises(VersionInUse):
+        cli("delete", "digits", second)
+    with pytest.raises(SystemExit, match="--end"):
+        cli("canary", "digits")
+    assert cli("canary", "digits", "--end", "--reason", "enough")["canary"] is None
+    assert cli("delete", "digits", second) == {"name": "digits", "version": second, "deleted": True}
+    assert registry.list_versions("digits") == [first]
