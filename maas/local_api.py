@@ -8,6 +8,7 @@ Gateway, an unknown route gets 403 "Missing Authentication Token" and a function
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import sys
 import threading
@@ -19,6 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from maas.lambda_runtime import FunctionError, LocalFunction
 from maas.template import Route
+
+_USER = getpass.getuser()
 
 TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's REST payload limit
@@ -60,7 +63,8 @@ def proxy_event(
             "accountId": "123456789012",
             "apiId": "local",
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent")},
+            # No IAM signature check locally (as with sam local start-api): the caller is the local user.
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent"), "caller": f"local:{_USER}"},
         },
         "body": text_body if body else None,
         "isBase64Encoded": is_base64,

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +193,61 @@ def calling(module: Any) -> Callable[[dict[str, Any]], tuple[int, dict[str, Any]
         return response["statusCode"], json.loads(response["body"]), headers
 
     return call
+
+
+# -- the local stack: `maas local start-api` in its own process
+@contextmanager
+def running_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """`maas local start-api` with these --env-vars, digits and blend published; stopped on exit."""
+    env = {**os.environ, "MAAS_STATE_DIR": str(state), "MAAS_PROJECT_ROOT": str(ROOT)}
+    for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(var, None)
+    port = free_port()
+    log = (state / "start-api.log").open("w")
+    env_file = state / "env-vars.json"
+    env_file.write_text(json.dumps(env_vars))
+    process = subprocess.Popen(
+        [*MAAS, "--env-vars", str(env_file), "local", "start-api", "--port", str(port)], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            status, health = http("GET", f"{url}/health")
+            if status == 200:
+                break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"start-api did not come up:\n{(state / 'start-api.log').read_text()}")
+        time.sleep(0.2)
+
+    from tests_support import build_digits_onnx, build_two_input_onnx, digits_manifest, two_input_manifest
+
+    from maas.embedded_s3 import EmbeddedS3
+    from maas.stack import load_template
+    from shared.registry import Registry
+
+    template = load_template(str(ROOT / "template.yaml"))
+    s3 = EmbeddedS3(state, template.bucket_names()).start()  # reuses the server start-api runs
+    assert not s3.owns_server
+    bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
+    registry = Registry(bucket, s3.client())
+    published = registry.publish("digits", build_digits_onnx(), digits_manifest())
+    registry.publish("blend", build_two_input_onnx(), two_input_manifest())
+    try:
+        yield {
+            "container": health["container"],
+            "url": url,
+            "env": env,
+            "state": state,
+            "version": published["version"],
+            "process": process,
+            "s3": s3,
+            "bucket": bucket,
+            "registry": registry,
+        }
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        log.close()
