@@ -184,6 +184,11 @@ class ModelCache:
             for m in self._models.values()
         ]
 
+    def renew(self) -> None:
+        """After a SnapStart restore: a new S3 client, and every alias re-checked on its next use."""
+        self._registry = None
+        self._routes.clear()
+
     # -- aliases ---------------------------------------------------------------------------
     def route(self, name: str, ref: str | None = None) -> Route:
         """The route of an alias (cached for the TTL, then re-checked by ETag) or of an exact version."""

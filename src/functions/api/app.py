@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import jobs, kserve
+from shared import jobs, kserve, snapstart
 from shared.aws import s3_client
 from shared.errors import BadRequest, InvalidRequest, MaasError
 from shared.http import check_body, error_response
@@ -97,6 +97,23 @@ models = ModelCache(
     optimized_dir=os.environ["OPTIMIZED_MODEL_DIR"],
     on_load=lambda model: _record("ModelLoadMs", model.load_ms),
 )
+
+
+def _before_snapshot() -> None:
+    """SnapStart: load the production versions of SNAPSTART_PRELOAD_MODELS into the snapshot."""
+    for name in snapstart.preload_names(models.registry, os.environ.get("SNAPSTART_PRELOAD_MODELS", "")):
+        models.get(name)
+    logger.info("models loaded before the snapshot", extra={"loaded": models.loaded()})
+
+
+def _after_restore() -> None:
+    global CONTAINER_ID
+    snapstart.renew_shared_state()
+    models.renew()
+    CONTAINER_ID = uuid.uuid4().hex[:12]  # each restored copy is its own execution environment
+
+
+snapstart.register(_before_snapshot, _after_restore)
 
 AliasQuery = Annotated[str | None, Query(description="alias to resolve (default: production)", max_length=32)]
 VersionQuery = Annotated[str | None, Query(description="exact version (overrides alias)", max_length=40)]
