@@ -36,12 +36,15 @@ test: install ## unit, training and integration tests (the local stack runs on 1
 test-unit: install
 	$(BIN)/pytest tests/unit
 
-lint: install ## ruff, mypy, sam validate --lint, cfn-lint on the translated template
+lint: install $(TOOLS)/.installed ## ruff, mypy, cfn-lint (SAM and translated), checkov (both), detect-secrets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src training maas
-	$(BIN)/python -m maas.template_check template.yaml
+	$(BIN)/python -m maas.template_check template.yaml --output build/template.translated.json
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint -t template.yaml
+	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
+	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f build/template.translated.json
+	git ls-files -z --cached --others --exclude-standard | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline
 
 validate: lint
 

@@ -3,6 +3,7 @@
 cfn-lint validates SAM resources against SAM's own schemas; errors that only appear once the
 transform has expanded them (the IAM role, the API deployment, the permissions) go unseen.
 This translates the template with aws-sam-translator, offline, and runs cfn-lint on the result.
+`--output` keeps that result for other scanners: `make lint` runs checkov on it as on the source.
 
     python -m maas.template_check [template.yaml] [--region us-east-1] [--output translated.json]
 """
@@ -82,10 +83,36 @@ def translate(
     return translator.translate(_as_packaged(copy.deepcopy(_plain(template))), parameter_values=dict(parameters or {}))
 
 
+# Resources SAM makes from an AWS::Serverless::Api besides the RestApi, found by the RestApiId they refer to.
+_API_PARTS = ("AWS::ApiGateway::Stage", "AWS::ApiGateway::Deployment")
+
+
+def carry_checkov_skips(template: dict[str, Any], translated: dict[str, Any]) -> dict[str, Any]:
+    """Give the stage (and deployment) SAM makes from an API the checkov skips written on that API.
+
+    SAM copies a resource's Metadata to the resource it is named after (the function, the RestApi),
+    so skips on a function reach the translated function unaided. A stage's settings (caching, access
+    logs), though, are written on the AWS::Serverless::Api and checked by checkov on the
+    AWS::ApiGateway::Stage: carrying the API's skips there keeps every skip, and its reason, in
+    template.yaml alone. Resources with Metadata of their own keep it.
+    """
+    carried = copy.deepcopy(translated)
+    for resource in carried.get("Resources", {}).values():
+        if resource.get("Type") not in _API_PARTS or "Metadata" in resource:
+            continue
+        api_id = resource.get("Properties", {}).get("RestApiId")
+        source = template.get("Resources", {}).get(api_id.get("Ref"), {}) if isinstance(api_id, dict) else {}
+        skips = source.get("Metadata", {}).get("checkov") if source.get("Type") == "AWS::Serverless::Api" else None
+        if skips:
+            resource["Metadata"] = {"checkov": copy.deepcopy(skips)}
+    return carried
+
+
 def lint(translated: dict[str, Any], region: str = DEFAULT_REGION, output: Path | None = None) -> list[Match]:
     """Run cfn-lint on translated CloudFormation written to `output` (a temporary file when omitted)."""
     text = json.dumps(translated, indent=2, sort_keys=True)
     if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
         return lint_file(output, config=ManualArgs(regions=[region]))
     with tempfile.TemporaryDirectory(prefix="maas-template-") as folder:
@@ -95,8 +122,12 @@ def lint(translated: dict[str, Any], region: str = DEFAULT_REGION, output: Path 
 
 
 def check(path: Path = DEFAULT_TEMPLATE, region: str = DEFAULT_REGION, output: Path | None = None) -> list[Match]:
-    """Every cfn-lint finding on the translated template (errors, warnings and informational)."""
-    return lint(translate(load_template(path), region), region, output)
+    """Every cfn-lint finding on the translated template (errors, warnings and informational).
+
+    The file linted, and kept at `output`, carries the API's checkov skips onto its stage.
+    """
+    template = load_template(path)
+    return lint(carry_checkov_skips(_plain(template), translate(template, region)), region, output)
 
 
 def errors(matches: list[Match]) -> list[Match]:
@@ -107,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m maas.template_check", description=__doc__.splitlines()[0])
     parser.add_argument("template", nargs="?", type=Path, default=DEFAULT_TEMPLATE)
     parser.add_argument("--region", default=DEFAULT_REGION)
-    parser.add_argument("--output", type=Path, help="keep the translated CloudFormation JSON here")
+    parser.add_argument("--output", type=Path, help="keep the translated CloudFormation JSON here (for checkov)")
     args = parser.parse_args(argv)
 
     try:
