@@ -10,6 +10,7 @@ file with its line number and reason; the summary is written last and only then 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from shared.batch_io import (
     BatchFileError,
     Row,
     S3Writer,
+    check_csv_header,
     csv_header,
     file_format,
     line_parts,
@@ -31,12 +33,16 @@ from shared.batch_io import (
     read_npy,
 )
 from shared.errors import MaasError
-from shared.inference import feeds_from_body, format_predictions, run
+from shared.inference import feeds_from_body, format_predictions, nonfinite_rows, run
 from shared.model_cache import LoadedModel, ModelCache
 from shared.registry import check_alias, check_name, check_version, is_version
 
 IN_PREFIX = "batch/in/"
 OUT_PREFIX = "batch/out/"
+# Where a file whose key names no valid model or alias gets its failed summary: no place derived from
+# such a key can be trusted, so it goes under a hash of the key ("_" cannot start a model name).
+REJECTED_PREFIX = f"{OUT_PREFIX}_rejected/"
+NONFINITE = "the model's outputs are NaN or infinite for this row: its values are outside the range the model handles"
 
 
 @dataclass
@@ -116,11 +122,17 @@ def _score_chunk(model: LoadedModel, chunk: list[Row], results: S3Writer, errors
         return
     names = list(good[0][1])
     feeds = {name: np.concatenate([f[name] for _, f in good]) for name in names}
-    predictions = format_predictions(model, run(model, feeds))
-    for (row, _), prediction in zip(good, predictions, strict=True):
-        record = {"line": row.line, **({"id": row.id} if row.id is not None else {}), "prediction": prediction}
-        results.write_line(record)
-    tally.scored += len(good)
+    outputs = run(model, feeds, finite=False)
+    nonfinite = set(nonfinite_rows(outputs))
+    predictions = format_predictions(model, outputs)
+    for index, ((row, _), prediction) in enumerate(zip(good, predictions, strict=True)):
+        keyed = {"line": row.line, **({"id": row.id} if row.id is not None else {})}
+        if index in nonfinite:  # JSON cannot carry NaN or Infinity, and the row must not sink the file
+            tally.failed += 1
+            errors.write_line({**keyed, "error": NONFINITE})
+            continue
+        results.write_line({**keyed, "prediction": prediction})
+        tally.scored += 1
 
 
 def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
@@ -243,9 +255,14 @@ def score_object(
             }
         raise
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    ranges: list[tuple[int, int, int]] = []
     if part_bytes and send_parts and fmt in ("jsonl", "csv") and size > part_bytes:
         body = s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{batch.etag}"')["Body"]
         ranges, header = line_parts(body, size, part_bytes, skip_header=fmt == "csv")
+        ranges = [r for r in ranges if r[0] < r[1]]  # a CSV that is all header has no rows to cut
+        if fmt == "csv":
+            check_csv_header(csv_header(header), model.manifest["inputs"])  # once, not in every part
+    if ranges:
         send_parts(
             [
                 {
@@ -337,15 +354,21 @@ def score_part(s3: Any, part: dict[str, Any], models: ModelCache, chunk_rows: in
     return summary
 
 
+def failure_prefix(key: str, etag: str) -> str:
+    """Where the failed summary of s3://bucket/key goes: beside its results, or, for a key that
+    names no valid model or alias, under ``REJECTED_PREFIX`` and a hash of the key."""
+    try:
+        return parse_key(key, etag).out_prefix
+    except MaasError:
+        digest = hashlib.sha256(f"{key}\0{etag.strip(chr(34))}".encode()).hexdigest()[:32]
+        return f"{REJECTED_PREFIX}{digest}/"
+
+
 def write_failure(s3: Any, bucket: str, key: str, etag: str, reason: MaasError) -> None:
     """Leave a failed summary where the results would have gone, so the user sees why."""
-    try:
-        batch = parse_key(key, etag)
-    except MaasError:
-        return  # no place derived from this key can be trusted; the logs and the DLQ carry the reason
     _put_json(
         s3,
         bucket,
-        batch.out_prefix + "summary.json",
-        {"status": "failed", "input": f"s3://{bucket}/{key}", "etag": batch.etag, **reason.to_body()},
+        failure_prefix(key, etag) + "summary.json",
+        {"status": "failed", "input": f"s3://{bucket}/{key}", "etag": etag.strip('"'), **reason.to_body()},
     )

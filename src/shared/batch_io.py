@@ -21,6 +21,7 @@ from shared.errors import MaasError
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".npy": "npy"}
 PART_BYTES = 8 * 1024 * 1024  # S3 multipart parts: at least 5 MiB, so memory stays near this
+MAX_CSV_COLUMNS = 100_000
 
 
 class BatchFileError(MaasError):
@@ -107,8 +108,16 @@ def line_parts(stream: Any, size: int, part_bytes: int, skip_header: bool) -> tu
 
 
 def _lines(stream: Any) -> Iterator[str]:
-    for raw in stream.iter_lines(chunk_size=1024 * 1024):
-        yield raw.decode("utf-8", errors="replace")
+    """Lines ended by b"\n" (a "\r\n" ending loses its "\r"), as ``line_parts`` counts them: botocore's
+    iter_lines also breaks at a lone "\r", which would number the rows of a part differently."""
+    pending = b""
+    for chunk in stream.iter_chunks(chunk_size=1024 * 1024):
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for raw in lines:
+            yield raw.removesuffix(b"\r").decode("utf-8", errors="replace")
+    if pending:
+        yield pending.removesuffix(b"\r").decode("utf-8", errors="replace")
 
 
 def read_csv(
@@ -126,9 +135,7 @@ def read_csv(
             header = next(reader)
         except StopIteration:
             raise BatchFileError("the CSV file is empty; expected a header row") from None
-    if len(header) > 100_000:
-        raise BatchFileError(f"the CSV header has {len(header)} columns; at most 100000 are read")
-    mapping = _csv_columns(header, specs)
+    mapping = check_csv_header(header, specs)
     id_index = header.index("id") if "id" in header else None
     for number, cells in enumerate(reader, start=first_line):
         if not cells:
@@ -148,7 +155,14 @@ def read_csv(
         yield Row(line=number, id=row_id, instance=instance if len(specs) > 1 else instance[specs[0]["name"]])
 
 
-def _csv_columns(header: list[str], specs: list[dict[str, Any]]) -> dict[str, list[int]]:
+def check_csv_header(header: list[str], specs: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """The columns each input takes, or BatchFileError for a header the inputs cannot be read from."""
+    if len(header) > MAX_CSV_COLUMNS:
+        raise BatchFileError(
+            f"the CSV header has {len(header)} columns; at most {MAX_CSV_COLUMNS} are read",
+            expected=f"at most {MAX_CSV_COLUMNS} columns",
+            received=len(header),
+        )
     mapping = {}
     for spec in specs:
         name = spec["name"]

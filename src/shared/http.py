@@ -10,6 +10,8 @@ from typing import Any
 from shared.errors import BadRequest, MaasError, PayloadTooLarge, UnsupportedMediaType
 
 JSON_TYPES = ("application/json", "application/vnd.api+json")
+# Methods whose routes read a body: their Content-Type matters even when the body is empty.
+BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 def _header(event: dict[str, Any], name: str) -> str:
@@ -19,29 +21,57 @@ def _header(event: dict[str, Any], name: str) -> str:
     return ""
 
 
+def _set_header(event: dict[str, Any], name: str, value: str) -> None:
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field) or {}
+        for key in [k for k in headers if k.lower() == name]:
+            headers[key] = [value] if field == "multiValueHeaders" else value
+
+
 def check_body(event: dict[str, Any], max_bytes: int) -> None:
-    """Raise a 4xx domain error for a body that must not reach the JSON parser."""
+    """Raise a 4xx domain error for a body that must not reach the JSON parser.
+
+    A JSON media type in any spelling (``APPLICATION/JSON``, ``application/problem+json``) is
+    rewritten to ``application/json``, the one the resolver parses; anything else is refused here
+    rather than reaching it. The body is read as JSON once, so that nesting too deep for the parser
+    or an integer too long to convert is a 400, not an internal error.
+    """
     body = event.get("body")
-    if not body:
+    content_type = _header(event, "content-type")
+    media_type = content_type.split(";")[0].strip().lower()
+    if not body and str(event.get("httpMethod", "")).upper() not in BODY_METHODS:
         return
     # base64 makes a body 4/3 larger; the limit is on what the client sent.
-    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode() if isinstance(body, str) else body)
+    raw = body or ""
+    size = len(raw) * 3 // 4 if event.get("isBase64Encoded") else len(raw.encode() if isinstance(raw, str) else raw)
     if size > max_bytes:
         raise PayloadTooLarge(
             f"request body is {size} bytes; the limit is {max_bytes}", limit_bytes=max_bytes, received=size
         )
-    media_type = _header(event, "content-type").split(";")[0].strip().lower()
     if media_type and media_type not in JSON_TYPES and not media_type.endswith("+json"):
         raise UnsupportedMediaType(
             f"request bodies are JSON; got Content-Type {media_type!r}",
             expected="application/json",
             received=media_type,
         )
+    declared, _, parameters = content_type.partition(";")
+    if media_type and declared.strip() != "application/json":
+        _set_header(event, "content-type", "application/json" + (f";{parameters}" if parameters else ""))
+    if not body or str(event.get("httpMethod", "")).upper() not in BODY_METHODS:
+        return
+    text = body
     if event.get("isBase64Encoded"):
         try:
-            base64.b64decode(body, validate=True).decode("utf-8")
+            text = base64.b64decode(body, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             raise BadRequest("request body is marked base64 but does not decode to UTF-8 text") from None
+    try:
+        json.loads(text)
+    except RecursionError:
+        raise BadRequest("request body nests too deeply to be read", expected="JSON") from None
+    except ValueError as exc:  # JSONDecodeError, and integers of more than 4300 digits
+        reason = "is not valid JSON" if isinstance(exc, json.JSONDecodeError) else "holds a number too long to read"
+        raise BadRequest(f"request body {reason}", expected="JSON") from None
 
 
 def error_response(error: MaasError) -> dict[str, Any]:

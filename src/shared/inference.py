@@ -93,6 +93,7 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordT
     np_dtype = NUMPY_DTYPES.get(dtype)
     if np_dtype is None:
         raise InvalidInput(f"input {name!r} has dtype {dtype}, which this API cannot build from JSON", input=name)
+    check_numbers(name, value, np_dtype, f"numbers in shape {shape_str(shape)}")
     try:
         array = np.asarray(value, dtype=np.float64 if np_dtype != np.bool_ else np.bool_)
     except (ValueError, TypeError, OverflowError):
@@ -119,7 +120,57 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordT
             )
         if np.issubdtype(np_dtype, np.integer) and not np.all(np.equal(np.mod(array, 1), 0)):
             raise InvalidInput(f"input {name!r} expects integers", input=name, expected=dtype, received="fractions")
-    return array.astype(np_dtype, copy=False)
+    return cast_in_range(name, array, np_dtype)
+
+
+_JSON_TYPES = {str: "a string", bool: "a boolean", type(None): "null", dict: "an object"}
+
+
+def check_numbers(name: str, value: Any, np_dtype: Any, expected: str) -> None:
+    """Refuse a nested list whose leaves are not all JSON numbers (booleans only for a bool input).
+
+    numpy would quietly read ``"1"`` and ``true`` as 1.0, and ``null`` as NaN."""
+    allow_bool = np_dtype == np.bool_
+    pending = [value]
+    while pending:
+        for item in pending.pop():
+            kind = type(item)
+            if kind is list:
+                pending.append(item)
+            elif kind is not float and kind is not int and not (kind is bool and allow_bool):
+                what = _JSON_TYPES.get(kind, kind.__name__)
+                raise InvalidInput(
+                    f"input {name!r} takes numbers; it got {what}",
+                    input=name,
+                    expected=expected,
+                    received=what if kind is not str else f"string {item[:20]!r}",
+                )
+
+
+def cast_in_range(name: str, array: np.ndarray, np_dtype: Any) -> np.ndarray:
+    """Cast to the input's dtype, refusing values it cannot hold: 1e39 is finite in JSON but
+    infinite in float32, and 1e30 has no int64."""
+    if np.issubdtype(np_dtype, np.integer):
+        info = np.iinfo(np_dtype)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise InvalidInput(
+                f"input {name!r} has values outside the range of {np.dtype(np_dtype).name}",
+                input=name,
+                expected=f"integers in [{info.min}, {info.max}]",
+                received=f"[{array.min():g}, {array.max():g}]",
+            )
+        return array.astype(np_dtype)
+    with np.errstate(over="ignore"):
+        cast = array.astype(np_dtype, copy=False)
+    if np.issubdtype(np_dtype, np.floating) and not np.isfinite(cast).all():
+        limit = float(np.finfo(np_dtype).max)
+        raise InvalidInput(
+            f"input {name!r} has values outside the range of {np.dtype(np_dtype).name} (about ±{limit:.3g})",
+            input=name,
+            expected=f"finite {np.dtype(np_dtype).name} numbers",
+            received="a value too large for it",
+        )
+    return cast
 
 
 def check_input_names(names: list[str], specs: list[dict[str, Any]]) -> None:
@@ -187,10 +238,38 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
     return feeds
 
 
-def run(model: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run(model: LoadedModel, feeds: dict[str, np.ndarray], *, finite: bool = True) -> dict[str, np.ndarray]:
+    """The model's outputs by name. With ``finite`` (the API), an instance whose outputs hold NaN or
+    Infinity (which JSON cannot carry) is refused as an input error; batch scoring passes False and
+    routes such rows to its errors file with ``nonfinite_rows``."""
     names = [o["name"] for o in model.manifest["outputs"]]
     values = model.session.run(names, feeds)
-    return dict(zip(names, values, strict=True))
+    outputs = dict(zip(names, values, strict=True))
+    if finite:
+        bad = nonfinite_rows(outputs)
+        if bad:
+            raise InvalidInput(
+                f"the model's outputs are NaN or infinite for instance {bad[0]}: "
+                "its values are outside the range this model handles",
+                expected="inputs on the scale the model was trained on",
+                instances=bad[:20],
+            )
+    return outputs
+
+
+def nonfinite_rows(outputs: dict[str, np.ndarray]) -> list[int]:
+    """Instances (first dimension) whose float outputs hold NaN or Infinity."""
+    bad: set[int] = set()
+    for value in outputs.values():
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        if value.ndim == 0:
+            if not np.isfinite(value):
+                return [0]
+            continue
+        rows = ~np.isfinite(value.reshape(len(value), -1)).all(axis=1)
+        bad.update(int(i) for i in np.flatnonzero(rows))
+    return sorted(bad)
 
 
 def _classes(model: LoadedModel, outputs: dict[str, np.ndarray], top_k: int | None) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import InvalidInput
-from shared.inference import NUMPY_DTYPES, check_batch, shape_str, token_ids
+from shared.inference import NUMPY_DTYPES, cast_in_range, check_batch, check_numbers, shape_str, token_ids
 from shared.model_cache import LoadedModel
 from shared.model_check import graph_input
 from shared.schemas import InferRequest, InferRequestedOutput
@@ -103,6 +103,7 @@ def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) 
             feeds[graph_input(spec)] = token_ids(data, spec, model.tokenizer(spec), max_batch)
             continue
         target = NUMPY_DTYPES[spec["dtype"]]
+        check_numbers(tensor.name, tensor.data, target, declared)
         try:
             flat = np.asarray(tensor.data, dtype=np.bool_ if target == np.bool_ else np.float64).reshape(-1)
         except (ValueError, TypeError, OverflowError):
@@ -128,7 +129,7 @@ def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) 
             )
         if np.issubdtype(target, np.integer) and not np.all(np.mod(flat, 1) == 0):
             raise InvalidInput(f"input {tensor.name!r} expects integers", input=tensor.name, expected=declared)
-        feeds[tensor.name] = flat.astype(target).reshape(shape)
+        feeds[tensor.name] = cast_in_range(tensor.name, flat, target).reshape(shape)
     if len({len(a) for a in feeds.values()}) > 1:
         raise InvalidInput(
             "all inputs must have the same number of instances", received={k: len(v) for k, v in feeds.items()}

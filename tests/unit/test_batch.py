@@ -178,3 +178,74 @@ def test_a_large_file_is_fanned_out_in_parts_and_summarised_once(s3, models, ima
     assert [r["prediction"]["label"] for r in results] == single_request_labels(models, images)
     again = score_part(s3, sent[0]["maas_batch_part"], models, chunk_rows=8)  # a redelivered part
     assert again["rows"] == summary["rows"]
+
+
+def test_a_row_whose_outputs_are_not_finite_goes_to_the_errors_file(s3, registry):
+    """float32 overflows inside the graph (3e38 * 2 + ...): JSON cannot carry the result, and that row
+    must not sink the other rows of the file."""
+    from tests_support import build_two_input_onnx, two_input_manifest
+
+    registry.publish("blend", build_two_input_onnx(), two_input_manifest())
+    models = ModelCache(BUCKET, registry=registry)
+    rows = [{"features": [1, 2, 3], "extra": [4, 5]}, {"features": [3e38, 3e38, 3e38], "extra": [0, 0]}] * 3
+    key = "batch/in/blend/production/overflow.jsonl"
+    etag = put(s3, key, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    summary = score_object(s3, BUCKET, key, etag, models, chunk_rows=4)
+    out = parse_key(key, etag).out_prefix
+    assert (summary["rows"], summary["scored"], summary["failed"]) == (6, 3, 3)
+    assert [e["line"] for e in read_lines(s3, out + "errors.jsonl")] == [2, 4, 6]
+    assert [r["line"] for r in read_lines(s3, out + "results.jsonl")] == [1, 3, 5]
+    assert "NaN or infinite" in read_lines(s3, out + "errors.jsonl")[0]["error"]
+
+
+def test_a_csv_header_that_cannot_be_read_fails_the_file_before_it_is_fanned_out(s3, models):
+    key = "batch/in/digits/production/wide.csv"
+    data = b"id,a,b\n" + b"".join(f"{i},1,2\n".encode() for i in range(200))
+    etag = put(s3, key, data)
+    sent: list[dict] = []
+    with pytest.raises(BatchFileError) as err:
+        score_object(s3, BUCKET, key, etag, models, chunk_rows=8, part_bytes=300, send_parts=sent.extend)
+    assert "columns for input 'image'" in err.value.message and sent == []
+
+
+def test_a_csv_that_is_all_header_is_scored_as_zero_rows_not_cut_into_empty_parts(s3, models):
+    key = "batch/in/digits/production/header-only.csv"
+    etag = put(s3, key, (",".join(f"image_{i}" for i in range(64)) + "\n").encode())
+    sent: list[dict] = []
+    summary = score_object(s3, BUCKET, key, etag, models, chunk_rows=8, part_bytes=100, send_parts=sent.extend)
+    assert sent == [] and (summary["status"], summary["rows"]) == ("succeeded", 0)
+
+
+def test_rows_break_only_at_newlines_so_parts_number_them_like_the_whole_file(s3, models, images):
+    """A lone carriage return (binary garbage has them) is not a line break for the part cutter, so
+    it must not be one for the readers either: every line number once, in the whole file and in parts."""
+    from shared.batch import score_part
+
+    lines = [json.dumps(img.tolist()) for img in images[:30]]
+    lines[4] = "garbage\rmore garbage"
+    lines[12] = lines[12] + "\r"  # a CRLF ending is still one line
+    data = ("\n".join(lines) + "\n").encode()
+    whole_key, parts_key = "batch/in/digits/production/cr-whole.jsonl", "batch/in/digits/production/cr-parts.jsonl"
+    whole = score_object(s3, BUCKET, whole_key, put(s3, whole_key, data), models, chunk_rows=4)
+    sent: list[dict] = []
+    etag = put(s3, parts_key, data)
+    score_object(s3, BUCKET, parts_key, etag, models, chunk_rows=4, part_bytes=len(data) // 5, send_parts=sent.extend)
+    summary = [score_part(s3, m["maas_batch_part"], models, chunk_rows=4) for m in sent][-1]
+    for done in (whole, summary):
+        assert (done["rows"], done["scored"], done["failed"]) == (30, 29, 1)
+        uris = done["results"] + done["errors"]
+        numbers = sorted(r["line"] for uri in uris for r in read_lines(s3, uri.removeprefix(f"s3://{BUCKET}/")))
+        assert numbers == list(range(1, 31))
+
+
+@pytest.mark.parametrize("key", ["batch/in/digits/production/../../models/digits/x.jsonl", "batch/in/Dïgits/p/x.jsonl"])
+def test_a_key_that_names_no_model_gets_its_failed_summary_under_rejected(s3, key):
+    from shared.batch import REJECTED_PREFIX, write_failure
+
+    with pytest.raises(Exception) as err:
+        parse_key(key, '"abc"')
+    write_failure(s3, BUCKET, key, '"abc"', err.value)
+    (found,) = s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/out/")["Contents"]
+    assert found["Key"].startswith(REJECTED_PREFIX) and found["Key"].endswith("/summary.json")
+    summary = json.loads(s3.get_object(Bucket=BUCKET, Key=found["Key"])["Body"].read())
+    assert summary["status"] == "failed" and summary["input"] == f"s3://{BUCKET}/{key}" and summary["code"]

@@ -31,7 +31,7 @@ def test_wrong_shape_names_expected_and_received():
 @pytest.mark.parametrize(
     ("value", "why"),
     [
-        ([[[["a"]] * 8] * 8], "rectangular array of numbers"),
+        ([[[["a"]] * 8] * 8], "takes numbers; it got a string"),
         ([[[[float("nan")]] * 8] * 8], "NaN"),
         ([[[[1e400]] * 8] * 8], "NaN or infinite"),
         ([[[[1.0]] * 8] * 7 + [[[1.0]] * 3]], "rectangular"),
@@ -71,3 +71,59 @@ def test_envelope_must_be_tf_serving(registry, published, body):
     model = ModelCache("unused", registry=registry).get("digits")
     with pytest.raises(BadRequest):
         feeds_from_body(body, model, 10)
+
+
+@pytest.mark.parametrize(
+    ("leaf", "received"),
+    [('"1"', "string '1'"), ("true", "a boolean"), ("null", "null"), ("{}", "an object")],
+)
+def test_only_json_numbers_go_where_numbers_go(leaf, received):
+    """numpy would read "1" and true as 1.0 and null as NaN, and answer 200 with a made-up input."""
+    import json
+
+    value = json.loads(json.dumps([[[[0.0]] * 8] * 8]).replace("0.0", leaf, 1))
+    with pytest.raises(InvalidInput) as err:
+        to_tensor(value, SPEC, max_batch=10)
+    assert err.value.details["received"] == received and "takes numbers" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "why"),
+    [
+        (SPEC, [[[[1e39]] * 8] * 8], "outside the range of float32"),  # finite in JSON, infinite in float32
+        ({"name": "n", "dtype": "float16", "shape": [None, 1]}, [[70000.0]], "outside the range of float16"),
+        ({"name": "n", "dtype": "int8", "shape": [None, 1]}, [[200]], "outside the range of int8"),
+        ({"name": "n", "dtype": "int64", "shape": [None, 1]}, [[1e30]], "outside the range of int64"),
+    ],
+)
+def test_values_the_input_dtype_cannot_hold_are_refused(spec, value, why):
+    with pytest.raises(InvalidInput) as err:
+        to_tensor(value, spec, max_batch=10)
+    assert why in err.value.message
+
+
+def test_values_at_the_edge_of_the_dtype_are_kept():
+    assert to_tensor([[[[3.0e38]] * 8] * 8], SPEC, max_batch=10).max() == np.float32(3.0e38)
+    assert to_tensor([[127, -128]], {"name": "n", "dtype": "int8", "shape": [None, 2]}, 10).tolist() == [[127, -128]]
+
+
+class NanSession:
+    """An ONNX session stand-in whose second instance comes out NaN (as an overflow inside a graph does)."""
+
+    def run(self, names, feeds):
+        out = np.zeros((len(feeds["image"]), 10), dtype=np.float32)
+        out[1, 3] = np.nan
+        return [out]
+
+
+def test_nonfinite_outputs_are_an_input_error_for_the_api_and_per_row_for_batch(make_manifest):
+    from shared.inference import nonfinite_rows
+    from shared.model_cache import LoadedModel
+
+    model = LoadedModel("digits", "v", make_manifest(), NanSession(), 0.0)
+    feeds = {"image": np.zeros((3, 8, 8, 1), dtype=np.float32)}
+    with pytest.raises(InvalidInput) as err:
+        run(model, feeds)
+    assert err.value.details["instances"] == [1] and "NaN or infinite for instance 1" in err.value.message
+    assert nonfinite_rows(run(model, feeds, finite=False)) == [1]
+    assert nonfinite_rows({"a": np.array([[1.0], [np.inf]]), "b": np.array([[1], [2]])}) == [1]

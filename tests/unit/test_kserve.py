@@ -43,7 +43,7 @@ def test_fp64_is_cast_to_fp32(digits):
         ({"datatype": "INT64"}, "datatype INT64"),
         ({"shape": [1, 8, 8]}, "shape [1, 8, 8]"),
         ({"data": [0.0] * 63}, "63 data elements"),
-        ({"data": ["x"] * 64}, "must be numbers"),
+        ({"data": ["x"] * 64}, "takes numbers; it got a string"),
         ({"data": [float("nan")] * 64}, "NaN"),
         ({"shape": [9, 8, 8, 1], "data": [0.0] * 64 * 9}, "batch limit of 8"),
         ({"shape": [0, 8, 8, 1], "data": []}, "at least one instance"),
@@ -75,3 +75,18 @@ def test_outputs_are_flat_and_classification_gives_top_labels(digits):
     assert label == index and float(score) == pytest.approx(outputs["probabilities"].max(), abs=1e-6)
     (plain,) = infer_outputs(InferRequest(inputs=request.inputs), digits, outputs)
     assert plain["shape"] == [1, 10] and len(plain["data"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (["1"] * 64, "takes numbers; it got a string"),
+        ([True] * 64, "takes numbers; it got a boolean"),
+        ([None] * 64, "takes numbers; it got null"),
+        ([1e39] * 64, "outside the range of float32"),
+    ],
+)
+def test_data_must_be_numbers_the_datatype_can_hold(digits, data, why):
+    with pytest.raises(InvalidInput) as err:
+        feeds_from_infer(zero_digit(datatype="FP64", data=data), digits, 8)
+    assert why in err.value.message

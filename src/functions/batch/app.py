@@ -55,7 +55,14 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     if notification.get("Event") == "s3:TestEvent":  # sent once when the notification is configured
         return []
     if "maas_batch_part" in notification:
-        summary = score_part(s3_client(), notification["maas_batch_part"], models, CHUNK_ROWS)
+        part = notification["maas_batch_part"]
+        try:
+            summary = score_part(s3_client(), part, models, CHUNK_ROWS)
+        except MaasError as error:
+            logger.error("batch part failed", extra={"key": part["key"], "part": part["part"], "code": error.code})
+            if error.status < 500:  # the whole file is unscorable: say so where its summary would be
+                write_failure(s3_client(), part["bucket"], part["key"], part["etag"], error)
+            raise
         logger.info("batch part scored", extra={k: summary.get(k) for k in ("status", "part", "parts", "rows")})
         return [summary]
     summaries = []

@@ -1,0 +1,85 @@
+"""The checks that run on a proxy event before the resolver parses its body."""
+
+import base64
+import json
+
+import pytest
+
+from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from shared.http import check_body
+
+BODY = json.dumps({"instances": [[0.0]]})
+
+
+def event(body=BODY, content_type="application/json", method="POST", base64_encoded=False):
+    headers = {"Content-Type": content_type} if content_type is not None else {}
+    return {
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "body": body,
+        "isBase64Encoded": base64_encoded,
+    }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "seen"),
+    [
+        ("APPLICATION/JSON", "application/json"),
+        ("Application/Json; charset=UTF-8", "application/json; charset=UTF-8"),
+        ("application/problem+json", "application/json"),
+        ("application/vnd.api+json", "application/json"),
+        ("application/json", "application/json"),
+    ],
+)
+def test_json_in_any_spelling_reaches_the_resolver_as_application_json(content_type, seen):
+    """The resolver only parses a Content-Type that starts with "application/json"; anything else
+    it would answer with an internal error."""
+    checked = event(content_type=content_type)
+    check_body(checked, 1000)
+    assert checked["headers"] == {"Content-Type": seen} and checked["multiValueHeaders"] == {"Content-Type": [seen]}
+
+
+def test_no_content_type_is_json():
+    checked = event(content_type=None)
+    check_body(checked, 1000)
+    assert checked["headers"] == {}
+
+
+@pytest.mark.parametrize("body", [BODY, None, ""])
+def test_other_media_types_are_a_415_even_with_an_empty_body(body):
+    with pytest.raises(UnsupportedMediaType):
+        check_body(event(body=body, content_type="text/csv"), 1000)
+
+
+def test_a_get_without_a_body_is_not_checked():
+    check_body(event(body=None, content_type="text/csv", method="GET"), 1000)
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ('{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests too deeply"),
+        ('{"instances": [' + "1" * 5000 + "]}", "number too long"),  # past Python's 4300-digit int limit
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bodies_the_json_parser_cannot_read_are_a_400(body, why):
+    with pytest.raises(BadRequest) as err:
+        check_body(event(body=body), 10_000_000)
+    assert why in err.value.message
+
+
+def test_base64_bodies_are_decoded_and_checked():
+    encoded = base64.b64encode(BODY.encode()).decode()
+    check_body(event(body=encoded, base64_encoded=True), 1000)
+    with pytest.raises(BadRequest, match="base64"):
+        check_body(event(body=encoded[:-3], base64_encoded=True), 1000)  # truncated
+    with pytest.raises(BadRequest, match="base64"):
+        check_body(event(body=base64.b64encode(b"\xff\xfe\x00").decode(), base64_encoded=True), 1000)
+
+
+def test_size_is_checked_before_anything_else():
+    with pytest.raises(PayloadTooLarge) as err:
+        check_body(event(body="[" * 2000, content_type="text/csv"), 1000)
+    assert err.value.details == {"limit_bytes": 1000, "received": 2000}
