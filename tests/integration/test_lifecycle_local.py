@@ -68,7 +68,11 @@ def test_promote_and_rollback_reach_the_warm_container_within_the_ttl(local):
 
 def test_a_10_percent_canary_answers_between_5_and_15_percent_of_1000_requests(local):
     v1 = local["version"]
-    maas(local, "canary", "digits", V2, "--weight", "10", "--reason", "integration")
+    # Through the admin route (AdminFunction; IAM auth is API Gateway's, not checked locally).
+    change = json.dumps({"canary": {"version": V2, "weight": 0.1}, "reason": "integration"}).encode()
+    status, alias = http("PUT", f"{local['url']}/models/digits/aliases/production", change)
+    assert status == 200 and alias["canary"] == {"version": V2, "weight": 0.1}
+    assert alias["updated_by"].startswith("local:")
     time.sleep(TTL + 0.2)
     answered = Counter(predict(local, f"req-{i}")[1]["version"] for i in range(1000))
     assert set(answered) == {v1, V2}

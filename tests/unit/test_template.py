@@ -25,6 +25,7 @@ EVENTS = sorted((ROOT / "events").glob("*.json"))
 # API Gateway proxy events (ApiFunction) and SQS events carrying S3 notifications (BatchFunction).
 API_EVENTS = [p for p in EVENTS if "httpMethod" in json.loads(p.read_text(encoding="utf-8"))]
 BATCH_EVENTS = [p for p in EVENTS if p.name.startswith("batch_")]
+ALARM_EVENTS = [p for p in EVENTS if "detail-type" in json.loads(p.read_text(encoding="utf-8"))]
 API_HANDLER = ROOT / "src" / "functions" / "api" / "app.py"
 BATCH_HANDLER = ROOT / "src" / "functions" / "batch" / "app.py"
 BUCKET_NAME = "${AWS::StackName}-models-${AWS::AccountId}-${AWS::Region}"
@@ -292,6 +293,10 @@ CHECKOV_SKIPS = {
     # no function DLQ (synchronous invokes), no reserved concurrency, no VPC, no customer key for env
     "ApiFunction": {"CKV_AWS_116", "CKV_AWS_115", "CKV_AWS_117", "CKV_AWS_173"},
     "BatchFunction": {"CKV_AWS_116", "CKV_AWS_115", "CKV_AWS_117", "CKV_AWS_173"},
+    "AdminFunction": {"CKV_AWS_116", "CKV_AWS_115", "CKV_AWS_117", "CKV_AWS_173"},
+    "CanaryGuardFunction": {"CKV_AWS_116", "CKV_AWS_115", "CKV_AWS_117", "CKV_AWS_173"},
+    "AdminFunctionLogGroup": {"CKV_AWS_158"},
+    "CanaryGuardFunctionLogGroup": {"CKV_AWS_158"},
 }
 CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 
@@ -469,7 +474,7 @@ def test_api_stage_writes_access_logs_without_the_key(translated: dict[str, Any]
 @pytest.mark.parametrize("topic", ["", "arn:aws:sns:us-east-1:123456789012:on-call"], ids=["no-topic", "topic"])
 def test_a_message_in_the_batch_dead_letter_queue_raises_an_alarm(template: dict[str, Any], topic: str) -> None:
     stack = deployed(template_check.translate(template), {"AlarmTopicArn": topic})
-    (alarm,) = [r["Properties"] for r in stack["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    alarm = stack["Resources"]["BatchDeadLetterAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert alarm["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": ["BatchDeadLetterQueue", "QueueName"]}}
@@ -927,9 +932,9 @@ def test_outputs_name_the_batch_queues_function_and_input_prefix(template: dict[
 
 
 def test_every_event_is_an_api_or_a_batch_event() -> None:
-    assert API_EVENTS and BATCH_EVENTS
-    assert sorted(API_EVENTS + BATCH_EVENTS) == EVENTS, "an event in events/ that no test checks"
-    assert not set(API_EVENTS) & set(BATCH_EVENTS)
+    assert API_EVENTS and BATCH_EVENTS and ALARM_EVENTS
+    assert sorted(API_EVENTS + BATCH_EVENTS + ALARM_EVENTS) == EVENTS, "an event in events/ that no test checks"
+    assert len(set(API_EVENTS) | set(BATCH_EVENTS) | set(ALARM_EVENTS)) == len(EVENTS)
 
 
 def test_there_is_an_event_for_every_route(template: dict[str, Any]) -> None:
@@ -958,13 +963,14 @@ def test_event_matches_a_route_of_the_template(path: Path, template: dict[str, A
         assert {k.lower(): v for k, v in event["headers"].items()}["content-type"] == "application/json"
         body = base64.b64decode(event["body"]).decode() if event["isBase64Encoded"] else event["body"]
         # TensorFlow Serving's row ("instances") or columnar ("inputs") form, Open Inference's "inputs",
-        # or a batch job request.
-        assert {"instances", "inputs"} & set(json.loads(body)) or resource.endswith("/jobs")
+        # a batch job request or a rollback.
+        assert {"instances", "inputs"} & set(json.loads(body)) or resource.endswith(("/jobs", "/rollback"))
 
 
 def test_the_local_api_sends_every_event_to_its_own_route() -> None:
-    # maas.local_api takes the first route that matches, in template order.
-    routes = Template(TEMPLATE).function("ApiFunction").routes
+    # maas.local_api takes the first route that matches, in template order, across every function.
+    template = Template(TEMPLATE)
+    routes = [route for fn in template.function_ids() for route in template.function(fn).routes]
     for path in API_EVENTS:
         event = json.loads(path.read_text(encoding="utf-8"))
         first = next((r for r in routes if r.match(event["httpMethod"], event["path"]) is not None), None)
@@ -1262,3 +1268,97 @@ def test_a_start_file_under_training_data_starts_the_state_machine(template: dic
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == [{"Fn::Sub": BUCKET_NAME}]
     assert pattern["detail"]["object"]["key"] == [{"wildcard": "training-data/*/start.json"}]
+
+
+# --- the model lifecycle: admin routes, canary guard, alarms, SnapStart ---------------------------
+
+
+def _writes(translated: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """Write actions of a role -> the model-bucket suffixes they reach."""
+    grants: dict[str, set[str]] = {}
+    for statement in inline_statements(translated, role):
+        for action in as_list(statement["Action"]):
+            if action in {"s3:PutObject", "s3:DeleteObject"}:
+                suffixes = {r["Fn::Sub"].split(BUCKET_NAME, 1)[1] for r in as_list(statement["Resource"])}
+                grants.setdefault(action, set()).update(suffixes)
+    return grants
+
+
+def test_only_the_admin_and_guard_functions_change_aliases_and_only_aliases(translated: dict[str, Any]) -> None:
+    alias_objects = {"/models/*/aliases/*", "/models/*/history/*"}
+    assert _writes(translated, "AdminFunctionRole") == {
+        "s3:PutObject": alias_objects,
+        "s3:DeleteObject": {"/models/*/manifest.json", "/models/*/model.onnx"},
+    }
+    assert _writes(translated, "CanaryGuardFunctionRole") == {"s3:PutObject": alias_objects}
+    assert not any(
+        suffix.startswith("/models") for suffix in _writes(translated, "ApiFunctionRole").get("s3:PutObject", set())
+    )
+
+
+def test_every_admin_route_is_iam_signed_and_served_by_the_admin_function(template: dict[str, Any]) -> None:
+    admin = api_routes(template, "AdminFunction")
+    assert admin == {
+        ("GET", "/models/{name}/aliases/{alias}"),
+        ("PUT", "/models/{name}/aliases/{alias}"),
+        ("POST", "/models/{name}/aliases/{alias}/rollback"),
+        ("GET", "/models/{name}/aliases/{alias}/history"),
+        ("DELETE", "/models/{name}/versions/{version}"),
+    }
+    assert admin <= iam_routes(template)
+
+
+def test_the_canary_alarm_reads_the_metrics_the_api_emits(template: dict[str, Any]) -> None:
+    """The alarm's dimensions must be exactly those of the EMF blob ApiFunction writes for a canary request."""
+    alarm = template["Resources"]["CanaryErrorAlarm"]["Properties"]
+    service = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    api_env = template["Resources"]["ApiFunction"]["Properties"].get("Environment", {}).get("Variables", {})
+    assert "POWERTOOLS_SERVICE_NAME" not in api_env  # so the service dimension is the Globals' one
+    stats = {m["Id"]: m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert {m["MetricName"] for m in stats.values()} == {"CanaryErrors", "CanaryRequests"}
+    namespace = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    for metric in stats.values():
+        assert metric["Namespace"] == namespace
+        assert {d["Name"]: d["Value"] for d in metric["Dimensions"]} == {"service": service, "variant": "canary"}
+    (rate,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+    assert "errors / requests" in rate["Expression"]
+    assert alarm["Threshold"] == {"Ref": "CanaryErrorRateThreshold"}
+
+
+@pytest.mark.parametrize("auto", ["true", "false"])
+def test_the_canary_alarm_starts_the_guard_unless_turned_off(template: dict[str, Any], auto: str) -> None:
+    stack = deployed(template_check.translate(template), {"CanaryAutoRollback": auto})
+    (rule,) = [
+        r["Properties"]
+        for r in stack["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule" and r["Properties"]["EventPattern"].get("source") == ["aws.cloudwatch"]
+    ]
+    assert rule["EventPattern"]["resources"] == [{"Fn::GetAtt": ["CanaryErrorAlarm", "Arn"]}]
+    assert rule["EventPattern"]["detail"] == {"state": {"value": ["ALARM"]}}
+    assert rule["State"] == ("ENABLED" if auto == "true" else "DISABLED")
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["CanaryGuardFunction", "Arn"]}
+
+
+def test_api_alarms_watch_the_named_api_stage(template: dict[str, Any]) -> None:
+    api_name = template["Resources"]["Api"]["Properties"]["Name"]
+    for logical_id, metric in (("ApiServerErrorAlarm", "5XXError"), ("LatencyAlarm", "Latency")):
+        alarm = template["Resources"][logical_id]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/ApiGateway", metric)
+        assert alarm["Dimensions"] == [
+            {"Name": "ApiName", "Value": api_name},
+            {"Name": "Stage", "Value": {"Ref": "StageName"}},
+        ]
+    assert template["Resources"]["LatencyAlarm"]["Properties"]["ExtendedStatistic"] == "p99"
+
+
+@pytest.mark.parametrize("snapstart", ["None", "PublishedVersions"])
+def test_snapstart_is_a_parameter_of_the_api_function(template: dict[str, Any], snapstart: str) -> None:
+    stack = deployed(template_check.translate(template), {"SnapStart": snapstart, "SnapStartPreloadModels": "digits"})
+    function = stack["Resources"]["ApiFunction"]["Properties"]
+    assert function["SnapStart"] == {"ApplyOn": snapstart}
+    assert function["Runtime"] >= "python3.12"  # SnapStart for Python starts at 3.12
+    assert function["Environment"]["Variables"]["SNAPSTART_PRELOAD_MODELS"] == "digits"
+    # API Gateway invokes the published alias, where SnapStart applies.
+    assert any(
+        r["Type"] == "AWS::Lambda::Alias" and r["Properties"]["Name"] == "live" for r in stack["Resources"].values()
+    )
