@@ -54,3 +54,34 @@ class JobRequest(BaseModel):
     format: Literal["jsonl", "csv", "npy"] = Field(default="jsonl", description="format of the file you will upload")
     alias: str | None = Field(default=None, max_length=32, description="alias that scores it (default production)")
     version: str | None = Field(default=None, max_length=40, description="exact version (overrides alias)")
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers (TF Serving's ``error`` string plus a stable ``code``)."""
+
+    error: str = Field(description="what went wrong, what was expected and what came")
+    code: str = Field(description="stable error code, e.g. invalid_input, model_not_found, registry_unavailable")
+    details: dict[str, Any] | None = Field(default=None, description="the input, expected and received values")
+
+
+ERROR_STATUSES = {
+    400: "bad_request (body not JSON, base64 that does not decode), invalid_input (tensor names, dtype, shape, "
+    "range, batch limit) or invalid_name (model, alias, version or job id)",
+    404: "model_not_found, version_not_found, alias_not_found or job_not_found",
+    413: "payload_too_large: the body is over MAX_BODY_BYTES",
+    415: "unsupported_media_type: send application/json",
+    422: "invalid_request: the envelope or a query parameter does not match the route's schema",
+    503: "registry_unavailable, model_integrity_error or model_load_failed: a dependency failed; retry",
+}
+
+
+def error_responses(*statuses: int, success: int = 200) -> dict[int, dict[str, Any]]:
+    """OpenAPI ``responses`` for a Powertools route: its success status (content from the return
+    annotation) and the error statuses it can answer, each with the ErrorBody schema."""
+    responses: dict[int, dict[str, Any]] = {success: {"description": "Successful Response"}}
+    for status in statuses:
+        responses[status] = {
+            "description": ERROR_STATUSES[status],
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+    return responses

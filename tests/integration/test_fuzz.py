@@ -1,0 +1,188 @@
+"""Property-based fuzzing of the API from its own OpenAPI document, through the local stack.
+
+schemathesis reads GET /openapi.json and sends what it generates to every route: the documented
+examples, the boundary and negative cases of its coverage phase (missing, wrong-typed and
+out-of-range parameters and bodies) and random positive and negative requests, with a fixed seed.
+No response may be a 5xx, break the documented schema or content type, and the container that
+answered the first request must answer the last (no crash, no restart).
+
+`make test` runs a small run (MAAS_FUZZ_MAX_EXAMPLES=4, a few hundred requests); `make fuzz` the
+long one (at least 1,000 requests, stateful phase included). Both print the request count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests_support import http
+
+pytestmark = pytest.mark.integration
+
+MAX_EXAMPLES = int(os.environ.get("MAAS_FUZZ_MAX_EXAMPLES", "4"))
+MIN_REQUESTS = int(os.environ.get("MAAS_FUZZ_MIN_REQUESTS", "250"))
+SEED = int(os.environ.get("MAAS_FUZZ_SEED", "20261124"))
+PHASES = os.environ.get("MAAS_FUZZ_PHASES", "examples,coverage,fuzzing")
+CHECKS = ["not_a_server_error", "response_schema_conformance", "status_code_conformance", "content_type_conformance"]
+HOOKS = Path(__file__).with_name("fuzz_hooks.py")
+# Keep generating after a failure, so one finding does not hide the next. The coverage phase also
+# sends methods no route declares; TRACE and QUERY are left out because the local API answers them
+# 501 (see test_methods_no_route_declares_are_refused_like_an_unknown_route).
+CONFIG = """
+continue-on-failure = true
+
+[phases.coverage]
+unexpected-methods = ["get", "put", "post", "delete", "options", "patch"]
+"""
+UNDOCUMENTED_STATUS = "ST103"
+
+
+@dataclass
+class FuzzRun:
+    report: dict[str, Any]
+    entries: list[dict[str, Any]]  # every request and response (HAR)
+    output: str
+    document: dict[str, Any]
+
+    @property
+    def failures(self) -> dict[str, dict[str, Any]]:
+        return {f["code"]: f for f in self.report["failures"]}
+
+    def operation(self, entry: dict[str, Any]) -> tuple[str, str] | None:
+        """(METHOD, path template) of the documented operation a request was sent to."""
+        method = entry["request"]["method"]
+        path = "/" + entry["request"]["url"].split("/", 3)[3].split("?")[0]
+        for template, item in self.document["paths"].items():
+            pattern = "^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)) + "$"
+            if method.lower() in item and re.match(pattern, path):
+                return method, template
+        return None
+
+    def undocumented(self) -> dict[tuple[str, str], set[int]]:
+        """Statuses each operation answered that its OpenAPI entry does not declare."""
+        found: dict[tuple[str, str], set[int]] = {}
+        for entry in self.entries:
+            operation = self.operation(entry)
+            if operation is None:
+                continue
+            declared = self.document["paths"][operation[1]][operation[0].lower()]["responses"]
+            status = entry["response"]["status"]
+            if str(status) not in declared and f"{str(status)[0]}XX" not in declared and "default" not in declared:
+                found.setdefault(operation, set()).add(status)
+        return found
+
+
+@pytest.fixture(scope="module")
+def fuzz_run(stack, tmp_path_factory, request) -> FuzzRun:
+    out = tmp_path_factory.mktemp("fuzz")
+    (out / "schemathesis.toml").write_text(CONFIG)
+    url = stack["url"]
+    command = [
+        str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(out / "schemathesis.toml"),
+        "run",
+        f"{url}/openapi.json",
+        "--url",
+        url,
+        "--checks",
+        ",".join(CHECKS),
+        "--mode",
+        "all",
+        "--phases",
+        PHASES,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "60",
+        "--generation-database",
+        "none",  # no .hypothesis folder, and the same cases on every run
+        "--report",
+        "json,har",
+        "--report-json-path",
+        str(out / "report.json"),
+        "--report-har-path",
+        str(out / "requests.har"),
+        "--no-color",
+    ]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": str(HOOKS),
+        "MAAS_FUZZ_MODELS": "digits,blend",
+        "MAAS_FUZZ_VERSIONS": stack["version"],
+    }
+    result = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=3000)
+    assert (out / "report.json").exists(), result.stdout[-5000:] + result.stderr[-5000:]
+    run = FuzzRun(
+        report=json.loads((out / "report.json").read_text()),
+        entries=json.loads((out / "requests.har").read_text())["log"]["entries"],
+        output=result.stdout + result.stderr,
+        document=http("GET", f"{url}/openapi.json")[1],
+    )
+    statuses = Counter(e["response"]["status"] for e in run.entries)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown without -s, in make test and make fuzz alike
+            reporter.write_line(
+                f"\nfuzz: {len(run.entries)} requests to {run.report['operations']['tested']} operations "
+                f"(seed {SEED}, {MAX_EXAMPLES} examples per operation, phases {PHASES}); "
+                f"statuses {dict(sorted(statuses.items()))}; "
+                f"failures {({code: f['count'] for code, f in run.failures.items()}) or 0}"
+            )
+    return run
+
+
+def test_fuzzing_finds_no_server_error_and_no_response_off_its_schema(fuzz_run):
+    assert not fuzz_run.report["errors"], fuzz_run.output[-8000:]
+    findings = {code: f for code, f in fuzz_run.failures.items() if code != UNDOCUMENTED_STATUS}
+    assert not findings, fuzz_run.output[-8000:]
+    server_errors = [
+        (e["request"]["method"], e["request"]["url"]) for e in fuzz_run.entries if e["response"]["status"] >= 500
+    ]
+    assert not server_errors
+    assert len(fuzz_run.entries) >= MIN_REQUESTS
+    assert fuzz_run.report["operations"]["tested"] == fuzz_run.report["operations"]["total"] >= 17
+    # The hooks steer names to published models: generated tensors reached the models, not only 404s.
+    answered = Counter(fuzz_run.operation(e) for e in fuzz_run.entries if e["response"]["status"] == 200)
+    assert answered[("POST", "/models/{name}/predict")] and answered[("POST", "/v2/models/{name}/infer")], answered
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the OpenAPI document declares only 200 and 422; the error statuses of the README table "
+    "(400, 404, 413, 415, 503; 201 for jobs) need declaring in src/functions/api/app.py",
+)
+def test_every_status_the_api_answers_is_documented(fuzz_run):
+    missing = fuzz_run.undocumented()
+    assert not missing, "\n".join(f"{m} {p}: {sorted(s)}" for (m, p), s in sorted(missing.items()))
+    assert UNDOCUMENTED_STATUS not in fuzz_run.failures
+
+
+def test_the_warm_container_survived_the_fuzzing(stack, fuzz_run):
+    status, health = http("GET", f"{stack['url']}/health")
+    assert status == 200 and health["container"] == stack["container"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="maas/local_api.py handles GET, POST, PUT, DELETE, PATCH, HEAD and OPTIONS only: "
+    "http.server answers TRACE and QUERY 501 itself",
+)
+@pytest.mark.parametrize("method", ["TRACE", "QUERY"])
+def test_methods_no_route_declares_are_refused_like_an_unknown_route(stack, method):
+    """API Gateway answers a method a resource does not declare as it answers an unknown route."""
+    status, body = http(method, f"{stack['url']}/health", raw=True)
+    assert status == 403 and "Missing Authentication Token" in body
