@@ -107,32 +107,34 @@ def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
 
 
 def _score_chunk(model: LoadedModel, chunk: list[Row], results: S3Writer, errors: S3Writer, tally: Tally) -> None:
+    """Score the rows that can be read as one batch; write every row, in line order, to the results
+    or to the errors file."""
     good: list[tuple[Row, dict[str, np.ndarray]]] = []
     for row in chunk:
-        tally.rows += 1
         if row.error is None:
             try:
                 good.append((row, feeds_from_body({"instances": [row.instance]}, model, 1)))
-                continue
             except MaasError as exc:
                 row.error = exc.message
-        tally.failed += 1
-        errors.write_line({"line": row.line, **({"id": row.id} if row.id is not None else {}), "error": row.error})
-    if not good:
-        return
-    names = list(good[0][1])
-    feeds = {name: np.concatenate([f[name] for _, f in good]) for name in names}
-    outputs = run(model, feeds, finite=False)
-    nonfinite = set(nonfinite_rows(outputs))
-    predictions = format_predictions(model, outputs)
-    for index, ((row, _), prediction) in enumerate(zip(good, predictions, strict=True)):
+    predictions: dict[int, Any] = {}
+    if good:
+        feeds = {name: np.concatenate([f[name] for _, f in good]) for name in good[0][1]}
+        outputs = run(model, feeds, finite=False)
+        nonfinite = set(nonfinite_rows(outputs))
+        for index, ((row, _), prediction) in enumerate(zip(good, format_predictions(model, outputs), strict=True)):
+            if index in nonfinite:  # JSON cannot carry NaN or Infinity, and the row must not sink the file
+                row.error = NONFINITE
+            else:
+                predictions[id(row)] = prediction
+    for row in chunk:
+        tally.rows += 1
         keyed = {"line": row.line, **({"id": row.id} if row.id is not None else {})}
-        if index in nonfinite:  # JSON cannot carry NaN or Infinity, and the row must not sink the file
+        if row.error is None:
+            results.write_line({**keyed, "prediction": predictions[id(row)]})
+            tally.scored += 1
+        else:
+            errors.write_line({**keyed, "error": row.error})
             tally.failed += 1
-            errors.write_line({**keyed, "error": NONFINITE})
-            continue
-        results.write_line({**keyed, "prediction": prediction})
-        tally.scored += 1
 
 
 def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:

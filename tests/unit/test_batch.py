@@ -187,15 +187,17 @@ def test_a_row_whose_outputs_are_not_finite_goes_to_the_errors_file(s3, registry
 
     registry.publish("blend", build_two_input_onnx(), two_input_manifest())
     models = ModelCache(BUCKET, registry=registry)
-    rows = [{"features": [1, 2, 3], "extra": [4, 5]}, {"features": [3e38, 3e38, 3e38], "extra": [0, 0]}] * 3
+    good, overflow = {"features": [1, 2, 3], "extra": [4, 5]}, {"features": [3e38, 3e38, 3e38], "extra": [0, 0]}
+    rows = [good, overflow, {"features": [1], "extra": [4, 5]}, good, overflow, good]
     key = "batch/in/blend/production/overflow.jsonl"
     etag = put(s3, key, "".join(json.dumps(r) + "\n" for r in rows).encode())
     summary = score_object(s3, BUCKET, key, etag, models, chunk_rows=4)
     out = parse_key(key, etag).out_prefix
     assert (summary["rows"], summary["scored"], summary["failed"]) == (6, 3, 3)
-    assert [e["line"] for e in read_lines(s3, out + "errors.jsonl")] == [2, 4, 6]
-    assert [r["line"] for r in read_lines(s3, out + "results.jsonl")] == [1, 3, 5]
-    assert "NaN or infinite" in read_lines(s3, out + "errors.jsonl")[0]["error"]
+    errors = read_lines(s3, out + "errors.jsonl")
+    assert [e["line"] for e in errors] == [2, 3, 5]  # in line order, input errors and output errors alike
+    assert [r["line"] for r in read_lines(s3, out + "results.jsonl")] == [1, 4, 6]
+    assert "NaN or infinite" in errors[0]["error"] and "shape" in errors[1]["error"]
 
 
 def test_a_csv_header_that_cannot_be_read_fails_the_file_before_it_is_fanned_out(s3, models):
