@@ -53,8 +53,11 @@ build: install ## sam build without a container (python3.12 runtime)
 	PATH="$(PY312_DIR):$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml
 	du -sh .aws-sam/build/ApiFunction
 
-bench: install ## figures, printed: batch scoring peak memory and rows/s on a 500 MB JSON Lines file
-	$(BIN)/python bench/batch_memory.py --size-mb 500
+bench: install ## cold start, memory, size, latency, batch, compression vs TensorFlow -> bench/results.{json,md,png}
+	$(BIN)/python -m bench
+
+bench-quick: install ## the same with fewer runs, a smaller batch file and no load test
+	$(BIN)/python -m bench --quick
 
 api: install ## the local API on 127.0.0.1:3000
 	$(BIN)/maas local start-api --port 3000

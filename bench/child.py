@@ -1,0 +1,279 @@
+"""In-process measurements, each in a fresh child process: ``python -m bench.child <what> ... <out.json>``.
+
+- ``first-request MODULE EVENT``: import the handler, then answer one event (run under ``-X importtime``,
+  a marker on stderr separates what the import paid from what the first request paid);
+- ``latency EVENTS CALLS REPEATS``: warm handler latency per event, against a bare ``session.run`` (or the
+  SavedModel call) on the same session and the same input;
+- ``batch KEY ETAG CHUNK``: BatchFunction's core on one file, its rows/s, peak RSS and where the time went;
+- ``bare-batch MODEL ROWS.npy SIZES``: a bare ``session.run`` over the same rows at each batch size;
+- ``compression FILES ROWS.npy CALLS REPEATS``: batch-1 latency of each compression candidate.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.common import vm_hwm_mib
+from maas.bench import Stat, percentile
+
+MARK = "maas-bench: import done"
+
+
+class Context:
+    """The fields Powertools reads from Lambda's context object."""
+
+    function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "ApiFunction")
+    memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
+    invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+    aws_request_id = "maas-bench"
+
+
+def _handler(module: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]] = importlib.import_module(module).lambda_handler
+    return handler
+
+
+def first_request(module: str, event_path: str) -> dict[str, Any]:
+    event = json.loads(Path(event_path).read_text())
+    started = time.perf_counter()
+    handler = _handler(module)
+    imported = time.perf_counter()
+    rss_after_import = vm_hwm_mib()
+    print(MARK, file=sys.stderr, flush=True)
+    response = handler(event, Context())
+    answered = time.perf_counter()
+    loaded = getattr(importlib.import_module(module), "models", None)
+    return {
+        "status": response.get("statusCode"),
+        "import_ms": (imported - started) * 1000,
+        "first_request_ms": (answered - imported) * 1000,
+        "model_load_ms": [m["load_ms"] for m in loaded.loaded()] if loaded is not None else [],
+        "peak_rss_after_import_mib": rss_after_import,
+        "peak_rss_mib": vm_hwm_mib(),
+    }
+
+
+def _timed(call: Callable[[], Any], calls: int) -> list[float]:
+    out = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def _figures(call: Callable[[], Any], calls: int, repeats: int) -> dict[str, Any]:
+    """p50 and p99 of ``calls`` calls, ``repeats`` times: each figure is the median of the repeats."""
+    for _ in range(max(10, calls // 10)):
+        call()  # warm-up: first-call allocations, caches
+    runs = [_timed(call, calls) for _ in range(repeats)]
+    return {
+        "p50_ms": Stat.of(percentile(r, 50) for r in runs).to_dict(),
+        "p99_ms": Stat.of(percentile(r, 99) for r in runs).to_dict(),
+        "calls": calls,
+    }
+
+
+def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str, Any]:
+    """``events_path`` holds {label: event}; each is timed through the handler and bare."""
+    import numpy as np
+
+    events = json.loads(Path(events_path).read_text())
+    handler = _handler(module)
+    app = importlib.import_module(module)
+    context = Context()
+    out: dict[str, Any] = {}
+    for label, event in events.items():
+        response = handler(event, context)
+        if response.get("statusCode") != 200:
+            raise RuntimeError(f"{label}: {response.get('statusCode')} {str(response.get('body'))[:300]}")
+        x = np.asarray(json.loads(event["body"])["instances"], dtype=np.float32)
+        bare: Callable[[], Any]
+        if hasattr(app, "models"):  # ours: the very session the handler holds
+            session = app.models.get(event["pathParameters"]["name"]).session
+            bare = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
+        else:  # the TensorFlow handler: its loaded SavedModel, called directly
+            bare = functools.partial(app._model[0].serve, x)
+        call = functools.partial(handler, event, context)
+        out[label] = {
+            "handler": _figures(call, calls, repeats),
+            "bare": _figures(bare, calls, repeats),
+            "instances": len(x),
+            "handler_profile": profile(call, calls),
+        }
+    return out
+
+
+def _group(filename: str, function: str) -> str:
+    """Where a profiled function lives: the top-level package of its file, or the builtin's owner."""
+    if filename == "~":
+        if "InferenceSession" in function or "saved_model" in function or "tensorflow" in function:
+            return "the model call (session.run)"
+        return "builtins" if "json" not in function else "json"
+    stdlib = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+    for entry in sorted((p.rstrip("/") for p in sys.path if p), key=len, reverse=True):
+        if filename.startswith(entry + "/"):
+            top = filename[len(entry) + 1 :].split("/")[0].removesuffix(".py")
+            return f"{top} (stdlib)" if entry in stdlib else top
+    return Path(filename).stem
+
+
+def profile(call: Callable[[], Any], calls: int) -> dict[str, dict[str, float]]:
+    """Share of the handler's time by package (cProfile own time; the profiler inflates Python code)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        call()
+    profiler.disable()
+    own: dict[str, float] = {}
+    functions: dict[str, float] = {}
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    for (filename, line, function), (_cc, _nc, tottime, _ct, _callers) in stats.items():
+        group = _group(filename, function)
+        own[group] = own.get(group, 0.0) + tottime
+        where = function if filename == "~" else f"{group}:{Path(filename).name}:{line}({function})"
+        functions[where] = functions.get(where, 0.0) + tottime
+    total = sum(own.values()) or 1.0
+
+    def top(values: dict[str, float], count: int) -> dict[str, float]:
+        ranked = sorted(values.items(), key=lambda item: -item[1])
+        return {k: round(100 * v / total, 1) for k, v in ranked[:count]}
+
+    return {"by_package_pct": top(own, 10), "by_function_pct": top(functions, 8)}
+
+
+class _Clock:
+    """Wall time spent inside wrapped functions, by phase."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+
+        return timed
+
+    def wrap_iterator(self, phase: str, fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            rows = fn(*args, **kwargs)
+            while True:
+                started = time.perf_counter()
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    return
+                finally:
+                    self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+                yield row
+
+        return timed
+
+
+def batch(key: str, etag: str, chunk_rows: int) -> dict[str, Any]:
+    """BatchFunction's core (``shared.batch.score_object``) on one file, with its time split by phase."""
+    import shared.batch as core
+    from shared.aws import s3_client
+    from shared.model_cache import ModelCache
+
+    clock = _Clock()
+    core.read_jsonl = clock.wrap_iterator("read and parse JSON Lines", core.read_jsonl)
+    core.feeds_from_body = clock.wrap("check rows (feeds_from_body)", core.feeds_from_body)
+    core.run = clock.wrap("session.run", core.run)
+    core.format_predictions = clock.wrap("format predictions", core.format_predictions)
+    writer = core.S3Writer
+
+    class TimedWriter(writer):  # type: ignore[misc, valid-type]
+        write_line = clock.wrap("write JSON Lines and upload", writer.write_line)
+
+    core.S3Writer = TimedWriter
+    before = vm_hwm_mib()
+    models = ModelCache(os.environ["MODEL_BUCKET"])
+    started = time.perf_counter()
+    summary = core.score_object(s3_client(), os.environ["MODEL_BUCKET"], key, etag, models, chunk_rows)
+    wall = time.perf_counter() - started
+    return {
+        "rows": summary["rows"],
+        "failed": summary["failed"],
+        "wall_s": wall,
+        "rows_per_s": summary["rows"] / wall,
+        "peak_rss_mib": vm_hwm_mib(),
+        "rss_before_scoring_mib": before,
+        "phases_s": clock.seconds,
+    }
+
+
+def bare_batch(model_path: str, rows_path: str, sizes: str) -> dict[str, Any]:
+    """rows/s of a bare ``session.run`` over the rows of a .npy file at each batch size (the function's threads)."""
+    import numpy as np
+
+    from shared.model_cache import build_session, lambda_vcpus
+
+    threads = lambda_vcpus()
+    session = build_session(Path(model_path).read_bytes(), threads=threads)
+    x = np.load(rows_path)
+    name = session.get_inputs()[0].name
+    out = {}
+    for size in (int(s) for s in sizes.split(",")):
+        session.run(None, {name: x[:size]})
+        best = 0.0
+        for _ in range(3):
+            started = time.perf_counter()
+            for start in range(0, len(x), size):
+                session.run(None, {name: x[start : start + size]})
+            best = max(best, len(x) / (time.perf_counter() - started))
+        out[str(size)] = best
+    return {"threads": threads, "rows": len(x), "rows_per_s": out}
+
+
+def compression(files_path: str, rows_path: str, calls: int, repeats: int) -> dict[str, Any]:
+    """Batch-1 latency of each candidate (one thread): {method: path} in, {method: figures} out."""
+    import numpy as np
+
+    from shared.model_cache import build_session
+
+    x = np.load(rows_path)[:1]
+    out = {}
+    for method, path in json.loads(Path(files_path).read_text()).items():
+        session = build_session(Path(path).read_bytes(), threads=1)
+        feeds = {session.get_inputs()[0].name: x}
+        out[method] = _figures(functools.partial(session.run, None, feeds), calls, repeats)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    what, *args, out = argv
+    if what == "first-request":
+        result = first_request(args[0], args[1])
+    elif what == "latency":
+        result = latency(args[0], args[1], int(args[2]), int(args[3]))
+    elif what == "batch":
+        result = batch(args[0], args[1], int(args[2]))
+    elif what == "bare-batch":
+        result = bare_batch(args[0], args[1], args[2])
+    elif what == "compression":
+        result = compression(args[0], args[1], int(args[2]), int(args[3]))
+    else:
+        raise SystemExit(f"unknown measurement {what!r}")
+    Path(out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

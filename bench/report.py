@@ -1,0 +1,617 @@
+"""From results.json to words: the goals (met or not, and what holds a missed one back) and results.md.
+
+Every number printed here is read from the results of the same run; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from maas.bench import Stat, markdown_table, ratio
+
+README_START = "<!-- bench:summary:start -->"
+README_END = "<!-- bench:summary:end -->"
+MIB = 2**20  # sizes in MiB: Lambda's limits count so (its 250 MB unzipped is 262,144,000 bytes)
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    value: Any = results
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _stat(value: Any) -> Stat | None:
+    return Stat.from_dict(value) if isinstance(value, dict) and "median" in value else None
+
+
+def _spread(value: Any, fmt: str = "{:.3g}", scale: float = 1.0) -> str | None:
+    stat = _stat(value)
+    if stat is None:
+        return None
+    return Stat(stat.median * scale, stat.min * scale, stat.max * scale, stat.n).spread(fmt)
+
+
+def _top(mapping: dict[str, Any] | None, count: int, fmt: str, key: str | None = None) -> str:
+    if not mapping:
+        return "-"
+    items = list(mapping.items())[:count]
+    return ", ".join(f"{name} {fmt.format(value[key] if key else value)}" for name, value in items)
+
+
+# -- goals ---------------------------------------------------------------------------------------
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [
+        _cold_goal(results),
+        _cold_ratio_goal(results),
+        _rss_goal(results),
+        _size_goal(results),
+        _latency_goal(results),
+        _batch_goal(results),
+        _batch_rss_goal(results),
+        _load_goal(results),
+    ]
+    return [g for g in out if g is not None]
+
+
+def _goal(goal: str, target: str, measured: str, met: bool, why: str = "") -> dict[str, Any]:
+    return {"goal": goal, "target": target, "measured": measured, "met": met, "holds_it_back": "" if met else why}
+
+
+def _cold_goal(r: dict[str, Any]) -> dict[str, Any] | None:
+    cold = _stat(_get(r, "cold_start", "ours_int8", "cold_s"))
+    if cold is None:
+        return None
+    floor = _stat(_get(r, "cold_start", "empty", "cold_s"))
+    init = _stat(_get(r, "cold_start", "ours_int8", "init_ms"))
+    pruned = _stat(_get(r, "cold_start", "ours_int8_pruned", "cold_s"))
+    imported = _get(r, "imports", "packages_ms", "import")
+    first = _stat(_get(r, "imports", "first_request_ms"))
+    load = _stat(_get(r, "imports", "model_load_ms"))
+    why = []
+    if floor:
+        why.append(
+            f"an empty Python handler alone takes {floor.median:.3f} s here (emulator, interpreter, awslambdaric)"
+        )
+    if init:
+        why.append(f"INIT (interpreter + handler import) {init.median:.0f} ms")
+    if imported:
+        why.append(f"import by package: {_top(imported, 4, '{:.0f} ms', 'median')}")
+    if first:
+        extra = f", of which model download + session {load.median:.0f} ms" if load else ""
+        why.append(f"first request {first.median:.0f} ms{extra}")
+    if pruned:
+        why.append(f"with the proposed package (pruned, imported modules as .pyc): {pruned.median:.3f} s")
+    return _goal(
+        "cold start, int8 handler", "≤ 0.30 s", f"{cold.spread('{:.3f}')} s", cold.median <= 0.30, "; ".join(why)
+    )
+
+
+def _cold_ratio_goal(r: dict[str, Any]) -> dict[str, Any] | None:
+    ours = _stat(_get(r, "cold_start", "ours_int8", "cold_s"))
+    theirs = _stat(_get(r, "cold_start", "tensorflow", "cold_s"))
+    if ours is None or theirs is None:
+        return None
+    share = ours.median / theirs.median
+    floor = _stat(_get(r, "cold_start", "empty", "cold_s"))
+    why = f"TensorFlow's cold start is {theirs.median:.2f} s here; ours would need ≤ {theirs.median / 15:.3f} s"
+    if floor and floor.median > theirs.median / 15:
+        why += f", below the {floor.median:.3f} s every Python handler pays here"
+    elif floor:
+        why += f" (an empty Python handler takes {floor.median:.3f} s); see the cold start goal for where ours goes"
+    return _goal(
+        "cold start vs TensorFlow handler",
+        "≤ 1/15",
+        f"1/{1 / share:.1f} ({ours.median:.3f} vs {theirs.median:.2f} s)",
+        share <= 1 / 15,
+        why,
+    )
+
+
+def _rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
+    rss = _stat(_get(r, "cold_start", "ours_int8", "peak_rss_mib"))
+    if rss is None:
+        return None
+    floor = _stat(_get(r, "cold_start", "empty", "peak_rss_mib"))
+    after_import = _stat(_get(r, "imports", "peak_rss_after_import_mib"))
+    pruned = _stat(_get(r, "cold_start", "ours_int8_pruned", "peak_rss_mib"))
+    why = []
+    if floor:
+        why.append(f"empty handler {floor.median:.0f} MiB")
+    if after_import:
+        why.append(f"after the handler's import {after_import.median:.0f} MiB")
+    if pruned:
+        why.append(f"proposed package {pruned.median:.0f} MiB")
+    return _goal(
+        "peak RSS of a cold request", "≤ 120 MiB", f"{rss.spread('{:.0f}')} MiB", rss.median <= 120, "; ".join(why)
+    )
+
+
+def _size_goal(r: dict[str, Any]) -> dict[str, Any] | None:
+    unzipped = _get(r, "size", "sam_build", "unzipped_bytes")
+    if unzipped is None:
+        return None
+    largest = _get(r, "size", "sam_build", "largest") or {}
+    why = [f"largest entries: {', '.join(f'{k} {v / MIB:.1f} MiB' for k, v in list(largest.items())[:5])}"]
+    pruned = _get(r, "pruning", "pruned", "unzipped_bytes")
+    compiled = _get(r, "pruning", "compiled", "unzipped_bytes")
+    sourceless = _get(r, "pruning", "sourceless", "unzipped_bytes")
+    if pruned and compiled and sourceless:
+        same = _get(r, "pruning", "pruned_answers_the_same")
+        why.append(
+            f"dropping what serving never touches gives {pruned / MIB:.1f} MiB; with the modules a cold start "
+            f"imports compiled, {compiled / MIB:.1f} MiB beside their sources, {sourceless / MIB:.1f} MiB in their "
+            f"place ({'answers unchanged' if same else 'ANSWERS CHANGED'})"
+        )
+    return _goal(
+        "sam build package, unzipped",
+        "≤ 100 MB (MiB, as Lambda counts)",
+        f"{unzipped / MIB:.1f} MiB",
+        unzipped <= 100 * MIB,
+        "; ".join(why),
+    )
+
+
+def _latency_goal(r: dict[str, Any]) -> dict[str, Any] | None:
+    row = _get(r, "latency", "int8 x1")
+    handler, bare = _stat(_get(row, "handler", "p50_ms")), _stat(_get(row, "bare", "p50_ms"))
+    if handler is None or bare is None:
+        return None
+    times = handler.median / bare.median
+    profile = _get(row, "handler_profile", "by_package_pct")
+    why = f"the handler's own time by package (cProfile): {_top(profile, 5, '{:.0f}%', None)}" if profile else ""
+    return _goal(
+        "warm handler p50 vs bare session.run, 1 instance",
+        "≤ 1.5x",
+        f"{times:.2f}x ({handler.median:.3f} vs {bare.median:.3f} ms)",
+        times <= 1.5,
+        why,
+    )
+
+
+def _batch_goal(r: dict[str, Any]) -> dict[str, Any] | None:
+    ours = _stat(_get(r, "batch", "rows_per_s"))
+    best = _get(r, "batch", "bare", "best_rows_per_s")
+    if ours is None or not best:
+        return None
+    share = ours.median / best
+    phases = _get(r, "batch", "phases_s") or {}
+    wall = _stat(_get(r, "batch", "wall_s"))
+    why = ""
+    if phases and wall:
+        ranked = sorted(phases.items(), key=lambda item: -item[1]["median"])
+        why = "time by phase: " + ", ".join(f"{k} {100 * v['median'] / wall.median:.0f}%" for k, v in ranked)
+    size = _get(r, "batch", "bare", "best_batch_size")
+    inside = _stat(_get(r, "batch", "session_run_rows_per_s"))
+    chunk = str(_get(r, "batch", "input", "chunk_rows"))
+    at_chunk = (_get(r, "batch", "bare", "rows_per_s") or {}).get(chunk)
+    if inside and at_chunk:
+        why += (
+            f"; inside BatchFunction, session.run alone scores {inside.median:,.0f} rows/s on its chunks of {chunk} "
+            f"(bare at {chunk}: {at_chunk:,.0f})"
+        )
+    return _goal(
+        "batch rows/s vs bare session.run at its best batch size",
+        "≥ 0.8x",
+        f"{share:.2f}x ({ours.median:,.0f} vs {best:,.0f} rows/s at batch {size})",
+        share >= 0.8,
+        why,
+    )
+
+
+def _batch_rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
+    rss = _stat(_get(r, "batch", "peak_rss_mib"))
+    if rss is None:
+        return None
+    size = _get(r, "batch", "input", "bytes") or 0
+    return _goal(
+        f"batch peak RSS on a {size / MIB:.0f} MiB file (streamed)",
+        "≤ 300 MiB",
+        f"{rss.spread('{:.0f}')} MiB",
+        rss.median <= 300,
+    )
+
+
+def _load_goal(r: dict[str, Any]) -> dict[str, Any] | None:
+    total = _get(r, "load_test", "total")
+    if not total:
+        return None
+    users, seconds = _get(r, "load_test", "users"), _get(r, "load_test", "seconds")
+    errors = _get(r, "load_test", "errors") or []
+    why = [
+        f"{e['occurrences']} x {e['name']} {e['error']!r}, {e['first_s']:.1f}-{e['last_s']:.1f} s after the start"
+        for e in errors
+    ]
+    why.append(f"slowest response {total['max_ms']:,.0f} ms, p99 {total['p99_ms']:,.0f} ms")
+    return _goal(
+        f"load test, {users} clients for {seconds} s, two models",
+        "0 errors",
+        f"{total['failures']} errors in {total['requests']:,} requests",
+        total["failures"] == 0,
+        "; ".join(why),
+    )
+
+
+# -- results.md ----------------------------------------------------------------------------------
+def machine_line(r: dict[str, Any]) -> str:
+    m = r.get("machine", {})
+    return (
+        f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('os')}; functions on "
+        f"{m.get('function_runtime', '?')}; onnxruntime {m.get('onnxruntime')}, TensorFlow {m.get('tensorflow')}; "
+        f"load average {m.get('load_average_at_start')} at start, {m.get('load_average_at_end')} at end"
+    )
+
+
+def goals_table(r: dict[str, Any], why: bool = True) -> str:
+    header = ["goal", "target", "measured", "met"] + (["what holds it back (measured)"] if why else [])
+    rows = [
+        [g["goal"], g["target"], g["measured"], g["met"]] + ([g["holds_it_back"] or ""] if why else [])
+        for g in r.get("goals", [])
+    ]
+    return markdown_table(header, rows, "lllc")
+
+
+def summary_table(r: dict[str, Any]) -> str:
+    """The side-by-side table README shows."""
+    cold = r.get("cold_start", {})
+    rows = []
+
+    def row(name: str, key: str, fmt: str, unit: str, scale: float = 1.0) -> None:
+        ours, tf = _stat(_get(cold, "ours_int8", key)), _stat(_get(cold, "tensorflow", key))
+        rows.append(
+            [
+                f"{name} ({unit})",
+                _spread(_get(cold, "ours_int8", key), fmt, scale),
+                _spread(_get(cold, "ours_fp32", key), fmt, scale),
+                _spread(_get(cold, "tensorflow", key), fmt, scale),
+                f"{ratio(ours.median, tf.median):.3f}" if ours and tf else None,
+            ]
+        )
+
+    row("cold start, spawn to first 200", "cold_s", "{:.3f}", "s")
+    row("peak RSS of that process", "peak_rss_mib", "{:.0f}", "MiB")
+    package = _get(r, "size", "sam_build")
+    tf_install = _get(r, "size", "tensorflow")
+    if package and tf_install:
+        for label, key in (("deployment, unzipped", "unzipped_bytes"), ("deployment, zipped", "zipped_bytes")):
+            rows.append(
+                [
+                    f"{label} (MiB)",
+                    f"{package[key] / MIB:.1f}",
+                    f"{package[key] / MIB:.1f}",
+                    f"{tf_install[key] / MIB:,.0f}",
+                    f"{package[key] / tf_install[key]:.3f}",
+                ]
+            )
+    lat = r.get("latency", {})
+    for n in (1, 32):
+        ours, fp32, tf = (_get(lat, f"{tag} x{n}", "handler", "p50_ms") for tag in ("int8", "fp32", "tensorflow"))
+        o, t = _stat(ours), _stat(tf)
+        rows.append(
+            [
+                f"warm handler p50, {n} instance{'s' if n > 1 else ''} (ms)",
+                _spread(ours, "{:.3f}"),
+                _spread(fp32, "{:.3f}"),
+                _spread(tf, "{:.3f}"),
+                f"{o.median / t.median:.2f}" if o and t else None,
+            ]
+        )
+    header = ["figure", "ours, int8 ONNX", "ours, fp32 ONNX", "TensorFlow handler", "int8 / TensorFlow"]
+    return markdown_table(header, rows, "lrrrr")
+
+
+def _cold_table(r: dict[str, Any]) -> str:
+    rows = []
+    for v in (r.get("cold_start") or {}).values():
+        if not isinstance(v, dict) or "cold_s" not in v:
+            continue
+        rows.append(
+            [
+                v["label"],
+                _spread(v.get("cold_s"), "{:.3f}"),
+                _spread(v.get("init_ms"), "{:.0f}"),
+                _spread(v.get("peak_rss_mib"), "{:.0f}"),
+                _spread(v.get("emulator_rss_mib"), "{:.0f}"),
+                _spread(v.get("warm_invoke_p50_ms"), "{:.2f}"),
+                v.get("runtime"),
+            ]
+        )
+    header = [
+        "function",
+        "cold start (s)",
+        "INIT (ms)",
+        "peak RSS (MiB)",
+        "emulator RSS (MiB)",
+        "warm invoke via RIE p50 (ms)",
+        "runtime",
+    ]
+    return markdown_table(header, rows, "lrrrrrl")
+
+
+def _size_section(r: dict[str, Any]) -> str:
+    size = r.get("size") or {}
+    if "sam_build" not in size:
+        return f"Skipped: {size.get('skipped') or size.get('error')}\n"
+    package, tf = size["sam_build"], size["tensorflow"]
+    pruning = r.get("pruning") or {}
+    rows = [
+        [
+            "`sam build` package (ApiFunction = BatchFunction)",
+            package["unzipped_bytes"] / MIB,
+            package["zipped_bytes"] / MIB,
+        ]
+    ]
+    for key, label in (
+        ("pruned", "pruned: the files serving never touches dropped (rules below)"),
+        ("compiled", "pruned + the modules a cold start imports compiled, .pyc beside .py"),
+        ("sourceless", "pruned + those modules as .pyc in place of .py (proposed)"),
+    ):
+        if key in pruning:
+            rows.append([label, pruning[key]["unzipped_bytes"] / MIB, pruning[key]["zipped_bytes"] / MIB])
+    rows.append(
+        [
+            f"TensorFlow install ({tf['distributions']} distributions)",
+            tf["unzipped_bytes"] / MIB,
+            tf["zipped_bytes"] / MIB,
+        ]
+    )
+    text = markdown_table(
+        ["package", "unzipped (MiB)", "zipped (MiB)"], [[a, f"{b:,.1f}", f"{c:,.1f}"] for a, b, c in rows], "lrr"
+    )
+    text += (
+        "\nLargest entries of the package: "
+        + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in package["largest"].items())
+        + ".\n"
+    )
+    text += (
+        "Largest parts of TensorFlow's install: "
+        + ", ".join(f"{k} {v / MIB:,.0f} MiB" for k, v in tf["largest"].items())
+        + ".\n"
+    )
+    if pruning.get("rules"):
+        verdict = (
+            "answered every event the same"
+            if pruning.get("pruned_answers_the_same")
+            else f"ANSWERED DIFFERENTLY: {pruning.get('pruned_statuses_differing')}"
+        )
+        text += (
+            f"\nServing {pruning.get('events_served')} events (every API event in events/ and a batch file) on the "
+            f"package touched {pruning.get('touched_files')} of its {pruning.get('files')} files "
+            f"({pruning.get('touched_bytes', 0) / MIB:.1f} MiB). Each rule is kept only if none of its files was "
+            f"touched; the pruned package {verdict}.\n\n"
+        )
+        rule_rows = [
+            [
+                f"`{x['pattern']}`" + (f" except {', '.join(f'`{k}`' for k in x['keep'])}" if x["keep"] else ""),
+                f"{x['bytes'] / MIB:.1f}",
+                x["files"],
+                x["kept"],
+                x["why"] if x["kept"] else f"touched: {', '.join(x['touched']) or 'no files'}",
+            ]
+            for x in pruning["rules"]
+        ]
+        text += markdown_table(["drop", "MiB", "files", "kept", "why"], rule_rows, "lrrcl")
+        text += (
+            "\nNever touched, by entry: "
+            + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in pruning["untouched_bytes_by_entry"].items())
+            + ".\n"
+        )
+    return text
+
+
+def _latency_table(r: dict[str, Any]) -> str:
+    lat = r.get("latency") or {}
+    rows = []
+    for label, v in lat.items():
+        if not isinstance(v, dict) or "handler" not in v:
+            continue
+        h50, b50 = _stat(v["handler"]["p50_ms"]), _stat(v["bare"]["p50_ms"])
+        rows.append(
+            [
+                label,
+                _spread(v["handler"]["p50_ms"], "{:.3f}"),
+                _spread(v["handler"]["p99_ms"], "{:.3f}"),
+                _spread(v["bare"]["p50_ms"], "{:.3f}"),
+                _spread(v["bare"]["p99_ms"], "{:.3f}"),
+                f"{h50.median / b50.median:.2f}x" if h50 and b50 else None,
+            ]
+        )
+    text = markdown_table(
+        [
+            "handler, instances",
+            "handler p50 (ms)",
+            "handler p99 (ms)",
+            "bare p50 (ms)",
+            "bare p99 (ms)",
+            "handler / bare p50",
+        ],
+        rows,
+        "lrrrrr",
+    )
+    for label in ("int8 x1", "int8 x32"):
+        packages = _get(lat, label, "handler_profile", "by_package_pct")
+        functions = _get(lat, label, "handler_profile", "by_function_pct")
+        if packages and functions:
+            text += (
+                f"\nOur handler's own time, {label} (cProfile): by package {_top(packages, 8, '{:.0f}%', None)}; "
+                f"by function {_top(functions, 5, '{:.0f}%', None)}.\n"
+            )
+    return text
+
+
+def _batch_section(r: dict[str, Any]) -> str:
+    b = r.get("batch") or {}
+    if "rows_per_s" not in b:
+        return f"Not measured: {b.get('error')}\n"
+    bare = b["bare"]
+    rows = [
+        [
+            f"BatchFunction core ({b['input']['rows']:,} rows, {b['input']['bytes'] / MIB:.0f} MiB, "
+            f"chunks of {b['input']['chunk_rows']})",
+            _spread(b["rows_per_s"], "{:,.0f}"),
+            _spread(b["peak_rss_mib"], "{:.0f}"),
+        ],
+        *[[f"bare session.run, batch {size}", f"{v:,.0f}", None] for size, v in bare["rows_per_s"].items()],
+    ]
+    text = markdown_table(["scoring", "rows/s", "peak RSS (MiB)"], rows, "lrr")
+    wall = _stat(b["wall_s"])
+    if wall:
+        text += (
+            "\nWhere BatchFunction's time goes: "
+            + ", ".join(
+                f"{k} {v['median']:.1f} s ({100 * v['median'] / wall.median:.0f}%)"
+                for k, v in sorted(b["phases_s"].items(), key=lambda i: -i[1]["median"])
+            )
+            + f" of {wall.median:.1f} s; {bare['threads']} ONNX Runtime thread(s) on both sides.\n"
+        )
+    return text
+
+
+def _compression_table(r: dict[str, Any]) -> str:
+    c = r.get("compression") or {}
+    rows = [
+        [
+            x["method"],
+            f"{x['size_bytes'] / 1000:,.0f}" if x.get("size_bytes") else None,
+            f"{x['gzip_bytes'] / 1000:,.0f}" if x.get("gzip_bytes") else None,
+            f"{x['accuracy']:.4f}" if x.get("accuracy") is not None else None,
+            _spread(_get(x, "latency", "p50_ms"), "{:.3f}"),
+            f"{x['latency_ms_at_training']:.3f}" if x.get("latency_ms_at_training") is not None else None,
+            bool(x.get("accepted")),
+        ]
+        for x in c.get("candidates", [])
+    ]
+    header = [
+        "candidate",
+        "size (kB)",
+        "gzipped (kB)",
+        "held-out accuracy",
+        "p50, batch 1 (ms)",
+        "p50 at training (ms)",
+        "published by the job",
+    ]
+    text = markdown_table(header, rows, "lrrrrrc")
+    text += (
+        f"\nAccuracy on the job's {c.get('eval_rows')} held-out digits; the job publishes the smallest candidate "
+        f"within {c.get('max_accuracy_drop_points')} points of fp32's accuracy.\n"
+    )
+    return text
+
+
+def _imports_section(r: dict[str, Any]) -> str:
+    i = r.get("imports") or {}
+    if "packages_ms" not in i:
+        return f"Not measured: {i.get('error')}\n"
+    p = r.get("imports_proposed") or {}
+    columns = [("as built", i), ("proposed", p)] if "packages_ms" in p else [("as built", i)]
+    text = ""
+    for label, x in columns:
+        text += (
+            f"- {label}: import {_spread(x['import_ms'], '{:.0f}')} ms, then the first request "
+            f"{_spread(x['first_request_ms'], '{:.0f}')} ms (model download, checksum and session: "
+            f"{_spread(x.get('model_load_ms'), '{:.0f}')} ms); peak RSS "
+            f"{_spread(x.get('peak_rss_after_import_mib'), '{:.0f}')} MiB after the import, "
+            f"{_spread(x.get('peak_rss_after_first_request_mib'), '{:.0f}')} MiB after the first request.\n"
+        )
+    text += (
+        f"\nOwn import time of `{i['module']}`'s modules per top-level package (`python -X importtime`, which adds "
+        "some overhead), paid at import (Lambda's INIT) or deferred to the first request:\n\n"
+    )
+    imported, first = i["packages_ms"]["import"], i["packages_ms"]["first_request"]
+    names = list(dict.fromkeys([*list(imported)[:12], *list(first)[:12]]))
+    header = ["package"]
+    for label, _ in columns:
+        header += [f"at import, {label} (ms)", f"first request, {label} (ms)"]
+    rows = [
+        [
+            n,
+            *[
+                _spread(x["packages_ms"][side].get(n), "{:.1f}")
+                for _, x in columns
+                for side in ("import", "first_request")
+            ],
+        ]
+        for n in names
+    ]
+    return text + markdown_table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+def _load_section(r: dict[str, Any]) -> str:
+    lt = r.get("load_test") or {}
+    if "total" not in lt:
+        return "Skipped (`--no-load-test` or `--quick`).\n" if not lt else f"Failed: {lt.get('error')}\n"
+    rows = [
+        [
+            name,
+            v["requests"],
+            v["failures"],
+            f"{v['requests_per_s']:.1f}",
+            f"{v['p50_ms']:.0f}",
+            f"{v['p99_ms']:.0f}",
+            f"{v['max_ms']:.0f}",
+        ]
+        for name, v in [*lt["by_model"].items(), ("all", lt["total"])]
+    ]
+    text = (
+        f"{lt['users']} clients for {lt['seconds']} s against `maas local start-api` (one local container per "
+        f"function); {lt['pacing']}.\n\n"
+    )
+    return text + markdown_table(
+        ["model", "requests", "errors", "req/s", "p50 (ms)", "p99 (ms)", "max (ms)"], rows, "lrrrrrr"
+    )
+
+
+def markdown(r: dict[str, Any]) -> str:
+    parts = [
+        "# Benchmark results\n",
+        f"Written by `{r.get('command')}` on {r.get('started_at')} in {r.get('wall_s', 0):.0f} s; "
+        f"`make bench` reruns it. Machine: {machine_line(r)}.\n",
+        "Each figure is the median of repeated runs with the (min-max) of those runs; ratios are of medians "
+        "measured in the same run. Sizes and memory in MiB (2^20 bytes, the unit of Lambda's own limits).\n",
+        "## Goals\n",
+        goals_table(r),
+        "## Side by side\n",
+        summary_table(r),
+        "\n![benchmark plot](results.png)\n",
+        "## Cold start and memory\n",
+        "From spawning the Lambda Runtime Interface Emulator (with awslambdaric and the handler) to the first 200 "
+        "for one API Gateway event, the model fetched from the embedded S3 into an empty /tmp; peak RSS is the "
+        "runtime process's VmHWM after that request. INIT is the emulator's INIT REPORT (interpreter, awslambdaric, "
+        "the handler's import).\n",
+        _cold_table(r),
+        "## Import-time work\n",
+        _imports_section(r),
+        "## Deployment size\n",
+        _size_section(r),
+        "## Warm latency\n",
+        "In-process calls of the handler with an API Gateway event (TensorFlow Serving body) against a bare call of "
+        "the very session it holds on the same input (for TensorFlow: the loaded SavedModel's `serve`).\n",
+        _latency_table(r),
+        "## Batch scoring\n",
+        _batch_section(r),
+        "## Compression candidates\n",
+        _compression_table(r),
+        "## Load test\n",
+        _load_section(r),
+    ]
+    if r.get("failed_sections"):
+        parts.append(f"\n**Parts that failed:** {', '.join(r['failed_sections'])} (see results.json).\n")
+    return "\n".join(parts)
+
+
+def update_readme(readme: Path, r: dict[str, Any]) -> bool:
+    """Replace what stands between README's bench:summary markers; False when they are missing."""
+    text = readme.read_text()
+    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        return False
+    body = (
+        f"{README_START}\n_{machine_line(r)}; {r.get('started_at')}._\n\n{summary_table(r)}\n"
+        f"{goals_table(r, why=False)}{README_END}"
+    )
+    readme.write_text(pattern.sub(lambda _: body, text, count=1))
+    return True

@@ -1,0 +1,464 @@
+"""`make bench` / `maas bench` / `python -m bench`: every figure, side by side with TensorFlow, in one run.
+
+Writes bench/results.json (every figure with its runs), bench/results.md (the tables, goals met or
+not) and bench/results.png (the plot README embeds), and refreshes README's summary table between
+its ``bench:summary`` markers. Logs and caches live under .maas/bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import batch, coldstart, imports, loadtest, models, prune, size
+from bench.common import BENCH, ROOT, WORK, Runtime, child, digits, predict_event, say, step, write_json
+from maas.template import FunctionSpec
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, a smaller batch file, no load test")
+    parser.add_argument("--cold-runs", type=int, help="cold starts per variant (default 5; --quick 3)")
+    parser.add_argument("--calls", type=int, help="warm calls per latency run (default 300; --quick 100)")
+    parser.add_argument("--repeats", type=int, help="latency runs per figure (default 5; --quick 3)")
+    parser.add_argument("--batch-mib", type=float, help="JSON Lines file size in MiB (default 25; --quick 10)")
+    parser.add_argument("--batch-runs", type=int, help="batch scoring runs (default 3; --quick 2)")
+    parser.add_argument("--no-load-test", action="store_true", help="skip the 50-client load test")
+    parser.add_argument("--users", type=int, default=50, help="load test: concurrent clients")
+    parser.add_argument("--seconds", type=int, default=60, help="load test: duration")
+    parser.add_argument(
+        "--venv",
+        action="store_true",
+        help="no sam build: run the functions on this virtualenv with src/ (no size figures)",
+    )
+    parser.add_argument("--retrain", action="store_true", help="train again even when the cached job output fits")
+    parser.add_argument("--out", default=str(BENCH), help="folder for results.json, results.md, results.png")
+    parser.add_argument("--no-readme", action="store_true", help="leave README's summary table as it is")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: rewrite results.md, the plot and README from results.json",
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    for name, full, fast in (
+        ("cold_runs", 5, 3),
+        ("calls", 300, 100),
+        ("repeats", 5, 3),
+        ("batch_mib", 25.0, 10.0),
+        ("batch_runs", 3, 2),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, fast if quick else full)
+    if quick:
+        args.no_load_test = True
+    return args
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as info:
+        mem_kib = next(int(line.split()[1]) for line in info if line.startswith("MemTotal:"))
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "onnxruntime": _version("onnxruntime"),
+        "tensorflow": _version("tensorflow-cpu") if _version("tensorflow-cpu") != "-" else _version("tensorflow"),
+        "keras": _version("keras"),
+        "numpy": _version("numpy"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+class Sections:
+    """Runs each part, keeps its wall time, and records a failure without losing the other parts."""
+
+    def __init__(self, results: dict[str, Any]) -> None:
+        self.results = results
+        self.failed: list[str] = []
+
+    def run(self, name: str, title: str, fn: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        with step(title):
+            try:
+                value = fn()
+            except Exception as exc:  # one failed part must not lose the others' figures
+                traceback.print_exc()
+                self.failed.append(name)
+                value = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        self.results.setdefault("sections_s", {})[name] = round(time.perf_counter() - started, 1)
+        if value is not None:
+            self.results[name] = value
+        return value
+
+
+def tensorflow_spec(bucket: str) -> FunctionSpec:
+    environment = {"MODEL_BUCKET": bucket, "TF_MODEL_KEY": models.TF_ARCHIVE_KEY, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return FunctionSpec(
+        "TensorFlowFunction", "app.lambda_handler", BENCH / "tf_handler", "python3.12", 29, 1024, environment
+    )
+
+
+def empty_spec() -> FunctionSpec:
+    return FunctionSpec("EmptyFunction", "app.lambda_handler", BENCH / "empty_handler", "python3.12", 29, 1024, {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    out = Path(args.out)
+    if args.render_only:
+        return _render(json.loads((out / "results.json").read_text()), out, args)
+    logs = WORK / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    results: dict[str, Any] = {
+        "schema": 1,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
+        "machine": machine(),
+    }
+    sections = Sections(results)
+    from maas.stack import load_template
+
+    template = load_template(str(ROOT / "template.yaml"))
+    api_spec, batch_spec = template.function("ApiFunction"), template.function("BatchFunction")
+    bucket = api_spec.environment["MODEL_BUCKET"]
+
+    trained = sections.run(
+        "models", "models: the digits CNN and a tabular model (training job, cached)", lambda: _models(args)
+    )
+    if "error" in trained:
+        return _finish(results, sections, out, args, started)
+    digits_job, tabular_job, archive = trained.pop("_jobs")
+
+    built = sections.run("size", "deployment size: sam build, TensorFlow's install", lambda: _build(args.venv))
+    runtime: Runtime = built.pop("_runtime", None) or _venv()
+    package: Path | None = built.pop("_package", None)
+    py312: str | None = built.pop("_python312", None)
+    results["machine"]["function_runtime"] = runtime.label
+
+    from maas.embedded_s3 import EmbeddedS3
+
+    shutil.rmtree(WORK / "state", ignore_errors=True)  # the benchmark's own registry, fresh each run
+    with EmbeddedS3(WORK / "state", template.bucket_names()) as s3:
+        s3_env = s3.client_env()
+        client = s3.client()
+        results["models"]["published"] = models.publish(client, bucket, digits_job, tabular_job, archive)
+        proposed: Runtime | None = None
+        if package is not None and py312 is not None:
+            pruned = sections.run(
+                "pruning",
+                "what the package never uses: serve every event, record every file touched, prune, serve again",
+                lambda: _prune(py312, package, runtime, api_spec, batch_spec, s3_env, client, bucket, logs),
+            )
+            if isinstance(pruned, dict) and "_package" in pruned:
+                proposed = Runtime(
+                    f"{runtime.label} (pruned, imported modules compiled, sourceless)",
+                    runtime.python,
+                    pruned.pop("_package"),
+                    runtime.extra_paths,
+                )
+        sections.run(
+            "cold_start",
+            f"cold start: {args.cold_runs} new containers each, through the Lambda RIE",
+            lambda: _cold(args, runtime, proposed, api_spec, bucket, s3_env, logs),
+        )
+        sections.run(
+            "imports", "import-time work of ApiFunction, per package", lambda: _imports(runtime, api_spec, s3_env, logs)
+        )
+        if proposed is not None:
+            sections.run(
+                "imports_proposed",
+                "import-time work of ApiFunction, proposed package",
+                lambda: _imports(proposed, api_spec, s3_env, logs),
+            )
+        sections.run(
+            "latency",
+            f"warm latency: {args.repeats} x {args.calls} calls, handler vs bare",
+            lambda: _latency(args, runtime, api_spec, bucket, s3_env, logs),
+        )
+        # Before batch scoring: moto's /moto-api/data.json fails (500) once a multipart upload has happened,
+        # and maas.embedded_s3 then takes the running server for dead and starts an empty one.
+        if not args.no_load_test:
+            sections.run(
+                "load_test",
+                f"load test: {args.users} clients for {args.seconds} s against maas local start-api, two models",
+                lambda: loadtest.run(WORK / "state", _load_plan(tabular_job), args.users, args.seconds, logs),
+            )
+        sections.run(
+            "batch",
+            f"batch: BatchFunction's core on a {args.batch_mib:g} MiB JSON Lines file vs bare session.run",
+            lambda: batch.measure(
+                client,
+                bucket,
+                runtime,
+                runtime.environment(batch_spec, {**s3_env, "OPTIMIZED_MODEL_DIR": str(logs / "batch-tmp")}),
+                models.candidate_file(digits_job, "int8-dynamic"),
+                int(batch_spec.environment["BATCH_CHUNK_ROWS"]),
+                args.batch_mib,
+                args.batch_runs,
+                logs,
+            ),
+        )
+        sections.run(
+            "compression",
+            "compression candidates: size, accuracy, latency",
+            lambda: _compression(args, runtime, api_spec, s3_env, digits_job, logs),
+        )
+    return _finish(results, sections, out, args, started)
+
+
+def _venv() -> Runtime:
+    from bench.common import venv_runtime
+
+    return venv_runtime()
+
+
+def _models(args: argparse.Namespace) -> dict[str, Any]:
+    digits_job = models.train(models.DIGITS_HP, args.retrain)
+    tabular_job = models.train(models.TABULAR_HP, args.retrain)
+    archive = models.savedmodel_archive(digits_job)
+    return {
+        "_jobs": (digits_job, tabular_job, archive),
+        "digits": {
+            "hyperparameters": models.DIGITS_HP,
+            "trained_now_s": digits_job.trained_s,
+            "job_dir": str(digits_job.model_dir.relative_to(ROOT)),
+            "train_rows": digits_job.manifest["training_job"].get("train_rows"),
+            "accuracy_fp32": digits_job.manifest["metrics"].get("fp32_accuracy"),
+        },
+        "tabular": {"hyperparameters": models.TABULAR_HP, "trained_now_s": tabular_job.trained_s},
+        "savedmodel_archive_bytes": archive.stat().st_size,
+    }
+
+
+def _build(venv: bool) -> dict[str, Any]:
+    if venv:
+        return {"skipped": "--venv: no sam build; the functions ran on the virtualenv with src/"}
+    py312 = size.python312()
+    if py312 is None:
+        return {"skipped": "no python3.12 here (pyenv install 3.12): no sam build; functions run on the venv"}
+    package = size.sam_build(py312, WORK / "logs" / "sam-build.log")
+    figures = {"sam_build": size.package_sizes(package), "tensorflow": size.tensorflow_install()}
+    runtime = size.artifact_runtime(py312, package)
+    return {**figures, "_runtime": runtime, "_package": package, "_python312": py312}
+
+
+def _function_env(runtime: Runtime, spec: FunctionSpec, s3_env: dict[str, str], tmp: Path) -> dict[str, str]:
+    return runtime.environment(spec, {**s3_env, "OPTIMIZED_MODEL_DIR": str(tmp)})
+
+
+def _prune(
+    py312: str,
+    package: Path,
+    runtime: Runtime,
+    api_spec: FunctionSpec,
+    batch_spec: FunctionSpec,
+    s3_env: dict[str, str],
+    client: Any,
+    bucket: str,
+    logs: Path,
+) -> dict[str, Any]:
+    key = "batch/in/digits/production/bench/touched.jsonl"
+    body = "".join(json.dumps(d) + "\n" for d in digits(20)).encode()
+    etag = client.put_object(Bucket=bucket, Key=key, Body=body)["ETag"]
+    plan_path = logs / "touched-plan.json"
+    plan_path.write_text(json.dumps(prune.plan_events(key, etag, bucket)))
+    env = {
+        **_function_env(runtime, batch_spec, s3_env, logs / "touched-tmp"),
+        **_function_env(runtime, api_spec, s3_env, logs / "touched-tmp"),
+    }
+    full = prune.touched(py312, package, plan_path, env, logs / "touched-full.log")
+    analysis = prune.analyse(package, set(full["touched"]))
+    copies = {mode: prune.pruned_copy(package, analysis, py312, mode, env) for mode in prune.MODES}
+    batch.clear_outputs(client, bucket, "batch/out/")
+    proposal = copies["sourceless"]
+    again = prune.touched(py312, proposal, plan_path, env, logs / "touched-pruned.log")
+    batch.clear_outputs(client, bucket, "batch/")
+    return {
+        **analysis,
+        "events_served": len(full["statuses"]),
+        "statuses": full["statuses"],
+        **{f"{mode}": prune.sizes(copy) for mode, copy in copies.items()},
+        "pruned_answers_the_same": again["statuses"] == full["statuses"],
+        "pruned_statuses_differing": {
+            k: [full["statuses"][k], again["statuses"].get(k)]
+            for k in full["statuses"]
+            if full["statuses"][k] != again["statuses"].get(k)
+        },
+        "_package": proposal,
+    }
+
+
+def _cold(
+    args: argparse.Namespace,
+    runtime: Runtime,
+    proposed: Runtime | None,
+    api_spec: FunctionSpec,
+    bucket: str,
+    s3_env: dict[str, str],
+    logs: Path,
+) -> dict[str, Any]:
+    from bench.common import venv_runtime
+
+    one = digits(1)
+    variants = [
+        coldstart.Variant("empty", "empty Python handler (the floor)", empty_spec(), runtime, predict_event("x", one)),
+        coldstart.Variant("ours_int8", "ours, int8 ONNX", api_spec, runtime, predict_event(models.INT8, one)),
+        coldstart.Variant("ours_fp32", "ours, fp32 ONNX", api_spec, runtime, predict_event(models.FP32, one)),
+    ]
+    if proposed is not None:
+        variants.append(
+            coldstart.Variant(
+                "ours_int8_pruned",
+                "ours, int8, proposed package (pruned, imported modules as .pyc)",
+                api_spec,
+                proposed,
+                predict_event(models.INT8, one),
+            )
+        )
+    tf_event = predict_event(models.INT8, one)
+    variants.append(
+        coldstart.Variant(
+            "tensorflow", "TensorFlow SavedModel handler", tensorflow_spec(bucket), venv_runtime(), tf_event
+        )
+    )
+    return coldstart.measure(variants, s3_env, args.cold_runs, logs)
+
+
+def _imports(runtime: Runtime, api_spec: FunctionSpec, s3_env: dict[str, str], logs: Path) -> dict[str, Any]:
+    tmp = logs / "imports-tmp"
+    env = _function_env(runtime, api_spec, s3_env, tmp)
+    event = predict_event(models.INT8, digits(1))
+    return imports.measure(runtime, "functions.api.app", event, env, logs, repeats=3)
+
+
+def _latency(
+    args: argparse.Namespace, runtime: Runtime, api_spec: FunctionSpec, bucket: str, s3_env: dict[str, str], logs: Path
+) -> dict[str, Any]:
+    from bench.common import venv_runtime
+
+    events = {
+        f"{tag} x{n}": predict_event(name, digits(n))
+        for tag, name in (("int8", models.INT8), ("fp32", models.FP32))
+        for n in (1, 32)
+    }
+    events_path = logs / "latency-events.json"
+    events_path.write_text(json.dumps(events))
+    calls, repeats = str(args.calls), str(args.repeats)
+    env = _function_env(runtime, api_spec, s3_env, logs / "latency-tmp")
+    ours = child(runtime, ["latency", "functions.api.app", str(events_path), calls, repeats], env, logs / "latency.log")
+    tf_events = {f"tensorflow x{n}": predict_event(models.INT8, digits(n)) for n in (1, 32)}
+    tf_path = logs / "latency-tf-events.json"
+    tf_path.write_text(json.dumps(tf_events))
+    tf_runtime = venv_runtime()
+    tf_env = tf_runtime.environment(tensorflow_spec(bucket), s3_env)
+    theirs = child(tf_runtime, ["latency", "app", str(tf_path), calls, repeats], tf_env, logs / "latency-tf.log")
+    return {"runtime": runtime.label, **ours, **theirs}
+
+
+def _compression(
+    args: argparse.Namespace,
+    runtime: Runtime,
+    api_spec: FunctionSpec,
+    s3_env: dict[str, str],
+    job: models.Job,
+    logs: Path,
+) -> dict[str, Any]:
+    candidates = job.manifest["compression"]["candidates"]
+    files = {c["method"]: str(job.model_dir / c["file"]) for c in candidates if c.get("file")}
+    files_path = logs / "compression-files.json"
+    files_path.write_text(json.dumps(files))
+    rows = batch.write_rows(logs / "compression-rows.npy", 1)
+    env = _function_env(runtime, api_spec, s3_env, logs / "compression-tmp")
+    command = ["compression", str(files_path), str(rows), str(args.calls), str(args.repeats)]
+    latency = child(runtime, command, env, logs / "compression.log")
+    table = []
+    for c in candidates:
+        path = job.model_dir / str(c.get("file") or "")
+        table.append(
+            {
+                "method": c["method"],
+                "size_bytes": path.stat().st_size if path.is_file() else None,
+                "gzip_bytes": c.get("gzip_bytes"),
+                "accuracy": c.get("accuracy"),
+                "accepted": c.get("accepted"),
+                "reason": c.get("reason"),
+                "latency_ms_at_training": c.get("latency_ms"),
+                **({"latency": latency[c["method"]]} if c["method"] in latency else {}),
+            }
+        )
+    compression = job.manifest["compression"]
+    return {
+        "published_by_the_job": compression["method"],
+        "eval_rows": compression.get("eval_rows"),
+        "max_accuracy_drop_points": compression.get("max_accuracy_drop_points"),
+        "candidates": table,
+    }
+
+
+def _load_plan(tabular: models.Job) -> list[dict[str, Any]]:
+    from sklearn.datasets import load_breast_cancer
+
+    row = load_breast_cancer().data[0].astype(float).tolist()
+    return [
+        {"name": models.INT8, "path": f"/models/{models.INT8}/predict", "body": {"instances": digits(1)}},
+        {"name": models.TABULAR, "path": f"/models/{models.TABULAR}/predict", "body": {"instances": [row]}},
+    ]
+
+
+def _finish(results: dict[str, Any], sections: Sections, out: Path, args: argparse.Namespace, started: float) -> int:
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    results["failed_sections"] = sections.failed
+    return _render(results, out, args)
+
+
+def _render(results: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
+    """Goals, results.json, results.md, the plot and README's table, all from ``results``."""
+    from bench import plot, report
+
+    results["goals"] = report.goals(results)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    (out / "results.md").write_text(report.markdown(results))
+    plot.draw(results, out / "results.png")
+    if not args.no_readme and out.resolve() == BENCH.resolve():
+        report.update_readme(ROOT / "README.md", results)
+    say(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'} ({results['wall_s']:.0f} s run)")
+    for goal in results["goals"]:
+        say(f"   {'met ' if goal['met'] else 'MISS'} {goal['goal']}: {goal['measured']}")
+    if results["failed_sections"]:
+        say(f"failed parts: {', '.join(results['failed_sections'])} (their errors are in results.json)")
+        return 1
+    return 0
