@@ -286,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--alias", default="production")
     history.set_defaults(run=_models)
 
+    # Its options are bench's own (python -m bench --help): passed through as they come.
+    commands.add_parser(
+        "bench", add_help=False, help="benchmarks against a TensorFlow handler -> bench/results.{json,md,png}"
+    )
+
     demo = commands.add_parser("demo", help="train, publish, serve and query the digits model locally")
     demo.add_argument("--epochs", type=int, default=20)
     demo.add_argument("--samples", type=int, default=12)
@@ -294,7 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from maas.bench import main as bench
+
+        return bench(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.run(args))
 
 

@@ -71,12 +71,18 @@ def proxy_event(
     }
 
 
+class _Server(ThreadingHTTPServer):
+    # Python's default listen backlog is 5: 50 clients connecting at once would be refused.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class LocalApi:
     def __init__(self, functions: list[LocalFunction], stage: str, port: int, quiet: bool = False) -> None:
         self.routes = [(route, fn) for fn in functions for route in fn.spec.routes]
         self.stage = stage
         self.quiet = quiet
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self.server = _Server(("127.0.0.1", port), self._handler_class())
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
