@@ -65,6 +65,15 @@ def test_the_package_is_src_and_its_requirements_only(build):
     assert not top & {"training", "maas", "tests", "tensorflow", "keras", "tf2onnx", "moto", "samcli"}
     size_mb = sum(f.stat().st_size for f in package.rglob("*") if f.is_file()) / 1e6
     assert size_mb < 250, f"{size_mb:.0f} MB is over Lambda's 250 MB unzipped limit"
+    # src/Makefile's pruning: what serving never touches is gone...
+    for dropped in ("onnxruntime/tools", "onnxruntime/quantization", "onnxruntime/transformers", "google", "bin"):
+        assert not (package / dropped).exists(), dropped
+    assert not list((package / "onnxruntime" / "capi").glob("libonnxruntime.so*"))
+    assert {p.name for p in (package / "botocore" / "data").iterdir() if p.is_dir()} == {"s3", "sqs", "sts", "xray"}
+    # ...and every module is compiled for the runtime's Python: dependencies sourceless, our code beside its source.
+    assert (package / "numpy" / "__init__.pyc").exists() and not (package / "numpy" / "__init__.py").exists()
+    assert (package / "functions" / "api" / "app.py").exists()
+    assert list((package / "functions" / "api" / "__pycache__").glob("app.cpython-312.pyc"))
 
 
 def test_the_package_serves_under_python312(build, tmp_path):
