@@ -10,7 +10,7 @@ PY312_DIR := $(shell d=$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin 2>
 # No telemetry from sam (and no network attempt for it).
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install demo test test-unit lint build validate api bench clean lock
+.PHONY: install demo test test-unit fuzz lint build validate api bench clean lock
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ demo: install ## train, publish to the embedded S3, serve locally and send real 
 
 test: install ## unit, training and integration tests (the local stack runs on 127.0.0.1)
 	$(BIN)/pytest
+
+fuzz: install ## long API fuzzing (schemathesis from /openapi.json, stateful phase too): >= 1,000 requests, 0 failures
+	MAAS_FUZZ_MAX_EXAMPLES=30 MAAS_FUZZ_MIN_REQUESTS=1000 MAAS_FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+		$(BIN)/pytest tests/integration/test_fuzz.py -rxX
 
 test-unit: install
 	$(BIN)/pytest tests/unit
