@@ -10,7 +10,7 @@ PY312_DIR := $(shell d=$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin 2>
 # No telemetry from sam (and no network attempt for it).
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install demo test test-unit fuzz lint build validate api bench clean lock
+.PHONY: install demo test test-unit fuzz lint build validate api bench bench-quick clean lock
 
 install: $(VENV)/.installed
 
