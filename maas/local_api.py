@@ -166,4 +166,11 @@ class LocalApi:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, QUERY, ...) is routed too: API Gateway answers a method no
+                # resource declares 403, where http.server would answer 501 itself.
+                if name.startswith("do_"):
+                    return self._handle
+                raise AttributeError(name)
+
         return Handler

@@ -14,7 +14,9 @@ def _client(service: str) -> Any:
     import boto3  # imported lazily: boto3 costs ~100 ms of import on a cold start
     from botocore.config import Config
 
-    config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+    # Every attempt, timeouts and backoff included, must end well inside the API's 29 s: a client
+    # gets a 503 it can retry, not API Gateway's 504 after a killed invocation (and a cold start).
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
     return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 

@@ -264,7 +264,7 @@ def score_object(
         ranges = [r for r in ranges if r[0] < r[1]]  # a CSV that is all header has no rows to cut
         if fmt == "csv":
             check_csv_header(csv_header(header), model.manifest["inputs"])  # once, not in every part
-    if ranges:
+    if ranges and send_parts:
         send_parts(
             [
                 {

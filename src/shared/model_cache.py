@@ -12,6 +12,7 @@ deterministically per request id when the client gives one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -87,7 +88,10 @@ def build_session(model_bytes: bytes, threads: int, optimized_path: Path | None 
             source = str(optimized_path)
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         else:
-            optimized_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                optimized_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:  # /tmp read-only or full: the cache is an optimisation, not a need
+                return build_session(model_bytes, threads, None)
             # Basic-level rewrites only: extended/layout ones can be hardware-specific and
             # onnxruntime warns against saving them.
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -95,8 +99,11 @@ def build_session(model_bytes: bytes, threads: int, optimized_path: Path | None 
     try:
         return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception:
-        if optimized_path is not None and source != model_bytes:
-            optimized_path.unlink(missing_ok=True)  # a stale or damaged cache: rebuild from the verified bytes
+        if optimized_path is not None:
+            # A stale or damaged cache, or one that could not be written (disk full): rebuild from
+            # the verified bytes, without the cache.
+            with contextlib.suppress(OSError):
+                optimized_path.unlink(missing_ok=True)
             return build_session(model_bytes, threads, None)
         raise
 
@@ -208,7 +215,8 @@ class ModelCache:
             else:
                 route = Route.of(self.registry.read_alias(name, ref))
         except RegistryUnavailable:
-            if cached:  # keep serving what we know rather than fail every request
+            if cached:  # keep serving what we know, and ask S3 again after another TTL, not on every request
+                self._routes[key] = (cached[0], now)
                 return cached[0]
             raise
         self._routes[key] = (route, now)

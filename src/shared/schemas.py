@@ -75,7 +75,7 @@ ERROR_STATUSES = {
 }
 
 
-def error_responses(*statuses: int, success: int = 200) -> dict[int, dict[str, Any]]:
+def error_responses(*statuses: int, success: int = 200) -> dict[int, Any]:
     """OpenAPI ``responses`` for a Powertools route: its success status (content from the return
     annotation) and the error statuses it can answer, each with the ErrorBody schema."""
     responses: dict[int, dict[str, Any]] = {success: {"description": "Successful Response"}}

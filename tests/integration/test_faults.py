@@ -531,12 +531,6 @@ def test_a_batch_invocation_killed_mid_file_is_retried_and_scores_every_row_once
 
 
 # -- S3 that never answers (last: today it costs the container) -------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared/aws.py gives S3 calls a 10 s read timeout and 3 attempts: past the 29 s function "
-    "timeout, so the invocation is killed (a cold start follows) and the client gets no 503 but "
-    "API Gateway's 504 (locally the connection drops)",
-)
 def test_s3_that_never_answers_is_a_503_within_the_api_timeout(faulty):
     version = faulty["registry"].publish("cold-hang", build_digits_onnx(seed=6), digits_manifest())["version"]
     try:
@@ -565,11 +559,6 @@ def full_tmp(tmp_path_factory):
     stop_stack(stack)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cache folder that cannot be created or written fails the session build: every cold load "
-    "answers 503 model_load_failed though the verified model is in memory (fix: shared/model_cache.py)",
-)
 def test_a_full_or_read_only_tmp_does_not_stop_models_from_loading(full_tmp):
     status, body, _ = predict(full_tmp, "digits")
     assert status == 200, body

@@ -160,11 +160,6 @@ def test_fuzzing_finds_no_server_error_and_no_response_off_its_schema(fuzz_run):
     assert answered[("POST", "/models/{name}/predict")] and answered[("POST", "/v2/models/{name}/infer")], answered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the OpenAPI document declares only 200 and 422; the error statuses of the README table "
-    "(400, 404, 413, 415, 503; 201 for jobs) need declaring in src/functions/api/app.py",
-)
 def test_every_status_the_api_answers_is_documented(fuzz_run):
     missing = fuzz_run.undocumented()
     assert not missing, "\n".join(f"{m} {p}: {sorted(s)}" for (m, p), s in sorted(missing.items()))
@@ -176,11 +171,6 @@ def test_the_warm_container_survived_the_fuzzing(stack, fuzz_run):
     assert status == 200 and health["container"] == stack["container"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="maas/local_api.py handles GET, POST, PUT, DELETE, PATCH, HEAD and OPTIONS only: "
-    "http.server answers TRACE and QUERY 501 itself",
-)
 @pytest.mark.parametrize("method", ["TRACE", "QUERY"])
 def test_methods_no_route_declares_are_refused_like_an_unknown_route(stack, method):
     """API Gateway answers a method a resource does not declare as it answers an unknown route."""

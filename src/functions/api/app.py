@@ -27,7 +27,7 @@ from shared.inference import feeds_from_body, format_outputs, format_predictions
 from shared.model_cache import LoadedModel, ModelCache
 from shared.openapi import add_model_examples
 from shared.registry import DEFAULT_ALIAS, check_version
-from shared.schemas import InferRequest, JobRequest, PredictRequest
+from shared.schemas import InferRequest, JobRequest, PredictRequest, error_responses
 
 logger = Logger()
 tracer = Tracer()
@@ -115,6 +115,11 @@ def _after_restore() -> None:
 
 snapstart.register(_before_snapshot, _after_restore)
 
+# What each kind of route can answer besides its success (the README's error table).
+LISTING = error_responses(503)
+NAMED = error_responses(400, 404, 422, 503)  # names a model, version or job
+WITH_BODY = error_responses(400, 404, 413, 415, 422, 503)
+
 AliasQuery = Annotated[str | None, Query(description="alias to resolve (default: production)", max_length=32)]
 VersionQuery = Annotated[str | None, Query(description="exact version (overrides alias)", max_length=40)]
 TopK = Annotated[int | None, Query(description="classifiers: also return the k best labels", ge=1, le=1000)]
@@ -144,7 +149,7 @@ def health() -> dict[str, Any]:
     return {"status": "ok", "container": CONTAINER_ID, "loaded": models.loaded()}
 
 
-@app.get("/models", tags=["models"])
+@app.get("/models", tags=["models"], responses=LISTING)
 @tracer.capture_method
 def list_models() -> dict[str, Any]:
     registry = models.registry
@@ -164,19 +169,19 @@ def _describe(name: str, version: str) -> dict[str, Any]:
     }
 
 
-@app.get("/models/<name>", tags=["models"])
+@app.get("/models/<name>", tags=["models"], responses=NAMED)
 @tracer.capture_method
 def describe_model(name: str, alias: AliasQuery = None, version: VersionQuery = None) -> dict[str, Any]:
     return _describe(name, models.resolve(name, version or alias))
 
 
-@app.get("/models/<name>/versions/<version>", tags=["models"])
+@app.get("/models/<name>/versions/<version>", tags=["models"], responses=NAMED)
 @tracer.capture_method
 def describe_version(name: str, version: str) -> dict[str, Any]:
     return _describe(name, check_version(version))
 
 
-@app.post("/models/<name>/predict", tags=["predict"])
+@app.post("/models/<name>/predict", tags=["predict"], responses=WITH_BODY)
 @tracer.capture_method
 def predict(
     name: str,
@@ -188,7 +193,7 @@ def predict(
     return _predict(name, version or alias, body, top_k)
 
 
-@app.post("/models/<name>/versions/<version>/predict", tags=["predict"])
+@app.post("/models/<name>/versions/<version>/predict", tags=["predict"], responses=WITH_BODY)
 @tracer.capture_method
 def predict_version(
     name: str, version: str, body: Annotated[PredictRequest, Body()], top_k: TopK = None
@@ -197,17 +202,21 @@ def predict_version(
 
 
 # -- batch jobs for large inputs -----------------------------------------------------------
-@app.post("/models/<name>/jobs", tags=["jobs"])
+@app.post(
+    "/models/<name>/jobs",
+    tags=["jobs"],
+    status_code=201,
+    responses=error_responses(400, 404, 413, 415, 422, 503, success=201),
+)
 @tracer.capture_method
-def create_job(name: str, body: Annotated[JobRequest, Body()]):  # no Response annotation: see openapi_document
+def create_job(name: str, body: Annotated[JobRequest, Body()]) -> dict[str, Any]:
     ref = body.version or body.alias or DEFAULT_ALIAS
     version = models.resolve(name, ref)  # refuses unknown models, aliases and versions now, not after the upload
     models.registry.read_manifest(name, version)
-    job = jobs.create_job(s3_client(), models.bucket, name, version, ref, body.format)
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=json.dumps(job))
+    return jobs.create_job(s3_client(), models.bucket, name, version, ref, body.format)
 
 
-@app.get("/jobs/<job_id>", tags=["jobs"])
+@app.get("/jobs/<job_id>", tags=["jobs"], responses=NAMED)
 @tracer.capture_method
 def job_status(job_id: str) -> dict[str, Any]:
     return jobs.job_status(s3_client(), models.bucket, job_id)
@@ -234,25 +243,25 @@ def _v2_metadata(name: str, ref: str | None) -> dict[str, Any]:
     return kserve.model_metadata(model, models.registry.list_versions(name))
 
 
-@app.get("/v2/models/<name>", tags=["v2"])
+@app.get("/v2/models/<name>", tags=["v2"], responses=NAMED)
 @tracer.capture_method
 def v2_model(name: str, alias: AliasQuery = None) -> dict[str, Any]:
     return _v2_metadata(name, alias)
 
 
-@app.get("/v2/models/<name>/versions/<version>", tags=["v2"])
+@app.get("/v2/models/<name>/versions/<version>", tags=["v2"], responses=NAMED)
 @tracer.capture_method
 def v2_model_version(name: str, version: str) -> dict[str, Any]:
     return _v2_metadata(name, check_version(version))
 
 
-@app.get("/v2/models/<name>/ready", tags=["v2"])
+@app.get("/v2/models/<name>/ready", tags=["v2"], responses=NAMED)
 def v2_model_ready(name: str, alias: AliasQuery = None) -> dict[str, Any]:
     model = models.get(name, alias)  # ready means loaded and servable by this container
     return {"name": name, "version": model.version, "ready": True}
 
 
-@app.get("/v2/models/<name>/versions/<version>/ready", tags=["v2"])
+@app.get("/v2/models/<name>/versions/<version>/ready", tags=["v2"], responses=NAMED)
 def v2_model_version_ready(name: str, version: str) -> dict[str, Any]:
     model = models.get(name, check_version(version))
     return {"name": name, "version": model.version, "ready": True}
@@ -271,13 +280,13 @@ def _v2_infer(name: str, ref: str | None, body: InferRequest) -> dict[str, Any]:
     return response
 
 
-@app.post("/v2/models/<name>/infer", tags=["v2"])
+@app.post("/v2/models/<name>/infer", tags=["v2"], responses=WITH_BODY)
 @tracer.capture_method
 def v2_infer(name: str, body: Annotated[InferRequest, Body()], alias: AliasQuery = None) -> dict[str, Any]:
     return _v2_infer(name, alias, body)
 
 
-@app.post("/v2/models/<name>/versions/<version>/infer", tags=["v2"])
+@app.post("/v2/models/<name>/versions/<version>/infer", tags=["v2"], responses=WITH_BODY)
 @tracer.capture_method
 def v2_infer_version(name: str, version: str, body: Annotated[InferRequest, Body()]) -> dict[str, Any]:
     return _v2_infer(name, check_version(version), body)
