@@ -2,6 +2,9 @@
 
 - ``first-request MODULE EVENT``: import the handler, then answer one event (run under ``-X importtime``,
   a marker on stderr separates what the import paid from what the first request paid);
+- ``items lazy|eager``: the work ApiFunction defers (bench/eager_handler/eager.py), step by step: eager,
+  the eager wrapper's import, which does it first; lazy, the handler's import, then each step as its
+  first request would pay it;
 - ``latency EVENTS CALLS REPEATS``: warm handler latency per event, against a bare ``session.run`` (or the
   SavedModel call) on the same session and the same input;
 - ``batch KEY ETAG CHUNK``: BatchFunction's core on one file, its rows/s, peak RSS and where the time went;
@@ -51,8 +54,10 @@ def first_request(module: str, event_path: str) -> dict[str, Any]:
     print(MARK, file=sys.stderr, flush=True)
     response = handler(event, Context())
     answered = time.perf_counter()
-    loaded = getattr(importlib.import_module(module), "models", None)
+    handler_module = importlib.import_module(module)
+    loaded = getattr(handler_module, "models", None)
     return {
+        "eager_ms": getattr(handler_module, "EAGER_MS", None),
         "status": response.get("statusCode"),
         "import_ms": (imported - started) * 1000,
         "first_request_ms": (answered - imported) * 1000,
@@ -60,6 +65,24 @@ def first_request(module: str, event_path: str) -> dict[str, Any]:
         "peak_rss_after_import_mib": rss_after_import,
         "peak_rss_mib": vm_hwm_mib(),
     }
+
+
+def items(mode: str) -> dict[str, Any]:
+    """Each deferred step's ms: at import in the eager wrapper, or after the handler's import (lazy)."""
+    if mode == "eager":
+        wrapper = importlib.import_module("app")  # bench/eager_handler/app.py, first on the path
+        return {"mode": mode, "ms": dict(wrapper.EAGER_MS)}
+    if mode != "lazy":
+        raise SystemExit(f"items: lazy or eager, not {mode!r}")
+    started = time.perf_counter()
+    handler = importlib.import_module("functions.api.app")
+    ms = {"handler_import": (time.perf_counter() - started) * 1000}
+    import eager
+
+    ms["boto3_s3_client"] = eager.timed(eager.boto3_s3_client)
+    ms["onnxruntime"] = eager.timed(eager.onnxruntime_session_options)
+    ms["route_models"] = eager.timed(lambda: eager.route_models(handler.app, eager.PREDICT))
+    return {"mode": mode, "ms": ms}
 
 
 def _timed(call: Callable[[], Any], calls: int) -> list[float]:
@@ -261,6 +284,8 @@ def main(argv: list[str]) -> int:
     what, *args, out = argv
     if what == "first-request":
         result = first_request(args[0], args[1])
+    elif what == "items":
+        result = items(args[0])
     elif what == "latency":
         result = latency(args[0], args[1], int(args[2]), int(args[3]))
     elif what == "batch":

@@ -111,6 +111,11 @@ def predict_event(model: str, instances: list[Any], version: str | None = None) 
     return event
 
 
+def health_event() -> dict[str, Any]:
+    """events/health.json: GET /health, a route that needs no model, no S3 and no ONNX Runtime."""
+    return dict(json.loads((ROOT / "events" / "health.json").read_text()))
+
+
 def digits(count: int) -> list[Any]:
     """``count`` digits from scikit-learn's set as the API takes them: 8 x 8 x 1 raw pixels (0..16)."""
     from sklearn.datasets import load_digits

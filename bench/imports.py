@@ -3,7 +3,8 @@
 ``python -X importtime`` prints every module's own import time; the child prints a marker between
 the handler's import and its first request, so each module lands on one side. Summed by top-level
 package, the import side is what every cold start pays before the handler runs (Lambda's INIT), and
-the first-request side is what was deferred to the request that needs it.
+the first-request side is what was deferred to the request that needs it. ``deferred`` times each
+piece of work the handler defers, done eagerly at import (bench/eager_handler) and lazily after it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.child import MARK
-from bench.common import ROOT, Runtime
+from bench.common import ROOT, Runtime, child
 from maas.bench import Stat
 
 LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
@@ -81,5 +82,21 @@ def measure(
         "peak_rss_after_import_mib": Stat.of(r["peak_rss_after_import_mib"] for r in runs).to_dict(1),
         "peak_rss_after_first_request_mib": Stat.of(r["peak_rss_mib"] for r in runs).to_dict(1),
         "packages_ms": packages,
+        **(
+            {"eager_ms": {k: Stat.of(r["eager_ms"][k] for r in runs).to_dict(1) for k in runs[0]["eager_ms"]}}
+            if all(r.get("eager_ms") for r in runs)
+            else {}
+        ),
         "note": "per-package sums of -X importtime self times (importtime itself adds overhead)",
     }
+
+
+def deferred(runtime: Runtime, env: dict[str, str], work: Path, repeats: int) -> dict[str, dict[str, Any]]:
+    """{"eager": {step: ms}, "lazy": {step: ms}}: each deferred step, at the eager wrapper's import and
+    right after the handler's import (what the first prediction pays), in fresh processes taken in turn.
+    ``env`` must put bench/eager_handler first on the path."""
+    runs: dict[str, list[dict[str, float]]] = {"eager": [], "lazy": []}
+    for _ in range(repeats):
+        for mode, out in runs.items():
+            out.append(child(runtime, ["items", mode], env, work / f"items-{mode}.log")["ms"])
+    return {mode: {k: Stat.of(r[k] for r in out).to_dict(1) for k in out[0]} for mode, out in runs.items()}

@@ -55,7 +55,6 @@ def draw(results: dict[str, Any], path: Path) -> None:
     cold = results.get("cold_start") or {}
     lat = results.get("latency") or {}
     size = results.get("size") or {}
-    pruning = results.get("pruning") or {}
     batch = results.get("batch") or {}
 
     def get(d: dict[str, Any], *keys: str) -> Any:
@@ -74,7 +73,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
             ("empty\nhandler", get(cold, "empty", "cold_s"), FLOOR),
             ("ours\nint8", get(cold, "ours_int8", "cold_s"), OURS),
             ("ours\nfp32", get(cold, "ours_fp32", "cold_s"), FP32),
-            ("ours int8\npruned+.pyc", get(cold, "ours_int8_pruned", "cold_s"), FP32),
+            ("ours int8\neager", get(cold, "ours_int8_eager", "cold_s"), FP32),
             ("TensorFlow", get(cold, "tensorflow", "cold_s"), THEIRS),
         ],
     )
@@ -96,7 +95,6 @@ def draw(results: dict[str, Any], path: Path) -> None:
         "MiB, log scale",
         [
             ("sam build", (get(size, "sam_build", "unzipped_bytes") or 0) / mib or None, OURS),
-            ("pruned +\n.pyc only", (get(pruning, "sourceless", "unzipped_bytes") or 0) / mib or None, FP32),
             ("TensorFlow\ninstall", (get(size, "tensorflow", "unzipped_bytes") or 0) / mib or None, THEIRS),
         ],
         log=True,

@@ -68,7 +68,7 @@ def _cold_goal(r: dict[str, Any]) -> dict[str, Any] | None:
         return None
     floor = _stat(_get(r, "cold_start", "empty", "cold_s"))
     init = _stat(_get(r, "cold_start", "ours_int8", "init_ms"))
-    pruned = _stat(_get(r, "cold_start", "ours_int8_pruned", "cold_s"))
+    health = _get(r, "lazy_vs_eager", "health_cold_s")
     imported = _get(r, "imports", "packages_ms", "import")
     first = _stat(_get(r, "imports", "first_request_ms"))
     load = _stat(_get(r, "imports", "model_load_ms"))
@@ -84,8 +84,13 @@ def _cold_goal(r: dict[str, Any]) -> dict[str, Any] | None:
     if first:
         extra = f", of which model download + session {load.median:.0f} ms" if load else ""
         why.append(f"first request {first.median:.0f} ms{extra}")
-    if pruned:
-        why.append(f"with the proposed package (pruned, imported modules as .pyc): {pruned.median:.3f} s")
+    if health:
+        lazy, eager = _stat(health["lazy"]), _stat(health["eager"])
+        if lazy and eager:
+            why.append(
+                f"GET /health, which needs no model, {lazy.median:.3f} s (with the deferred work done at INIT: "
+                f"{eager.median:.3f} s)"
+            )
     return _goal(
         "cold start, int8 handler", "≤ 0.30 s", f"{cold.spread('{:.3f}')} s", cold.median <= 0.30, "; ".join(why)
     )
@@ -118,14 +123,14 @@ def _rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
         return None
     floor = _stat(_get(r, "cold_start", "empty", "peak_rss_mib"))
     after_import = _stat(_get(r, "imports", "peak_rss_after_import_mib"))
-    pruned = _stat(_get(r, "cold_start", "ours_int8_pruned", "peak_rss_mib"))
+    health = _stat(_get(r, "cold_start", "health", "peak_rss_mib"))
     why = []
     if floor:
         why.append(f"empty handler {floor.median:.0f} MiB")
     if after_import:
         why.append(f"after the handler's import {after_import.median:.0f} MiB")
-    if pruned:
-        why.append(f"proposed package {pruned.median:.0f} MiB")
+    if health:
+        why.append(f"GET /health {health.median:.0f} MiB")
     return _goal(
         "peak RSS of a cold request", "≤ 120 MiB", f"{rss.spread('{:.0f}')} MiB", rss.median <= 120, "; ".join(why)
     )
@@ -137,16 +142,6 @@ def _size_goal(r: dict[str, Any]) -> dict[str, Any] | None:
         return None
     largest = _get(r, "size", "sam_build", "largest") or {}
     why = [f"largest entries: {', '.join(f'{k} {v / MIB:.1f} MiB' for k, v in list(largest.items())[:5])}"]
-    pruned = _get(r, "pruning", "pruned", "unzipped_bytes")
-    compiled = _get(r, "pruning", "compiled", "unzipped_bytes")
-    sourceless = _get(r, "pruning", "sourceless", "unzipped_bytes")
-    if pruned and compiled and sourceless:
-        same = _get(r, "pruning", "pruned_answers_the_same")
-        why.append(
-            f"dropping what serving never touches gives {pruned / MIB:.1f} MiB; with the modules a cold start "
-            f"imports compiled, {compiled / MIB:.1f} MiB beside their sources, {sourceless / MIB:.1f} MiB in their "
-            f"place ({'answers unchanged' if same else 'ANSWERS CHANGED'})"
-        )
     return _goal(
         "sam build package, unzipped",
         "≤ 100 MB (MiB, as Lambda counts)",
@@ -337,7 +332,6 @@ def _size_section(r: dict[str, Any]) -> str:
     if "sam_build" not in size:
         return f"Skipped: {size.get('skipped') or size.get('error')}\n"
     package, tf = size["sam_build"], size["tensorflow"]
-    pruning = r.get("pruning") or {}
     rows = [
         [
             "`sam build` package (ApiFunction = BatchFunction)",
@@ -345,13 +339,6 @@ def _size_section(r: dict[str, Any]) -> str:
             package["zipped_bytes"] / MIB,
         ]
     ]
-    for key, label in (
-        ("pruned", "pruned: the files serving never touches dropped (rules below)"),
-        ("compiled", "pruned + the modules a cold start imports compiled, .pyc beside .py"),
-        ("sourceless", "pruned + those modules as .pyc in place of .py (proposed)"),
-    ):
-        if key in pruning:
-            rows.append([label, pruning[key]["unzipped_bytes"] / MIB, pruning[key]["zipped_bytes"] / MIB])
     rows.append(
         [
             f"TensorFlow install ({tf['distributions']} distributions)",
@@ -372,34 +359,6 @@ def _size_section(r: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v / MIB:,.0f} MiB" for k, v in tf["largest"].items())
         + ".\n"
     )
-    if pruning.get("rules"):
-        verdict = (
-            "answered every event the same"
-            if pruning.get("pruned_answers_the_same")
-            else f"ANSWERED DIFFERENTLY: {pruning.get('pruned_statuses_differing')}"
-        )
-        text += (
-            f"\nServing {pruning.get('events_served')} events (every API event in events/ and a batch file) on the "
-            f"package touched {pruning.get('touched_files')} of its {pruning.get('files')} files "
-            f"({pruning.get('touched_bytes', 0) / MIB:.1f} MiB). Each rule is kept only if none of its files was "
-            f"touched; the pruned package {verdict}.\n\n"
-        )
-        rule_rows = [
-            [
-                f"`{x['pattern']}`" + (f" except {', '.join(f'`{k}`' for k in x['keep'])}" if x["keep"] else ""),
-                f"{x['bytes'] / MIB:.1f}",
-                x["files"],
-                x["kept"],
-                x["why"] if x["kept"] else f"touched: {', '.join(x['touched']) or 'no files'}",
-            ]
-            for x in pruning["rules"]
-        ]
-        text += markdown_table(["drop", "MiB", "files", "kept", "why"], rule_rows, "lrrcl")
-        text += (
-            "\nNever touched, by entry: "
-            + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in pruning["untouched_bytes_by_entry"].items())
-            + ".\n"
-        )
     return text
 
 
@@ -506,8 +465,8 @@ def _imports_section(r: dict[str, Any]) -> str:
     i = r.get("imports") or {}
     if "packages_ms" not in i:
         return f"Not measured: {i.get('error')}\n"
-    p = r.get("imports_proposed") or {}
-    columns = [("as built", i), ("proposed", p)] if "packages_ms" in p else [("as built", i)]
+    e = r.get("imports_eager") or {}
+    columns = [("as built (lazy)", i), ("eager", e)] if "packages_ms" in e else [("as built (lazy)", i)]
     text = ""
     for label, x in columns:
         text += (
@@ -538,6 +497,71 @@ def _imports_section(r: dict[str, Any]) -> str:
         for n in names
     ]
     return text + markdown_table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
+    lve = r.get("lazy_vs_eager") or {}
+    if "steps_ms" not in lve:
+        return f"Not measured: {lve.get('error')}\n"
+    text = (
+        "What ApiFunction defers to the request that needs it, done at import instead by a wrapper around the "
+        "same handler (`bench/eager_handler/app.py`: the handler's import, then each step). Eager, a step is "
+        "paid in INIT by every cold start; lazy, INIT pays none of it and the first request that needs it pays "
+        "it (timed in a fresh process right after the handler's import, in the same order).\n\n"
+    )
+    rows = [
+        [
+            v["label"],
+            _spread(v.get("eager_at_init"), "{:.1f}"),
+            "0",
+            _spread(v.get("lazy_at_first_request"), "{:.1f}"),
+        ]
+        for v in lve["steps_ms"].values()
+    ]
+    handler = lve.get("handler_import_ms") or {}
+    rows.append(
+        [
+            "`functions.api.app`'s own import (not deferred)",
+            _spread(handler.get("eager"), "{:.1f}"),
+            _spread(handler.get("lazy"), "{:.1f}"),
+            "-",
+        ]
+    )
+    text += markdown_table(
+        ["work", "eager: at INIT (ms)", "lazy: at INIT (ms)", "lazy: at the first request needing it (ms)"],
+        rows,
+        "lrrr",
+    )
+    imported = _get(r, "imports", "packages_ms", "import") or {}
+    if imported:
+        at_init = ", ".join(
+            f"{name} {_spread(imported.get(name), '{:.1f}') or '0'} ms" for name in ("boto3", "botocore", "onnxruntime")
+        )
+        text += f"\nAs built, INIT's own import time (`-X importtime`) of these packages: {at_init}.\n"
+    cold_rows = []
+    for key, label, fmt in (
+        ("health_cold_s", "cold start, GET /health: needs none of it (s)", "{:.3f}"),
+        ("health_init_ms", "INIT, GET /health container (ms)", "{:.0f}"),
+        ("health_peak_rss_mib", "peak RSS, GET /health container (MiB)", "{:.0f}"),
+        ("predict_cold_s", "cold start to the first prediction, int8 (s)", "{:.3f}"),
+        ("predict_init_ms", "INIT, prediction container (ms)", "{:.0f}"),
+        ("predict_peak_rss_mib", "peak RSS, prediction container (MiB)", "{:.0f}"),
+    ):
+        pair = lve.get(key) or {}
+        lazy, eager = _stat(pair.get("lazy")), _stat(pair.get("eager"))
+        if lazy and eager:
+            cold_rows.append(
+                [
+                    label,
+                    _spread(pair["lazy"], fmt),
+                    _spread(pair["eager"], fmt),
+                    ("{:+" + fmt[2:]).format(eager.median - lazy.median),
+                ]
+            )
+    if cold_rows:
+        text += "\nThrough the Lambda RIE (the cold start table above), the handler as built against the eager one:\n\n"
+        text += markdown_table(["figure", "lazy (as built)", "eager", "eager - lazy"], cold_rows, "lrrr")
+    return text
 
 
 def _load_section(r: dict[str, Any]) -> str:
@@ -585,6 +609,8 @@ def markdown(r: dict[str, Any]) -> str:
         _cold_table(r),
         "## Import-time work\n",
         _imports_section(r),
+        "## Import-time work: lazy vs eager\n",
+        _lazy_vs_eager_section(r),
         "## Deployment size\n",
         _size_section(r),
         "## Warm latency\n",

@@ -8,6 +8,7 @@ its ``bench:summary`` markers. Logs and caches live under .maas/bench.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -21,8 +22,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import batch, coldstart, imports, loadtest, models, prune, size
-from bench.common import BENCH, ROOT, WORK, Runtime, child, digits, predict_event, say, step, write_json
+from bench import batch, coldstart, imports, loadtest, models, size
+from bench.common import (
+    BENCH,
+    ROOT,
+    WORK,
+    Runtime,
+    child,
+    digits,
+    health_event,
+    predict_event,
+    say,
+    step,
+    write_json,
+)
+from bench.eager_handler.eager import LABELS
 from maas.template import FunctionSpec
 
 
@@ -163,8 +177,6 @@ def main(argv: list[str] | None = None) -> int:
 
     built = sections.run("size", "deployment size: sam build, TensorFlow's install", lambda: _build(args.venv))
     runtime: Runtime = built.pop("_runtime", None) or _venv()
-    package: Path | None = built.pop("_package", None)
-    py312: str | None = built.pop("_python312", None)
     results["machine"]["function_runtime"] = runtime.label
 
     from maas.embedded_s3 import EmbeddedS3
@@ -174,34 +186,24 @@ def main(argv: list[str] | None = None) -> int:
         s3_env = s3.client_env()
         client = s3.client()
         results["models"]["published"] = models.publish(client, bucket, digits_job, tabular_job, archive)
-        proposed: Runtime | None = None
-        if package is not None and py312 is not None:
-            pruned = sections.run(
-                "pruning",
-                "what the package never uses: serve every event, record every file touched, prune, serve again",
-                lambda: _prune(py312, package, runtime, api_spec, batch_spec, s3_env, client, bucket, logs),
-            )
-            if isinstance(pruned, dict) and "_package" in pruned:
-                proposed = Runtime(
-                    f"{runtime.label} (pruned, imported modules compiled, sourceless)",
-                    runtime.python,
-                    pruned.pop("_package"),
-                    runtime.extra_paths,
-                )
         sections.run(
             "cold_start",
             f"cold start: {args.cold_runs} new containers each, through the Lambda RIE",
-            lambda: _cold(args, runtime, proposed, api_spec, bucket, s3_env, logs),
+            lambda: _cold(args, runtime, api_spec, bucket, s3_env, logs),
         )
         sections.run(
             "imports", "import-time work of ApiFunction, per package", lambda: _imports(runtime, api_spec, s3_env, logs)
         )
-        if proposed is not None:
-            sections.run(
-                "imports_proposed",
-                "import-time work of ApiFunction, proposed package",
-                lambda: _imports(proposed, api_spec, s3_env, logs),
-            )
+        sections.run(
+            "imports_eager",
+            "import-time work of ApiFunction made eager (bench/eager_handler), per package",
+            lambda: _imports(runtime, api_spec, s3_env, logs, eager_too=True),
+        )
+        sections.run(
+            "lazy_vs_eager",
+            "what each deferred piece of work costs, at INIT when eager and at the first request when lazy",
+            lambda: _lazy_vs_eager(args, runtime, api_spec, s3_env, logs, results),
+        )
         sections.run(
             "latency",
             f"warm latency: {args.repeats} x {args.calls} calls, handler vs bare",
@@ -271,59 +273,16 @@ def _build(venv: bool) -> dict[str, Any]:
     package = size.sam_build(py312, WORK / "logs" / "sam-build.log")
     figures = {"sam_build": size.package_sizes(package), "tensorflow": size.tensorflow_install()}
     runtime = size.artifact_runtime(py312, package)
-    return {**figures, "_runtime": runtime, "_package": package, "_python312": py312}
+    return {**figures, "_runtime": runtime}
 
 
 def _function_env(runtime: Runtime, spec: FunctionSpec, s3_env: dict[str, str], tmp: Path) -> dict[str, str]:
     return runtime.environment(spec, {**s3_env, "OPTIMIZED_MODEL_DIR": str(tmp)})
 
 
-def _prune(
-    py312: str,
-    package: Path,
-    runtime: Runtime,
-    api_spec: FunctionSpec,
-    batch_spec: FunctionSpec,
-    s3_env: dict[str, str],
-    client: Any,
-    bucket: str,
-    logs: Path,
-) -> dict[str, Any]:
-    key = "batch/in/digits/production/bench/touched.jsonl"
-    body = "".join(json.dumps(d) + "\n" for d in digits(20)).encode()
-    etag = client.put_object(Bucket=bucket, Key=key, Body=body)["ETag"]
-    plan_path = logs / "touched-plan.json"
-    plan_path.write_text(json.dumps(prune.plan_events(key, etag, bucket)))
-    env = {
-        **_function_env(runtime, batch_spec, s3_env, logs / "touched-tmp"),
-        **_function_env(runtime, api_spec, s3_env, logs / "touched-tmp"),
-    }
-    full = prune.touched(py312, package, plan_path, env, logs / "touched-full.log")
-    analysis = prune.analyse(package, set(full["touched"]))
-    copies = {mode: prune.pruned_copy(package, analysis, py312, mode, env) for mode in prune.MODES}
-    batch.clear_outputs(client, bucket, "batch/out/")
-    proposal = copies["sourceless"]
-    again = prune.touched(py312, proposal, plan_path, env, logs / "touched-pruned.log")
-    batch.clear_outputs(client, bucket, "batch/")
-    return {
-        **analysis,
-        "events_served": len(full["statuses"]),
-        "statuses": full["statuses"],
-        **{f"{mode}": prune.sizes(copy) for mode, copy in copies.items()},
-        "pruned_answers_the_same": again["statuses"] == full["statuses"],
-        "pruned_statuses_differing": {
-            k: [full["statuses"][k], again["statuses"].get(k)]
-            for k in full["statuses"]
-            if full["statuses"][k] != again["statuses"].get(k)
-        },
-        "_package": proposal,
-    }
-
-
 def _cold(
     args: argparse.Namespace,
     runtime: Runtime,
-    proposed: Runtime | None,
     api_spec: FunctionSpec,
     bucket: str,
     s3_env: dict[str, str],
@@ -332,21 +291,24 @@ def _cold(
     from bench.common import venv_runtime
 
     one = digits(1)
+    eager_spec, eager_runtime = eager(api_spec, runtime)
+    int8 = predict_event(models.INT8, one)
     variants = [
         coldstart.Variant("empty", "empty Python handler (the floor)", empty_spec(), runtime, predict_event("x", one)),
-        coldstart.Variant("ours_int8", "ours, int8 ONNX", api_spec, runtime, predict_event(models.INT8, one)),
+        coldstart.Variant("ours_int8", "ours, int8 ONNX", api_spec, runtime, int8),
         coldstart.Variant("ours_fp32", "ours, fp32 ONNX", api_spec, runtime, predict_event(models.FP32, one)),
+        coldstart.Variant(
+            "ours_int8_eager", "ours, int8, deferred work done at INIT (eager)", eager_spec, eager_runtime, int8
+        ),
+        coldstart.Variant("health", "ours, GET /health (needs no model)", api_spec, runtime, health_event()),
+        coldstart.Variant(
+            "health_eager",
+            "ours, GET /health, deferred work done at INIT (eager)",
+            eager_spec,
+            eager_runtime,
+            health_event(),
+        ),
     ]
-    if proposed is not None:
-        variants.append(
-            coldstart.Variant(
-                "ours_int8_pruned",
-                "ours, int8, proposed package (pruned, imported modules as .pyc)",
-                api_spec,
-                proposed,
-                predict_event(models.INT8, one),
-            )
-        )
     tf_event = predict_event(models.INT8, one)
     variants.append(
         coldstart.Variant(
@@ -356,11 +318,78 @@ def _cold(
     return coldstart.measure(variants, s3_env, args.cold_runs, logs)
 
 
-def _imports(runtime: Runtime, api_spec: FunctionSpec, s3_env: dict[str, str], logs: Path) -> dict[str, Any]:
+def eager(api_spec: FunctionSpec, runtime: Runtime) -> tuple[FunctionSpec, Runtime]:
+    """ApiFunction behind bench/eager_handler/app.py: its variables, the wrapper's folder first on the path
+    and the function's own code (the sam build package, or src/) after it."""
+    spec = dataclasses.replace(api_spec, handler="app.lambda_handler", code_uri=BENCH / "eager_handler")
+    wrapped = Runtime(
+        f"{runtime.label} + bench/eager_handler",
+        runtime.python,
+        runtime.package,
+        (runtime.code_dir(api_spec), *runtime.extra_paths),
+    )
+    return spec, wrapped
+
+
+def _imports(
+    runtime: Runtime, api_spec: FunctionSpec, s3_env: dict[str, str], logs: Path, eager_too: bool = False
+) -> dict[str, Any]:
+    module = "functions.api.app"
+    if eager_too:
+        api_spec, runtime = eager(api_spec, runtime)
+        module = "app"
     tmp = logs / "imports-tmp"
     env = _function_env(runtime, api_spec, s3_env, tmp)
     event = predict_event(models.INT8, digits(1))
-    return imports.measure(runtime, "functions.api.app", event, env, logs, repeats=3)
+    work = logs / ("imports-eager" if eager_too else "imports")
+    work.mkdir(exist_ok=True)
+    return imports.measure(runtime, module, event, env, work, repeats=3)
+
+
+def _lazy_vs_eager(
+    args: argparse.Namespace,
+    runtime: Runtime,
+    api_spec: FunctionSpec,
+    s3_env: dict[str, str],
+    logs: Path,
+    results: dict[str, Any],
+) -> dict[str, Any]:
+    """Each deferred step's cost eager (at INIT) and lazy (at the first request that needs it), and the
+    cold starts of a route that needs none of it and of the first prediction, from the same run."""
+    spec, wrapped = eager(api_spec, runtime)
+    env = _function_env(wrapped, spec, s3_env, logs / "items-tmp")
+    steps = imports.deferred(wrapped, env, logs, repeats=args.cold_runs)
+    cold = results.get("cold_start") or {}
+    figures = {}
+    for name, (lazy_key, eager_key, key) in {
+        "health_cold_s": ("health", "health_eager", "cold_s"),
+        "health_init_ms": ("health", "health_eager", "init_ms"),
+        "health_peak_rss_mib": ("health", "health_eager", "peak_rss_mib"),
+        "predict_cold_s": ("ours_int8", "ours_int8_eager", "cold_s"),
+        "predict_init_ms": ("ours_int8", "ours_int8_eager", "init_ms"),
+        "predict_peak_rss_mib": ("ours_int8", "ours_int8_eager", "peak_rss_mib"),
+    }.items():
+        lazy, eager_figure = (cold.get(lazy_key) or {}).get(key), (cold.get(eager_key) or {}).get(key)
+        if lazy and eager_figure:
+            figures[name] = {"lazy": lazy, "eager": eager_figure}
+    return {
+        "steps_ms": {
+            step: {
+                "label": label,
+                "eager_at_init": steps["eager"].get(step),
+                "lazy_at_first_request": steps["lazy"].get(step),
+            }
+            for step, label in LABELS.items()
+        },
+        "handler_import_ms": {mode: steps[mode].get("handler_import") for mode in ("lazy", "eager")},
+        **figures,
+        "note": (
+            "eager: bench/eager_handler/app.py imports the handler, then does each step at import (INIT); lazy: the "
+            "handler as built imports none of it, and each step is timed in a fresh process right after the "
+            "handler's import (what the first prediction pays for it); route_models eagerly builds every route's "
+            "validation models, lazily only the predict route's; cold figures from cold_start (RIE)"
+        ),
+    }
 
 
 def _latency(

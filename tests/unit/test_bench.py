@@ -50,3 +50,47 @@ def test_markdown_table_aligns_escapes_and_marks_misses() -> None:
     ]
     with pytest.raises(ValueError):
         markdown_table(["one"], [["a", "b"]])
+
+
+def test_the_eager_wrapper_builds_what_the_first_prediction_would() -> None:
+    """bench/eager_handler: its steps run on the handler as it is, and the lazy side's route exists."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from functions.api import app
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "eager_handler" / "eager.py"
+    spec = importlib.util.spec_from_file_location("maas_bench_eager", path)
+    assert spec and spec.loader
+    eager = importlib.util.module_from_spec(spec)
+    sys.modules.pop("maas_bench_eager", None)
+    spec.loader.exec_module(eager)
+    routes = len(app.app._static_routes) + len(app.app._dynamic_routes)
+    assert eager.route_models(app.app, eager.PREDICT) == 1  # the route the first prediction builds
+    assert eager.route_models(app.app) == routes > 1
+    eager.onnxruntime_session_options()
+    assert set(eager.LABELS) == {"boto3_s3_client", "onnxruntime", "route_models"}
+
+
+def test_the_report_sets_lazy_against_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))  # bench/ runs from the project root
+    from bench import report
+
+    def stat(value: float) -> dict[str, float | int]:
+        return {"median": value, "min": value, "max": value, "n": 1}
+
+    results = {
+        "lazy_vs_eager": {
+            "steps_ms": {
+                "onnxruntime": {"label": "onnx", "eager_at_init": stat(27), "lazy_at_first_request": stat(26)}
+            },
+            "handler_import_ms": {"lazy": stat(230), "eager": stat(232)},
+            "health_cold_s": {"lazy": stat(0.285), "eager": stat(0.46)},
+        }
+    }
+    text = report._lazy_vs_eager_section(results)
+    assert "| onnx | 27.0 | 0 | 26.0 |" in text
+    assert "| cold start, GET /health: needs none of it (s) | 0.285 | 0.460 | +0.175 |" in text
