@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from maas.bench import lookup
+
 OURS, FP32, THEIRS, FLOOR = "#2b7bba", "#7fb2dd", "#d9642c", "#9a9a9a"
 
 
@@ -57,24 +59,17 @@ def draw(results: dict[str, Any], path: Path) -> None:
     size = results.get("size") or {}
     batch = results.get("batch") or {}
 
-    def get(d: dict[str, Any], *keys: str) -> Any:
-        for key in keys:
-            if not isinstance(d, dict) or key not in d:
-                return None
-            d = d[key]
-        return d
-
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
     _bars(
         axes[0][0],
         "cold start, spawn to first 200",
         "s",
         [
-            ("empty\nhandler", get(cold, "empty", "cold_s"), FLOOR),
-            ("ours\nint8", get(cold, "ours_int8", "cold_s"), OURS),
-            ("ours\nfp32", get(cold, "ours_fp32", "cold_s"), FP32),
-            ("ours int8\neager", get(cold, "ours_int8_eager", "cold_s"), FP32),
-            ("TensorFlow", get(cold, "tensorflow", "cold_s"), THEIRS),
+            ("empty\nhandler", lookup(cold, "empty", "cold_s"), FLOOR),
+            ("ours\nint8", lookup(cold, "ours_int8", "cold_s"), OURS),
+            ("ours\nfp32", lookup(cold, "ours_fp32", "cold_s"), FP32),
+            ("ours int8\neager", lookup(cold, "ours_int8_eager", "cold_s"), FP32),
+            ("TensorFlow", lookup(cold, "tensorflow", "cold_s"), THEIRS),
         ],
     )
     _bars(
@@ -82,10 +77,10 @@ def draw(results: dict[str, Any], path: Path) -> None:
         "peak RSS of the cold process",
         "MiB",
         [
-            ("empty\nhandler", get(cold, "empty", "peak_rss_mib"), FLOOR),
-            ("ours\nint8", get(cold, "ours_int8", "peak_rss_mib"), OURS),
-            ("ours\nfp32", get(cold, "ours_fp32", "peak_rss_mib"), FP32),
-            ("TensorFlow", get(cold, "tensorflow", "peak_rss_mib"), THEIRS),
+            ("empty\nhandler", lookup(cold, "empty", "peak_rss_mib"), FLOOR),
+            ("ours\nint8", lookup(cold, "ours_int8", "peak_rss_mib"), OURS),
+            ("ours\nfp32", lookup(cold, "ours_fp32", "peak_rss_mib"), FP32),
+            ("TensorFlow", lookup(cold, "tensorflow", "peak_rss_mib"), THEIRS),
         ],
     )
     mib = 2**20
@@ -94,8 +89,8 @@ def draw(results: dict[str, Any], path: Path) -> None:
         "deployment size, unzipped",
         "MiB, log scale",
         [
-            ("sam build", (get(size, "sam_build", "unzipped_bytes") or 0) / mib or None, OURS),
-            ("TensorFlow\ninstall", (get(size, "tensorflow", "unzipped_bytes") or 0) / mib or None, THEIRS),
+            ("sam build", (lookup(size, "sam_build", "unzipped_bytes") or 0) / mib or None, OURS),
+            ("TensorFlow\ninstall", (lookup(size, "tensorflow", "unzipped_bytes") or 0) / mib or None, THEIRS),
         ],
         log=True,
     )
@@ -105,22 +100,22 @@ def draw(results: dict[str, Any], path: Path) -> None:
             f"warm p50, {n} instance{'s' if n > 1 else ''}",
             "ms",
             [
-                ("bare\nint8", get(lat, f"int8 x{n}", "bare", "p50_ms"), FLOOR),
-                ("handler\nint8", get(lat, f"int8 x{n}", "handler", "p50_ms"), OURS),
-                ("bare\nfp32", get(lat, f"fp32 x{n}", "bare", "p50_ms"), FLOOR),
-                ("handler\nfp32", get(lat, f"fp32 x{n}", "handler", "p50_ms"), FP32),
-                ("bare\nTF", get(lat, f"tensorflow x{n}", "bare", "p50_ms"), FLOOR),
-                ("handler\nTF", get(lat, f"tensorflow x{n}", "handler", "p50_ms"), THEIRS),
+                ("bare\nint8", lookup(lat, f"int8 x{n}", "bare", "p50_ms"), FLOOR),
+                ("handler\nint8", lookup(lat, f"int8 x{n}", "handler", "p50_ms"), OURS),
+                ("bare\nfp32", lookup(lat, f"fp32 x{n}", "bare", "p50_ms"), FLOOR),
+                ("handler\nfp32", lookup(lat, f"fp32 x{n}", "handler", "p50_ms"), FP32),
+                ("bare\nTF", lookup(lat, f"tensorflow x{n}", "bare", "p50_ms"), FLOOR),
+                ("handler\nTF", lookup(lat, f"tensorflow x{n}", "handler", "p50_ms"), THEIRS),
             ],
         )
-    best = get(batch, "bare", "best_rows_per_s")
+    best = lookup(batch, "bare", "best_rows_per_s")
     _bars(
         axes[1][2],
         "batch scoring throughput",
         "rows/s",
         [
-            ("BatchFunction\nJSON Lines", get(batch, "rows_per_s"), OURS),
-            (f"bare session.run\nbatch {get(batch, 'bare', 'best_batch_size')}", best, FLOOR),
+            ("BatchFunction\nJSON Lines", lookup(batch, "rows_per_s"), OURS),
+            (f"bare session.run\nbatch {lookup(batch, 'bare', 'best_batch_size')}", best, FLOOR),
         ],
     )
     machine = results.get("machine", {})

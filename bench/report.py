@@ -9,20 +9,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from maas.bench import Stat, markdown_table, ratio
+from maas.bench import Stat, lookup, markdown_table, ratio
 
 README_START = "<!-- bench:summary:start -->"
 README_END = "<!-- bench:summary:end -->"
 MIB = 2**20  # sizes in MiB: Lambda's limits count so (its 250 MB unzipped is 262,144,000 bytes)
-
-
-def _get(results: dict[str, Any], *path: str) -> Any:
-    value: Any = results
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
 
 
 def _stat(value: Any) -> Stat | None:
@@ -63,15 +54,15 @@ def _goal(goal: str, target: str, measured: str, met: bool, why: str = "") -> di
 
 
 def _cold_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    cold = _stat(_get(r, "cold_start", "ours_int8", "cold_s"))
+    cold = _stat(lookup(r, "cold_start", "ours_int8", "cold_s"))
     if cold is None:
         return None
-    floor = _stat(_get(r, "cold_start", "empty", "cold_s"))
-    init = _stat(_get(r, "cold_start", "ours_int8", "init_ms"))
-    health = _get(r, "lazy_vs_eager", "health_cold_s")
-    imported = _get(r, "imports", "packages_ms", "import")
-    first = _stat(_get(r, "imports", "first_request_ms"))
-    load = _stat(_get(r, "imports", "model_load_ms"))
+    floor = _stat(lookup(r, "cold_start", "empty", "cold_s"))
+    init = _stat(lookup(r, "cold_start", "ours_int8", "init_ms"))
+    health = lookup(r, "lazy_vs_eager", "health_cold_s")
+    imported = lookup(r, "imports", "packages_ms", "import")
+    first = _stat(lookup(r, "imports", "first_request_ms"))
+    load = _stat(lookup(r, "imports", "model_load_ms"))
     why = []
     if floor:
         why.append(
@@ -97,12 +88,12 @@ def _cold_goal(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _cold_ratio_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    ours = _stat(_get(r, "cold_start", "ours_int8", "cold_s"))
-    theirs = _stat(_get(r, "cold_start", "tensorflow", "cold_s"))
+    ours = _stat(lookup(r, "cold_start", "ours_int8", "cold_s"))
+    theirs = _stat(lookup(r, "cold_start", "tensorflow", "cold_s"))
     if ours is None or theirs is None:
         return None
     share = ours.median / theirs.median
-    floor = _stat(_get(r, "cold_start", "empty", "cold_s"))
+    floor = _stat(lookup(r, "cold_start", "empty", "cold_s"))
     why = f"TensorFlow's cold start is {theirs.median:.2f} s here; ours would need ≤ {theirs.median / 15:.3f} s"
     if floor and floor.median > theirs.median / 15:
         why += f", below the {floor.median:.3f} s every Python handler pays here"
@@ -118,12 +109,12 @@ def _cold_ratio_goal(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    rss = _stat(_get(r, "cold_start", "ours_int8", "peak_rss_mib"))
+    rss = _stat(lookup(r, "cold_start", "ours_int8", "peak_rss_mib"))
     if rss is None:
         return None
-    floor = _stat(_get(r, "cold_start", "empty", "peak_rss_mib"))
-    after_import = _stat(_get(r, "imports", "peak_rss_after_import_mib"))
-    health = _stat(_get(r, "cold_start", "health", "peak_rss_mib"))
+    floor = _stat(lookup(r, "cold_start", "empty", "peak_rss_mib"))
+    after_import = _stat(lookup(r, "imports", "peak_rss_after_import_mib"))
+    health = _stat(lookup(r, "cold_start", "health", "peak_rss_mib"))
     why = []
     if floor:
         why.append(f"empty handler {floor.median:.0f} MiB")
@@ -137,10 +128,10 @@ def _rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _size_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    unzipped = _get(r, "size", "sam_build", "unzipped_bytes")
+    unzipped = lookup(r, "size", "sam_build", "unzipped_bytes")
     if unzipped is None:
         return None
-    largest = _get(r, "size", "sam_build", "largest") or {}
+    largest = lookup(r, "size", "sam_build", "largest") or {}
     why = [f"largest entries: {', '.join(f'{k} {v / MIB:.1f} MiB' for k, v in list(largest.items())[:5])}"]
     return _goal(
         "sam build package, unzipped",
@@ -152,12 +143,12 @@ def _size_goal(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _latency_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    row = _get(r, "latency", "int8 x1")
-    handler, bare = _stat(_get(row, "handler", "p50_ms")), _stat(_get(row, "bare", "p50_ms"))
+    row = lookup(r, "latency", "int8 x1")
+    handler, bare = _stat(lookup(row, "handler", "p50_ms")), _stat(lookup(row, "bare", "p50_ms"))
     if handler is None or bare is None:
         return None
     times = handler.median / bare.median
-    profile = _get(row, "handler_profile", "by_package_pct")
+    profile = lookup(row, "handler_profile", "by_package_pct")
     why = f"the handler's own time by package (cProfile): {_top(profile, 5, '{:.0f}%', None)}" if profile else ""
     return _goal(
         "warm handler p50 vs bare session.run, 1 instance",
@@ -169,21 +160,21 @@ def _latency_goal(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _batch_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    ours = _stat(_get(r, "batch", "rows_per_s"))
-    best = _get(r, "batch", "bare", "best_rows_per_s")
+    ours = _stat(lookup(r, "batch", "rows_per_s"))
+    best = lookup(r, "batch", "bare", "best_rows_per_s")
     if ours is None or not best:
         return None
     share = ours.median / best
-    phases = _get(r, "batch", "phases_s") or {}
-    wall = _stat(_get(r, "batch", "wall_s"))
+    phases = lookup(r, "batch", "phases_s") or {}
+    wall = _stat(lookup(r, "batch", "wall_s"))
     why = ""
     if phases and wall:
         ranked = sorted(phases.items(), key=lambda item: -item[1]["median"])
         why = "time by phase: " + ", ".join(f"{k} {100 * v['median'] / wall.median:.0f}%" for k, v in ranked)
-    size = _get(r, "batch", "bare", "best_batch_size")
-    inside = _stat(_get(r, "batch", "session_run_rows_per_s"))
-    chunk = str(_get(r, "batch", "input", "chunk_rows"))
-    at_chunk = (_get(r, "batch", "bare", "rows_per_s") or {}).get(chunk)
+    size = lookup(r, "batch", "bare", "best_batch_size")
+    inside = _stat(lookup(r, "batch", "session_run_rows_per_s"))
+    chunk = str(lookup(r, "batch", "input", "chunk_rows"))
+    at_chunk = (lookup(r, "batch", "bare", "rows_per_s") or {}).get(chunk)
     if inside and at_chunk:
         why += (
             f"; inside BatchFunction, session.run alone scores {inside.median:,.0f} rows/s on its chunks of {chunk} "
@@ -199,10 +190,10 @@ def _batch_goal(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _batch_rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    rss = _stat(_get(r, "batch", "peak_rss_mib"))
+    rss = _stat(lookup(r, "batch", "peak_rss_mib"))
     if rss is None:
         return None
-    size = _get(r, "batch", "input", "bytes") or 0
+    size = lookup(r, "batch", "input", "bytes") or 0
     return _goal(
         f"batch peak RSS on a {size / MIB:.0f} MiB file (streamed)",
         "≤ 300 MiB",
@@ -212,11 +203,11 @@ def _batch_rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _load_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    total = _get(r, "load_test", "total")
+    total = lookup(r, "load_test", "total")
     if not total:
         return None
-    users, seconds = _get(r, "load_test", "users"), _get(r, "load_test", "seconds")
-    errors = _get(r, "load_test", "errors") or []
+    users, seconds = lookup(r, "load_test", "users"), lookup(r, "load_test", "seconds")
+    errors = lookup(r, "load_test", "errors") or []
     why = [
         f"{e['occurrences']} x {e['name']} {e['error']!r}, {e['first_s']:.1f}-{e['last_s']:.1f} s after the start"
         for e in errors
@@ -256,21 +247,21 @@ def summary_table(r: dict[str, Any]) -> str:
     rows = []
 
     def row(name: str, key: str, fmt: str, unit: str, scale: float = 1.0) -> None:
-        ours, tf = _stat(_get(cold, "ours_int8", key)), _stat(_get(cold, "tensorflow", key))
+        ours, tf = _stat(lookup(cold, "ours_int8", key)), _stat(lookup(cold, "tensorflow", key))
         rows.append(
             [
                 f"{name} ({unit})",
-                _spread(_get(cold, "ours_int8", key), fmt, scale),
-                _spread(_get(cold, "ours_fp32", key), fmt, scale),
-                _spread(_get(cold, "tensorflow", key), fmt, scale),
+                _spread(lookup(cold, "ours_int8", key), fmt, scale),
+                _spread(lookup(cold, "ours_fp32", key), fmt, scale),
+                _spread(lookup(cold, "tensorflow", key), fmt, scale),
                 f"{ratio(ours.median, tf.median):.3f}" if ours and tf else None,
             ]
         )
 
     row("cold start, spawn to first 200", "cold_s", "{:.3f}", "s")
     row("peak RSS of that process", "peak_rss_mib", "{:.0f}", "MiB")
-    package = _get(r, "size", "sam_build")
-    tf_install = _get(r, "size", "tensorflow")
+    package = lookup(r, "size", "sam_build")
+    tf_install = lookup(r, "size", "tensorflow")
     if package and tf_install:
         for label, key in (("deployment, unzipped", "unzipped_bytes"), ("deployment, zipped", "zipped_bytes")):
             rows.append(
@@ -284,7 +275,7 @@ def summary_table(r: dict[str, Any]) -> str:
             )
     lat = r.get("latency", {})
     for n in (1, 32):
-        ours, fp32, tf = (_get(lat, f"{tag} x{n}", "handler", "p50_ms") for tag in ("int8", "fp32", "tensorflow"))
+        ours, fp32, tf = (lookup(lat, f"{tag} x{n}", "handler", "p50_ms") for tag in ("int8", "fp32", "tensorflow"))
         o, t = _stat(ours), _stat(tf)
         rows.append(
             [
@@ -392,8 +383,8 @@ def _latency_table(r: dict[str, Any]) -> str:
         "lrrrrr",
     )
     for label in ("int8 x1", "int8 x32"):
-        packages = _get(lat, label, "handler_profile", "by_package_pct")
-        functions = _get(lat, label, "handler_profile", "by_function_pct")
+        packages = lookup(lat, label, "handler_profile", "by_package_pct")
+        functions = lookup(lat, label, "handler_profile", "by_function_pct")
         if packages and functions:
             text += (
                 f"\nOur handler's own time, {label} (cProfile): by package {_top(packages, 8, '{:.0f}%', None)}; "
@@ -438,7 +429,7 @@ def _compression_table(r: dict[str, Any]) -> str:
             f"{x['size_bytes'] / 1000:,.0f}" if x.get("size_bytes") else None,
             f"{x['gzip_bytes'] / 1000:,.0f}" if x.get("gzip_bytes") else None,
             f"{x['accuracy']:.4f}" if x.get("accuracy") is not None else None,
-            _spread(_get(x, "latency", "p50_ms"), "{:.3f}"),
+            _spread(lookup(x, "latency", "p50_ms"), "{:.3f}"),
             f"{x['latency_ms_at_training']:.3f}" if x.get("latency_ms_at_training") is not None else None,
             bool(x.get("accepted")),
         ]
@@ -532,7 +523,7 @@ def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
         rows,
         "lrrr",
     )
-    imported = _get(r, "imports", "packages_ms", "import") or {}
+    imported = lookup(r, "imports", "packages_ms", "import") or {}
     if imported:
         at_init = ", ".join(
             f"{name} {_spread(imported.get(name), '{:.1f}') or '0'} ms" for name in ("boto3", "botocore", "onnxruntime")

@@ -89,3 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the harness (``python -m bench``) from the project root; ``argv`` as ``python -m bench --help`` lists."""
     args = list(sys.argv[1:] if argv is None else argv)
     return subprocess.call([sys.executable, "-m", "bench", *args], cwd=project_root())
+
+
+def lookup(results: dict[str, Any], *path: str) -> Any:
+    """``results[path[0]][path[1]]...``, or None where a step is missing (a section that was not measured)."""
+    value: Any = results
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value

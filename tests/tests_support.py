@@ -196,9 +196,8 @@ def calling(module: Any) -> Callable[[dict[str, Any]], tuple[int, dict[str, Any]
 
 
 # -- the local stack: `maas local start-api` in its own process
-@contextmanager
-def running_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> Iterator[dict[str, Any]]:
-    """`maas local start-api` with these --env-vars, digits and blend published; stopped on exit."""
+def start_api(state: Path, env_vars: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """`maas local start-api` with this state folder and these --env-vars, once it answers /health."""
     env = {**os.environ, "MAAS_STATE_DIR": str(state), "MAAS_PROJECT_ROOT": str(ROOT)}
     for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         env.pop(var, None)
@@ -221,8 +220,19 @@ def running_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> Iterator[
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"start-api did not come up:\n{(state / 'start-api.log').read_text()}")
         time.sleep(0.2)
+    return {"url": url, "container": health["container"], "process": process, "log": log, "env": env}
 
-    from tests_support import build_digits_onnx, build_two_input_onnx, digits_manifest, two_input_manifest
+
+def stop_api(api: dict[str, Any], timeout: float = 30) -> None:
+    api["process"].send_signal(signal.SIGINT)
+    api["process"].wait(timeout=timeout)
+    api["log"].close()
+
+
+@contextmanager
+def running_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """`maas local start-api` with these --env-vars, digits and blend published; stopped on exit."""
+    api = start_api(state, env_vars)
 
     from maas.embedded_s3 import EmbeddedS3
     from maas.stack import load_template
@@ -236,18 +246,6 @@ def running_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> Iterator[
     published = registry.publish("digits", build_digits_onnx(), digits_manifest())
     registry.publish("blend", build_two_input_onnx(), two_input_manifest())
     try:
-        yield {
-            "container": health["container"],
-            "url": url,
-            "env": env,
-            "state": state,
-            "version": published["version"],
-            "process": process,
-            "s3": s3,
-            "bucket": bucket,
-            "registry": registry,
-        }
+        yield {**api, "state": state, "version": published["version"], "s3": s3, "bucket": bucket, "registry": registry}
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        log.close()
+        stop_api(api)

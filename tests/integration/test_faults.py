@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,13 +27,14 @@ from urllib.parse import unquote_plus, urlsplit
 
 import pytest
 from tests_support import (
-    MAAS,
     ROOT,
     build_digits_onnx,
     build_two_input_onnx,
     digits_manifest,
     free_port,
     http,
+    start_api,
+    stop_api,
     two_input_manifest,
 )
 
@@ -197,52 +197,23 @@ def start_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> dict[str, A
     proxy = FaultProxy(s3.endpoint).start()
     # start-api reuses the server named here: every S3 and SQS call of the stack goes through the proxy.
     (state / "s3" / "server.json").write_text(json.dumps({"endpoint": proxy.url, "pid": os.getpid()}))
-    env = {**os.environ, "MAAS_STATE_DIR": str(state), "MAAS_PROJECT_ROOT": str(ROOT)}
-    for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        env.pop(var, None)
-    (state / "env-vars.json").write_text(json.dumps(env_vars))
-    port = free_port()
-    log = (state / "start-api.log").open("w")
-    process = subprocess.Popen(
-        [*MAAS, "--env-vars", str(state / "env-vars.json"), "local", "start-api", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            status, health = http("GET", f"{url}/health")
-            if status == 200:
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"start-api did not come up:\n{(state / 'start-api.log').read_text()}")
-        time.sleep(0.2)
+    api = start_api(state, env_vars)
     bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
     return {
-        "url": url,
-        "container": health["container"],
-        "process": process,
-        "log": log,
+        **api,
         "proxy": proxy,
         "s3": s3,
         "client": s3.client(),
         "sqs": s3.client("sqs"),
         "bucket": bucket,
         "registry": Registry(bucket, s3.client()),
-        "env": env,
         "state": state,
     }
 
 
 def stop_stack(stack: dict[str, Any]) -> None:
     stack["proxy"].release.set()
-    stack["process"].send_signal(signal.SIGINT)
-    stack["process"].wait(timeout=60)
-    stack["log"].close()
+    stop_api(stack, timeout=60)
     stack["proxy"].stop()
     stack["s3"].stop()
 

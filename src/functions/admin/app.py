@@ -4,21 +4,20 @@ Separate from ApiFunction so that only this function may write the registry: the
 keeps read-only access. Who made a change is the caller's IAM identity, kept in the alias history.
 """
 
-import json
 import os
 from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.errors import BadRequest, InvalidRequest, MaasError
+from shared import rest_errors
+from shared.errors import InvalidRequest, MaasError
 from shared.http import check_body, error_response
 from shared.registry import KEEP, Registry, check_alias, check_version
 
@@ -123,38 +122,7 @@ def delete_version(name: str, version: str) -> dict[str, Any]:
     return {"model": name, "version": version, "deleted": True}
 
 
-def _json_error(status: int, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
-
-
-@app.exception_handler(MaasError)
-def handle_domain_error(error: MaasError) -> Response:
-    log = logger.warning if error.status < 500 else logger.error
-    log("admin request failed", extra={"code": error.code, "status": error.status})
-    return _json_error(error.status, error.to_body())
-
-
-@app.exception_handler(RequestValidationError)
-def handle_envelope_error(error: RequestValidationError) -> Response:
-    problems = error.errors()
-    if any(p.get("type") in ("json_invalid", "missing") and tuple(p.get("loc", ())) == ("body",) for p in problems):
-        return handle_domain_error(BadRequest("request body is not a JSON object", expected="JSON object"))
-    details = [
-        {"field": ".".join(str(part) for part in p.get("loc", ())), "expected": p.get("msg")} for p in problems[:10]
-    ]
-    return handle_domain_error(InvalidRequest(f"{details[0]['field']}: {details[0]['expected']}", errors=details))
-
-
-@app.not_found
-def handle_not_found(_: Exception) -> Response:
-    event = app.current_event
-    return _json_error(404, {"error": f"no route for {event.http_method} {event.path}", "code": "route_not_found"})
-
-
-@app.exception_handler(Exception)
-def handle_unexpected(_: Exception) -> Response:
-    logger.exception("unexpected error")
-    return _json_error(500, {"error": "internal error", "code": "internal_error"})
+rest_errors.register(app, logger)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -4,7 +4,6 @@ Two conventions clients already speak: TensorFlow Serving's REST bodies under /m
 Open Inference Protocol (KServe v2) under /v2. Both run the same inference core.
 """
 
-import json
 import os
 import time
 import uuid
@@ -13,15 +12,14 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import jobs, kserve, snapstart
+from shared import jobs, kserve, rest_errors, snapstart
 from shared.aws import s3_client
-from shared.errors import BadRequest, InvalidRequest, MaasError
+from shared.errors import MaasError
 from shared.http import check_body, error_response
 from shared.inference import feeds_from_body, format_outputs, format_predictions, run
 from shared.model_cache import LoadedModel, ModelCache
@@ -298,49 +296,7 @@ def openapi_document():  # no return annotation: a Response annotation breaks sc
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=document)
 
 
-# -- errors, mapped once ------------------------------------------------------------------
-def _json_error(status: int, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
-
-
-@app.exception_handler(MaasError)
-def handle_domain_error(error: MaasError) -> Response:
-    log = logger.warning if error.status < 500 else logger.error
-    log("request failed", extra={"code": error.code, "status": error.status})
-    return _json_error(error.status, error.to_body())
-
-
-@app.exception_handler(RequestValidationError)
-def handle_envelope_error(error: RequestValidationError) -> Response:
-    problems = error.errors()
-    if any(p.get("type") == "json_invalid" for p in problems):
-        return handle_domain_error(BadRequest("request body is not valid JSON", expected="JSON"))
-    if any(p.get("type") == "missing" and tuple(p.get("loc", ())) == ("body",) for p in problems):
-        return handle_domain_error(BadRequest("request body is empty; expected a JSON object", expected="JSON"))
-    details = [
-        {
-            "field": ".".join(str(part) for part in p.get("loc", ())),
-            "expected": p.get("msg"),
-            "received": repr(p.get("input"))[:80] if p.get("input") not in (None, {}) else None,
-        }
-        for p in problems[:10]
-    ]
-    first = details[0] if details else {"field": "body", "expected": "a valid request"}
-    return handle_domain_error(InvalidRequest(f"{first['field']}: {first['expected']}", errors=details))
-
-
-@app.not_found
-def handle_not_found(_: Exception) -> Response:
-    event = app.current_event
-    return _json_error(404, {"error": f"no route for {event.http_method} {event.path}", "code": "route_not_found"})
-
-
-@app.exception_handler(Exception)
-def handle_unexpected(_: Exception) -> Response:
-    logger.exception("unexpected error")
-    return _json_error(
-        500, {"error": "internal error; the request id is in the x-amzn-requestid header", "code": "internal_error"}
-    )
+rest_errors.register(app, logger)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

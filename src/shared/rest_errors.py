@@ -1,0 +1,65 @@
+"""Errors of a Powertools REST resolver, mapped once for every function behind the API.
+
+Domain errors keep their status and stable code; envelope problems found by the route's pydantic
+validation become 400 (unreadable body) or 422 (what field, what was expected, what came); an
+unknown route is a JSON 404; anything unexpected is a 500 without a trace or exception text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from shared.errors import BadRequest, InvalidRequest, MaasError
+
+
+def json_error(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def validation_error(error: RequestValidationError) -> MaasError:
+    """The domain error a failed request validation stands for."""
+    problems = error.errors()
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return BadRequest("request body is not valid JSON", expected="JSON")
+    if any(p.get("type") == "missing" and tuple(p.get("loc", ())) == ("body",) for p in problems):
+        return BadRequest("request body is empty; expected a JSON object", expected="JSON")
+    details = [
+        {
+            "field": ".".join(str(part) for part in p.get("loc", ())),
+            "expected": p.get("msg"),
+            "received": repr(p.get("input"))[:80] if p.get("input") not in (None, {}) else None,
+        }
+        for p in problems[:10]
+    ]
+    first = details[0] if details else {"field": "body", "expected": "a valid request"}
+    return InvalidRequest(f"{first['field']}: {first['expected']}", errors=details)
+
+
+def register(app: Any, logger: Any) -> None:
+    """Install the mapping on a resolver (its exception handlers and its not-found handler)."""
+
+    @app.exception_handler(MaasError)
+    def handle_domain_error(error: MaasError) -> Response:
+        log = logger.warning if error.status < 500 else logger.error
+        log("request failed", extra={"code": error.code, "status": error.status})
+        return json_error(error.status, error.to_body())
+
+    @app.exception_handler(RequestValidationError)
+    def handle_envelope_error(error: RequestValidationError) -> Response:
+        return handle_domain_error(validation_error(error))
+
+    @app.not_found
+    def handle_not_found(_: Exception) -> Response:
+        event = app.current_event
+        return json_error(404, {"error": f"no route for {event.http_method} {event.path}", "code": "route_not_found"})
+
+    @app.exception_handler(Exception)
+    def handle_unexpected(_: Exception) -> Response:
+        logger.exception("unexpected error")
+        return json_error(
+            500, {"error": "internal error; the request id is in the x-amzn-requestid header", "code": "internal_error"}
+        )
