@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install ## train, publish to the embedded S3, serve locally and send real predictions
 	$(BIN)/maas demo
 
-test: install ## unit, training and integration tests (the local stack runs on 127.0.0.1)
+test: install $(TOOLS)/.installed ## unit, training and integration tests (the local stack runs on 127.0.0.1; checkov for the template test)
 	$(BIN)/pytest
 
 fuzz: install ## long API fuzzing (schemathesis from /openapi.json, stateful phase too): >= 1,000 requests, 0 failures
