@@ -57,42 +57,61 @@ def clear_outputs(s3: Any, bucket: str, prefix: str) -> None:
             s3.delete_object(Bucket=bucket, Key=obj["Key"])
 
 
+def put_input(s3: Any, bucket: str, size_mib: float) -> dict[str, Any]:
+    """The JSON Lines file every round scores, uploaded once."""
+    key = "batch/in/digits/production/bench/digits.jsonl"
+    etag, size, rows = put_file(s3, bucket, key, size_mib)
+    say(f"   input: {size / 2**20:,.0f} MiB, {rows:,} rows")
+    return {"key": key, "etag": etag, "bytes": size, "rows": rows, "format": "jsonl"}
+
+
 def measure(
     s3: Any,
     bucket: str,
     runtime: Runtime,
     env: dict[str, str],
     model_file: Path,
+    given: dict[str, Any],
     chunk_rows: int,
-    size_mib: float,
     runs: int,
     work: Path,
+    round_no: int,
 ) -> dict[str, Any]:
-    key = "batch/in/digits/production/bench/digits.jsonl"
-    etag, size, rows = put_file(s3, bucket, key, size_mib)
-    say(f"   input: {size / 2**20:,.0f} MiB, {rows:,} rows")
+    """One round: ``runs`` scorings of the input by BatchFunction's core, then the bare floor."""
     scored = []
     for i in range(runs):
         clear_outputs(s3, bucket, "batch/out/")  # else the run is a repeated delivery and skips
-        result = child(runtime, ["batch", key, etag, str(chunk_rows)], env, work / f"batch-{i}.log")
+        log = work / f"batch-{round_no}-{i}.log"
+        result = child(runtime, ["batch", given["key"], given["etag"], str(chunk_rows)], env, log)
         say(f"   run {i + 1}/{runs}: {result['rows_per_s']:,.0f} rows/s, peak RSS {result['peak_rss_mib']:.0f} MiB")
         scored.append(result)
-    clear_outputs(s3, bucket, "batch/")
+    clear_outputs(s3, bucket, "batch/out/")
     rows_file = write_rows(work / "bare-rows.npy", BARE_ROWS)
     bare = child(runtime, ["bare-batch", str(model_file), str(rows_file), BARE_SIZES], env, work / "bare-batch.log")
-    best_size, best = max(bare["rows_per_s"].items(), key=lambda item: item[1])
     phases = {name: Stat.of(r["phases_s"].get(name, 0.0) for r in scored).to_dict(2) for name in scored[0]["phases_s"]}
     # The model's share alone: rows over the time BatchFunction spent inside session.run.
     inside = [r["rows"] / r["phases_s"]["session.run"] for r in scored if r["phases_s"].get("session.run")]
-    wall = Stat.of(r["wall_s"] for r in scored)
     return {
-        "input": {"key": key, "bytes": size, "rows": rows, "format": "jsonl", "chunk_rows": chunk_rows},
+        "input": {**{k: v for k, v in given.items() if k != "etag"}, "chunk_rows": chunk_rows},
         "rows_per_s": Stat.of(r["rows_per_s"] for r in scored).to_dict(1),
         "peak_rss_mib": Stat.of(r["peak_rss_mib"] for r in scored).to_dict(1),
         "rss_before_scoring_mib": Stat.of(r["rss_before_scoring_mib"] for r in scored).to_dict(1),
-        "wall_s": wall.to_dict(2),
-        "failed_rows": max(r["failed"] for r in scored),
+        "wall_s": Stat.of(r["wall_s"] for r in scored).to_dict(2),
+        "failed_rows": Stat.of(r["failed"] for r in scored).to_dict(0),
         "phases_s": phases,
         "session_run_rows_per_s": Stat.of(inside).to_dict(1) if inside else None,
-        "bare": {**bare, "best_batch_size": int(best_size), "best_rows_per_s": best},
+        "bare": {
+            "threads": bare["threads"],
+            "rows": bare["rows"],
+            "rows_per_s": {size: Stat.of([best]).to_dict(1) for size, best in bare["rows_per_s"].items()},
+        },
     }
+
+
+def finish(summary: dict[str, Any]) -> dict[str, Any]:
+    """After the last round: the bare batch size with the best median rows/s is the floor."""
+    sizes = summary.get("bare", {}).get("rows_per_s")
+    if sizes:
+        best_size, best = max(sizes.items(), key=lambda item: item[1]["median"])
+        summary["bare"].update(best_batch_size=int(best_size), best_rows_per_s=best)
+    return summary

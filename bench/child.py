@@ -9,7 +9,8 @@
   SavedModel call) on the same session and the same input;
 - ``batch KEY ETAG CHUNK``: BatchFunction's core on one file, its rows/s, peak RSS and where the time went;
 - ``bare-batch MODEL ROWS.npy SIZES``: a bare ``session.run`` over the same rows at each batch size;
-- ``compression FILES ROWS.npy CALLS REPEATS``: batch-1 latency of each compression candidate.
+- ``compression FILES ROWS.npy CALLS REPEATS``: batch-1 latency of each compression candidate;
+- ``machine-speed REPEATS``: a fixed pure-Python workload, to tell a slower machine from a slower build.
 """
 
 from __future__ import annotations
@@ -280,6 +281,19 @@ def compression(files_path: str, rows_path: str, calls: int, repeats: int) -> di
     return out
 
 
+def machine_speed(repeats: int) -> dict[str, Any]:
+    """ms of one fixed pure-Python workload (the interpreter work that dominates a cold start), ``repeats`` times."""
+
+    def work() -> int:
+        total = 0
+        for i in range(300_000):
+            total += (i * i) % 7
+        return total
+
+    work()
+    return {"python_loop_ms": Stat.of(_timed(work, repeats)).to_dict(2)}
+
+
 def main(argv: list[str]) -> int:
     what, *args, out = argv
     if what == "first-request":
@@ -294,6 +308,8 @@ def main(argv: list[str]) -> int:
         result = bare_batch(args[0], args[1], args[2])
     elif what == "compression":
         result = compression(args[0], args[1], int(args[2]), int(args[3]))
+    elif what == "machine-speed":
+        result = machine_speed(int(args[0]))
     else:
         raise SystemExit(f"unknown measurement {what!r}")
     Path(out).write_text(json.dumps(result, indent=1))

@@ -117,18 +117,30 @@ class Variant:
 
 
 def measure(
-    variants: list[Variant], extra_env: dict[str, str], runs: int, logs: Path, warm: int = 20
+    variants: list[Variant], extra_env: dict[str, str], runs: int, logs: Path, round_no: int = 0, warm: int = 20
 ) -> dict[str, Any]:
     """``runs`` cold starts of each variant, interleaved so that a busy moment on the machine is shared."""
     results: dict[str, list[dict[str, Any]]] = {v.key: [] for v in variants}
-    for variant in variants:
-        (logs / f"cold-{variant.key}.log").write_text("")
+    log = {v.key: logs / f"cold-{v.key}-{round_no}.log" for v in variants}
+    for path in log.values():
+        path.write_text("")
     for i in range(runs):
         for variant in variants:
-            log = logs / f"cold-{variant.key}.log"
-            results[variant.key].append(one_run(variant.spec, variant.runtime, extra_env, variant.event, log, warm))
+            results[variant.key].append(
+                one_run(variant.spec, variant.runtime, extra_env, variant.event, log[variant.key], warm)
+            )
         say(f"   run {i + 1}/{runs}: " + ", ".join(f"{k} {r[-1]['cold_s']:.3f} s" for k, r in results.items()))
-    return {v.key: _summary(v, results[v.key], logs / f"cold-{v.key}.log") for v in variants}
+    return {v.key: _summary(v, results[v.key], log[v.key]) for v in variants}
+
+
+def prime(variants: list[Variant], extra_env: dict[str, str], logs: Path) -> dict[str, float]:
+    """One uncounted cold start of each variant, its files read from disk (bench.pagecache dropped them)."""
+    out = {}
+    for variant in variants:
+        log = logs / f"cold-{variant.key}-uncached.log"
+        out[variant.key] = round(one_run(variant.spec, variant.runtime, extra_env, variant.event, log, 0)["cold_s"], 4)
+    say("   uncounted, files read from disk: " + ", ".join(f"{k} {v:.3f} s" for k, v in out.items()))
+    return out
 
 
 def _summary(variant: Variant, runs: list[dict[str, Any]], log: Path) -> dict[str, Any]:

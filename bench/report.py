@@ -161,10 +161,10 @@ def _latency_goal(r: dict[str, Any]) -> dict[str, Any] | None:
 
 def _batch_goal(r: dict[str, Any]) -> dict[str, Any] | None:
     ours = _stat(lookup(r, "batch", "rows_per_s"))
-    best = lookup(r, "batch", "bare", "best_rows_per_s")
-    if ours is None or not best:
+    best = _stat(lookup(r, "batch", "bare", "best_rows_per_s"))
+    if ours is None or best is None:
         return None
-    share = ours.median / best
+    share = ours.median / best.median
     phases = lookup(r, "batch", "phases_s") or {}
     wall = _stat(lookup(r, "batch", "wall_s"))
     why = ""
@@ -174,16 +174,16 @@ def _batch_goal(r: dict[str, Any]) -> dict[str, Any] | None:
     size = lookup(r, "batch", "bare", "best_batch_size")
     inside = _stat(lookup(r, "batch", "session_run_rows_per_s"))
     chunk = str(lookup(r, "batch", "input", "chunk_rows"))
-    at_chunk = (lookup(r, "batch", "bare", "rows_per_s") or {}).get(chunk)
+    at_chunk = _stat((lookup(r, "batch", "bare", "rows_per_s") or {}).get(chunk))
     if inside and at_chunk:
         why += (
             f"; inside BatchFunction, session.run alone scores {inside.median:,.0f} rows/s on its chunks of {chunk} "
-            f"(bare at {chunk}: {at_chunk:,.0f})"
+            f"(bare at {chunk}: {at_chunk.median:,.0f})"
         )
     return _goal(
         "batch rows/s vs bare session.run at its best batch size",
         "≥ 0.8x",
-        f"{share:.2f}x ({ours.median:,.0f} vs {best:,.0f} rows/s at batch {size})",
+        f"{share:.2f}x ({ours.median:,.0f} vs {best.median:,.0f} rows/s at batch {size})",
         share >= 0.8,
         why,
     )
@@ -228,7 +228,7 @@ def machine_line(r: dict[str, Any]) -> str:
     return (
         f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('os')}; functions on "
         f"{m.get('function_runtime', '?')}; onnxruntime {m.get('onnxruntime')}, TensorFlow {m.get('tensorflow')}; "
-        f"load average {m.get('load_average_at_start')} at start, {m.get('load_average_at_end')} at end"
+        f"load average {m.get('load_average_at_start')} at start, {m.get('load_average_at_end')} at end{_speed(r)}"
     )
 
 
@@ -292,13 +292,15 @@ def summary_table(r: dict[str, Any]) -> str:
 
 def _cold_table(r: dict[str, Any]) -> str:
     rows = []
-    for v in (r.get("cold_start") or {}).values():
+    from_disk = lookup(r, "page_cache", "uncached_cold_s") or {}
+    for key, v in (r.get("cold_start") or {}).items():
         if not isinstance(v, dict) or "cold_s" not in v:
             continue
         rows.append(
             [
                 v["label"],
                 _spread(v.get("cold_s"), "{:.3f}"),
+                f"{from_disk[key]:.3f}" if key in from_disk else None,
                 _spread(v.get("init_ms"), "{:.0f}"),
                 _spread(v.get("peak_rss_mib"), "{:.0f}"),
                 _spread(v.get("emulator_rss_mib"), "{:.0f}"),
@@ -309,13 +311,14 @@ def _cold_table(r: dict[str, Any]) -> str:
     header = [
         "function",
         "cold start (s)",
+        "files read from disk, once (s)",
         "INIT (ms)",
         "peak RSS (MiB)",
         "emulator RSS (MiB)",
         "warm invoke via RIE p50 (ms)",
         "runtime",
     ]
-    return markdown_table(header, rows, "lrrrrrl")
+    return markdown_table(header, rows, "lrrrrrrl")
 
 
 def _size_section(r: dict[str, Any]) -> str:
@@ -405,7 +408,7 @@ def _batch_section(r: dict[str, Any]) -> str:
             _spread(b["rows_per_s"], "{:,.0f}"),
             _spread(b["peak_rss_mib"], "{:.0f}"),
         ],
-        *[[f"bare session.run, batch {size}", f"{v:,.0f}", None] for size, v in bare["rows_per_s"].items()],
+        *[[f"bare session.run, batch {size}", _spread(v, "{:,.0f}"), None] for size, v in bare["rows_per_s"].items()],
     ]
     text = markdown_table(["scoring", "rows/s", "peak RSS (MiB)"], rows, "lrr")
     wall = _stat(b["wall_s"])
@@ -433,7 +436,7 @@ def _compression_table(r: dict[str, Any]) -> str:
             f"{x['latency_ms_at_training']:.3f}" if x.get("latency_ms_at_training") is not None else None,
             bool(x.get("accepted")),
         ]
-        for x in c.get("candidates", [])
+        for x in (c.get("candidates") or {}).values()
     ]
     header = [
         "candidate",
@@ -526,7 +529,8 @@ def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
     imported = lookup(r, "imports", "packages_ms", "import") or {}
     if imported:
         at_init = ", ".join(
-            f"{name} {_spread(imported.get(name), '{:.1f}') or '0'} ms" for name in ("boto3", "botocore", "onnxruntime")
+            f"{name} {_spread(imported.get(name), '{:.1f}') or '< 1'} ms"
+            for name in ("boto3", "botocore", "onnxruntime")
         )
         text += f"\nAs built, INIT's own import time (`-X importtime`) of these packages: {at_init}.\n"
     cold_rows = []
@@ -580,15 +584,70 @@ def _load_section(r: dict[str, Any]) -> str:
     )
 
 
+def _rerun_section(r: dict[str, Any]) -> str:
+    check = r.get("rerun_check")
+    if not check:
+        return "No earlier results.json in this folder to check this run against.\n"
+    about = (
+        f"the results.json this run replaced (`{check.get('previous_command')}`, {check.get('previous_started_at')})"
+    )
+    if "skipped" in check:
+        return f"Not checked against {about}: {check['skipped']}.\n"
+    text = (
+        f"Against {about}: **{check['inside']} of {check['checked']}** figures' medians fall within its min-max "
+        "(a figure of one run is not checked)."
+    )
+    speed = check.get("machine_speed")
+    if speed:
+        text += (
+            f" The machine itself: a fixed pure-Python workload took {speed['now']:.2f} ms against "
+            f"{speed['before']:.2f} ms ({speed['change_pct']:+.1f}%), so time figures that moved by about as "
+            "much moved with the machine."
+        )
+    outside = check["outside"]
+    if not outside:
+        return text + "\n"
+    text += " Outside, the farthest first:\n\n"
+    rows = [
+        [f"`{o['figure']}`", f"{o['median']:.4g}", f"{o['min']:.4g}-{o['max']:.4g}", f"{o['off_pct']:+.1f}%"]
+        for o in outside[:12]
+    ]
+    more = f"\n{len(outside) - 12} more in results.json.\n" if len(outside) > 12 else ""
+    return text + markdown_table(["figure", "this run", "previous min-max", "beyond it"], rows, "lrrr") + more
+
+
+def _speed(r: dict[str, Any]) -> str:
+    loop = _stat(lookup(r, "machine_speed", "python_loop_ms"))
+    return f"; a fixed pure-Python workload {loop.spread('{:.2f}')} ms" if loop else ""
+
+
+def _method(r: dict[str, Any]) -> str:
+    rounds = (r.get("settings") or {}).get("rounds") or 1
+    spread = (
+        f"taken in {rounds} rounds spread over the run (each round runs every timed part once in turn), so "
+        "that the spread takes in the machine's drift over minutes"
+        if rounds > 1
+        else "taken back to back (one round)"
+    )
+    return (
+        f"Each figure is the median of repeated runs, {spread}, with the (min-max) of all its runs; every run is "
+        "in results.json. Ratios are of medians measured in the same run. Before the rounds, the functions' files "
+        "are dropped from the page cache and read back by one uncounted cold start of each variant "
+        "(`bench/pagecache.py` says why: how a file entered the cache changes the peak RSS of a process that maps "
+        "it). Sizes and memory in MiB (2^20 bytes, the unit of Lambda's own limits).\n"
+    )
+
+
 def markdown(r: dict[str, Any]) -> str:
     parts = [
         "# Benchmark results\n",
         f"Written by `{r.get('command')}` on {r.get('started_at')} in {r.get('wall_s', 0):.0f} s; "
         f"`make bench` reruns it. Machine: {machine_line(r)}.\n",
-        "Each figure is the median of repeated runs with the (min-max) of those runs; ratios are of medians "
-        "measured in the same run. Sizes and memory in MiB (2^20 bytes, the unit of Lambda's own limits).\n",
+        _method(r),
         "## Goals\n",
         goals_table(r),
+        "## Rerun check\n",
+        _rerun_section(r),
         "## Side by side\n",
         summary_table(r),
         "\n![benchmark plot](results.png)\n",
@@ -596,7 +655,8 @@ def markdown(r: dict[str, Any]) -> str:
         "From spawning the Lambda Runtime Interface Emulator (with awslambdaric and the handler) to the first 200 "
         "for one API Gateway event, the model fetched from the embedded S3 into an empty /tmp; peak RSS is the "
         "runtime process's VmHWM after that request. INIT is the emulator's INIT REPORT (interpreter, awslambdaric, "
-        "the handler's import).\n",
+        "the handler's import). Files read from disk: the one uncounted cold start of each variant right after its "
+        "files were dropped from the page cache, as on a host that has not run the function yet.\n",
         _cold_table(r),
         "## Import-time work\n",
         _imports_section(r),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import shutil
@@ -22,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import batch, coldstart, imports, loadtest, models, size
+from bench import batch, coldstart, imports, loadtest, models, pagecache, size
 from bench.common import (
     BENCH,
     ROOT,
@@ -37,17 +38,24 @@ from bench.common import (
     write_json,
 )
 from bench.eager_handler.eager import LABELS
+from maas.bench import compare, lookup, merge
 from maas.template import FunctionSpec
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, a smaller batch file, no load test")
-    parser.add_argument("--cold-runs", type=int, help="cold starts per variant (default 5; --quick 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds over every timed part, spread over the run; each figure pools its rounds' runs "
+        "(default 3; --quick 1)",
+    )
+    parser.add_argument("--cold-runs", type=int, help="cold starts per variant per round (default 4; --quick 3)")
     parser.add_argument("--calls", type=int, help="warm calls per latency run (default 300; --quick 100)")
-    parser.add_argument("--repeats", type=int, help="latency runs per figure (default 5; --quick 3)")
+    parser.add_argument("--repeats", type=int, help="latency runs per figure per round (default 3; --quick 3)")
     parser.add_argument("--batch-mib", type=float, help="JSON Lines file size in MiB (default 25; --quick 10)")
-    parser.add_argument("--batch-runs", type=int, help="batch scoring runs (default 3; --quick 2)")
+    parser.add_argument("--batch-runs", type=int, help="batch scoring runs per round (default 1; --quick 2)")
     parser.add_argument("--no-load-test", action="store_true", help="skip the 50-client load test")
     parser.add_argument("--users", type=int, default=50, help="load test: concurrent clients")
     parser.add_argument("--seconds", type=int, default=60, help="load test: duration")
@@ -67,16 +75,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     for name, full, fast in (
-        ("cold_runs", 5, 3),
+        ("rounds", 3, 1),
+        ("cold_runs", 4, 3),
         ("calls", 300, 100),
-        ("repeats", 5, 3),
+        ("repeats", 3, 3),
         ("batch_mib", 25.0, 10.0),
-        ("batch_runs", 3, 2),
+        ("batch_runs", 1, 2),
     ):
         if getattr(args, name) is None:
             setattr(args, name, fast if quick else full)
     if quick:
         args.no_load_test = True
+    if min(args.rounds, args.cold_runs, args.calls, args.repeats, args.batch_runs) < 1:
+        parser.error("--rounds, --cold-runs, --calls, --repeats and --batch-runs take a whole number of at least 1")
     return args
 
 
@@ -112,13 +123,18 @@ def machine() -> dict[str, Any]:
 
 
 class Sections:
-    """Runs each part, keeps its wall time, and records a failure without losing the other parts."""
+    """Runs each part, keeps its wall time, and records a failure without losing the other parts.
+
+    A part run again (the next round) pools its runs with the earlier rounds' (``maas.bench.merge``);
+    a part that failed once is not run again, and its error stands."""
 
     def __init__(self, results: dict[str, Any]) -> None:
         self.results = results
         self.failed: list[str] = []
 
     def run(self, name: str, title: str, fn: Callable[[], Any]) -> Any:
+        if name in self.failed:
+            return self.results[name]
         started = time.perf_counter()
         with step(title):
             try:
@@ -127,10 +143,12 @@ class Sections:
                 traceback.print_exc()
                 self.failed.append(name)
                 value = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-        self.results.setdefault("sections_s", {})[name] = round(time.perf_counter() - started, 1)
+        spent = self.results.setdefault("sections_s", {})
+        spent[name] = round(spent.get(name, 0.0) + time.perf_counter() - started, 1)
         if value is not None:
-            self.results[name] = value
-        return value
+            earlier = self.results.get(name)
+            self.results[name] = merge(earlier, value) if earlier is not None and "error" not in value else value
+        return self.results.get(name)
 
 
 def tensorflow_spec(bucket: str) -> FunctionSpec:
@@ -150,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.render_only:
         return _render(json.loads((out / "results.json").read_text()), out, args)
+    previous = out / "results.json"
+    args.previous = json.loads(previous.read_text()) if previous.exists() else None
     logs = WORK / "logs"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
@@ -158,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema": 1,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "previous")},
         "machine": machine(),
     }
     sections = Sections(results)
@@ -186,29 +206,6 @@ def main(argv: list[str] | None = None) -> int:
         s3_env = s3.client_env()
         client = s3.client()
         results["models"]["published"] = models.publish(client, bucket, digits_job, tabular_job, archive)
-        sections.run(
-            "cold_start",
-            f"cold start: {args.cold_runs} new containers each, through the Lambda RIE",
-            lambda: _cold(args, runtime, api_spec, bucket, s3_env, logs),
-        )
-        sections.run(
-            "imports", "import-time work of ApiFunction, per package", lambda: _imports(runtime, api_spec, s3_env, logs)
-        )
-        sections.run(
-            "imports_eager",
-            "import-time work of ApiFunction made eager (bench/eager_handler), per package",
-            lambda: _imports(runtime, api_spec, s3_env, logs, eager_too=True),
-        )
-        sections.run(
-            "lazy_vs_eager",
-            "what each deferred piece of work costs, at INIT when eager and at the first request when lazy",
-            lambda: _lazy_vs_eager(args, runtime, api_spec, s3_env, logs, results),
-        )
-        sections.run(
-            "latency",
-            f"warm latency: {args.repeats} x {args.calls} calls, handler vs bare",
-            lambda: _latency(args, runtime, api_spec, bucket, s3_env, logs),
-        )
         # Before batch scoring: moto's /moto-api/data.json fails (500) once a multipart upload has happened,
         # and maas.embedded_s3 then takes the running server for dead and starts an empty one.
         if not args.no_load_test:
@@ -217,26 +214,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"load test: {args.users} clients for {args.seconds} s against maas local start-api, two models",
                 lambda: loadtest.run(WORK / "state", _load_plan(tabular_job), args.users, args.seconds, logs),
             )
+        variants = _variants(runtime, api_spec, bucket)
         sections.run(
-            "batch",
-            f"batch: BatchFunction's core on a {args.batch_mib:g} MiB JSON Lines file vs bare session.run",
-            lambda: batch.measure(
-                client,
-                bucket,
-                runtime,
-                runtime.environment(batch_spec, {**s3_env, "OPTIMIZED_MODEL_DIR": str(logs / "batch-tmp")}),
-                models.candidate_file(digits_job, "int8-dynamic"),
-                int(batch_spec.environment["BATCH_CHUNK_ROWS"]),
-                args.batch_mib,
-                args.batch_runs,
-                logs,
-            ),
+            "page_cache",
+            "page cache: drop the functions' files, then one uncounted cold start of each variant reads them back",
+            lambda: {
+                "dropped": pagecache.drop(pagecache.roots({v.runtime for v in variants})),
+                "uncached_cold_s": coldstart.prime(variants, s3_env, logs),
+            },
         )
-        sections.run(
-            "compression",
-            "compression candidates: size, accuracy, latency",
-            lambda: _compression(args, runtime, api_spec, s3_env, digits_job, logs),
+        given = sections.run(
+            "batch_input",
+            "batch input: a JSON Lines file of digits",
+            lambda: batch.put_input(client, bucket, args.batch_mib),
         )
+        for n in range(args.rounds):
+            _round(args, n, sections, runtime, api_spec, batch_spec, variants, s3_env, client, given, digits_job, logs)
+        for name, finish in (("imports", imports.finish), ("imports_eager", imports.finish), ("batch", batch.finish)):
+            if name not in sections.failed and name in results:
+                results[name] = finish(results[name])
+        if "lazy_vs_eager" in results and "error" not in results["lazy_vs_eager"]:
+            results["lazy_vs_eager"].update(_cold_lazy_vs_eager(results.get("cold_start") or {}))
     return _finish(results, sections, out, args, started)
 
 
@@ -280,20 +278,13 @@ def _function_env(runtime: Runtime, spec: FunctionSpec, s3_env: dict[str, str], 
     return runtime.environment(spec, {**s3_env, "OPTIMIZED_MODEL_DIR": str(tmp)})
 
 
-def _cold(
-    args: argparse.Namespace,
-    runtime: Runtime,
-    api_spec: FunctionSpec,
-    bucket: str,
-    s3_env: dict[str, str],
-    logs: Path,
-) -> dict[str, Any]:
+def _variants(runtime: Runtime, api_spec: FunctionSpec, bucket: str) -> list[coldstart.Variant]:
     from bench.common import venv_runtime
 
     one = digits(1)
     eager_spec, eager_runtime = eager(api_spec, runtime)
     int8 = predict_event(models.INT8, one)
-    variants = [
+    return [
         coldstart.Variant("empty", "empty Python handler (the floor)", empty_spec(), runtime, predict_event("x", one)),
         coldstart.Variant("ours_int8", "ours, int8 ONNX", api_spec, runtime, int8),
         coldstart.Variant("ours_fp32", "ours, fp32 ONNX", api_spec, runtime, predict_event(models.FP32, one)),
@@ -308,14 +299,79 @@ def _cold(
             eager_runtime,
             health_event(),
         ),
+        coldstart.Variant("tensorflow", "TensorFlow SavedModel handler", tensorflow_spec(bucket), venv_runtime(), int8),
     ]
-    tf_event = predict_event(models.INT8, one)
-    variants.append(
-        coldstart.Variant(
-            "tensorflow", "TensorFlow SavedModel handler", tensorflow_spec(bucket), venv_runtime(), tf_event
-        )
+
+
+def _round(
+    args: argparse.Namespace,
+    n: int,
+    sections: Sections,
+    runtime: Runtime,
+    api_spec: FunctionSpec,
+    batch_spec: FunctionSpec,
+    variants: list[coldstart.Variant],
+    s3_env: dict[str, str],
+    client: Any,
+    given: dict[str, Any],
+    digits_job: models.Job,
+    logs: Path,
+) -> None:
+    """Every timed part once, in turn: rounds spread each figure's runs over the whole run, so its
+    min-max takes in the machine's drift over minutes, not only over the seconds one part lasts."""
+    of = f"round {n + 1}/{args.rounds}"
+    repeats = math.ceil(3 / args.rounds)  # import-time runs: 3 in all
+    sections.run(
+        "machine_speed",
+        f"machine speed ({of}): a fixed pure-Python workload on the functions' Python",
+        lambda: child(runtime, ["machine-speed", "5"], dict(os.environ), logs / "machine-speed.log"),
     )
-    return coldstart.measure(variants, s3_env, args.cold_runs, logs)
+    sections.run(
+        "cold_start",
+        f"cold start ({of}): {args.cold_runs} new containers each, through the Lambda RIE",
+        lambda: coldstart.measure(variants, s3_env, args.cold_runs, logs, n),
+    )
+    sections.run(
+        "imports",
+        f"import-time work of ApiFunction, per package ({of})",
+        lambda: _imports(runtime, api_spec, s3_env, logs, repeats, n),
+    )
+    sections.run(
+        "imports_eager",
+        f"import-time work of ApiFunction made eager (bench/eager_handler), per package ({of})",
+        lambda: _imports(runtime, api_spec, s3_env, logs, repeats, n, eager_too=True),
+    )
+    sections.run(
+        "lazy_vs_eager",
+        f"what each deferred piece of work costs, at INIT when eager and at the first request when lazy ({of})",
+        lambda: _lazy_vs_eager(runtime, api_spec, s3_env, logs, repeats),
+    )
+    sections.run(
+        "latency",
+        f"warm latency ({of}): {args.repeats} x {args.calls} calls, handler vs bare",
+        lambda: _latency(args, runtime, api_spec, variants, s3_env, logs),
+    )
+    sections.run(
+        "batch",
+        f"batch ({of}): BatchFunction's core on a {args.batch_mib:g} MiB JSON Lines file vs bare session.run",
+        lambda: batch.measure(
+            client,
+            api_spec.environment["MODEL_BUCKET"],
+            runtime,
+            runtime.environment(batch_spec, {**s3_env, "OPTIMIZED_MODEL_DIR": str(logs / "batch-tmp")}),
+            models.candidate_file(digits_job, "int8-dynamic"),
+            given,
+            int(batch_spec.environment["BATCH_CHUNK_ROWS"]),
+            args.batch_runs,
+            logs,
+            n,
+        ),
+    )
+    sections.run(
+        "compression",
+        f"compression candidates: size, accuracy, latency ({of})",
+        lambda: _compression(args, runtime, api_spec, s3_env, digits_job, logs),
+    )
 
 
 def eager(api_spec: FunctionSpec, runtime: Runtime) -> tuple[FunctionSpec, Runtime]:
@@ -332,7 +388,13 @@ def eager(api_spec: FunctionSpec, runtime: Runtime) -> tuple[FunctionSpec, Runti
 
 
 def _imports(
-    runtime: Runtime, api_spec: FunctionSpec, s3_env: dict[str, str], logs: Path, eager_too: bool = False
+    runtime: Runtime,
+    api_spec: FunctionSpec,
+    s3_env: dict[str, str],
+    logs: Path,
+    repeats: int,
+    round_no: int,
+    eager_too: bool = False,
 ) -> dict[str, Any]:
     module = "functions.api.app"
     if eager_too:
@@ -343,23 +405,38 @@ def _imports(
     event = predict_event(models.INT8, digits(1))
     work = logs / ("imports-eager" if eager_too else "imports")
     work.mkdir(exist_ok=True)
-    return imports.measure(runtime, module, event, env, work, repeats=3)
+    return imports.measure(runtime, module, event, env, work, repeats, round_no)
 
 
 def _lazy_vs_eager(
-    args: argparse.Namespace,
-    runtime: Runtime,
-    api_spec: FunctionSpec,
-    s3_env: dict[str, str],
-    logs: Path,
-    results: dict[str, Any],
+    runtime: Runtime, api_spec: FunctionSpec, s3_env: dict[str, str], logs: Path, repeats: int
 ) -> dict[str, Any]:
-    """Each deferred step's cost eager (at INIT) and lazy (at the first request that needs it), and the
-    cold starts of a route that needs none of it and of the first prediction, from the same run."""
+    """Each deferred step's cost eager (at INIT) and lazy (at the first request that needs it)."""
     spec, wrapped = eager(api_spec, runtime)
     env = _function_env(wrapped, spec, s3_env, logs / "items-tmp")
-    steps = imports.deferred(wrapped, env, logs, repeats=args.cold_runs)
-    cold = results.get("cold_start") or {}
+    steps = imports.deferred(wrapped, env, logs, repeats=repeats)
+    return {
+        "steps_ms": {
+            step: {
+                "label": label,
+                "eager_at_init": steps["eager"].get(step),
+                "lazy_at_first_request": steps["lazy"].get(step),
+            }
+            for step, label in LABELS.items()
+        },
+        "handler_import_ms": {mode: steps[mode].get("handler_import") for mode in ("lazy", "eager")},
+        "note": (
+            "eager: bench/eager_handler/app.py imports the handler, then does each step at import (INIT); lazy: the "
+            "handler as built imports none of it, and each step is timed in a fresh process right after the "
+            "handler's import (what the first prediction pays for it); route_models eagerly builds every route's "
+            "validation models, lazily only the predict route's; cold figures from cold_start (RIE)"
+        ),
+    }
+
+
+def _cold_lazy_vs_eager(cold: dict[str, Any]) -> dict[str, Any]:
+    """The cold starts of a route that needs none of the deferred work and of the first prediction, as
+    built (lazy) and eager, from the cold start figures of the same run."""
     figures = {}
     for name, (lazy_key, eager_key, key) in {
         "health_cold_s": ("health", "health_eager", "cold_s"),
@@ -372,31 +449,17 @@ def _lazy_vs_eager(
         lazy, eager_figure = (cold.get(lazy_key) or {}).get(key), (cold.get(eager_key) or {}).get(key)
         if lazy and eager_figure:
             figures[name] = {"lazy": lazy, "eager": eager_figure}
-    return {
-        "steps_ms": {
-            step: {
-                "label": label,
-                "eager_at_init": steps["eager"].get(step),
-                "lazy_at_first_request": steps["lazy"].get(step),
-            }
-            for step, label in LABELS.items()
-        },
-        "handler_import_ms": {mode: steps[mode].get("handler_import") for mode in ("lazy", "eager")},
-        **figures,
-        "note": (
-            "eager: bench/eager_handler/app.py imports the handler, then does each step at import (INIT); lazy: the "
-            "handler as built imports none of it, and each step is timed in a fresh process right after the "
-            "handler's import (what the first prediction pays for it); route_models eagerly builds every route's "
-            "validation models, lazily only the predict route's; cold figures from cold_start (RIE)"
-        ),
-    }
+    return figures
 
 
 def _latency(
-    args: argparse.Namespace, runtime: Runtime, api_spec: FunctionSpec, bucket: str, s3_env: dict[str, str], logs: Path
+    args: argparse.Namespace,
+    runtime: Runtime,
+    api_spec: FunctionSpec,
+    variants: list[coldstart.Variant],
+    s3_env: dict[str, str],
+    logs: Path,
 ) -> dict[str, Any]:
-    from bench.common import venv_runtime
-
     events = {
         f"{tag} x{n}": predict_event(name, digits(n))
         for tag, name in (("int8", models.INT8), ("fp32", models.FP32))
@@ -410,9 +473,9 @@ def _latency(
     tf_events = {f"tensorflow x{n}": predict_event(models.INT8, digits(n)) for n in (1, 32)}
     tf_path = logs / "latency-tf-events.json"
     tf_path.write_text(json.dumps(tf_events))
-    tf_runtime = venv_runtime()
-    tf_env = tf_runtime.environment(tensorflow_spec(bucket), s3_env)
-    theirs = child(tf_runtime, ["latency", "app", str(tf_path), calls, repeats], tf_env, logs / "latency-tf.log")
+    tf = next(v for v in variants if v.key == "tensorflow")
+    tf_env = tf.runtime.environment(tf.spec, s3_env)
+    theirs = child(tf.runtime, ["latency", "app", str(tf_path), calls, repeats], tf_env, logs / "latency-tf.log")
     return {"runtime": runtime.label, **ours, **theirs}
 
 
@@ -432,27 +495,25 @@ def _compression(
     env = _function_env(runtime, api_spec, s3_env, logs / "compression-tmp")
     command = ["compression", str(files_path), str(rows), str(args.calls), str(args.repeats)]
     latency = child(runtime, command, env, logs / "compression.log")
-    table = []
+    table = {}
     for c in candidates:
         path = job.model_dir / str(c.get("file") or "")
-        table.append(
-            {
-                "method": c["method"],
-                "size_bytes": path.stat().st_size if path.is_file() else None,
-                "gzip_bytes": c.get("gzip_bytes"),
-                "accuracy": c.get("accuracy"),
-                "accepted": c.get("accepted"),
-                "reason": c.get("reason"),
-                "latency_ms_at_training": c.get("latency_ms"),
-                **({"latency": latency[c["method"]]} if c["method"] in latency else {}),
-            }
-        )
+        table[c["method"]] = {
+            "method": c["method"],
+            "size_bytes": path.stat().st_size if path.is_file() else None,
+            "gzip_bytes": c.get("gzip_bytes"),
+            "accuracy": c.get("accuracy"),
+            "accepted": c.get("accepted"),
+            "reason": c.get("reason"),
+            "latency_ms_at_training": c.get("latency_ms"),
+            **({"latency": latency[c["method"]]} if c["method"] in latency else {}),
+        }
     compression = job.manifest["compression"]
     return {
         "published_by_the_job": compression["method"],
         "eval_rows": compression.get("eval_rows"),
         "max_accuracy_drop_points": compression.get("max_accuracy_drop_points"),
-        "candidates": table,
+        "candidates": table,  # by method: a round's figures merge into the same candidate's
     }
 
 
@@ -470,7 +531,31 @@ def _finish(results: dict[str, Any], sections: Sections, out: Path, args: argpar
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["wall_s"] = round(time.perf_counter() - started, 1)
     results["failed_sections"] = sections.failed
+    if args.previous is not None:
+        results["rerun_check"] = rerun_check(args.previous, results)
     return _render(results, out, args)
+
+
+# What must match for two runs' figures to be comparable (the rest only names files or the README).
+COMPARABLE = ("rounds", "cold_runs", "calls", "repeats", "batch_mib", "batch_runs", "venv", "no_load_test", "users")
+
+
+def rerun_check(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """This run's medians against the spread of the results.json it replaces, when both ran the same way."""
+    was, now = previous.get("settings") or {}, current.get("settings") or {}
+    about = {"previous_started_at": previous.get("started_at"), "previous_command": previous.get("command")}
+    differ = [k for k in COMPARABLE if was.get(k) != now.get(k)]
+    if differ:
+        return {**about, "skipped": f"the previous run had other settings ({', '.join(differ)})"}
+    check = {**about, **compare(previous, current)}
+    before, now = (lookup(r, "machine_speed", "python_loop_ms") for r in (previous, current))
+    if before and now:
+        check["machine_speed"] = {
+            "before": before["median"],
+            "now": now["median"],
+            "change_pct": 100 * (now["median"] - before["median"]) / before["median"],
+        }
+    return check
 
 
 def _render(results: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
@@ -487,6 +572,9 @@ def _render(results: dict[str, Any], out: Path, args: argparse.Namespace) -> int
     say(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'} ({results['wall_s']:.0f} s run)")
     for goal in results["goals"]:
         say(f"   {'met ' if goal['met'] else 'MISS'} {goal['goal']}: {goal['measured']}")
+    check = results.get("rerun_check") or {}
+    if "checked" in check:
+        say(f"rerun check: {check['inside']} of {check['checked']} medians within the previous run's min-max")
     if results["failed_sections"]:
         say(f"failed parts: {', '.join(results['failed_sections'])} (their errors are in results.json)")
         return 1

@@ -12,8 +12,8 @@ import math
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from maas.paths import project_root
@@ -21,32 +21,95 @@ from maas.paths import project_root
 
 @dataclass(frozen=True)
 class Stat:
-    """One figure: the median of ``n`` repeated runs, with the smallest and largest run."""
+    """One figure: the median of ``n`` repeated runs, with the smallest and largest run (and every run)."""
 
     median: float
     min: float
     max: float
     n: int
+    runs: tuple[float, ...] = ()
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Stat:
-        runs = [float(v) for v in values]
+        runs = tuple(float(v) for v in values)
         if not runs:
             raise ValueError("a figure needs at least one run")
-        return cls(statistics.median(runs), min(runs), max(runs), len(runs))
+        return cls(statistics.median(runs), min(runs), max(runs), len(runs), runs)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stat:
-        return cls(float(data["median"]), float(data["min"]), float(data["max"]), int(data["n"]))
+        runs = tuple(float(v) for v in data.get("runs", ()))
+        return cls(float(data["median"]), float(data["min"]), float(data["max"]), int(data["n"]), runs)
 
     def to_dict(self, digits: int = 4) -> dict[str, Any]:
-        return {k: (round(v, digits) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {
+            "median": round(self.median, digits),
+            "min": round(self.min, digits),
+            "max": round(self.max, digits),
+            "n": self.n,
+            "runs": [round(v, digits) for v in self.runs],
+        }
 
     def spread(self, fmt: str = "{:.3g}") -> str:
         """``median (min-max)``, or the one value when every run gave it."""
         if self.n == 1 or self.min == self.max:
             return fmt.format(self.median)
         return f"{fmt.format(self.median)} ({fmt.format(self.min)}-{fmt.format(self.max)})"
+
+
+def is_stat(value: Any) -> bool:
+    """A ``Stat.to_dict()`` that carries its runs (so it can take in the runs of another round)."""
+    return isinstance(value, dict) and {"median", "min", "max", "n", "runs"} <= value.keys()
+
+
+def merge(first: Any, later: Any) -> Any:
+    """Two rounds of the same measurement as one: each figure's runs pooled (its median, min and max
+    taken again), lists of runs joined, dicts merged key by key; any other value is the first round's."""
+    if is_stat(first) and is_stat(later):
+        digits = max((_decimals(v) for v in (*first["runs"], *later["runs"])), default=4)
+        return Stat.of([*first["runs"], *later["runs"]]).to_dict(digits)
+    if isinstance(first, dict) and isinstance(later, dict):
+        out = dict(first)
+        for key, value in later.items():
+            out[key] = merge(first[key], value) if key in first else value
+        return out
+    if isinstance(first, list) and isinstance(later, list):
+        return first + later
+    return first
+
+
+def figures(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Stat]]:
+    """Every figure in a results tree, with its path (``cold_start/ours_int8/cold_s``)."""
+    if isinstance(tree, dict) and {"median", "min", "max", "n"} <= tree.keys():
+        yield "/".join(path), Stat.from_dict(tree)
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from figures(value, (*path, str(key)))
+
+
+def compare(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Which of this run's medians fall outside the previous run's min-max, figure by figure.
+
+    Figures of one run (n = 1) are left out: a single run has no spread to fall within."""
+    before = {name: stat for name, stat in figures(previous) if stat.n > 1}
+    outside: list[dict[str, Any]] = []
+    checked = 0
+    for name, stat in figures(current):
+        old = before.get(name)
+        if old is None:
+            continue
+        checked += 1
+        if not old.min <= stat.median <= old.max:
+            edge = old.min if stat.median < old.min else old.max
+            off = 100 * (stat.median - edge) / edge if edge else float("inf")
+            outside.append({"figure": name, "median": stat.median, "min": old.min, "max": old.max, "off_pct": off})
+    outside.sort(key=lambda item: -abs(float(item["off_pct"])))
+    return {"checked": checked, "inside": checked - len(outside), "outside": outside}
+
+
+def _decimals(value: float) -> int:
+    text = repr(float(value))
+    return 0 if "e" in text else len(text.split(".")[1].rstrip("0"))
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -106,22 +106,43 @@ def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
         yield chunk
 
 
+def _batches(model: LoadedModel, chunk: list[Row]) -> list[tuple[list[Row], dict[str, np.ndarray]]]:
+    """The chunk's readable rows as batches with their feeds, an unreadable row's error set on it.
+
+    The whole chunk is read as one batch first (one array per input, the same checks as a request
+    body); only when that fails is each row read alone, to find the rows at fault, and the rest are
+    batched by shape (rows of a model with a free dimension need not agree on it)."""
+    rows = [row for row in chunk if row.error is None]
+    if not rows:
+        return []
+    try:
+        return [(rows, feeds_from_body({"instances": [row.instance for row in rows]}, model, len(rows)))]
+    except MaasError:
+        pass
+    by_shape: dict[tuple[Any, ...], tuple[list[Row], list[dict[str, np.ndarray]]]] = {}
+    for row in rows:
+        try:
+            feeds = feeds_from_body({"instances": [row.instance]}, model, 1)
+        except MaasError as exc:
+            row.error = exc.message
+            continue
+        group = by_shape.setdefault(tuple((k, v.shape[1:]) for k, v in feeds.items()), ([], []))
+        group[0].append(row)
+        group[1].append(feeds)
+    return [
+        (good, {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]})
+        for good, feeds in by_shape.values()
+    ]
+
+
 def _score_chunk(model: LoadedModel, chunk: list[Row], results: S3Writer, errors: S3Writer, tally: Tally) -> None:
-    """Score the rows that can be read as one batch; write every row, in line order, to the results
+    """Score the rows that can be read, batch by batch; write every row, in line order, to the results
     or to the errors file."""
-    good: list[tuple[Row, dict[str, np.ndarray]]] = []
-    for row in chunk:
-        if row.error is None:
-            try:
-                good.append((row, feeds_from_body({"instances": [row.instance]}, model, 1)))
-            except MaasError as exc:
-                row.error = exc.message
     predictions: dict[int, Any] = {}
-    if good:
-        feeds = {name: np.concatenate([f[name] for _, f in good]) for name in good[0][1]}
+    for good, feeds in _batches(model, chunk):
         outputs = run(model, feeds, finite=False)
         nonfinite = set(nonfinite_rows(outputs))
-        for index, ((row, _), prediction) in enumerate(zip(good, format_predictions(model, outputs), strict=True)):
+        for index, (row, prediction) in enumerate(zip(good, format_predictions(model, outputs), strict=True)):
             if index in nonfinite:  # JSON cannot carry NaN or Infinity, and the row must not sink the file
                 row.error = NONFINITE
             else:

@@ -251,3 +251,43 @@ def test_a_key_that_names_no_model_gets_its_failed_summary_under_rejected(s3, ke
     assert found["Key"].startswith(REJECTED_PREFIX) and found["Key"].endswith("/summary.json")
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key=found["Key"])["Body"].read())
     assert summary["status"] == "failed" and summary["input"] == f"s3://{BUCKET}/{key}" and summary["code"]
+
+
+def _sequence_sum_model() -> tuple[bytes, dict]:
+    """A real model with a free dimension besides the batch: total = sum(values) over any length."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from tests_support import two_input_manifest
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["values", "axes"], ["total"], keepdims=1)],
+        "sequence_sum",
+        [helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, None])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, [None, 1])],
+        initializer=[numpy_helper.from_array(np.array([1], dtype="int64"), "axes")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    manifest = two_input_manifest()
+    manifest.update(
+        inputs=[{"name": "values", "dtype": "float32", "shape": [None, None]}],
+        outputs=[{"name": "total", "dtype": "float32", "shape": [None, 1]}],
+    )
+    return model.SerializeToString(), manifest
+
+
+def test_rows_of_different_lengths_are_each_scored_when_the_model_takes_any_length(s3, registry):
+    """A chunk is read as one batch; rows that cannot share one (a free dimension they disagree on)
+    are batched by shape, each row's prediction still its own, and a bad row still only fails itself."""
+    registry.publish("seqsum", *_sequence_sum_model())
+    models = ModelCache(BUCKET, registry=registry)
+    rows = [[1, 2], [1, 2, 3], ["x"], [4, 5], [10]]
+    key = "batch/in/seqsum/production/ragged.jsonl"
+    etag = put(s3, key, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    summary = score_object(s3, BUCKET, key, etag, models, chunk_rows=8)
+    out = parse_key(key, etag).out_prefix
+    assert (summary["rows"], summary["scored"], summary["failed"]) == (5, 4, 1)
+    results = read_lines(s3, out + "results.jsonl")
+    assert [(r["line"], r["prediction"]["total"]) for r in results] == [(1, [3.0]), (2, [6.0]), (4, [9.0]), (5, [10.0])]
+    assert [e["line"] for e in read_lines(s3, out + "errors.jsonl")] == [3]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maas.bench import Stat, markdown_table, percentile, ratio
+from maas.bench import Stat, compare, markdown_table, merge, percentile, ratio
 
 
 def test_a_figure_is_the_median_of_its_runs_with_min_and_max() -> None:
@@ -17,7 +17,18 @@ def test_a_figure_is_the_median_of_its_runs_with_min_and_max() -> None:
 
 def test_a_figure_round_trips_through_results_json() -> None:
     stat = Stat.of([1.23456, 2.0, 3.0])
-    assert Stat.from_dict(stat.to_dict(2)) == Stat(2.0, 1.23, 3.0, 3)
+    assert Stat.from_dict(stat.to_dict(2)) == Stat(2.0, 1.23, 3.0, 3, (1.23, 2.0, 3.0))
+
+
+def test_rounds_pool_their_runs_so_the_spread_covers_every_round() -> None:
+    early = {"cold_s": Stat.of([0.45, 0.46]).to_dict(), "runs": [{"a": 1}], "label": "ours", "calls": 300}
+    late = {"cold_s": Stat.of([0.47, 0.48, 0.49]).to_dict(), "runs": [{"a": 2}], "label": "ours", "extra": 1}
+    merged = merge(early, late)
+    assert Stat.from_dict(merged["cold_s"]) == Stat.of([0.45, 0.46, 0.47, 0.48, 0.49])
+    assert merged["runs"] == [{"a": 1}, {"a": 2}]
+    assert (merged["label"], merged["calls"], merged["extra"]) == ("ours", 300, 1)
+    tenths = merge(Stat.of([270.3]).to_dict(1), Stat.of([271.0, 268.25]).to_dict(1))
+    assert tenths["runs"] == [270.3, 271.0, 268.2] and tenths["median"] == 270.3
 
 
 def test_a_figure_needs_a_run() -> None:
@@ -94,3 +105,36 @@ def test_the_report_sets_lazy_against_eager(monkeypatch: pytest.MonkeyPatch) -> 
     text = report._lazy_vs_eager_section(results)
     assert "| onnx | 27.0 | 0 | 26.0 |" in text
     assert "| cold start, GET /health: needs none of it (s) | 0.285 | 0.460 | +0.175 |" in text
+
+
+def test_a_rerun_is_checked_figure_by_figure_against_the_previous_spread() -> None:
+    previous = {
+        "cold_start": {"ours": {"cold_s": Stat.of([0.45, 0.46, 0.47]).to_dict(), "label": "ours"}},
+        "latency": {"p50_ms": Stat.of([0.60, 0.62]).to_dict()},
+        "single": Stat.of([5.0]).to_dict(),
+    }
+    current = {
+        "cold_start": {"ours": {"cold_s": Stat.of([0.46, 0.47, 0.47]).to_dict()}},
+        "latency": {"p50_ms": Stat.of([0.66, 0.70]).to_dict()},
+        "single": Stat.of([9.0]).to_dict(),
+        "new": Stat.of([1.0, 2.0]).to_dict(),
+    }
+    check = compare(previous, current)
+    assert (check["checked"], check["inside"]) == (2, 1)
+    [outside] = check["outside"]
+    assert outside["figure"] == "latency/p50_ms"
+    assert outside["off_pct"] == pytest.approx(100 * (0.68 - 0.62) / 0.62)
+
+
+def test_the_page_cache_is_dropped_for_regular_files_only(tmp_path) -> None:
+    """bench.pagecache: every regular file once, links and fifos skipped, nothing fails on them."""
+    import os
+
+    from bench.pagecache import drop
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "module.so").write_bytes(b"x" * 5000)
+    (tmp_path / "data.json").write_text("{}")
+    (tmp_path / "link.so").symlink_to(tmp_path / "lib" / "module.so")
+    os.mkfifo(tmp_path / "pipe")
+    assert drop([tmp_path]) == {"files": 2, "bytes": 5002}
