@@ -1,12 +1,14 @@
-"""One page cache state for every run: the functions' files dropped from it, then read back by a process.
+"""One page cache state for every round: the functions' files dropped from it, then read back by a process.
 
 A process's peak RSS counts the file pages it maps, and the kernel (6.x, large folios) maps a cached
 file in pieces as large as those it holds in its page cache, which depend on how the file got there:
 written by pip, read by ``cat``, or faulted in through mmap. TensorFlow's handler measured 643, 666,
-677 and 754 MiB here over such states, on the same files. So before measuring, the benchmark drops
-every file its functions load from the page cache (``posix_fadvise(DONTNEED)``, which needs no
-privilege and leaves pages a running process maps), and an uncounted cold start of each variant
-reads them back as a new Lambda process would, through its own imports and mmaps.
+677 and 754 MiB here over such states, on the same files. So each round of the benchmark drops every
+file its functions load from the page cache (``posix_fadvise(DONTNEED)``, which needs no privilege
+and leaves pages a running process maps), and an uncounted cold start of each variant reads them back
+as a new Lambda process would, through its own imports and mmaps. What is left varies with how large
+the folios come out (the kernel takes large ones where free memory allows: 643 to 658 MiB for the
+TensorFlow handler over installs and drops), and since every round starts anew, the spread shows it.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from pathlib import Path
 from bench.common import Runtime
 
 
-def roots(runtimes: Iterable[Runtime]) -> list[Path]:
-    """What the functions' processes load: each runtime's Python installation, package and paths."""
-    found: set[Path] = {Path(sys.prefix), Path(sys.base_prefix)}
-    for runtime in runtimes:
-        interpreter = Path(runtime.python[0]).resolve()
-        found.add(interpreter.parents[1])  # <prefix>/bin/python3.12 -> <prefix>
-        if runtime.package:
-            found.add(runtime.package)
-        found.update(runtime.extra_paths)
+def roots(runtime: Runtime) -> list[Path]:
+    """What a function's process loads: its Python installation, its package and the paths beside it."""
+    interpreter = Path(runtime.python[0])
+    if interpreter.resolve() == Path(sys.executable).resolve():  # the project's virtualenv (the TensorFlow handler)
+        found = {Path(sys.prefix), Path(sys.base_prefix)}
+    else:
+        found = {interpreter.resolve().parents[1]}  # <prefix>/bin/python3.12 -> <prefix>
+    if runtime.package:
+        found.add(runtime.package)
+    found.update(runtime.extra_paths)
     return sorted(p for p in found if p.is_dir())
 
 

@@ -300,7 +300,7 @@ def _cold_table(r: dict[str, Any]) -> str:
             [
                 v["label"],
                 _spread(v.get("cold_s"), "{:.3f}"),
-                f"{from_disk[key]:.3f}" if key in from_disk else None,
+                _spread(from_disk.get(key), "{:.3f}"),
                 _spread(v.get("init_ms"), "{:.0f}"),
                 _spread(v.get("peak_rss_mib"), "{:.0f}"),
                 _spread(v.get("emulator_rss_mib"), "{:.0f}"),
@@ -311,7 +311,7 @@ def _cold_table(r: dict[str, Any]) -> str:
     header = [
         "function",
         "cold start (s)",
-        "files read from disk, once (s)",
+        "files read from disk (s)",
         "INIT (ms)",
         "peak RSS (MiB)",
         "emulator RSS (MiB)",
@@ -631,8 +631,8 @@ def _method(r: dict[str, Any]) -> str:
     )
     return (
         f"Each figure is the median of repeated runs, {spread}, with the (min-max) of all its runs; every run is "
-        "in results.json. Ratios are of medians measured in the same run. Before the rounds, the functions' files "
-        "are dropped from the page cache and read back by one uncounted cold start of each variant "
+        "in results.json. Ratios are of medians measured in the same run. Each round starts with the functions' files "
+        "dropped from the page cache and read back by one uncounted cold start of each variant "
         "(`bench/pagecache.py` says why: how a file entered the cache changes the peak RSS of a process that maps "
         "it). Sizes and memory in MiB (2^20 bytes, the unit of Lambda's own limits).\n"
     )
@@ -655,8 +655,8 @@ def markdown(r: dict[str, Any]) -> str:
         "From spawning the Lambda Runtime Interface Emulator (with awslambdaric and the handler) to the first 200 "
         "for one API Gateway event, the model fetched from the embedded S3 into an empty /tmp; peak RSS is the "
         "runtime process's VmHWM after that request. INIT is the emulator's INIT REPORT (interpreter, awslambdaric, "
-        "the handler's import). Files read from disk: the one uncounted cold start of each variant right after its "
-        "files were dropped from the page cache, as on a host that has not run the function yet.\n",
+        "the handler's import). Files read from disk: the uncounted cold start of each variant right after its "
+        "own files were dropped from the page cache (once a round), as on a host that has not run it yet.\n",
         _cold_table(r),
         "## Import-time work\n",
         _imports_section(r),

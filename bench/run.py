@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import batch, coldstart, imports, loadtest, models, pagecache, size
+from bench import batch, coldstart, imports, loadtest, models, size
 from bench.common import (
     BENCH,
     ROOT,
@@ -215,14 +215,6 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: loadtest.run(WORK / "state", _load_plan(tabular_job), args.users, args.seconds, logs),
             )
         variants = _variants(runtime, api_spec, bucket)
-        sections.run(
-            "page_cache",
-            "page cache: drop the functions' files, then one uncounted cold start of each variant reads them back",
-            lambda: {
-                "dropped": pagecache.drop(pagecache.roots({v.runtime for v in variants})),
-                "uncached_cold_s": coldstart.prime(variants, s3_env, logs),
-            },
-        )
         given = sections.run(
             "batch_input",
             "batch input: a JSON Lines file of digits",
@@ -325,6 +317,11 @@ def _round(
         "machine_speed",
         f"machine speed ({of}): a fixed pure-Python workload on the functions' Python",
         lambda: child(runtime, ["machine-speed", "5"], dict(os.environ), logs / "machine-speed.log"),
+    )
+    sections.run(
+        "page_cache",
+        f"page cache ({of}): each variant's files dropped, then read back by one uncounted cold start",
+        lambda: {"uncached_cold_s": coldstart.prime(variants, s3_env, logs)},
     )
     sections.run(
         "cold_start",
