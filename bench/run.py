@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import platform
 import shutil
@@ -49,11 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds",
         type=int,
         help="rounds over every timed part, spread over the run; each figure pools its rounds' runs "
-        "(default 3; --quick 1)",
+        "(default 4; --quick 1)",
     )
-    parser.add_argument("--cold-runs", type=int, help="cold starts per variant per round (default 4; --quick 3)")
+    parser.add_argument("--cold-runs", type=int, help="cold starts per variant per round (default 3; --quick 3)")
     parser.add_argument("--calls", type=int, help="warm calls per latency run (default 300; --quick 100)")
-    parser.add_argument("--repeats", type=int, help="latency runs per figure per round (default 3; --quick 3)")
+    parser.add_argument("--repeats", type=int, help="latency runs per figure per round (default 2; --quick 3)")
     parser.add_argument("--batch-mib", type=float, help="JSON Lines file size in MiB (default 25; --quick 10)")
     parser.add_argument("--batch-runs", type=int, help="batch scoring runs per round (default 1; --quick 2)")
     parser.add_argument("--no-load-test", action="store_true", help="skip the 50-client load test")
@@ -75,10 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     for name, full, fast in (
-        ("rounds", 3, 1),
-        ("cold_runs", 4, 3),
+        ("rounds", 4, 1),
+        ("cold_runs", 3, 3),
         ("calls", 300, 100),
-        ("repeats", 3, 3),
+        ("repeats", 2, 3),
         ("batch_mib", 25.0, 10.0),
         ("batch_runs", 1, 2),
     ):
@@ -312,7 +311,7 @@ def _round(
     """Every timed part once, in turn: rounds spread each figure's runs over the whole run, so its
     min-max takes in the machine's drift over minutes, not only over the seconds one part lasts."""
     of = f"round {n + 1}/{args.rounds}"
-    repeats = math.ceil(3 / args.rounds)  # import-time runs: 3 in all
+    repeats = 2 if args.rounds > 1 else 3  # import-time runs, a second or so each
     sections.run(
         "machine_speed",
         f"machine speed ({of}): a fixed pure-Python workload on the functions' Python",

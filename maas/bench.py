@@ -87,8 +87,9 @@ def figures(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Stat]]
             yield from figures(value, (*path, str(key)))
 
 
-def compare(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """Which of this run's medians fall outside the previous run's min-max, figure by figure.
+def compare(previous: dict[str, Any], current: dict[str, Any], digits: int = 4) -> dict[str, Any]:
+    """Which of this run's medians fall outside the previous run's min-max, figure by figure, the
+    three taken to ``digits`` significant digits (the report shows 3 or 4).
 
     Figures of one run (n = 1) are left out: a single run has no spread to fall within."""
     before = {name: stat for name, stat in figures(previous) if stat.n > 1}
@@ -99,12 +100,16 @@ def compare(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]
         if old is None:
             continue
         checked += 1
-        if not old.min <= stat.median <= old.max:
+        if not _significant(old.min, digits) <= _significant(stat.median, digits) <= _significant(old.max, digits):
             edge = old.min if stat.median < old.min else old.max
             off = 100 * (stat.median - edge) / edge if edge else float("inf")
             outside.append({"figure": name, "median": stat.median, "min": old.min, "max": old.max, "off_pct": off})
     outside.sort(key=lambda item: -abs(float(item["off_pct"])))
     return {"checked": checked, "inside": checked - len(outside), "outside": outside}
+
+
+def _significant(value: float, digits: int) -> float:
+    return float(f"{value:.{digits}g}")
 
 
 def _decimals(value: float) -> int:

@@ -138,3 +138,9 @@ def test_the_page_cache_is_dropped_for_regular_files_only(tmp_path) -> None:
     (tmp_path / "link.so").symlink_to(tmp_path / "lib" / "module.so")
     os.mkfifo(tmp_path / "pipe")
     assert drop([tmp_path]) == {"files": 2, "bytes": 5002}
+
+
+def test_the_rerun_check_reads_figures_as_reported_not_past_their_digits() -> None:
+    previous = {"rss": Stat.of([109.6211, 109.7578]).to_dict()}
+    assert compare(previous, {"rss": Stat.of([109.7578, 109.758]).to_dict()})["outside"] == []
+    assert compare(previous, {"rss": Stat.of([109.9, 110.0]).to_dict()})["inside"] == 0
