@@ -587,33 +587,44 @@ def _load_section(r: dict[str, Any]) -> str:
 def _rerun_section(r: dict[str, Any]) -> str:
     check = r.get("rerun_check")
     if not check:
-        return "No earlier results.json in this folder to check this run against.\n"
-    about = (
-        f"the results.json this run replaced (`{check.get('previous_command')}`, {check.get('previous_started_at')})"
-    )
+        return "No earlier results.json to check this run against.\n"
+    about = f"the earlier run (`{check.get('previous_command')}`, {check.get('previous_started_at')})"
     if "skipped" in check:
         return f"Not checked against {about}: {check['skipped']}.\n"
     text = (
-        f"Against {about}: **{check['inside']} of {check['checked']}** figures' medians fall within its min-max "
-        "(a figure of one run is not checked)."
+        f"Against {about}: **{check['inside']} of {check['checked']}** figures' medians fall within its min-max, "
+        "read to 4 significant digits (a figure of one run is not checked)."
     )
-    speed = check.get("machine_speed")
+    head = check.get("headline")
+    if head:
+        text += f" Of the summary table's and the goals' figures, **{head['inside']} of {head['checked']}**" + (
+            f" (outside: {', '.join(f'`{n}`' for n in head['outside'])})." if head["outside"] else "."
+        )
+    speed = check.get("machine_speed") or {}
+    adjusted = {o["figure"]: o for o in (speed.get("adjusted") or {}).get("outside", [])}
     if speed:
         text += (
-            f" The machine itself: a fixed pure-Python workload took {speed['now']:.2f} ms against "
-            f"{speed['before']:.2f} ms ({speed['change_pct']:+.1f}%), so time figures that moved by about as "
-            "much moved with the machine."
+            f" The machine itself ran a fixed pure-Python workload in {speed['now']:.2f} ms against "
+            f"{speed['before']:.2f} ms ({speed['change_pct']:+.1f}%); with this run's times and rates scaled by "
+            f"that, **{speed['adjusted']['inside']} of {speed['adjusted']['checked']}** fall within."
         )
     outside = check["outside"]
     if not outside:
         return text + "\n"
     text += " Outside, the farthest first:\n\n"
     rows = [
-        [f"`{o['figure']}`", f"{o['median']:.4g}", f"{o['min']:.4g}-{o['max']:.4g}", f"{o['off_pct']:+.1f}%"]
-        for o in outside[:12]
+        [
+            f"`{o['figure']}`",
+            f"{o['median']:.4g}",
+            f"{o['min']:.4g}-{o['max']:.4g}",
+            f"{o['off_pct']:+.1f}%",
+            (f"{adjusted[o['figure']]['off_pct']:+.1f}%" if o["figure"] in adjusted else "within") if speed else None,
+        ]
+        for o in outside[:15]
     ]
-    more = f"\n{len(outside) - 12} more in results.json.\n" if len(outside) > 12 else ""
-    return text + markdown_table(["figure", "this run", "previous min-max", "beyond it"], rows, "lrrr") + more
+    more = f"\n{len(outside) - 15} more in results.json.\n" if len(outside) > 15 else ""
+    header = ["figure", "this run", "earlier min-max", "beyond it", "beyond it, scaled by the machine's speed"]
+    return text + markdown_table(header, rows, "lrrrr") + more
 
 
 def _speed(r: dict[str, Any]) -> str:

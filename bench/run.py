@@ -37,7 +37,7 @@ from bench.common import (
     write_json,
 )
 from bench.eager_handler.eager import LABELS
-from maas.bench import compare, lookup, merge
+from maas.bench import compare, figures, lookup, merge
 from maas.template import FunctionSpec
 
 
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds",
         type=int,
         help="rounds over every timed part, spread over the run; each figure pools its rounds' runs "
-        "(default 4; --quick 1)",
+        "(default 5; --quick 1)",
     )
     parser.add_argument("--cold-runs", type=int, help="cold starts per variant per round (default 3; --quick 3)")
     parser.add_argument("--calls", type=int, help="warm calls per latency run (default 300; --quick 100)")
@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(BENCH), help="folder for results.json, results.md, results.png")
     parser.add_argument("--no-readme", action="store_true", help="leave README's summary table as it is")
     parser.add_argument(
+        "--check-against",
+        metavar="RESULTS_JSON",
+        help="check the figures against this results.json instead of the one the run replaces "
+        "(with --render-only: check the results.json already there)",
+    )
+    parser.add_argument(
         "--render-only",
         action="store_true",
         help="measure nothing: rewrite results.md, the plot and README from results.json",
@@ -74,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     for name, full, fast in (
-        ("rounds", 4, 1),
+        ("rounds", 5, 1),
         ("cold_runs", 3, 3),
         ("calls", 300, 100),
         ("repeats", 2, 3),
@@ -165,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     out = Path(args.out)
+    previous = Path(args.check_against) if args.check_against else out / "results.json"
     if args.render_only:
-        return _render(json.loads((out / "results.json").read_text()), out, args)
-    previous = out / "results.json"
+        stored = json.loads((out / "results.json").read_text())
+        if args.check_against:
+            stored["rerun_check"] = rerun_check(json.loads(previous.read_text()), stored)
+        return _render(stored, out, args)
     args.previous = json.loads(previous.read_text()) if previous.exists() else None
     logs = WORK / "logs"
     shutil.rmtree(logs, ignore_errors=True)
@@ -177,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema": 1,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "previous")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "previous", "check_against")},
         "machine": machine(),
     }
     sections = Sections(results)
@@ -532,6 +541,15 @@ def _finish(results: dict[str, Any], sections: Sections, out: Path, args: argpar
     return _render(results, out, args)
 
 
+# The figures of README's summary table and of the goals.
+HEADLINE = (
+    *(f"cold_start/{v}/{k}" for v in ("ours_int8", "ours_fp32", "tensorflow") for k in ("cold_s", "peak_rss_mib")),
+    *(f"latency/{m} x{n}/handler/p50_ms" for m in ("int8", "fp32", "tensorflow") for n in (1, 32)),
+    "latency/int8 x1/bare/p50_ms",
+    "batch/rows_per_s",
+    "batch/bare/best_rows_per_s",
+    "batch/peak_rss_mib",
+)
 # What must match for two runs' figures to be comparable (the rest only names files or the README).
 COMPARABLE = ("rounds", "cold_runs", "calls", "repeats", "batch_mib", "batch_runs", "venv", "no_load_test", "users")
 
@@ -544,12 +562,18 @@ def rerun_check(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, 
     if differ:
         return {**about, "skipped": f"the previous run had other settings ({', '.join(differ)})"}
     check = {**about, **compare(previous, current)}
+    compared = {name for name, _ in figures(current)} & {name for name, stat in figures(previous) if stat.n > 1}
+    headline = [name for name in HEADLINE if name in compared]
+    missed = [o["figure"] for o in check["outside"] if o["figure"] in headline]
+    check["headline"] = {"checked": len(headline), "inside": len(headline) - len(missed), "outside": missed}
     before, now = (lookup(r, "machine_speed", "python_loop_ms") for r in (previous, current))
     if before and now:
+        speed = before["median"] / now["median"]  # > 1: the machine ran faster this time
         check["machine_speed"] = {
             "before": before["median"],
             "now": now["median"],
             "change_pct": 100 * (now["median"] - before["median"]) / before["median"],
+            "adjusted": compare(previous, current, speed=speed),
         }
     return check
 
@@ -571,6 +595,13 @@ def _render(results: dict[str, Any], out: Path, args: argparse.Namespace) -> int
     check = results.get("rerun_check") or {}
     if "checked" in check:
         say(f"rerun check: {check['inside']} of {check['checked']} medians within the previous run's min-max")
+        head = check["headline"]
+        say(f"   the summary table's and goals' figures: {head['inside']} of {head['checked']}")
+        adjusted = lookup(check, "machine_speed", "adjusted")
+        if adjusted:
+            change = check["machine_speed"]["change_pct"]
+            scaled = f"{adjusted['inside']} of {adjusted['checked']}"
+            say(f"   {scaled} with times and rates scaled by the machine's speed ({change:+.1f}%)")
     if results["failed_sections"]:
         say(f"failed parts: {', '.join(results['failed_sections'])} (their errors are in results.json)")
         return 1
