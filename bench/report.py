@@ -600,13 +600,11 @@ def _rerun_section(r: dict[str, Any]) -> str:
         text += f" Of the summary table's and the goals' figures, **{head['inside']} of {head['checked']}**" + (
             f" (outside: {', '.join(f'`{n}`' for n in head['outside'])})." if head["outside"] else "."
         )
-    speed = check.get("machine_speed") or {}
-    adjusted = {o["figure"]: o for o in (speed.get("adjusted") or {}).get("outside", [])}
+    speed = check.get("machine_speed")
     if speed:
         text += (
             f" The machine itself ran a fixed pure-Python workload in {speed['now']:.2f} ms against "
-            f"{speed['before']:.2f} ms ({speed['change_pct']:+.1f}%); with this run's times and rates scaled by "
-            f"that, **{speed['adjusted']['inside']} of {speed['adjusted']['checked']}** fall within."
+            f"{speed['before']:.2f} ms ({speed['change_pct']:+.1f}%)."
         )
     outside = check["outside"]
     if not outside:
@@ -618,13 +616,12 @@ def _rerun_section(r: dict[str, Any]) -> str:
             f"{o['median']:.4g}",
             f"{o['min']:.4g}-{o['max']:.4g}",
             f"{o['off_pct']:+.1f}%",
-            (f"{adjusted[o['figure']]['off_pct']:+.1f}%" if o["figure"] in adjusted else "within") if speed else None,
         ]
         for o in outside[:15]
     ]
     more = f"\n{len(outside) - 15} more in results.json.\n" if len(outside) > 15 else ""
-    header = ["figure", "this run", "earlier min-max", "beyond it", "beyond it, scaled by the machine's speed"]
-    return text + markdown_table(header, rows, "lrrrr") + more
+    header = ["figure", "this run", "earlier min-max", "beyond it"]
+    return text + markdown_table(header, rows, "lrrr") + more
 
 
 def _speed(r: dict[str, Any]) -> str:

@@ -87,14 +87,11 @@ def figures(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Stat]]
             yield from figures(value, (*path, str(key)))
 
 
-def compare(previous: dict[str, Any], current: dict[str, Any], digits: int = 4, speed: float = 1.0) -> dict[str, Any]:
+def compare(previous: dict[str, Any], current: dict[str, Any], digits: int = 4) -> dict[str, Any]:
     """Which of this run's medians fall outside the previous run's min-max, figure by figure, the
     three taken to ``digits`` significant digits (the report shows 3 or 4).
 
-    ``speed``: how many times faster the machine ran this time (a fixed workload's time then over
-    its time now); times are multiplied and rates divided by it before they are compared, to tell a
-    figure that moved with the machine from one that moved by itself. Figures of one run (n = 1)
-    are left out: a single run has no spread to fall within."""
+    Figures of one run (n = 1) are left out: a single run has no spread to fall within."""
     before = {name: stat for name, stat in figures(previous) if stat.n > 1}
     outside: list[dict[str, Any]] = []
     checked = 0
@@ -103,21 +100,12 @@ def compare(previous: dict[str, Any], current: dict[str, Any], digits: int = 4, 
         if old is None:
             continue
         checked += 1
-        median = stat.median * speed ** kind_of_figure(name)
-        if not _significant(old.min, digits) <= _significant(median, digits) <= _significant(old.max, digits):
-            edge = old.min if median < old.min else old.max
-            off = 100 * (median - edge) / edge if edge else float("inf")
-            outside.append({"figure": name, "median": median, "min": old.min, "max": old.max, "off_pct": off})
+        if not _significant(old.min, digits) <= _significant(stat.median, digits) <= _significant(old.max, digits):
+            edge = old.min if stat.median < old.min else old.max
+            off = 100 * (stat.median - edge) / edge if edge else float("inf")
+            outside.append({"figure": name, "median": stat.median, "min": old.min, "max": old.max, "off_pct": off})
     outside.sort(key=lambda item: -abs(float(item["off_pct"])))
     return {"checked": checked, "inside": checked - len(outside), "outside": outside}
-
-
-def kind_of_figure(name: str) -> int:
-    """1 for a time (a part of its path ends in ``_s`` or ``_ms``), -1 for a rate (``_per_s``), 0 else."""
-    parts = name.split("/")
-    if any(part.endswith("_per_s") for part in parts):
-        return -1
-    return 1 if any(part.endswith(("_s", "_ms")) for part in parts) else 0
 
 
 def _significant(value: float, digits: int) -> float:
