@@ -95,15 +95,25 @@ def _timed(call: Callable[[], Any], calls: int) -> list[float]:
     return out
 
 
-def _figures(call: Callable[[], Any], calls: int, repeats: int) -> dict[str, Any]:
-    """p50 and p99 of ``calls`` calls, ``repeats`` times: each figure is the median of the repeats."""
-    for _ in range(max(10, calls // 10)):
-        call()  # warm-up: first-call allocations, caches
-    runs = [_timed(call, calls) for _ in range(repeats)]
+def _interleaved(calls_by_label: dict[str, Callable[[], Any]], calls: int, repeats: int) -> dict[str, Any]:
+    """p50 and p99 of ``calls`` calls of each target, ``repeats`` runs each; each figure is the median of
+    its runs. The runs take turns (run 1 of every target, then run 2, ...), so that a target's runs are
+    seconds apart: this machine's speed changes within a second (its host's other tenants), and runs
+    taken back to back would all catch the same moment and report too narrow a spread."""
+    for call in calls_by_label.values():
+        for _ in range(max(10, calls // 10)):
+            call()  # warm-up: first-call allocations, caches
+    runs: dict[str, list[list[float]]] = {label: [] for label in calls_by_label}
+    for _ in range(repeats):
+        for label, call in calls_by_label.items():
+            runs[label].append(_timed(call, calls))
     return {
-        "p50_ms": Stat.of(percentile(r, 50) for r in runs).to_dict(),
-        "p99_ms": Stat.of(percentile(r, 99) for r in runs).to_dict(),
-        "calls": calls,
+        label: {
+            "p50_ms": Stat.of(percentile(r, 50) for r in timed).to_dict(),
+            "p99_ms": Stat.of(percentile(r, 99) for r in timed).to_dict(),
+            "calls": calls,
+        }
+        for label, timed in runs.items()
     }
 
 
@@ -115,26 +125,30 @@ def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str
     handler = _handler(module)
     app = importlib.import_module(module)
     context = Context()
-    out: dict[str, Any] = {}
+    targets: dict[str, Callable[[], Any]] = {}
+    instances = {}
     for label, event in events.items():
         response = handler(event, context)
         if response.get("statusCode") != 200:
             raise RuntimeError(f"{label}: {response.get('statusCode')} {str(response.get('body'))[:300]}")
         x = np.asarray(json.loads(event["body"])["instances"], dtype=np.float32)
-        bare: Callable[[], Any]
         if hasattr(app, "models"):  # ours: the very session the handler holds
             session = app.models.get(event["pathParameters"]["name"]).session
-            bare = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
+            targets[f"{label}/bare"] = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
         else:  # the TensorFlow handler: its loaded SavedModel, called directly
-            bare = functools.partial(app._model[0].serve, x)
-        call = functools.partial(handler, event, context)
-        out[label] = {
-            "handler": _figures(call, calls, repeats),
-            "bare": _figures(bare, calls, repeats),
-            "instances": len(x),
-            "handler_profile": profile(call, calls),
+            targets[f"{label}/bare"] = functools.partial(app._model[0].serve, x)
+        targets[f"{label}/handler"] = functools.partial(handler, event, context)
+        instances[label] = len(x)
+    figures = _interleaved(targets, calls, repeats)
+    return {
+        label: {
+            "handler": figures[f"{label}/handler"],
+            "bare": figures[f"{label}/bare"],
+            "instances": count,
+            "handler_profile": profile(targets[f"{label}/handler"], calls),
         }
-    return out
+        for label, count in instances.items()
+    }
 
 
 def _group(filename: str, function: str) -> str:
@@ -245,7 +259,7 @@ def batch(key: str, etag: str, chunk_rows: int) -> dict[str, Any]:
 
 def bare_batch(model_path: str, rows_path: str, sizes: str) -> dict[str, Any]:
     """rows/s of a bare ``session.run`` over the rows of a .npy file at each batch size (the function's
-    threads), three passes each, every pass a run."""
+    threads), three passes each, every pass a run, the sizes taking turns."""
     import numpy as np
 
     from shared.model_cache import build_session, lambda_vcpus
@@ -254,16 +268,16 @@ def bare_batch(model_path: str, rows_path: str, sizes: str) -> dict[str, Any]:
     session = build_session(Path(model_path).read_bytes(), threads=threads)
     x = np.load(rows_path)
     name = session.get_inputs()[0].name
-    out = {}
-    for size in (int(s) for s in sizes.split(",")):
+    batch_sizes = [int(s) for s in sizes.split(",")]
+    for size in batch_sizes:
         session.run(None, {name: x[:size]})
-        passes = []
-        for _ in range(3):
+    out: dict[str, list[float]] = {str(size): [] for size in batch_sizes}
+    for _ in range(3):  # the sizes take turns, as in _interleaved
+        for size in batch_sizes:
             started = time.perf_counter()
             for start in range(0, len(x), size):
                 session.run(None, {name: x[start : start + size]})
-            passes.append(len(x) / (time.perf_counter() - started))
-        out[str(size)] = passes
+            out[str(size)].append(len(x) / (time.perf_counter() - started))
     return {"threads": threads, "rows": len(x), "rows_per_s": out}
 
 
@@ -274,12 +288,11 @@ def compression(files_path: str, rows_path: str, calls: int, repeats: int) -> di
     from shared.model_cache import build_session
 
     x = np.load(rows_path)[:1]
-    out = {}
+    targets: dict[str, Callable[[], Any]] = {}
     for method, path in json.loads(Path(files_path).read_text()).items():
         session = build_session(Path(path).read_bytes(), threads=1)
-        feeds = {session.get_inputs()[0].name: x}
-        out[method] = _figures(functools.partial(session.run, None, feeds), calls, repeats)
-    return out
+        targets[method] = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
+    return _interleaved(targets, calls, repeats)
 
 
 def machine_speed(repeats: int) -> dict[str, Any]:

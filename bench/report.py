@@ -633,7 +633,9 @@ def _method(r: dict[str, Any]) -> str:
     rounds = (r.get("settings") or {}).get("rounds") or 1
     spread = (
         f"taken in {rounds} rounds spread over the run (each round runs every timed part once in turn), so "
-        "that the spread takes in the machine's drift over minutes"
+        "that the spread takes in the machine's drift over minutes; within a round, the short in-process runs "
+        "(warm latency, compression latency, the bare batch floor) take turns, so that one figure's runs are "
+        "seconds apart, not caught in the same moment"
         if rounds > 1
         else "taken back to back (one round)"
     )
