@@ -588,7 +588,12 @@ def _rerun_section(r: dict[str, Any]) -> str:
     check = r.get("rerun_check")
     if not check:
         return "No earlier results.json to check this run against.\n"
-    about = f"the earlier run (`{check.get('previous_command')}`, {check.get('previous_started_at')})"
+    earlier = check.get("previous_runs") or 1
+    about = (
+        f"the earlier run (`{check.get('previous_command')}`, {check.get('previous_started_at')})"
+        if earlier == 1
+        else f"the {earlier} earlier runs pooled (the latest: {check.get('previous_started_at')})"
+    )
     if "skipped" in check:
         return f"Not checked against {about}: {check['skipped']}.\n"
     text = (
@@ -608,7 +613,7 @@ def _rerun_section(r: dict[str, Any]) -> str:
         )
     outside = check["outside"]
     if not outside:
-        return text + "\n"
+        return text + "\n" + _invocations(r)
     text += " Outside, the farthest first:\n\n"
     rows = [
         [
@@ -621,7 +626,48 @@ def _rerun_section(r: dict[str, Any]) -> str:
     ]
     more = f"\n{len(outside) - 15} more in results.json.\n" if len(outside) > 15 else ""
     header = ["figure", "this run", "earlier min-max", "beyond it"]
-    return text + markdown_table(header, rows, "lrrr") + more
+    return text + markdown_table(header, rows, "lrrr") + more + _invocations(r)
+
+
+def _invocations(r: dict[str, Any]) -> str:
+    """The runs of ``make bench`` pooled here (bench/pool.py), each with its own check against those before it."""
+    runs = r.get("invocations") or []
+    if len(runs) < 2:
+        return ""
+    rows = []
+    for run in runs:
+        check = run.get("rerun_check")
+        if isinstance(check, dict):
+            head = check["headline"]
+            checked = f"{check['inside']} of {check['checked']} ({head['inside']} of {head['checked']})"
+        else:
+            checked = check or "-"
+        load = run.get("load_test") or {}
+        rows.append(
+            [
+                run.get("started_at"),
+                f"{run.get('wall_s') or 0:.0f}",
+                f"{run['python_loop_ms']:.2f}" if run.get("python_loop_ms") else "-",
+                f"{load.get('failures')} in {load.get('requests'):,}" if load.get("requests") else "-",
+                checked,
+            ]
+        )
+    header = ["run started", "wall (s)", "workload (ms)", "load test failures", "within the runs before it (summary)"]
+    return (
+        f"\nThe figures pool the runs of these {len(runs)} runs of `make bench` of the same code on this machine "
+        "(`bench/pool.py`); each was checked, alone, against the pooled runs before it:\n\n"
+        + markdown_table(header, rows, "lrrrr")
+    )
+
+
+def pooled_line(r: dict[str, Any]) -> str:
+    runs = r.get("invocations") or []
+    if len(runs) < 2:
+        return ""
+    return (
+        f" Pooled from {len(runs)} runs of `make bench` of the same code on this machine, "
+        f"{runs[0].get('started_at')} to {runs[-1].get('started_at')}; the load test and sizes are the latest run's."
+    )
 
 
 def _speed(r: dict[str, Any]) -> str:
@@ -631,20 +677,27 @@ def _speed(r: dict[str, Any]) -> str:
 
 def _method(r: dict[str, Any]) -> str:
     rounds = (r.get("settings") or {}).get("rounds") or 1
+    runs = len(r.get("invocations") or []) or 1
     spread = (
-        f"taken in {rounds} rounds spread over the run (each round runs every timed part once in turn), so "
-        "that the spread takes in the machine's drift over minutes; within a round, the short in-process runs "
-        "(warm latency, compression latency, the bare batch floor) take turns, so that one figure's runs are "
-        "seconds apart, not caught in the same moment"
+        f"A run of `make bench` takes them in {rounds} rounds spread over it (each round runs every timed part "
+        "once in turn), so that the spread takes in the machine's drift over minutes; within a round, the short "
+        "in-process runs (warm latency, compression latency, the bare batch floor) take turns, so that one "
+        "figure's runs are seconds apart, not caught in the same moment."
         if rounds > 1
-        else "taken back to back (one round)"
+        else "A run of `make bench` takes them back to back (one round)."
+    )
+    pooled = (
+        f" Here {runs} runs of `make bench` of the same code on this machine are pooled, to take in its drift "
+        "over hours as well (`bench/pool.py`; the Rerun check lists them)."
+        if runs > 1
+        else ""
     )
     return (
-        f"Each figure is the median of repeated runs, {spread}, with the (min-max) of all its runs; every run is "
-        "in results.json. Ratios are of medians measured in the same run. Each round starts with the functions' files "
-        "dropped from the page cache and read back by one uncounted cold start of each variant "
-        "(`bench/pagecache.py` says why: how a file entered the cache changes the peak RSS of a process that maps "
-        "it). Sizes and memory in MiB (2^20 bytes, the unit of Lambda's own limits).\n"
+        f"Each figure is the median of repeated runs with the (min-max) of all of them; every run is in "
+        f"results.json. {spread}{pooled} Ratios are of medians taken over the same runs of `make bench`. "
+        "Each round starts with the functions' files dropped from the page cache and read back by one uncounted "
+        "cold start of each variant (`bench/pagecache.py` says why: how a file entered the cache changes the peak "
+        "RSS of a process that maps it). Sizes and memory in MiB (2^20 bytes, the unit of Lambda's own limits).\n"
     )
 
 
@@ -652,7 +705,7 @@ def markdown(r: dict[str, Any]) -> str:
     parts = [
         "# Benchmark results\n",
         f"Written by `{r.get('command')}` on {r.get('started_at')} in {r.get('wall_s', 0):.0f} s; "
-        f"`make bench` reruns it. Machine: {machine_line(r)}.\n",
+        f"`make bench` reruns it. Machine: {machine_line(r)}.{pooled_line(r)}\n",
         _method(r),
         "## Goals\n",
         goals_table(r),
@@ -697,7 +750,7 @@ def update_readme(readme: Path, r: dict[str, Any]) -> bool:
     if not pattern.search(text):
         return False
     body = (
-        f"{README_START}\n_{machine_line(r)}; {r.get('started_at')}._\n\n{summary_table(r)}\n"
+        f"{README_START}\n_{machine_line(r)}; {r.get('started_at')}.{pooled_line(r)}_\n\n{summary_table(r)}\n"
         f"{goals_table(r, why=False)}{README_END}"
     )
     readme.write_text(pattern.sub(lambda _: body, text, count=1))

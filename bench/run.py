@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import batch, coldstart, imports, loadtest, models, size
+from bench import batch, coldstart, imports, loadtest, models, pool, size
 from bench.common import (
     BENCH,
     ROOT,
@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="RESULTS_JSON",
         help="check the figures against this results.json instead of the one the run replaces "
         "(with --render-only: check the results.json already there)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the figures over: do not add this run's runs to those of the results.json it replaces "
+        "(they pool when code, machine and settings are the same; bench/pool.py says why)",
     )
     parser.add_argument(
         "--render-only",
@@ -188,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "previous", "check_against")},
         "machine": machine(),
+        "fingerprint": pool.fingerprint(ROOT),
     }
     sections = Sections(results)
     from maas.stack import load_template
@@ -230,12 +237,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         for n in range(args.rounds):
             _round(args, n, sections, runtime, api_spec, batch_spec, variants, s3_env, client, given, digits_job, logs)
-        for name, finish in (("imports", imports.finish), ("imports_eager", imports.finish), ("batch", batch.finish)):
+        for name in ("imports", "imports_eager"):
             if name not in sections.failed and name in results:
-                results[name] = finish(results[name])
-        if "lazy_vs_eager" in results and "error" not in results["lazy_vs_eager"]:
-            results["lazy_vs_eager"].update(_cold_lazy_vs_eager(results.get("cold_start") or {}))
+                results[name] = imports.finish(results[name])
+        _derive(results)
     return _finish(results, sections, out, args, started)
+
+
+def _derive(results: dict[str, Any]) -> None:
+    """The figures taken from other figures: after the last round, and again after pooling."""
+    if "batch" in results and "error" not in results["batch"]:
+        results["batch"] = batch.finish(results["batch"])
+    if "lazy_vs_eager" in results and "error" not in results["lazy_vs_eager"]:
+        results["lazy_vs_eager"].update(_cold_lazy_vs_eager(results.get("cold_start") or {}))
 
 
 def _venv() -> Runtime:
@@ -539,6 +553,15 @@ def _finish(results: dict[str, Any], sections: Sections, out: Path, args: argpar
     results["failed_sections"] = sections.failed
     if args.previous is not None:
         results["rerun_check"] = rerun_check(args.previous, results)
+    results["invocations"] = [pool.invocation(results)]
+    if args.previous is None:
+        results["pooling"] = {"runs": 1, "not_pooled": "no earlier results.json"}
+    else:
+        reason = "--fresh" if args.fresh else pool.why_not(args.previous, results, COMPARABLE)
+        if reason is None:
+            results = pool.pool(args.previous, results)
+            _derive(results)
+        results["pooling"] = {"runs": len(results["invocations"]), "not_pooled": reason}
     return _render(results, out, args)
 
 
@@ -558,7 +581,11 @@ COMPARABLE = ("rounds", "cold_runs", "calls", "repeats", "batch_mib", "batch_run
 def rerun_check(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """This run's medians against the spread of the results.json it replaces, when both ran the same way."""
     was, now = previous.get("settings") or {}, current.get("settings") or {}
-    about = {"previous_started_at": previous.get("started_at"), "previous_command": previous.get("command")}
+    about = {
+        "previous_started_at": previous.get("started_at"),
+        "previous_command": previous.get("command"),
+        "previous_runs": len(previous.get("invocations") or [previous]),
+    }
     differ = [k for k in COMPARABLE if was.get(k) != now.get(k)]
     if differ:
         return {**about, "skipped": f"the previous run had other settings ({', '.join(differ)})"}
@@ -593,7 +620,7 @@ def _render(results: dict[str, Any], out: Path, args: argparse.Namespace) -> int
         say(f"   {'met ' if goal['met'] else 'MISS'} {goal['goal']}: {goal['measured']}")
     check = results.get("rerun_check") or {}
     if "checked" in check:
-        say(f"rerun check: {check['inside']} of {check['checked']} medians within the previous run's min-max")
+        say(f"rerun check: {check['inside']} of {check['checked']} medians within the earlier runs' min-max")
         head = check["headline"]
         say(f"   the summary table's and goals' figures: {head['inside']} of {head['checked']}")
     if results["failed_sections"]:

@@ -67,7 +67,8 @@ def merge(first: Any, later: Any) -> Any:
     taken again), lists of runs joined, dicts merged key by key; any other value is the first round's."""
     if is_stat(first) and is_stat(later):
         digits = max((_decimals(v) for v in (*first["runs"], *later["runs"])), default=4)
-        return Stat.of([*first["runs"], *later["runs"]]).to_dict(digits)
+        # One digit more than the runs carry: the median of an even count lies halfway between two of them.
+        return Stat.of([*first["runs"], *later["runs"]]).to_dict(digits + 1)
     if isinstance(first, dict) and isinstance(later, dict):
         out = dict(first)
         for key, value in later.items():

@@ -144,3 +144,79 @@ def test_the_rerun_check_reads_figures_as_reported_not_past_their_digits() -> No
     previous = {"rss": Stat.of([109.6211, 109.7578]).to_dict()}
     assert compare(previous, {"rss": Stat.of([109.7578, 109.758]).to_dict()})["outside"] == []
     assert compare(previous, {"rss": Stat.of([109.9, 110.0]).to_dict()})["inside"] == 0
+
+
+def _run(started: str, cold: list[float], fingerprint: str = "abc", **machine: object) -> dict:
+    """A results.json of one `make bench` run, cut to what pooling reads."""
+    from bench import pool
+
+    results = {
+        "started_at": started,
+        "fingerprint": fingerprint,
+        "machine": {"cpu": "Xeon", "cores": 2, "load_average_at_start": [0.5], **machine},
+        "settings": {"rounds": 5},
+        "failed_sections": [],
+        "wall_s": 600.0,
+        "load_test": {"total": {"requests": 3000, "failures": 0}},
+        "cold_start": {"ours": {"cold_s": Stat.of(cold).to_dict(), "runs": [{"cold_s": c} for c in cold]}},
+        "size": {"unzipped_mib": 97.9},
+    }
+    results["invocations"] = [pool.invocation(results)]
+    return results
+
+
+def test_reruns_of_the_same_code_pool_so_the_spread_covers_the_hours_between_them() -> None:
+    from bench import pool
+
+    first = _run("02:00", [0.45, 0.46, 0.47])
+    later = _run("03:00", [0.48, 0.50, 0.49])
+    later["size"] = {"unzipped_mib": 98.0}
+    assert pool.why_not(first, later, ("rounds",)) is None
+    pooled = pool.pool(first, later)
+    assert Stat.from_dict(pooled["cold_start"]["ours"]["cold_s"]) == Stat.of([0.45, 0.46, 0.47, 0.48, 0.50, 0.49])
+    assert [r["cold_s"] for r in pooled["cold_start"]["ours"]["runs"]] == [0.45, 0.46, 0.47, 0.48, 0.50, 0.49]
+    assert [run["started_at"] for run in pooled["invocations"]] == ["02:00", "03:00"]
+    assert pooled["size"] == {"unzipped_mib": 98.0} and pooled["started_at"] == "03:00"
+    third = pool.pool(pooled, _run("04:00", [0.44]))
+    assert Stat.from_dict(third["cold_start"]["ours"]["cold_s"]).n == 7 and len(third["invocations"]) == 3
+
+
+def test_runs_of_other_code_machines_settings_or_with_a_failure_do_not_pool() -> None:
+    from bench import pool
+
+    first = _run("02:00", [0.45, 0.46])
+    assert "code" in str(pool.why_not(first, _run("03:00", [0.5], fingerprint="def"), ("rounds",)))
+    assert "code" in str(pool.why_not(first, _run("03:00", [0.5], fingerprint=""), ("rounds",)))
+    assert "cores" in str(pool.why_not(first, _run("03:00", [0.5], cores=4), ("rounds",)))
+    other = _run("03:00", [0.5])
+    other["settings"] = {"rounds": 1}
+    assert "rounds" in str(pool.why_not(first, other, ("rounds",)))
+    failed = _run("03:00", [0.5])
+    failed["failed_sections"] = ["latency"]
+    assert "failed" in str(pool.why_not(first, failed, ("rounds",)))
+
+
+def test_the_code_fingerprint_follows_tracked_files_but_not_what_a_run_writes(tmp_path) -> None:
+    import subprocess
+
+    from bench import pool
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "bench").mkdir()
+    for name in ("app.py", "README.md", "bench/results.md"):
+        (tmp_path / name).write_text("one")
+    git("add", ".")
+    before = pool.fingerprint(tmp_path)
+    (tmp_path / "README.md").write_text("two")
+    (tmp_path / "bench/results.md").write_text("two")
+    (tmp_path / "untracked.txt").write_text("x")
+    assert pool.fingerprint(tmp_path) == before
+    (tmp_path / "app.py").write_text("two")  # an uncommitted edit counts
+    assert pool.fingerprint(tmp_path) != before
+    assert pool.fingerprint(tmp_path / "bench") is not None  # inside the checkout: the same files
+    outside = tmp_path.parent / f"{tmp_path.name}-not-git"
+    outside.mkdir()
+    assert pool.fingerprint(outside) is None
