@@ -51,8 +51,9 @@ WRITTEN = frozenset({"README.md", "bench/results.json", "bench/results.md", "ben
 
 
 def fingerprint(root: Path) -> str | None:
-    """sha256 of every tracked file's path and content as it is on disk (uncommitted edits count), the
-    files a run writes aside; None outside a git checkout, where nothing pools."""
+    """``sha256:<hex>`` (a digest, written the way OCI writes one) of every tracked file's path and content
+    as it is on disk (uncommitted edits count), the files a run writes aside; None outside a git
+    checkout, where nothing pools."""
     try:
         listed = subprocess.run(
             ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True, timeout=30
@@ -65,7 +66,7 @@ def fingerprint(root: Path) -> str | None:
         digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes() if path.is_file() else b"(missing)")
         digest.update(b"\0")
-    return digest.hexdigest()
+    return f"sha256:{digest.hexdigest()}"
 
 
 def why_not(previous: dict[str, Any], current: dict[str, Any], comparable: tuple[str, ...]) -> str | None:

@@ -2,7 +2,9 @@
 
 Writes bench/results.json (every figure with its runs), bench/results.md (the tables, goals met or
 not) and bench/results.png (the plot README embeds), and refreshes README's summary table between
-its ``bench:summary`` markers. Logs and caches live under .maas/bench.
+its ``bench:summary`` markers. A run of the same code, machine and settings as the results.json it
+replaces is first checked against it, then adds its runs to it (bench/pool.py). Logs and caches live
+under .maas/bench.
 """
 
 from __future__ import annotations

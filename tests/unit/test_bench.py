@@ -210,6 +210,7 @@ def test_the_code_fingerprint_follows_tracked_files_but_not_what_a_run_writes(tm
         (tmp_path / name).write_text("one")
     git("add", ".")
     before = pool.fingerprint(tmp_path)
+    assert str(before).startswith("sha256:")
     (tmp_path / "README.md").write_text("two")
     (tmp_path / "bench/results.md").write_text("two")
     (tmp_path / "untracked.txt").write_text("x")
