@@ -1,4 +1,4 @@
-"""The manifest a training job writes beside ``model.onnx`` (fields in DESIGN.md).
+"""The manifest a training job writes beside ``model.onnx`` (fields in ARCHITECTURE.md).
 
 The registry adds name, version and artifact (sha256, size) when it publishes; everything else is
 known here. Input and output tensors are read from the ONNX graph that is published.

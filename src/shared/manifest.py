@@ -15,7 +15,7 @@ SCHEMA_VERSION = 1
 TASKS = ("classification", "regression")
 DTYPES = ("float32", "float64", "int64", "int32", "string", "bool", "float16", "uint8", "int8")
 
-# Fields DESIGN.md requires of every manifest.
+# Fields ARCHITECTURE.md requires of every manifest.
 REQUIRED_FIELDS = (
     "schema_version",
     "name",

@@ -1,4 +1,4 @@
-"""The S3 model registry: the contract between training and serving (see DESIGN.md).
+"""The S3 model registry: the contract between training and serving (see ARCHITECTURE.md).
 
     models/<name>/<version>/model.onnx
     models/<name>/<version>/manifest.json
