@@ -52,7 +52,8 @@ class Route:
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if self.method not in (method, "ANY"):
             return None
-        found = self.pattern.match(path)
+        # The whole path or nothing: "$" would also accept a trailing newline ("/health\n").
+        found = self.pattern.fullmatch(path)
         return found.groupdict() if found else None
 
 
@@ -72,7 +73,7 @@ class FunctionSpec:
 
 def _route(method: str, path: str) -> Route:
     params: list[str] = []
-    regex = "^"
+    regex = r"\A"
     for part in re.split(r"(\{[^}]+\})", path):
         if part.startswith("{") and part.endswith("}"):
             name = part[1:-1]
@@ -82,7 +83,7 @@ def _route(method: str, path: str) -> Route:
             regex += f"(?P<{name}>{'.+' if greedy else '[^/]+'})"
         else:
             regex += re.escape(part)
-    return Route(method=method.upper(), path=path, pattern=re.compile(regex + "$"), params=params)
+    return Route(method=method.upper(), path=path, pattern=re.compile(regex + r"\Z"), params=params)
 
 
 class Template:

@@ -977,6 +977,24 @@ def test_the_local_api_sends_every_event_to_its_own_route() -> None:
         assert first is not None and first.path == event["resource"], f"{path.name} reaches {first and first.path}"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/health\n"), ("POST", "/models/digits/predict\n"), ("GET", "/v2\n"), ("GET", "/openapi.json\n")],
+)
+def test_a_route_matches_the_whole_path_not_one_with_a_trailing_newline(method: str, path: str) -> None:
+    # API Gateway matches the whole path; a regex ending in "$" would also take "/health\n".
+    template = Template(TEMPLATE)
+    routes = [route for fn in template.function_ids() for route in template.function(fn).routes]
+    assert [r.path for r in routes if r.match(method, path.rstrip("\n")) is not None]
+    assert [r.path for r in routes if r.match(method, path) is not None] == []
+
+
+def test_a_newline_in_a_path_parameter_reaches_the_handler_to_refuse() -> None:
+    # As on API Gateway, {name} is any one segment: the handler sees the newline and refuses the name.
+    (route,) = [r for r in Template(TEMPLATE).function("ApiFunction").routes if r.path == "/models/{name}"]
+    assert route.match("GET", "/models/digits\n") == {"name": "digits\n"}
+
+
 def _body(name: str) -> dict[str, Any]:
     event = json.loads((ROOT / "events" / name).read_text(encoding="utf-8"))
     raw = base64.b64decode(event["body"]).decode() if event["isBase64Encoded"] else event["body"]
