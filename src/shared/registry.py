@@ -33,16 +33,18 @@ from shared.errors import (
 from shared.manifest import verify_manifest
 from shared.model_check import check_publishable
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# Anchored with \Z and used with fullmatch: "$" also matches before a trailing newline, so
+# "digits\n" passed. \Z keeps a caller's .match (training/submit.py) exact as well.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}\Z")
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
 DEFAULT_ALIAS = "production"
 KEEP: Any = object()  # update_alias: leave the canary as it is
 PREFIX = "models/"
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidName(
             "model name must match [a-z0-9][a-z0-9-]{0,62}", expected="[a-z0-9][a-z0-9-]{0,62}", received=name
         )
@@ -50,7 +52,7 @@ def check_name(name: str) -> str:
 
 
 def check_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
         raise InvalidName(
             "version must look like 20260101T120000Z-0123abcd",
             expected="YYYYMMDDTHHMMSSZ-<8 hex>",
@@ -60,13 +62,13 @@ def check_version(version: str) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not isinstance(alias, str) or not ALIAS_RE.match(alias):
+    if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias):
         raise InvalidName("alias must match [a-z][a-z0-9-]{0,31}", expected="[a-z][a-z0-9-]{0,31}", received=alias)
     return alias
 
 
 def is_version(ref: str) -> bool:
-    return bool(VERSION_RE.match(ref))
+    return bool(VERSION_RE.fullmatch(ref))
 
 
 def new_version(model_bytes: bytes, now: datetime | None = None) -> str:
@@ -177,7 +179,7 @@ class Registry:
             raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
 
     def list_models(self) -> list[str]:
-        return sorted(n for n in self._list_prefixes(PREFIX) if NAME_RE.match(n))
+        return sorted(n for n in self._list_prefixes(PREFIX) if NAME_RE.fullmatch(n))
 
     def list_versions(self, name: str) -> list[str]:
         """Versions whose manifest exists: the manifest is written last, so this is what is visible."""
@@ -188,7 +190,7 @@ class Registry:
         except Exception as exc:
             raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
         versions = (k.removesuffix("/manifest.json") for k in keys if k.endswith("/manifest.json"))
-        return sorted(v for v in versions if VERSION_RE.match(v))
+        return sorted(v for v in versions if VERSION_RE.fullmatch(v))
 
     def alias_records(self, name: str) -> dict[str, AliasRecord]:
         prefix = f"{PREFIX}{check_name(name)}/aliases/"
@@ -200,7 +202,7 @@ class Registry:
         records = {}
         for key in keys:
             alias = key[len(prefix) :].removesuffix(".json")
-            if ALIAS_RE.match(alias):
+            if ALIAS_RE.fullmatch(alias):
                 try:
                     records[alias] = self.read_alias(name, alias)
                 except (AliasNotFound, ModelIntegrityError):

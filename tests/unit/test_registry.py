@@ -70,3 +70,26 @@ def test_unknown_model_and_version(registry, published):
 def test_a_version_without_its_manifest_is_not_visible(registry, s3, digits_onnx, published):
     s3.put_object(Bucket=BUCKET, Key=model_key("digits", "20991231T000000Z-0000000d"), Body=digits_onnx)
     assert registry.list_versions("digits") == [published["version"]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad"),
+    [("name", "digits\n"), ("version", "20991231T000000Z-0000000b\n"), ("alias", "production\n")],
+)
+def test_a_trailing_newline_is_refused_in_names_versions_and_aliases(registry, s3, published, kind, bad):
+    """``$`` matches before a final newline: "digits\\n" used to pass and reach S3 as a key of its own."""
+    from shared.registry import check_alias, check_name, check_version
+
+    check = {"name": check_name, "version": check_version, "alias": check_alias}[kind]
+    with pytest.raises(InvalidName) as err:
+        check(bad)
+    assert err.value.status == 400 and err.value.details["received"] == bad
+    with pytest.raises(InvalidName):
+        registry.promote(
+            bad if kind == "name" else "digits",
+            bad if kind == "alias" else "staging",
+            bad if kind == "version" else published["version"],
+            actor="ana",
+            reason="",
+        )
+    assert all("\n" not in o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
