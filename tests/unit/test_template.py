@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from fnmatch import fnmatchcase
 from hashlib import md5
 from pathlib import Path
 from typing import Any
@@ -1244,8 +1245,10 @@ def test_training_job_role_writes_only_training_jobs_and_models(template: dict[s
         for arn in s3_arns:
             assert arn == bucket or arn.startswith(f"{bucket}/"), f"not the model bucket by name: {arn!r}"
         for action in granted:
-            if action in {"s3:PutObject", "s3:AbortMultipartUpload"} or action.startswith("s3:Delete"):
-                assert sorted(s3_arns) == sorted([f"{bucket}/training-jobs/*", f"{bucket}/models/*"]), s3_arns
+            if action == "s3:PutObject" and statement.get("Condition"):
+                assert sorted(s3_arns) == sorted(f"{bucket}/{p}" for p in _VERSION_OBJECTS), s3_arns
+            elif action in {"s3:PutObject", "s3:AbortMultipartUpload"} or action.startswith("s3:Delete"):
+                assert s3_arns == [f"{bucket}/training-jobs/*"], s3_arns
             elif action == "s3:GetObject":
                 assert {a.removeprefix(bucket) for a in s3_arns} == {
                     "/training-data/*",
@@ -1269,6 +1272,92 @@ def test_training_job_role_writes_only_training_jobs_and_models(template: dict[s
     assert not {a for a in actions if a.startswith("s3:Delete")}
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecr:BatchGetImage", "logs:PutLogEvents"} <= actions
     assert template["Parameters"]["TrainingImageAccount"]["Default"] == "763104351884"
+
+
+# What a training job may write under models/: a new version's two objects, with If-None-Match.
+_VERSION_OBJECTS = (
+    "models/*/????????T??????Z-????????/model.onnx",
+    "models/*/????????T??????Z-????????/manifest.json",
+)
+
+
+def s3_put_allowed(statements: list[dict[str, Any]], key: str, if_none_match: bool) -> bool:
+    """Whether these statements allow a PutObject of `key` in the model bucket, as IAM decides it.
+
+    IAM's resource wildcards are fnmatch's (``*`` crosses ``/``, ``?`` is one character); the one
+    condition written on such grants is S3's ``Null: {"s3:if-none-match": "false"}`` (the header is
+    sent). Any other condition fails the test rather than being read wrongly.
+    """
+    prefix = f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}/"
+    for statement in statements:
+        if statement["Effect"] != "Allow" or "s3:PutObject" not in as_list(statement["Action"]):
+            continue
+        patterns = [arn.removeprefix(prefix) for arn in _arns(statement) if arn.startswith(prefix)]
+        if not any(fnmatchcase(key, pattern) for pattern in patterns):
+            continue
+        condition = statement.get("Condition", {})
+        assert set(condition) <= {"Null"} and set(condition.get("Null", {})) <= {"s3:if-none-match"}, condition
+        if condition and condition["Null"]["s3:if-none-match"] == "false" and not if_none_match:
+            continue
+        return True
+    return False
+
+
+def test_training_job_role_may_add_versions_but_never_touch_aliases_or_history(template: dict[str, Any]) -> None:
+    statements = [
+        s
+        for policy in template["Resources"]["TrainingJobRole"]["Properties"]["Policies"]
+        for s in policy["PolicyDocument"]["Statement"]
+    ]
+    version = "models/digits/20260101T120000Z-0123abcd"
+    for name in ("model.onnx", "manifest.json"):
+        assert s3_put_allowed(statements, f"{version}/{name}", if_none_match=True)
+        # Without If-None-Match the write could replace a published version: refused.
+        assert not s3_put_allowed(statements, f"{version}/{name}", if_none_match=False)
+    # Aliases and their history change only by compare-and-swap through the admin and guard functions.
+    for key in (
+        "models/digits/aliases/production.json",
+        "models/digits/aliases/canary.json",
+        "models/digits/history/production/20260101T120000000000Z-0123abcd.json",
+        "models/digits/20260101T120000Z-0123abcd/other.bin",
+        "models/digits/latest/model.onnx",
+        "batch/out/digits/production/x.jsonl",
+    ):
+        for header in (True, False):
+            assert not s3_put_allowed(statements, key, if_none_match=header), key
+    assert s3_put_allowed(statements, "training-jobs/job-1/output/model.tar.gz", if_none_match=False)
+
+
+def test_every_write_of_a_publish_without_an_alias_is_one_the_training_role_allows(
+    template: dict[str, Any], registry: Any, s3: Any, digits_onnx: bytes, make_manifest: Any
+) -> None:
+    """The registry's own publish, on moto's S3, makes only writes TrainingJobRole allows.
+
+    The job's publish must not create the first alias (alias_on_first_publish=None): aliases are
+    promoted through the admin route, with compare-and-swap and history.
+    """
+    statements = [
+        s
+        for policy in template["Resources"]["TrainingJobRole"]["Properties"]["Policies"]
+        for s in policy["PolicyDocument"]["Statement"]
+    ]
+    writes: list[tuple[str, bool]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        writes.append((params["Key"], "IfNoneMatch" in params))
+
+    for operation in ("PutObject", "CopyObject", "CreateMultipartUpload", "DeleteObject", "DeleteObjects"):
+        s3.meta.events.register(f"before-parameter-build.s3.{operation}", record)
+    registry.publish("digits", digits_onnx, make_manifest(), alias_on_first_publish=None)
+    registry.publish("digits", digits_onnx + b"", make_manifest(), version="20991231T000000Z-0000000a")
+    assert len(writes) == 4, writes
+    for key, if_none_match in writes:
+        assert s3_put_allowed(statements, key, if_none_match), key
+    # A default first publish also creates the production alias and its history: denied to the job.
+    writes.clear()
+    registry.publish("iris", digits_onnx, make_manifest())
+    denied = [key for key, if_none_match in writes if not s3_put_allowed(statements, key, if_none_match)]
+    assert denied and all(key.startswith(("models/iris/aliases/", "models/iris/history/")) for key in denied)
 
 
 def test_outputs_name_the_training_state_machine_and_role(template: dict[str, Any]) -> None:
