@@ -3,7 +3,8 @@
 The request is what the SageMaker Python SDK's TensorFlow estimator would send in script mode,
 without the SDK: the AWS Deep Learning Containers TensorFlow GPU training image for the region, the
 project's ``training/`` and ``shared/`` packed as ``sourcedir.tar.gz`` with a top-level ``entry.py``
-(``sagemaker_program``) and a ``requirements.txt`` the container installs first, channels from S3,
+(``sagemaker_program``) and a ``requirements.txt`` the container installs first (``training/requirements.txt``:
+the job's packages pinned to what constraints.txt tests), channels from S3,
 hyperparameters JSON-encoded, ``MetricDefinitions`` scraped from the job's epoch lines, and
 ``registry_bucket`` so the job publishes its model to the registry as its last step.
 
@@ -34,8 +35,17 @@ from shared.registry import NAME_RE
 from training.job import DEFAULTS, METRIC_DEFINITIONS
 
 DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"
-DEFAULT_TF_VERSION = "2.16"
-DEFAULT_PY_VERSION = "py310"
+# The job's image: the AWS Deep Learning Container for SageMaker training with TensorFlow 2.21.0 on
+# Python 3.12 (CUDA 12.9, Amazon Linux 2023), the TensorFlow line constraints.txt tests; its full tag,
+# as aws/deep-learning-containers docs/src/data/tensorflow-training/2.21-gpu-sagemaker.yml lists it.
+# Its Keras is the one the image's lock file resolves (docker/tensorflow/2.21/cuda/uv.lock);
+# requirements.txt moves it to the tested one. tests/training_job/test_sagemaker_container.py builds
+# this Python with this TensorFlow and Keras, installs requirements.txt over them and runs entry.py.
+IMAGE_REPOSITORY = "tensorflow-training"
+IMAGE_PYTHON = "3.12"
+IMAGE_TENSORFLOW = "2.21.0"
+IMAGE_KERAS = "3.15.0"
+IMAGE_TAG = f"{IMAGE_TENSORFLOW}-gpu-py{IMAGE_PYTHON.replace('.', '')}-cu129-amzn2023-sagemaker"
 DEFAULT_MAX_RUNTIME_S = 4 * 3600
 DEFAULT_VOLUME_GB = 30
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -63,10 +73,9 @@ DLC_REGION_ACCOUNTS = {
     "us-gov-west-1": "442386744353",
 }
 
-# The DLC image brings TensorFlow and Keras; the toolkit pip-installs these from the source dir's
-# requirements.txt before it starts entry.py. Ranges as in pyproject's `training` extra, loosened
-# where the image's Python (3.10) and protobuf need an older release.
-JOB_REQUIREMENTS = ("tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.17", "scikit-learn>=1.3")
+# The image brings Python and TensorFlow; the toolkit pip-installs this file (the source dir's
+# requirements.txt) over them before it starts entry.py.
+REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
 
 # What the job imports, by folder: found from the modules' files rather than the packages', which
 # a same-named folder of tests (tests/training) can turn into namespace packages without one.
@@ -98,17 +107,18 @@ class Submission:
     channels: dict[str, str]  # channel -> S3 prefix
 
 
-def training_image(region: str, tf_version: str = DEFAULT_TF_VERSION, py: str = DEFAULT_PY_VERSION) -> str:
+def training_image(region: str, tag: str = IMAGE_TAG) -> str:
     """The AWS Deep Learning Containers TensorFlow GPU training image for a region.
 
-    ``<account>.dkr.ecr.<region>.amazonaws.com/tensorflow-training:<version>-gpu-<py>``; the short tag
-    (``2.16-gpu-py310``) follows the latest patch release of that line.
+    ``<account>.dkr.ecr.<region>.amazonaws.com/tensorflow-training:<tag>``; the tag
+    (``2.21.0-gpu-py312-cu129-amzn2023-sagemaker``) follows the image's patch releases, never another
+    TensorFlow or Python.
     """
     if not _REGION_RE.match(region):
         raise SubmitError(f"not an AWS region: {region!r}")
     account = DLC_REGION_ACCOUNTS.get(region, DLC_ACCOUNT)
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{domain}/tensorflow-training:{tf_version}-gpu-{py}"
+    return f"{account}.dkr.ecr.{region}.{domain}/{IMAGE_REPOSITORY}:{tag}"
 
 
 def default_job_name(model_name: str) -> str:
@@ -130,6 +140,8 @@ def _source_files() -> Iterator[tuple[str, Path]]:
                 continue
             if any(part in _EXCLUDED_DIRS or part.startswith(".") for part in relative.parts):
                 continue
+            if path == REQUIREMENTS:  # packed once, on top, where the toolkit looks for it
+                continue
             yield f"{package}/{relative.as_posix()}", path
 
 
@@ -147,7 +159,7 @@ def package_source() -> bytes:
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         add(tar, PROGRAM, (PACKAGES["training"] / "entry.py").read_bytes())
-        add(tar, "requirements.txt", "".join(f"{r}\n" for r in JOB_REQUIREMENTS).encode())
+        add(tar, "requirements.txt", REQUIREMENTS.read_bytes())
         for name, path in _source_files():
             add(tar, name, path.read_bytes())
     return buffer.getvalue()

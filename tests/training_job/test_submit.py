@@ -24,6 +24,8 @@ from training.sagemaker_env import read_hyperparameters
 from training.submit import (
     CHECKPOINT_LOCAL_PATH,
     DEFAULT_INSTANCE_TYPE,
+    IMAGE_PYTHON,
+    IMAGE_TENSORFLOW,
     SubmitError,
     package_source,
     submit,
@@ -80,11 +82,16 @@ def _described(session: Any, name: str) -> dict[str, Any]:
 
 
 def test_training_image_is_the_tensorflow_gpu_dlc_of_the_region() -> None:
+    # The TensorFlow 2.21 SageMaker training DLC, in its full tag: the release constraints.txt tests,
+    # on Python 3.12 (a Python the project runs: Lambda's python3.12), CUDA 12.9, Amazon Linux 2023.
     assert training_image("us-east-1") == (
-        "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.16-gpu-py310"
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.21.0-gpu-py312-cu129-amzn2023-sagemaker"
     )
-    assert training_image("eu-west-1", "2.14", "py39") == (
-        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/tensorflow-training:2.14-gpu-py39"
+    assert (IMAGE_TENSORFLOW, IMAGE_PYTHON) == ("2.21.0", "3.12")
+    tested = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().split() if "==" in line)
+    assert tested["tensorflow_cpu"] == IMAGE_TENSORFLOW
+    assert training_image("eu-west-1", "2.19.0-gpu-py312-cu125-ubuntu22.04-sagemaker") == (
+        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/tensorflow-training:2.19.0-gpu-py312-cu125-ubuntu22.04-sagemaker"
     )
     # Opt-in and partitioned regions publish the DLCs from accounts of their own.
     assert training_image("af-south-1").startswith("626614931356.dkr.ecr.af-south-1.amazonaws.com/")
@@ -215,8 +222,11 @@ def test_sourcedir_holds_the_job_and_the_registry_and_nothing_else(aws: Any) -> 
     # sagemaker_program runs from the top of the source dir, where training/ and shared/ import.
     assert files["entry.py"] == (ROOT / "training" / "entry.py").read_bytes()
     assert b"from training.job import main" in files["entry.py"]
-    requirements = files["requirements.txt"].decode().split()
-    assert {r.split(">")[0] for r in requirements} >= {"tf2onnx", "onnx", "onnxruntime"}
+    # The pinned set (test_sagemaker_requirements.py), packed as it is in the checkout.
+    assert files["requirements.txt"] == (ROOT / "training" / "requirements.txt").read_bytes()
+    assert "training/requirements.txt" not in files
+    requirements = [r for r in files["requirements.txt"].decode().split() if not r.startswith("#")]
+    assert {r.split("==")[0] for r in requirements} >= {"keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "protobuf"}
     for name in files:
         assert name in {"entry.py", "requirements.txt"} or name.startswith(("training/", "shared/")), name
         parts = name.split("/")
