@@ -10,6 +10,7 @@ file with its line number and reason; the summary is written last and only then 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.batch_io import (
     BatchFileError,
@@ -32,7 +34,7 @@ from shared.batch_io import (
     read_jsonl,
     read_npy,
 )
-from shared.errors import MaasError
+from shared.errors import MaasError, RegistryUnavailable
 from shared.inference import feeds_from_body, format_predictions, nonfinite_rows, run
 from shared.model_cache import LoadedModel, ModelCache
 from shared.registry import check_alias, check_name, check_version, is_version
@@ -42,6 +44,8 @@ OUT_PREFIX = "batch/out/"
 # Where a file whose key names no valid model or alias gets its failed summary: no place derived from
 # such a key can be trusted, so it goes under a hash of the key ("_" cannot start a model name).
 REJECTED_PREFIX = f"{OUT_PREFIX}_rejected/"
+# A chunk of rows is scored together: bounded in bytes as well as rows, so long rows cannot make it large.
+CHUNK_BYTES = 8 * 1024 * 1024
 NONFINITE = "the model's outputs are NaN or infinite for this row: its values are outside the range the model handles"
 
 
@@ -86,22 +90,24 @@ class Tally:
 
 
 def _rows(
-    stream: Any, fmt: str, model: LoadedModel, first_line: int = 1, header: list[str] | None = None
+    stream: Any, size: int, fmt: str, model: LoadedModel, first_line: int = 1, header: list[str] | None = None
 ) -> Iterator[Row]:
     if fmt == "jsonl":
         return read_jsonl(stream, first_line)
     if fmt == "csv":
         return read_csv(stream, model.manifest["inputs"], header, first_line if header else 2)
-    return read_npy(stream)
+    return read_npy(stream, size)
 
 
-def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+def _chunks(rows: Iterator[Row], size: int, max_bytes: int = CHUNK_BYTES) -> Iterator[list[Row]]:
     chunk: list[Row] = []
+    held = 0
     for row in rows:
         chunk.append(row)
-        if len(chunk) >= size:
+        held += row.size
+        if len(chunk) >= size or held >= max_bytes:
             yield chunk
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         yield chunk
 
@@ -199,14 +205,16 @@ def _score_range(
     results = S3Writer(s3, bucket, out + "results.jsonl", "application/x-ndjson")
     errors = S3Writer(s3, bucket, out + "errors.jsonl", "application/x-ndjson")
     tally = Tally()
+    rows = _rows(response["Body"], int(response["ContentLength"]), fmt, model, first_line, header)
     try:
-        for chunk in _chunks(_rows(response["Body"], fmt, model, first_line, header), chunk_rows):
+        for chunk in _chunks(rows, chunk_rows):
             _score_chunk(model, chunk, results, errors, tally)
         results.close()
         errors.close()
     except BaseException:
-        results.abort()
-        errors.abort()
+        for writer in (results, errors):
+            with contextlib.suppress(Exception):  # the error that stopped the scoring is the one to report
+                writer.abort()
         raise
     return tally
 
@@ -387,11 +395,50 @@ def failure_prefix(key: str, etag: str) -> str:
         return f"{REJECTED_PREFIX}{digest}/"
 
 
-def write_failure(s3: Any, bucket: str, key: str, etag: str, reason: MaasError) -> None:
-    """Leave a failed summary where the results would have gone, so the user sees why."""
-    _put_json(
-        s3,
-        bucket,
-        failure_prefix(key, etag) + "summary.json",
-        {"status": "failed", "input": f"s3://{bucket}/{key}", "etag": etag.strip('"'), **reason.to_body()},
-    )
+class BatchScoringFailed(MaasError):
+    """Scoring stopped on an error no other code names (a defect): the message is retried as any other."""
+
+    status = 500
+    code = "batch_scoring_failed"
+
+
+def failure_reason(exc: Exception) -> MaasError:
+    """The stable code and short message a failed summary carries for ``exc``: never its text or trace,
+    which may hold anything (a key, a value, a URL)."""
+    if isinstance(exc, MaasError):
+        return exc
+    if isinstance(exc, BotoCoreError | ClientError):
+        return RegistryUnavailable("S3 failed while the file was scored", error=_error_code(exc) or type(exc).__name__)
+    return BatchScoringFailed(f"scoring stopped on an unexpected {type(exc).__name__}")
+
+
+def write_failure(
+    s3: Any, bucket: str, key: str, etag: str, reason: MaasError, retry: dict[str, Any] | None = None
+) -> None:
+    """Leave a failed summary where the results would have gone, so the user (and a job's status) sees
+    why; ``retry`` says whether the queue delivers the message again. Never over a succeeded summary:
+    a late failure of a redelivered message must not hide results that are complete (compare-and-swap,
+    so a success written meanwhile also stands)."""
+    summary_key = failure_prefix(key, etag) + "summary.json"
+    summary = {"status": "failed", "input": f"s3://{bucket}/{key}", "etag": etag.strip('"'), **reason.to_body()}
+    try:
+        current = s3.get_object(Bucket=bucket, Key=summary_key)
+    except Exception as exc:
+        if _error_code(exc) not in ("NoSuchKey", "404"):
+            raise
+        condition = {"IfNoneMatch": "*"}
+    else:
+        if json.loads(current["Body"].read()).get("status") == "succeeded":
+            return
+        condition = {"IfMatch": current["ETag"]}
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=summary_key,
+            Body=json.dumps({**summary, **(retry or {})}, indent=2).encode(),
+            ContentType="application/json",
+            **condition,
+        )
+    except Exception as exc:
+        if _error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            raise

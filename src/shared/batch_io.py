@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,20 @@ from shared.errors import MaasError
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".npy": "npy"}
 PART_BYTES = 8 * 1024 * 1024  # S3 multipart parts: at least 5 MiB, so memory stays near this
 MAX_CSV_COLUMNS = 100_000
+# One JSON Lines or CSV row (ARCHITECTURE.md, Batch): a longer line goes to the errors file with its
+# number and is skipped as it streams, so a reader holds about this much whatever the input holds.
+MAX_LINE_BYTES = 1024 * 1024
+MAX_HEADER_BYTES = 8 * 1024 * 1024  # a CSV header line; past it the file is refused
+READ_BYTES = 256 * 1024  # one read from the stream; at most MAX_LINE_BYTES
+NPY_READ_BYTES = 8 * 1024 * 1024  # .npy data read at a time (whole rows, at least one)
+NPY_MAX_HEADER_BYTES = 10_000  # numpy's own bound on a .npy header (read_array_header_*'s max_header_size)
+BOM = b"\xef\xbb\xbf"
+# A CSV cell is a plain ASCII decimal number: float() alone also takes other scripts'
+# digits (Arabic-Indic one), "1_0", "nan" and "inf".
+# Possessive quantifiers: no backtracking, so a megabyte of digits fails in linear time.
+_NUMBER_RE = r"[ \t]*+[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+[ \t]*+"
+_NUMBER = re.compile(_NUMBER_RE)
+_NUMBERS = re.compile(rf"(?:{_NUMBER_RE}\n)*+{_NUMBER_RE}")  # cells joined by "\n", which no cell of a line holds
 
 
 class BatchFileError(MaasError):
@@ -37,6 +52,7 @@ class Row:
     id: Any = None
     instance: Any = None
     error: str | None = None
+    size: int = 0  # bytes read for it: a chunk of rows is bounded in bytes as well as in rows
 
 
 def file_format(key: str) -> str:
@@ -46,51 +62,84 @@ def file_format(key: str) -> str:
     raise BatchFileError(f"unsupported batch file {key.rsplit('/', 1)[-1]!r}", expected=sorted(FORMATS), received=key)
 
 
+def too_long(length: int) -> str:
+    return f"line is {length} bytes; at most {MAX_LINE_BYTES} are read"
+
+
 def read_jsonl(stream: Any, first_line: int = 1) -> Iterator[Row]:
     """One instance per line, or {"id": ..., "instances": [...]} / {"id": ..., "inputs": ...} per line."""
     for number, raw in enumerate(_lines(stream), start=first_line):
-        if not raw.strip():
+        if isinstance(raw, int):
+            yield Row(line=number, error=too_long(raw))
+            continue
+        text = raw.decode("utf-8", errors="replace")
+        if number == 1:
+            text = text.removeprefix("\ufeff")  # a UTF-8 BOM starts the file, not row 1
+        if not text.strip():
             continue
         try:
-            record = json.loads(raw)
+            record = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            yield Row(line=number, error=f"not valid JSON: {exc.__class__.__name__}")
+            yield Row(line=number, error=f"not valid JSON: {exc.__class__.__name__}", size=len(raw))
             continue
         if isinstance(record, dict) and ("instances" in record or "inputs" in record):
             row_id = record.get("id")
+            if not _writable(row_id):  # json.loads takes NaN and 1e999; the results file cannot carry them
+                yield Row(line=number, error="'id' is NaN or infinite; an id is a string or a finite number")
+                continue
             if "instances" in record:
                 instances = record["instances"]
                 if not isinstance(instances, list) or len(instances) != 1:
                     yield Row(line=number, id=row_id, error="'instances' must hold exactly one instance per line")
                     continue
-                yield Row(line=number, id=row_id, instance=instances[0])
+                yield Row(line=number, id=row_id, instance=instances[0], size=len(raw))
             else:
-                yield Row(line=number, id=row_id, instance=record["inputs"])
+                yield Row(line=number, id=row_id, instance=record["inputs"], size=len(raw))
         else:
-            yield Row(line=number, instance=record)
+            yield Row(line=number, instance=record, size=len(raw))
+
+
+def _writable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return False
+    return True
 
 
 def csv_header(line: bytes) -> list[str]:
-    return next(csv.reader([line.decode("utf-8", errors="replace").rstrip("\r\n")]), [])
+    text = line.removeprefix(BOM).decode("utf-8", errors="replace").rstrip("\r\n")
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error as exc:
+        raise BatchFileError(f"the CSV header line cannot be read: {exc}") from None
 
 
 def line_parts(stream: Any, size: int, part_bytes: int, skip_header: bool) -> tuple[list[tuple[int, int, int]], bytes]:
     """Cut a line-oriented file into parts of about ``part_bytes`` on line boundaries, in one pass.
 
     Returns ``[(start, end, first line number)]`` and the header line (CSV) or b"". Counting the
-    newlines is what lets every part number its rows as the whole file does.
+    newlines is what lets every part number its rows as the whole file does. Memory is one read,
+    whatever the lines' lengths: a line longer than a part makes a longer part, and its reader skips it.
     """
     starts, header = [(0, 1)], b""
     offset = newlines = 0
     target = part_bytes
-    for chunk in stream.iter_chunks(chunk_size=8 * 1024 * 1024):
-        if skip_header and offset == 0 and not header:
+    pending = b"" if skip_header else None  # the header line while it is read, across reads
+    for chunk in stream.iter_chunks(chunk_size=PART_BYTES):
+        if pending is not None:
             end = chunk.find(b"\n")
             if end == -1:
-                raise BatchFileError("the CSV header line is longer than 8 MiB")
-            header = chunk[: end + 1]
-            starts = [(end + 1, 2)]
-            target = end + 1 + part_bytes
+                pending += chunk[: MAX_HEADER_BYTES + 1 - len(pending)]
+            elif len(pending) + end <= MAX_HEADER_BYTES:
+                header, pending = pending + chunk[: end + 1], None
+                starts = [(len(header), 2)]
+                target = len(header) + part_bytes
+            if pending is not None and (end != -1 or len(pending) > MAX_HEADER_BYTES):
+                raise BatchFileError(f"the CSV header line is longer than {MAX_HEADER_BYTES} bytes")
+            if pending is not None:  # no row starts before the header ends
+                offset += len(chunk)
+                continue
         search = 0
         while target < offset + len(chunk):
             newline = chunk.find(b"\n", max(target - offset, search))
@@ -103,21 +152,38 @@ def line_parts(stream: Any, size: int, part_bytes: int, skip_header: bool) -> tu
             search = newline + 1
         newlines += chunk.count(b"\n")
         offset += len(chunk)
+    if pending:  # a header with no newline: the whole file
+        header, starts = pending, [(size, 2)]
     ends = [start for start, _ in starts[1:]] + [size]
     return [(start, end, line) for (start, line), end in zip(starts, ends, strict=True)], header
 
 
-def _lines(stream: Any) -> Iterator[str]:
+def _lines(stream: Any, first_limit: int = MAX_LINE_BYTES) -> Iterator[bytes | int]:
     """Lines ended by b"\n" (a "\r\n" ending loses its "\r"), as ``line_parts`` counts them: botocore's
-    iter_lines also breaks at a lone "\r", which would number the rows of a part differently."""
-    pending = b""
-    for chunk in stream.iter_chunks(chunk_size=1024 * 1024):
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        for raw in lines:
-            yield raw.removesuffix(b"\r").decode("utf-8", errors="replace")
-    if pending:
-        yield pending.removesuffix(b"\r").decode("utf-8", errors="replace")
+    iter_lines also breaks at a lone "\r", which would number the rows of a part differently.
+
+    A line longer than ``MAX_LINE_BYTES`` (the first: ``first_limit``) comes as its length, an int: it
+    is counted as it streams, never held, so memory stays near the limit whatever the file holds.
+    """
+    head, skipped, limit = b"", 0, first_limit  # the open line's start, or the length of one being skipped
+    for chunk in stream.iter_chunks(chunk_size=READ_BYTES):
+        *ended, last = chunk.split(b"\n")
+        for piece in ended:
+            length = (skipped or len(head)) + len(piece)
+            if skipped or length > limit:
+                yield length
+            else:
+                yield (head + piece if head else piece).removesuffix(b"\r")
+            head, skipped, limit = b"", 0, MAX_LINE_BYTES
+        length = (skipped or len(head)) + len(last)
+        if skipped or length > limit:
+            head, skipped = b"", length
+        else:
+            head += last
+    if skipped:
+        yield skipped
+    elif head:
+        yield head.removesuffix(b"\r")
 
 
 def read_csv(
@@ -127,32 +193,72 @@ def read_csv(
 
     An input takes the columns its manifest lists (``columns``), else those named ``<input>`` or
     ``<input>_<i>``; a model with one input takes every column but ``id`` when none match. Values
-    fill the input's shape in row-major order.
+    fill the input's shape in row-major order. A row is one line (a quoted newline is not read), so
+    rows are numbered as ``line_parts`` counts them, and a line that is not CSV fails only itself.
     """
-    reader = csv.reader(_lines(stream))
+    lines = _lines(stream, first_limit=MAX_LINE_BYTES if header is not None else MAX_HEADER_BYTES)
     if header is None:  # a part after the first is given the file's header
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise BatchFileError("the CSV file is empty; expected a header row") from None
+        first = next(lines, None)
+        if first is None:
+            raise BatchFileError("the CSV file is empty; expected a header row")
+        if isinstance(first, int):
+            raise BatchFileError(f"the CSV header line is {first} bytes; at most {MAX_HEADER_BYTES} are read")
+        header = csv_header(first)
     mapping = check_csv_header(header, specs)
+    columns = [i for idx in mapping.values() for i in idx]  # every input's, in the order of specs
     id_index = header.index("id") if "id" in header else None
-    for number, cells in enumerate(reader, start=first_line):
-        if not cells:
+    for number, raw in enumerate(lines, start=first_line):
+        if isinstance(raw, int):
+            yield Row(line=number, error=too_long(raw))
+            continue
+        text = raw.decode("utf-8", errors="replace")
+        if not text.strip():
+            continue
+        try:
+            cells = next(csv.reader((text,)))
+        except csv.Error as exc:  # a cell over the csv module's field limit (131,072 characters), ...
+            yield Row(line=number, error=f"not valid CSV: {exc}", size=len(raw))
             continue
         if len(cells) != len(header):
-            yield Row(line=number, error=f"{len(cells)} cells; the header has {len(header)}")
+            yield Row(line=number, error=f"{len(cells)} cells; the header has {len(header)}", size=len(raw))
             continue
         row_id = cells[id_index] if id_index is not None else None
-        try:
-            values = {name: [float(cells[i]) for i in idx] for name, idx in mapping.items()}
-        except ValueError:
-            yield Row(line=number, id=row_id, error="a cell is not a number")
+        values = _numbers(header, cells, columns)
+        if isinstance(values, str):
+            yield Row(line=number, id=row_id, error=values, size=len(raw))
             continue
-        instance = {
-            s["name"]: np.asarray(values[s["name"]]).reshape([d or 1 for d in s["shape"][1:]]).tolist() for s in specs
-        }
-        yield Row(line=number, id=row_id, instance=instance if len(specs) > 1 else instance[specs[0]["name"]])
+        instance, start = {}, 0
+        for spec in specs:
+            count = len(mapping[spec["name"]])
+            shape = [d or 1 for d in spec["shape"][1:]]
+            instance[spec["name"]] = np.asarray(values[start : start + count]).reshape(shape).tolist()
+            start += count
+        yield Row(
+            line=number, id=row_id, instance=instance if len(specs) > 1 else instance[specs[0]["name"]], size=len(raw)
+        )
+
+
+def _numbers(header: list[str], cells: list[str], columns: list[int]) -> list[float] | str:
+    """The cells of these columns as floats, or why they are not all plain finite decimal numbers."""
+    picked = [cells[i] for i in columns]
+    if not _NUMBERS.fullmatch("\n".join(picked)):  # one match per row; cell by cell only to name the bad one
+        bad = next(i for i, cell in zip(columns, picked, strict=True) if not _NUMBER.fullmatch(cell))
+        return _not_a_number(header[bad], cells[bad])
+    values = list(map(float, picked))
+    if not all(map(math.isfinite, values)):  # 1e999
+        bad = next(i for i, value in zip(columns, values, strict=True) if not math.isfinite(value))
+        return _not_a_number(header[bad], cells[bad])
+    return values
+
+
+def _not_a_number(column: str, cell: str) -> str:
+    try:
+        finite = math.isfinite(float(cell))
+    except ValueError:
+        finite = True
+    if not finite:  # "nan", "inf", "1e999": float() reads them, the model must not get them
+        return f"column {column!r} holds {cell[:40]!r}, which is not a finite number"
+    return f"column {column!r} holds {cell[:40]!r}; expected a decimal number such as 3, -0.5 or 1e-3"
 
 
 def check_csv_header(header: list[str], specs: list[dict[str, Any]]) -> dict[str, list[int]]:
@@ -210,31 +316,61 @@ class _Reader(io.RawIOBase):
         return b"".join(chunks)
 
 
-def read_npy(stream: Any, rows_per_read: int = 1024) -> Iterator[Row]:
-    """Rows of a C-ordered numeric .npy array, read a block at a time from the stream."""
+def read_npy(stream: Any, size: int) -> Iterator[Row]:
+    """Rows of a C-ordered numeric .npy array of ``size`` bytes, read a block at a time from the stream.
+
+    The header is checked against the size before any row is read: its length first (numpy's own
+    bound), then that the rows it declares are exactly the bytes that follow. A header that lies
+    (a zero-size row dimension, a million rows in 128 bytes, a truncated file) refuses the file
+    instead of driving reads, rows or output that the data does not hold.
+    """
     reader = _Reader(stream)
     try:
-        version = np.lib.format.read_magic(reader)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(reader)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(reader)
-        else:
+        prefix = reader.read(8)  # the magic string and the format version
+        version = np.lib.format.read_magic(io.BytesIO(prefix))
+        if version not in ((1, 0), (2, 0)):
             raise ValueError(f"format version {version} is not read")
-    except ValueError as exc:
-        raise BatchFileError(f"not a .npy file: {exc}") from None
-    if fortran or dtype.hasobject or not shape:
-        raise BatchFileError("only C-ordered numeric .npy arrays with a row dimension are read", received=str(dtype))
+        length_field = reader.read(2 if version == (1, 0) else 4)
+        header_bytes = int.from_bytes(length_field, "little")
+        if header_bytes > NPY_MAX_HEADER_BYTES:
+            raise ValueError(f"its header is {header_bytes} bytes; at most {NPY_MAX_HEADER_BYTES} are read")
+        header = io.BytesIO(length_field + reader.read(header_bytes))
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(header)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(header)
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise BatchFileError(f"not a .npy file: {str(exc)[:200]}") from None
+    if fortran or dtype.kind not in "biuf" or not shape:
+        raise BatchFileError(
+            "only C-ordered numeric .npy arrays with a row dimension are read",
+            expected="bool, integer or float, C order, at least one dimension",
+            received=f"{dtype.str}, {'Fortran' if fortran else 'C'} order, shape {list(shape)}",
+        )
     row_shape = shape[1:]
+    if any(d <= 0 for d in row_shape) or shape[0] < 0:
+        raise BatchFileError(
+            f"the .npy array has shape {list(shape)}: a row dimension of 0 holds no values",
+            expected="rows of at least one value",
+            received=list(shape),
+        )
     row_bytes = dtype.itemsize * math.prod(row_shape)
+    data_bytes = size - len(prefix) - len(header.getvalue())
+    if shape[0] * row_bytes != data_bytes:
+        raise BatchFileError(
+            f"the .npy header declares {shape[0]} rows of {row_bytes} bytes; {data_bytes} bytes of data follow it",
+            expected=shape[0] * row_bytes,
+            received=data_bytes,
+        )
+    rows_per_read = max(1, NPY_READ_BYTES // row_bytes)
     for start in range(0, shape[0], rows_per_read):
         count = min(rows_per_read, shape[0] - start)
         block = reader.read(row_bytes * count)
-        if len(block) != row_bytes * count:
-            raise BatchFileError(f"the .npy file ends early at row {start + len(block) // max(row_bytes, 1)}")
+        if len(block) != row_bytes * count:  # the object changed under the read: its size was checked
+            raise BatchFileError(f"the .npy file ends early at row {start + len(block) // row_bytes}")
         array = np.frombuffer(block, dtype=dtype).reshape((count, *row_shape))
         for offset in range(count):
-            yield Row(line=start + offset, instance=array[offset].tolist())
+            yield Row(line=start + offset, instance=array[offset].tolist(), size=row_bytes)
 
 
 class S3Writer:

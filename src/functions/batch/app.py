@@ -2,7 +2,9 @@
 
 Each SQS record carries one S3 event notification. A record whose file cannot be scored is
 reported as a partial batch failure, so SQS retries it and, after its retries, moves it to the
-dead-letter queue; the reason is logged and written as the file's failed summary.
+dead-letter queue. Whatever stopped it, the reason is logged and written first as the file's failed
+summary (a stable code, a short message, and whether the queue delivers it again), so no file, and
+no job, is left without a status.
 """
 
 import json
@@ -18,8 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import s3_client, sqs_client
-from shared.batch import score_object, score_part, write_failure
-from shared.errors import MaasError
+from shared.batch import failure_reason, score_object, score_part, write_failure
 from shared.model_cache import ModelCache
 
 logger = Logger()
@@ -32,6 +33,9 @@ CHUNK_ROWS = int(os.environ["BATCH_CHUNK_ROWS"])
 # that no invocation runs into the Lambda timeout.
 PART_BYTES = int(os.environ["BATCH_PART_BYTES"])
 QUEUE_URL = os.environ["BATCH_QUEUE_URL"]
+# BatchQueue's RedrivePolicy maxReceiveCount in template.yaml (tests/unit/test_batch_failures.py keeps
+# them equal): the receive after which a failed message goes to the dead-letter queue.
+MAX_RECEIVES = 3
 models = ModelCache(
     bucket=os.environ["MODEL_BUCKET"],
     alias_ttl_seconds=float(os.environ["ALIAS_TTL_SECONDS"]),
@@ -49,6 +53,26 @@ def send_parts(messages: list[dict[str, Any]]) -> None:
             raise RuntimeError(f"{len(response['Failed'])} part messages were not queued")
 
 
+def report_failure(record: SQSRecord, bucket: str, key: str, etag: str, exc: Exception, **context: Any) -> None:
+    """Log why the file (or part) failed and write its failed summary before the record is retried or
+    parked. A refused file (4xx) fails the same way every time; anything else may pass on a later
+    receive, so the summary says which receive this was and whether another follows."""
+    reason = failure_reason(exc)
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    retry: dict[str, Any] = {"retrying": reason.status >= 500 and attempt < MAX_RECEIVES}
+    if reason.status >= 500:
+        retry.update(attempt=attempt, max_attempts=MAX_RECEIVES)
+    log = {"key": key, "code": reason.code, "reason": reason.message, "attempt": attempt, **context}
+    if reason is exc:
+        logger.error("batch file failed", extra=log)
+    else:  # a defect or a raw dependency error: its trace goes to the log, never to the summary
+        logger.exception("batch file failed", extra=log)
+    try:
+        write_failure(s3_client(), bucket, key, etag, reason, retry)
+    except Exception:  # S3 itself may be what failed: the record is still retried, the log says why
+        logger.exception("the failed summary could not be written", extra={"key": key})
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     notification = json.loads(record.body)
@@ -58,10 +82,8 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
         part = notification["maas_batch_part"]
         try:
             summary = score_part(s3_client(), part, models, CHUNK_ROWS)
-        except MaasError as error:
-            logger.error("batch part failed", extra={"key": part["key"], "part": part["part"], "code": error.code})
-            if error.status < 500:  # the whole file is unscorable: say so where its summary would be
-                write_failure(s3_client(), part["bucket"], part["key"], part["etag"], error)
+        except Exception as exc:
+            report_failure(record, part["bucket"], part["key"], part["etag"], exc, part=part["part"])
             raise
         logger.info("batch part scored", extra={k: summary.get(k) for k in ("status", "part", "parts", "rows")})
         return [summary]
@@ -72,10 +94,8 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
         etag = entry["s3"]["object"].get("eTag", "")
         try:
             summary = score_object(s3_client(), bucket, key, etag, models, CHUNK_ROWS, PART_BYTES, send_parts)
-        except MaasError as error:
-            logger.error("batch file failed", extra={"key": key, "code": error.code, "reason": error.message})
-            if error.status < 500:
-                write_failure(s3_client(), bucket, key, etag, error)
+        except Exception as exc:
+            report_failure(record, bucket, key, etag, exc)
             raise
         logger.info("batch file scored", extra={k: summary.get(k) for k in ("input", "version", "rows", "failed")})
         metrics.add_metric(name="BatchRows", unit=MetricUnit.Count, value=summary.get("rows") or 0)
