@@ -1,4 +1,5 @@
-"""Does an ONNX graph match its manifest? Checked at publish (before a version becomes visible) and at load.
+"""Does an ONNX graph match its manifest? Checked at publish (before a version becomes visible), before an
+alias names a version, and at load.
 
 The check runs in the onnxruntime that serves (the Lambda package's), so a model that would not
 load there is refused when it is published, not on the first request.
@@ -62,15 +63,33 @@ def check_session(session: Any, manifest: dict[str, Any]) -> None:
         raise ModelIntegrityError("the ONNX graph does not match its manifest", problems=problems)
 
 
-def check_publishable(model_bytes: bytes, manifest: dict[str, Any]) -> str:
-    """At publish: the model must load in this onnxruntime and match the manifest; returns that version."""
+def _open_session(source: bytes | str) -> Any:
+    """A bare session (no graph rewrites, one thread): enough to know the model loads and read its schema."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def load_problems(source: bytes | str, manifest: dict[str, Any]) -> list[str]:
+    """Why this onnxruntime would not serve the model (bytes or a file path), as sentences; empty if it would."""
+    import onnxruntime as ort
+
     try:
-        session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        session = _open_session(source)
+    except Exception as exc:
+        return [f"onnxruntime {ort.__version__} cannot load the model ({type(exc).__name__})"]
+    return schema_problems(session, manifest)
+
+
+def check_publishable(model_bytes: bytes, manifest: dict[str, Any]) -> str:
+    """At publish: the model must load in this onnxruntime and match the manifest; returns that version."""
+    import onnxruntime as ort
+
+    try:
+        session = _open_session(model_bytes)
     except Exception as exc:
         raise ModelRejected(
             f"onnxruntime {ort.__version__} cannot load the model",

@@ -14,8 +14,11 @@ import contextlib
 import hashlib
 import json
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from shared.errors import (
@@ -23,6 +26,7 @@ from shared.errors import (
     AliasNotFound,
     InvalidName,
     InvalidRequest,
+    MaasError,
     ModelIntegrityError,
     ModelNotFound,
     RegistryUnavailable,
@@ -31,7 +35,7 @@ from shared.errors import (
     VersionNotFound,
 )
 from shared.manifest import verify_manifest
-from shared.model_check import check_publishable
+from shared.model_check import check_publishable, load_problems
 
 # Anchored with \Z and used with fullmatch: "$" also matches before a trailing newline, so
 # "digits\n" passed. \Z keeps a caller's .match (training/submit.py) exact as well.
@@ -41,6 +45,22 @@ ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
 DEFAULT_ALIAS = "production"
 KEEP: Any = object()  # update_alias: leave the canary as it is
 PREFIX = "models/"
+# A model is checked in parts of this size, so checking a 400 MB model never holds 400 MB.
+CHUNK_BYTES = 8 * 2**20
+
+
+class VersionCorrupt(MaasError):
+    """A version whose model.onnx is missing, differs from its manifest or does not load: no alias may name it."""
+
+    status = 409
+    code = "version_corrupt"
+
+
+class AliasUnreadable(MaasError):
+    """A change that keeps part of an unreadable alias (its version, its previous version) has nothing to keep."""
+
+    status = 409
+    code = "alias_unreadable"
 
 
 def check_name(name: str) -> str:
@@ -145,6 +165,42 @@ def _is_precondition_failed(exc: Exception) -> bool:
     return _error_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
+def _parse_alias(name: str, alias: str, raw: bytes, etag: str) -> AliasRecord:
+    try:
+        body = json.loads(raw)
+        version = check_version(body["version"])
+        if body.get("canary"):
+            check_version(body["canary"]["version"])
+            check_weight(body["canary"]["weight"])
+    except Exception as exc:
+        raise ModelIntegrityError(
+            "alias object is unreadable; a change that gives a version replaces it", model=name, alias=alias
+        ) from exc
+    return AliasRecord(name=name, alias=alias, version=version, etag=etag, body=body)
+
+
+def _unreadable(name: str, alias: str, found: dict[str, Any], what: str) -> AliasUnreadable:
+    return AliasUnreadable(
+        f"alias {alias!r} of model {name!r} cannot be read, so {what}; give a version to replace the alias",
+        expected="a change with a version",
+        model=name,
+        alias=alias,
+        etag=found["etag"],
+    )
+
+
+def _chunks(body: Any, key: str) -> Iterator[bytes]:
+    """An S3 body in parts; a connection that fails midway is the registry being unavailable."""
+    while True:
+        try:
+            chunk = body.read(CHUNK_BYTES)
+        except Exception as exc:
+            raise RegistryUnavailable("the model registry could not be read", key=key) from exc
+        if not chunk:
+            return
+        yield chunk
+
+
 class Registry:
     """Reads and writes models in one bucket. Every S3 failure becomes a domain error."""
 
@@ -247,15 +303,19 @@ class Registry:
             if alias == DEFAULT_ALIAS and not self.list_versions(name):
                 raise ModelNotFound(f"no model named {name!r}", model=name) from None
             raise AliasNotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias) from None
+        return _parse_alias(name, alias, raw, etag)
+
+    def _alias_state(self, name: str, alias: str) -> tuple[AliasRecord | None, dict[str, Any] | None]:
+        """(the alias, None); (None, what is there) when its object is unreadable; (None, None) when absent."""
         try:
-            body = json.loads(raw)
-            version = check_version(body["version"])
-            if body.get("canary"):
-                check_version(body["canary"]["version"])
-                check_weight(body["canary"]["weight"])
-        except Exception as exc:
-            raise ModelIntegrityError("alias object is unreadable", model=name, alias=alias) from exc
-        return AliasRecord(name=name, alias=alias, version=version, etag=etag, body=body)
+            raw, etag = self._get(alias_key(name, alias))
+        except KeyError:
+            return None, None
+        try:
+            return _parse_alias(name, alias, raw, etag), None
+        except ModelIntegrityError:
+            note = "the alias object was unreadable (not JSON, or no valid version); this change replaced it"
+            return None, {"etag": etag, "size_bytes": len(raw), "note": note}
 
     def resolve(self, name: str, ref: str | None = None) -> str:
         """Turn an alias or exact version (default: the production alias) into a version."""
@@ -282,6 +342,52 @@ class Registry:
                 received_size=len(data),
             )
         return data
+
+    def verify_version(self, name: str, version: str) -> dict[str, Any]:
+        """The manifest of a version an alias may name, once its model.onnx is checked as serving would:
+        there, of the manifest's size and sha256, loading in this onnxruntime with the manifest's
+        inputs and outputs (ARCHITECTURE.md, Registry: aliases refuse a version that does not verify).
+        """
+        manifest = self.read_manifest(name, version)
+        with tempfile.TemporaryDirectory(prefix="maas-verify-") as folder:
+            path = Path(folder) / "model.onnx"
+            problems = self._download_checked(model_key(name, version), manifest["artifact"], path)
+            if not problems:
+                problems = load_problems(str(path), manifest)
+        if problems:
+            raise VersionCorrupt(
+                f"version {version!r} of model {name!r} cannot be served, so no alias may name it: {problems[0]}; "
+                "publish it again as a new version",
+                model=name,
+                version=version,
+                problems=problems,
+            )
+        return manifest
+
+    def _download_checked(self, key: str, artifact: dict[str, Any], path: Path) -> list[str]:
+        """Stream an object to ``path`` while hashing it; what differs from ``artifact``, as sentences."""
+        size, expected = 0, artifact["size_bytes"]
+        digest = hashlib.sha256()
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if _is_missing(exc):
+                return ["model.onnx is missing"]
+            raise RegistryUnavailable("the model registry could not be read", key=key) from exc
+        if response.get("ContentLength", expected) != expected:
+            return [f"model.onnx has {response['ContentLength']} bytes, the manifest says {expected}"]
+        with path.open("wb") as sink:
+            for chunk in _chunks(response["Body"], key):
+                size += len(chunk)
+                if size > expected:
+                    return [f"model.onnx has more than the {expected} bytes the manifest says"]
+                digest.update(chunk)
+                sink.write(chunk)
+        if size != expected:
+            return [f"model.onnx has {size} bytes, the manifest says {expected}"]
+        if digest.hexdigest() != artifact["sha256"]:
+            return [f"model.onnx has sha256 {digest.hexdigest()}, the manifest says {artifact['sha256']}"]
+        return []
 
     # -- writing ---------------------------------------------------------------------------
     def _put(self, key: str, body: bytes, content_type: str, **conditions: str) -> str:
@@ -344,10 +450,17 @@ class Registry:
                     f"model {name!r} version {version!r} already exists", model=name, version=version
                 ) from exc
         if first_publish and alias_on_first_publish:
-            # Another publisher may have set it first; theirs stands.
+            # Another publisher may have set it first; theirs stands. The bytes were checked above.
             with contextlib.suppress(AliasConflict):
-                self.set_alias(
-                    name, alias_on_first_publish, version, expected_etag=None, actor=actor, reason="first publish"
+                self._write_alias(
+                    name,
+                    check_alias(alias_on_first_publish),
+                    version,
+                    None,
+                    expected_etag=None,
+                    current=None,
+                    actor=actor,
+                    reason="first publish",
                 )
         return final
 
@@ -365,23 +478,60 @@ class Registry:
         """Point an alias at a verified version (and optionally a canary version with a share), atomically.
 
         ``expected_etag=None`` means the alias must not exist yet; otherwise the write succeeds
-        only if the alias still has that ETag, so two concurrent changes cannot both win.
+        only if the alias still has that ETag, so two concurrent changes cannot both win. An alias
+        object that cannot be read is replaced, and the history keeps what was there.
+        A version the alias does not already name in that role is checked first (:meth:`verify_version`).
         """
         check_alias(alias)
-        self.read_manifest(name, version)  # refuses missing or unverifiable versions
+        current, unreadable = self._alias_state(name, alias) if expected_etag is not None else (None, None)
         if canary is not None:
             canary = {"version": check_version(canary["version"]), "weight": check_weight(canary["weight"])}
             if canary["version"] == version:
                 raise InvalidRequest(
                     "the canary version must differ from the alias's version", expected="another version"
                 )
-            self.read_manifest(name, canary["version"])
-        previous = rollback_to = None
-        if expected_etag is not None:
-            current = self.read_alias(name, alias)
-            previous = current.version
-            # A change of the canary alone keeps the version a rollback returns to.
-            rollback_to = previous if previous != version else current.body.get("previous_version")
+        # A version already named in the same role was checked when it was named: re-weighting or ending a
+        # canary downloads nothing, so the canary guard never waits on a model.
+        self._check_target(name, version, named=current.version if current else None)
+        if canary is not None:
+            self._check_target(name, canary["version"], named=current.canary_version if current else None)
+        if expected_etag is not None and current is None and unreadable is None:
+            raise AliasNotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+        return self._write_alias(
+            name,
+            alias,
+            version,
+            canary,
+            expected_etag=expected_etag,
+            current=current,
+            unreadable=unreadable,
+            actor=actor,
+            reason=reason,
+        )
+
+    def _check_target(self, name: str, version: str, named: str | None) -> None:
+        if version == named:
+            self.read_manifest(name, version)  # still there
+        else:
+            self.verify_version(name, version)
+
+    def _write_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        canary: dict[str, Any] | None,
+        *,
+        expected_etag: str | None,
+        current: AliasRecord | None,
+        unreadable: dict[str, Any] | None = None,
+        actor: str,
+        reason: str,
+    ) -> AliasRecord:
+        """The compare-and-swap of the alias object, then its history entry."""
+        previous = current.version if current else None
+        # A change of the canary alone keeps the version a rollback returns to.
+        rollback_to = previous if previous != version else (current.body.get("previous_version") if current else None)
         now = datetime.now(UTC)
         body = {
             "name": name,
@@ -405,10 +555,13 @@ class Registry:
                 alias=alias,
             ) from exc
         # The alias object holds the latest change; the history keeps every one (who, when, from, to, why).
+        entry = {**body, "from": previous}
+        if unreadable:
+            entry["replaced_unreadable"] = unreadable
         stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
         self._put(
             history_key(name, alias, f"{stamp}-{etag.strip(chr(34))}"),
-            json.dumps({**body, "from": previous}).encode(),
+            json.dumps(entry).encode(),
             "application/json",
         )
         return AliasRecord(name=name, alias=alias, version=version, etag=etag, body=body)
@@ -423,12 +576,6 @@ class Registry:
             raise RegistryUnavailable("the alias history could not be listed", prefix=prefix) from exc
         return [json.loads(self._get(key)[0]) for key in keys]
 
-    def _current(self, name: str, alias: str) -> AliasRecord | None:
-        try:
-            return self.read_alias(name, alias)
-        except (AliasNotFound, ModelNotFound):
-            return None
-
     def update_alias(
         self,
         name: str,
@@ -442,12 +589,15 @@ class Registry:
     ) -> AliasRecord:
         """Change an alias's version, its canary, or both, in one compare-and-swap.
 
-        ``version=None`` keeps the version (the alias must exist). ``canary`` is ``{"version", "weight"}``,
-        ``None`` to end the canary, or left out to keep it, unless it is the version promoted (the rollout
-        is finished). With ``if_match``, the change applies only to the alias object with that ETag.
+        ``version=None`` keeps the version (the alias must exist and be readable). ``canary`` is
+        ``{"version", "weight"}``, ``None`` to end the canary, or left out to keep it, unless it is the
+        version promoted (the rollout is finished). With ``if_match``, the change applies only to the
+        alias object with that ETag. A version given replaces an alias object that cannot be read.
         """
-        current = self._current(name, alias)
+        current, unreadable = self._alias_state(name, check_alias(alias))
         if version is None:
+            if unreadable:
+                raise _unreadable(name, alias, unreadable, "there is no version to keep")
             if current is None:
                 raise AliasNotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
             version = current.version
@@ -455,11 +605,12 @@ class Registry:
             canary = current.body.get("canary") if current else None
             if canary and canary["version"] == version:
                 canary = None
+        found = current.etag if current else unreadable["etag"] if unreadable else None
         return self.set_alias(
             name,
             alias,
             check_version(version),
-            expected_etag=if_match or (current.etag if current else None),
+            expected_etag=if_match or found,
             actor=actor,
             reason=reason,
             canary=canary,
@@ -482,7 +633,11 @@ class Registry:
 
     def rollback(self, name: str, alias: str, *, actor: str, reason: str, if_match: str | None = None) -> AliasRecord:
         """Point ``alias`` back at the version it named before its last change of version."""
-        current = self.read_alias(name, alias)
+        current, unreadable = self._alias_state(name, check_alias(alias))
+        if unreadable:
+            raise _unreadable(name, alias, unreadable, "its previous version is unknown")
+        if current is None:
+            current = self.read_alias(name, alias)  # raises the not-found error of this alias or model
         previous = current.body.get("previous_version")
         if not previous:
             raise AliasConflict(f"alias {alias!r} of model {name!r} has no previous version to roll back to")

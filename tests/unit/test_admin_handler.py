@@ -1,10 +1,14 @@
 """AdminFunction and CanaryGuardFunction on the events in events/, S3 from moto."""
 
 import json
+import os
 
 import pytest
 from tests_support import Context, event
 
+from shared.registry import model_key
+
+BUCKET = os.environ["MODEL_BUCKET"]
 V1 = "20260101T000000Z-00000000"
 V2 = "20260102T000000Z-00000001"
 ROLE = "arn:aws:sts::123456789012:assumed-role/MaasRelease/release-bot"
@@ -126,3 +130,19 @@ def test_the_canary_alarm_ends_every_canary_and_nothing_else(registry, versions)
     ok = event("canary_alarm")
     ok["detail"]["state"]["value"] = "OK"
     assert app.lambda_handler(ok, Context())["ended"] == []
+
+
+@pytest.mark.parametrize("request_name", ["admin_canary", "admin_promote"])
+def test_a_corrupt_version_is_a_409_version_corrupt_and_nothing_is_recorded(
+    admin, registry, s3, versions, request_name
+):
+    key = model_key("digits", V2)
+    data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key=key, Body=data[:-10] + b"0123456789")  # same size, other bytes
+    history = registry.alias_history("digits", "production")
+    status, body, _ = admin(event(request_name))
+    assert (status, body["code"]) == (409, "version_corrupt"), body
+    assert V2 in body["error"] and "sha256" in body["details"]["problems"][0]
+    assert registry.read_alias("digits", "production").body["canary"] is None
+    assert registry.resolve("digits") == V1
+    assert registry.alias_history("digits", "production") == history

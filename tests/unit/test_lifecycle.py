@@ -1,6 +1,7 @@
 """The registry as a registry: verified publishes, atomic alias changes, canaries, deletes, and a
 model cache that follows them on a warm container within its memory budget."""
 
+import hashlib
 import json
 import os
 import threading
@@ -17,7 +18,7 @@ from shared.errors import (
     VersionNotFound,
 )
 from shared.model_cache import ModelCache
-from shared.registry import manifest_key, model_key
+from shared.registry import VersionCorrupt, manifest_key, model_key
 
 BUCKET = os.environ["MODEL_BUCKET"]
 V2 = "20991231T000000Z-0000000b"
@@ -216,3 +217,110 @@ def test_alias_records_survive_a_json_round_trip(registry, two_versions):
     )
     assert stored["canary"] == {"version": two_versions[1], "weight": 0.25}
     assert registry.list_canaries("digits") == {"production": {"version": two_versions[1], "weight": 0.25}}
+
+
+# -- an alias names only a version that would serve ----------------------------------------------
+def _alias_and_history(registry):
+    return registry.read_alias("digits", "production").body, registry.alias_history("digits", "production")
+
+
+def corrupt_same_size(s3, version):
+    key = model_key("digits", version)
+    data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key=key, Body=data[:-10] + b"0123456789")
+
+
+@pytest.mark.parametrize("change", ["canary", "promote"])
+def test_a_version_whose_model_no_longer_matches_its_sha256_cannot_be_named(registry, s3, two_versions, change):
+    _, second = two_versions
+    corrupt_same_size(s3, second)  # the manifest still verifies; the object behind it does not
+    before = _alias_and_history(registry)
+    with pytest.raises(VersionCorrupt) as refused:
+        if change == "canary":
+            registry.set_canary("digits", "production", second, 0.5, actor="ana", reason="")
+        else:
+            registry.promote("digits", "production", second, actor="ana", reason="")
+    assert (refused.value.status, refused.value.code) == (409, "version_corrupt")
+    assert refused.value.details["version"] == second
+    assert "sha256" in refused.value.details["problems"][0]
+    assert _alias_and_history(registry) == before  # nothing recorded
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("truncated", "bytes, the manifest says"),
+        ("longer", "bytes, the manifest says"),
+        ("missing", "missing"),
+        ("unloadable", "cannot load"),
+        ("other_schema", "inputs"),
+    ],
+)
+def test_every_way_a_version_cannot_serve_keeps_it_from_an_alias(registry, s3, two_versions, damage, problem):
+    _, second = two_versions
+    key, mkey = model_key("digits", second), manifest_key("digits", second)
+    data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=mkey)["Body"].read())
+    if damage == "truncated":
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data[:100])
+    elif damage == "longer":
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data + b"\0" * 100)
+    elif damage == "missing":
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    else:  # written behind the registry's back with a matching hash: only loading it shows the problem
+        if damage == "unloadable":
+            data = b"\x08\x07" + b"not a graph" * 30
+        else:
+            manifest["inputs"][0]["name"] = "pixels"
+        manifest["artifact"] = {
+            "file": "model.onnx",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size_bytes": len(data),
+        }
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+        s3.put_object(Bucket=BUCKET, Key=mkey, Body=json.dumps(manifest))
+    with pytest.raises(VersionCorrupt) as refused:
+        registry.promote("digits", "production", second, actor="ana", reason="")
+    assert any(problem in line for line in refused.value.details["problems"]), refused.value.details
+    assert registry.resolve("digits") == two_versions[0]
+
+
+def test_the_model_is_checked_in_parts_as_it_streams(registry, s3, two_versions, monkeypatch, digits_onnx):
+    import shared.registry as registry_module
+
+    _, second = two_versions
+    monkeypatch.setattr(registry_module, "CHUNK_BYTES", 97)  # the digits model is ~3 KB: about 30 parts
+    reads = []
+    real_get = s3.get_object
+
+    def get_object(**kwargs):
+        response = real_get(**kwargs)
+        if kwargs["Key"] == model_key("digits", second):
+            body, read = response["Body"], response["Body"].read
+            body.read = lambda amt=None: reads.append(amt) or read(amt)
+        return response
+
+    monkeypatch.setattr(registry.s3, "get_object", get_object)
+    registry.promote("digits", "production", second, actor="ana", reason="")
+    assert registry.resolve("digits") == second
+    assert len(reads) > len(digits_onnx) // 97 and set(reads) == {97}  # never the whole body at once
+
+
+def test_a_rollback_to_a_corrupt_version_is_refused(registry, s3, two_versions):
+    first, second = two_versions
+    registry.promote("digits", "production", second, actor="ana", reason="")
+    corrupt_same_size(s3, first)
+    with pytest.raises(VersionCorrupt):
+        registry.rollback("digits", "production", actor="ana", reason="")
+    assert registry.resolve("digits") == second
+
+
+def test_ending_or_reweighting_a_canary_downloads_no_model(registry, s3, two_versions, monkeypatch):
+    """The canary guard must end a canary even when a model object is damaged, and without waiting on it."""
+    first, second = two_versions
+    registry.set_canary("digits", "production", second, 0.1, actor="ana", reason="")
+    corrupt_same_size(s3, first)
+    corrupt_same_size(s3, second)
+    monkeypatch.setattr(registry, "verify_version", lambda *a: pytest.fail("a model was downloaded"))
+    assert registry.set_canary("digits", "production", second, 0.3, actor="ana", reason="").canary_weight == 0.3
+    assert registry.set_canary("digits", "production", None, actor="guard", reason="alarm").canary_version is None
