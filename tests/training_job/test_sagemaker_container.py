@@ -24,6 +24,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from training.data import write_tabular_channel
@@ -242,7 +243,13 @@ def test_the_packed_job_trains_exports_and_fills_the_model_dir_in_the_image(tmp_
     assert manifest["metrics"]["accuracy"] > 0.5
     assert manifest["training_job"]["id"] == JOB_NAME
     assert manifest["training_job"]["hyperparameters"]["epochs"] == 3
-    assert manifest["sha256"] == hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
+    # The model the job chose runs here too, on raw wine rows: 3 class probabilities per row.
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    rows = np.loadtxt(opt_ml / "input" / "data" / "train" / "wine.csv", delimiter=",", skiprows=1, usecols=range(13))
+    (probabilities,) = session.run(None, {session.get_inputs()[0].name: rows[:4].astype(np.float32)})
+    assert probabilities.shape == (4, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)
 
 
 def test_a_job_that_cannot_import_writes_the_failure_file(tmp_path: Path) -> None:
