@@ -119,6 +119,10 @@ def image_venv(interpreter: Path) -> Path:
         building.rename(venv)
     except OSError:  # another run finished the same venv first
         shutil.rmtree(building, ignore_errors=True)
+    # About 2 GB each: keep only the one the current image and requirements.txt need.
+    for old in VENVS.glob("sagemaker-*"):
+        if old != venv:
+            shutil.rmtree(old, ignore_errors=True)
     return venv
 
 

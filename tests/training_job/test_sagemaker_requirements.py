@@ -56,16 +56,25 @@ def test_every_requirement_is_pinned_to_the_version_constraints_txt_tests() -> N
     assert not differ, f"requirements.txt pin vs constraints.txt: {differ}"
 
 
-def test_the_job_packages_and_all_their_dependencies_are_pinned() -> None:
+def closure(packages: tuple[str, ...]) -> set[str]:
+    """The packages and, transitively, everything they require (as installed in this venv)."""
+    found: set[str] = set()
+    todo = [canonicalize_name(p) for p in packages]
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo.extend(runtime_dependencies(name))
+    return found
+
+
+def test_the_job_packages_and_all_their_dependencies_are_pinned_and_nothing_else() -> None:
     required = pins(REQUIREMENTS)
-    assert {canonicalize_name(p) for p in JOB_PACKAGES} <= set(required)
-    unpinned = {
-        f"{dependency} (needed by {name})"
-        for name in required
-        for dependency in runtime_dependencies(name)
-        if dependency not in required
-    }
-    assert not unpinned, f"pip would choose these versions itself in the image: {sorted(unpinned)}"
+    tested = pins(ROOT / "constraints.txt")
+    expected = {name: tested[name] for name in closure(JOB_PACKAGES)}
+    # On a change of constraints.txt (make lock), paste the lines this message prints.
+    wanted = "\n".join(f"{name}=={version}" for name, version in sorted(expected.items()))
+    assert required == expected, f"training/requirements.txt should pin exactly:\n{wanted}"
 
 
 def test_nothing_the_image_must_keep_is_reinstalled() -> None:
