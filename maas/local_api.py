@@ -3,12 +3,18 @@
 Routes come from the functions' ``Api`` events in template.yaml. Each request becomes the proxy
 event API Gateway would send; the function's proxy response becomes the HTTP response. Like API
 Gateway, an unknown route gets 403 "Missing Authentication Token" and a function error gets 502.
+
+Keys are not checked locally (as with ``sam local start-api``), but a request's ``x-api-key`` still
+names its caller: the event's ``requestContext.identity.apiKeyId`` is derived from it (a hash, never
+the key), as API Gateway puts the matched key's id there, so what is per key (a job's owner) behaves
+as deployed. A request without a key has no ``apiKeyId``: every keyless local caller is one caller.
 """
 
 from __future__ import annotations
 
 import base64
 import getpass
+import hashlib
 import json
 import sys
 import threading
@@ -25,6 +31,17 @@ _USER = getpass.getuser()
 
 TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's REST payload limit
+
+
+def api_key_id(headers: dict[str, str]) -> str | None:
+    """A stable stand-in for API Gateway's key id: the same key, the same id; the key itself stays out."""
+    key = next((v for k, v in headers.items() if k.lower() == "x-api-key"), "")
+    return "local" + hashlib.sha256(key.encode()).hexdigest()[:12] if key else None
+
+
+def _header_safe(value: str) -> bool:
+    """A value http.server would write as is: CR or LF in it would end the header block early."""
+    return "\r" not in value and "\n" not in value
 
 
 def proxy_event(
@@ -64,7 +81,12 @@ def proxy_event(
             "apiId": "local",
             "protocol": "HTTP/1.1",
             # No IAM signature check locally (as with sam local start-api): the caller is the local user.
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent"), "caller": f"local:{_USER}"},
+            "identity": {
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent"),
+                "caller": f"local:{_USER}",
+                "apiKeyId": api_key_id(headers),
+            },
         },
         "body": text_body if body else None,
         "isBase64Encoded": is_base64,
@@ -160,6 +182,12 @@ class LocalApi:
                 for key, values in (result.get("multiValueHeaders") or {}).items():
                     out_headers[key] = ", ".join(str(v) for v in values)
                 out_headers["x-amzn-RequestId"] = event["requestContext"]["requestId"]
+                if not all(_header_safe(k) and _header_safe(v) for k, v in out_headers.items()):
+                    # Written as is, it would end the headers early and the client would wait for a body that
+                    # never comes: answer as a gateway does for a response it cannot pass on.
+                    sys.stderr.write("[local-api] function returned a header with CR or LF\n")
+                    self._json(502, {"message": "Internal server error"})
+                    return
                 raw = result.get("body") or ""
                 payload = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
                 self._send(int(result["statusCode"]), payload, out_headers)

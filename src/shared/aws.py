@@ -6,8 +6,24 @@ used locally), so the same code talks to AWS and to the local stack.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
+
+
+def _s3_options() -> dict[str, Any]:
+    """Presigned URLs (the jobs API) signed as S3 accepts them on every bucket.
+
+    In us-east-1 botocore would presign with SigV2 on the global endpoint
+    (``?AWSAccessKeyId=...&Signature=...``), which S3 refuses on buckets created after June 2020:
+    sign with SigV4 on the regional endpoint. Virtual-hosted addressing keeps the regional host
+    outside us-east-1 too; a custom endpoint (the embedded S3 on 127.0.0.1) keeps botocore's choice.
+    """
+    custom = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return {
+        "signature_version": "s3v4",
+        "s3": {"us_east_1_regional_endpoint": "regional", "addressing_style": "auto" if custom else "virtual"},
+    }
 
 
 def _client(service: str) -> Any:
@@ -16,7 +32,12 @@ def _client(service: str) -> Any:
 
     # Every attempt, timeouts and backoff included, must end well inside the API's 29 s: a client
     # gets a 503 it can retry, not API Gateway's 504 after a killed invocation (and a cold start).
-    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+    config = Config(
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"max_attempts": 2, "mode": "standard"},
+        **(_s3_options() if service == "s3" else {}),
+    )
     return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 

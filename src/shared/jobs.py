@@ -5,7 +5,9 @@
     GET /jobs/{id}            -> awaiting_upload | running | succeeded | failed, with the summary and
                                 presigned GET URLs of results and errors once they exist
 
-The upload itself triggers the usual batch path (S3 -> SQS -> BatchFunction).
+The upload itself triggers the usual batch path (S3 -> SQS -> BatchFunction). A job belongs to the
+API key that created it (API Gateway's ``requestContext.identity.apiKeyId``): any other caller is
+told there is no such job, so a job id alone does not hand out its presigned URLs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from shared.errors import InvalidName, MaasError, RegistryUnavailable
 from shared.registry import is_version
 
 JOBS_PREFIX = "batch/jobs/"
-JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+JOB_ID_RE = re.compile(r"[0-9a-f]{32}")  # fullmatch: "$" would let a trailing newline through
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "npy": "npy"}
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv", "npy": "application/octet-stream"}
 URL_SECONDS = 900
@@ -36,9 +38,17 @@ def _missing(exc: Exception) -> bool:
     return getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
 
 
-def create_job(s3: Any, bucket: str, name: str, version: str, ref: str, fmt: str) -> dict[str, Any]:
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """What a caller sees of a job record: all of it but the owner's key id."""
+    return {k: v for k, v in record.items() if k != "api_key_id"}
+
+
+def create_job(
+    s3: Any, bucket: str, name: str, version: str, ref: str, fmt: str, api_key_id: str | None
+) -> dict[str, Any]:
     """Record a job and presign its upload. ``ref`` (alias or version) is what the file is keyed by;
-    ``version`` is what it resolves to now, for the caller's information."""
+    ``version`` is what it resolves to now, for the caller's information; ``api_key_id`` is the
+    caller's, the only one :func:`job_status` will answer (None: a caller without a key)."""
     job_id = uuid.uuid4().hex
     key = f"batch/in/{name}/{ref}/jobs/{job_id}/input.{EXTENSIONS[fmt]}"
     record = {
@@ -49,6 +59,7 @@ def create_job(s3: Any, bucket: str, name: str, version: str, ref: str, fmt: str
         "input_key": key,
         "format": fmt,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "api_key_id": api_key_id,
     }
     try:
         s3.put_object(
@@ -66,7 +77,7 @@ def create_job(s3: Any, bucket: str, name: str, version: str, ref: str, fmt: str
     except Exception as exc:
         raise RegistryUnavailable("the job could not be recorded") from exc
     return {
-        **record,
+        **_public(record),
         "status": "awaiting_upload",
         "upload": {
             "method": "PUT",
@@ -78,15 +89,20 @@ def create_job(s3: Any, bucket: str, name: str, version: str, ref: str, fmt: str
     }
 
 
-def job_status(s3: Any, bucket: str, job_id: str) -> dict[str, Any]:
-    if not JOB_ID_RE.match(job_id):
+def job_status(s3: Any, bucket: str, job_id: str, api_key_id: str | None) -> dict[str, Any]:
+    """The job's state, for the API key that created it; for any other caller the job does not exist."""
+    if not JOB_ID_RE.fullmatch(job_id):
         raise InvalidName("job ids are 32 hex characters", expected="[0-9a-f]{32}", received=job_id[:64])
     try:
-        record = json.loads(s3.get_object(Bucket=bucket, Key=f"{JOBS_PREFIX}{job_id}.json")["Body"].read())
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=f"{JOBS_PREFIX}{job_id}.json")["Body"].read())
     except Exception as exc:
         if _missing(exc):
             raise JobNotFound(f"no job {job_id}", job_id=job_id) from None
         raise RegistryUnavailable("the job could not be read") from exc
+    # 404, not 403: another key's job is indistinguishable from one that never existed.
+    if stored.get("api_key_id") != api_key_id:
+        raise JobNotFound(f"no job {job_id}", job_id=job_id)
+    record = _public(stored)
     try:
         head = s3.head_object(Bucket=bucket, Key=record["input_key"])
     except Exception as exc:

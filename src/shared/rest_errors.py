@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from shared.errors import BadRequest, InvalidRequest, MaasError
+from shared.errors import BadRequest, InvalidName, InvalidRequest, MaasError
 
 
 def json_error(status: int, body: dict[str, Any]) -> Response:
@@ -27,6 +27,19 @@ def validation_error(error: RequestValidationError) -> MaasError:
         return BadRequest("request body is not valid JSON", expected="JSON")
     if any(p.get("type") == "missing" and tuple(p.get("loc", ())) == ("body",) for p in problems):
         return BadRequest("request body is empty; expected a JSON object", expected="JSON")
+    # Only names carry a pattern (model, alias, version, job id): a malformed one is the 400 the
+    # registry's own checks give, whether it came in the path, the query or a job body.
+    for p in problems:
+        if p.get("type") == "string_pattern_mismatch":
+            field = str(p.get("loc", ("", "name"))[-1])
+            pattern = (p.get("ctx") or {}).get("pattern")
+            received = p.get("input")
+            return InvalidName(
+                f"{field} must match {pattern}",
+                field=field,
+                expected=pattern,
+                received=received[:64] if isinstance(received, str) else None,
+            )
     details = [
         {
             "field": ".".join(str(part) for part in p.get("loc", ())),

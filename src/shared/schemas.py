@@ -10,6 +10,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The registry's name rules (ARCHITECTURE.md, "Registry on S3") as JSON Schema patterns, for the
+# OpenAPI document and the route signatures. JSON Schema patterns are ECMA regexes, where ``$`` does
+# not accept a trailing newline; pydantic checks them the same way (tests/unit/test_schemas.py keeps
+# them equal to shared.registry's checks).
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+ALIAS_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+VERSION_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+
 
 class PredictRequest(BaseModel):
     """TensorFlow Serving REST body: exactly one of ``instances`` (rows) or ``inputs`` (columns)."""
@@ -52,8 +61,10 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["jsonl", "csv", "npy"] = Field(default="jsonl", description="format of the file you will upload")
-    alias: str | None = Field(default=None, max_length=32, description="alias that scores it (default production)")
-    version: str | None = Field(default=None, max_length=40, description="exact version (overrides alias)")
+    alias: str | None = Field(
+        default=None, pattern=ALIAS_PATTERN, description="alias that scores it (default production)"
+    )
+    version: str | None = Field(default=None, pattern=VERSION_PATTERN, description="exact version (overrides alias)")
 
 
 class ErrorBody(BaseModel):

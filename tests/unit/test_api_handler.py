@@ -104,3 +104,84 @@ def test_docs_routes_serve_a_valid_openapi_document_with_model_examples(handler,
     validate(document)
     media = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]
     assert media["examples"]["digits"]["value"]["inputs"][0]["shape"] == [1, 8, 8, 1]
+
+
+def raw_response(evt):
+    from functions.api import app
+
+    return app.lambda_handler(evt, Context())
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        (path, {"version": bad})
+        for path in ("predict_digits", "describe_model")
+        for bad in ("{v}\n", "garbage", "production", "{v}\r\nX-Injected: 1")
+    ]
+    + [("predict_digits", {"alias": "production\n"}), ("v2_model_ready", {"alias": "production\n"})],
+)
+def test_a_version_query_that_is_not_a_version_is_a_400_never_a_header(api, published, path, query):
+    evt = event(path, queryStringParameters={k: v.format(v=published["version"]) for k, v in query.items()})
+    status, body, _ = api(evt)
+    assert (status, body["code"]) == (400, "invalid_name"), body
+    response = raw_response(evt)
+    values = [*(response.get("headers") or {}).values()]
+    values += [v for vs in (response.get("multiValueHeaders") or {}).values() for v in vs]
+    assert not any("\n" in str(v) or "\r" in str(v) for v in values)
+    assert "X-Model-Version" not in (response.get("multiValueHeaders") or {})
+
+
+def test_the_version_header_is_the_registrys_for_alias_and_pinned_requests(api, published):
+    for query in (None, {"version": published["version"]}):
+        status, body, headers = api(event("predict_digits", queryStringParameters=query))
+        assert status == 200 and headers["X-Model-Version"] == published["version"] == body["version"]
+        assert headers["X-Model-Variant"] == ("pinned" if query else "stable")
+
+
+def test_unknown_names_and_versions_add_no_metric_dimensions(handler, published, capsys):
+    unknown = "20000101T000000Z-00000000"
+    capsys.readouterr()
+    for evt in (
+        event("predict_digits", queryStringParameters={"version": unknown}),
+        event("predict_unknown_model", queryStringParameters={"version": unknown}),
+        event("predict_unknown_model"),
+    ):
+        assert handler(evt)[0] == 404
+    emf = [line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert not [line for line in emf if unknown in line or '"model"' in line], emf
+    handler(event("predict_digits"))  # a resolved version still gets its dimensions
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any(b.get("model") == "digits" and b.get("version") == published["version"] for b in emf)
+
+
+def test_v2_ready_means_the_registry_can_be_read(handler, published, s3):
+    assert handler(event("v2_health_ready")) == (200, {"ready": True})
+    from functions.api import app
+
+    app._registry_read_at.clear()  # past READY_TTL_SECONDS
+    for key in [o["Key"] for o in s3.list_objects_v2(Bucket=os.environ["MODEL_BUCKET"])["Contents"]]:
+        s3.delete_object(Bucket=os.environ["MODEL_BUCKET"], Key=key)
+    s3.delete_bucket(Bucket=os.environ["MODEL_BUCKET"])
+    status, body = handler(event("v2_health_ready"))
+    assert (status, body["code"]) == (503, "registry_unavailable")
+
+
+def test_the_openapi_document_declares_the_name_patterns(handler, published):
+    import re
+
+    from functions.api import app
+
+    document = json.loads(app.lambda_handler(event("openapi_spec"), Context())["body"])
+    params = {
+        (p["in"], p["name"]): p["schema"]
+        for item in document["paths"].values()
+        for op in item.values()
+        for p in op.get("parameters", [])
+    }
+    for where, name in (("path", "name"), ("path", "version"), ("path", "job_id"), ("query", "version")):
+        pattern = params[(where, name)].get("pattern") or params[(where, name)]["anyOf"][0]["pattern"]
+        assert pattern.startswith("^") and pattern.endswith("$"), (where, name, pattern)
+        assert not re.fullmatch(pattern[1:-1], "x" * 100)
+    alias = params[("query", "alias")]
+    assert alias["anyOf"][0]["pattern"] == "^[a-z][a-z0-9-]{0,31}$"

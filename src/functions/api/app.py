@@ -4,15 +4,17 @@ Two conventions clients already speak: TensorFlow Serving's REST bodies under /m
 Open Inference Protocol (KServe v2) under /v2. Both run the same inference core.
 """
 
+import math
 import os
 import time
 import uuid
+import weakref
 from contextvars import ContextVar
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,9 +25,18 @@ from shared.errors import MaasError
 from shared.http import check_body, error_response
 from shared.inference import feeds_from_body, format_outputs, format_predictions, run
 from shared.model_cache import LoadedModel, ModelCache
-from shared.openapi import add_model_examples
-from shared.registry import DEFAULT_ALIAS, check_version
-from shared.schemas import InferRequest, JobRequest, PredictRequest, error_responses
+from shared.openapi import PublishedModels, add_model_examples
+from shared.registry import DEFAULT_ALIAS, Registry, check_version
+from shared.schemas import (
+    ALIAS_PATTERN,
+    JOB_ID_PATTERN,
+    NAME_PATTERN,
+    VERSION_PATTERN,
+    InferRequest,
+    JobRequest,
+    PredictRequest,
+    error_responses,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -34,15 +45,30 @@ metrics = Metrics()
 MAX_BODY_BYTES = int(os.environ["MAX_BODY_BYTES"])
 MAX_BATCH_SIZE = int(os.environ["MAX_BATCH_SIZE"])
 CORS_ALLOW_ORIGIN = os.environ["CORS_ALLOW_ORIGIN"]
+ALIAS_TTL_SECONDS = float(os.environ["ALIAS_TTL_SECONDS"])
+# How long a successful registry read keeps /v2/health/ready at 200 without reading S3 again.
+READY_TTL_SECONDS = 5.0
 SERVICE_VERSION = "0.1.0"
 # Which execution environment answered: a new id means a new (cold) container.
 CONTAINER_ID = uuid.uuid4().hex[:12]
 
 
 class Api(APIGatewayRestResolver):
-    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
-        """The generated document, plus an example body per published model (from its manifest)."""
-        return add_model_examples(super().get_openapi_schema(*args, **kwargs), models.registry)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.published = PublishedModels(ttl_seconds=ALIAS_TTL_SECONDS)
+        self._documents: dict[str, tuple[Any, Any]] = {}
+
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        """The generated document, plus an example body per published model (from its manifest),
+        built again only when a model's production version changed (see shared.openapi)."""
+        state, manifests = self.published.current(models)
+        options = repr(sorted(kwargs.items()))  # /openapi.json and /swagger (with its server) differ
+        cached = self._documents.get(options)
+        if cached is None or cached[0] != state:
+            cached = (state, add_model_examples(super().get_openapi_schema(**kwargs), manifests))
+            self._documents[options] = cached
+        return cached[1]
 
 
 app = Api(
@@ -61,14 +87,26 @@ def _record(metric: str, value_ms: float) -> None:
     metrics.add_metric(name=metric, unit=MetricUnit.Milliseconds, value=value_ms)
 
 
+def _mark_served(name: str, version: str, variant: str) -> None:
+    """Which version answers: its metric dimensions and response headers. Only ever called with a
+    version the registry gave (an alias object or a loaded manifest), never a request's string: an
+    unknown name must not become a new custom metric, nor a request string a response header."""
+    _served.set({"model": name, "version": version, "variant": variant})
+    for dimension, value in (("model", name), ("version", version), ("variant", variant)):
+        metrics.add_dimension(name=dimension, value=value)
+
+
 def _serve(name: str, ref: str | None, request_id: str | None = None) -> LoadedModel:
     """The model that answers this request; with a canary on the alias, split by its weight."""
     request_id = request_id or app.current_event.get_header_value("X-Request-Id", case_sensitive=False)
     version, variant = models.pick(name, ref, request_id)
-    _served.set({"model": name, "version": version, "variant": variant})
-    for dimension, value in (("model", name), ("version", version), ("variant", variant)):
-        metrics.add_dimension(name=dimension, value=value)
-    return models.load_picked(name, ref, version, variant)
+    if variant != "pinned":
+        # An alias object named this version: counted even if it fails to load (the canary alarm reads it).
+        _mark_served(name, version, variant)
+    model = models.load_picked(name, ref, version, variant)
+    if variant == "pinned":
+        _mark_served(model.name, model.manifest["version"], variant)  # it exists: its manifest loaded
+    return model
 
 
 def _count_served(response: dict[str, Any]) -> None:
@@ -118,9 +156,19 @@ LISTING = error_responses(503)
 NAMED = error_responses(400, 404, 422, 503)  # names a model, version or job
 WITH_BODY = error_responses(400, 404, 413, 415, 422, 503)
 
-AliasQuery = Annotated[str | None, Query(description="alias to resolve (default: production)", max_length=32)]
-VersionQuery = Annotated[str | None, Query(description="exact version (overrides alias)", max_length=40)]
+# Patterns (not only the registry's checks) so that the OpenAPI document says what a name may be
+# and a client or fuzzer can generate valid ones; a mismatch is 400 invalid_name (shared.rest_errors).
+Name = Annotated[str, Path(description="model name", pattern=NAME_PATTERN)]
+Version = Annotated[str, Path(description="exact version, YYYYMMDDTHHMMSSZ-<8 hex>", pattern=VERSION_PATTERN)]
+JobId = Annotated[str, Path(description="job id (32 hex characters)", pattern=JOB_ID_PATTERN)]
+AliasQuery = Annotated[str | None, Query(description="alias to resolve (default: production)", pattern=ALIAS_PATTERN)]
+VersionQuery = Annotated[str | None, Query(description="exact version (overrides alias)", pattern=VERSION_PATTERN)]
 TopK = Annotated[int | None, Query(description="classifiers: also return the k best labels", ge=1, le=1000)]
+
+
+def _ref(alias: str | None, version: str | None) -> str | None:
+    """?version= wins over ?alias=; a version that is not one is refused, never looked up as an alias."""
+    return check_version(version) if version is not None else alias
 
 
 def _infer(model: LoadedModel, feeds: dict[str, Any]) -> dict[str, Any]:
@@ -169,32 +217,32 @@ def _describe(name: str, version: str) -> dict[str, Any]:
 
 @app.get("/models/<name>", tags=["models"], responses=NAMED)
 @tracer.capture_method
-def describe_model(name: str, alias: AliasQuery = None, version: VersionQuery = None) -> dict[str, Any]:
-    return _describe(name, models.resolve(name, version or alias))
+def describe_model(name: Name, alias: AliasQuery = None, version: VersionQuery = None) -> dict[str, Any]:
+    return _describe(name, models.resolve(name, _ref(alias, version)))
 
 
 @app.get("/models/<name>/versions/<version>", tags=["models"], responses=NAMED)
 @tracer.capture_method
-def describe_version(name: str, version: str) -> dict[str, Any]:
+def describe_version(name: Name, version: Version) -> dict[str, Any]:
     return _describe(name, check_version(version))
 
 
 @app.post("/models/<name>/predict", tags=["predict"], responses=WITH_BODY)
 @tracer.capture_method
 def predict(
-    name: str,
+    name: Name,
     body: Annotated[PredictRequest, Body()],
     alias: AliasQuery = None,
     version: VersionQuery = None,
     top_k: TopK = None,
 ) -> dict[str, Any]:
-    return _predict(name, version or alias, body, top_k)
+    return _predict(name, _ref(alias, version), body, top_k)
 
 
 @app.post("/models/<name>/versions/<version>/predict", tags=["predict"], responses=WITH_BODY)
 @tracer.capture_method
 def predict_version(
-    name: str, version: str, body: Annotated[PredictRequest, Body()], top_k: TopK = None
+    name: Name, version: Version, body: Annotated[PredictRequest, Body()], top_k: TopK = None
 ) -> dict[str, Any]:
     return _predict(name, check_version(version), body, top_k)
 
@@ -207,17 +255,23 @@ def predict_version(
     responses=error_responses(400, 404, 413, 415, 422, 503, success=201),
 )
 @tracer.capture_method
-def create_job(name: str, body: Annotated[JobRequest, Body()]) -> dict[str, Any]:
-    ref = body.version or body.alias or DEFAULT_ALIAS
-    version = models.resolve(name, ref)  # refuses unknown models, aliases and versions now, not after the upload
-    models.registry.read_manifest(name, version)
-    return jobs.create_job(s3_client(), models.bucket, name, version, ref, body.format)
+def create_job(name: Name, body: Annotated[JobRequest, Body()]) -> dict[str, Any]:
+    ref = _ref(body.alias, body.version) or DEFAULT_ALIAS
+    # Loaded as the batch run will load it: an unknown model, alias or version, or a version whose
+    # model.onnx no longer matches its sha256, is refused now, not after the upload.
+    model = models.get(name, ref)
+    return jobs.create_job(s3_client(), models.bucket, name, model.manifest["version"], ref, body.format, _caller())
 
 
 @app.get("/jobs/<job_id>", tags=["jobs"], responses=NAMED)
 @tracer.capture_method
-def job_status(job_id: str) -> dict[str, Any]:
-    return jobs.job_status(s3_client(), models.bucket, job_id)
+def job_status(job_id: JobId) -> dict[str, Any]:
+    return jobs.job_status(s3_client(), models.bucket, job_id, _caller())
+
+
+def _caller() -> str | None:
+    """The id of the API key API Gateway matched (never the key); None on a route that takes none."""
+    return app.current_event.request_context.identity.api_key_id or None
 
 
 # -- Open Inference Protocol (KServe v2) ----------------------------------------------------
@@ -231,8 +285,19 @@ def v2_live() -> dict[str, Any]:
     return {"live": True}
 
 
-@app.get("/v2/health/ready", tags=["v2"])
+# Registry -> when it was last read: ready is re-checked after READY_TTL_SECONDS, and a new
+# registry (a SnapStart restore's fresh client) starts unchecked.
+_registry_read_at: weakref.WeakKeyDictionary[Registry, float] = weakref.WeakKeyDictionary()
+
+
+@app.get("/v2/health/ready", tags=["v2"], responses=error_responses(503))
 def v2_ready() -> dict[str, Any]:
+    """Ready means the registry can be read (one listing of models/); 503 registry_unavailable when
+    not. The protocol reads ready from the status alone: 200 ready, anything else not."""
+    registry, now = models.registry, time.monotonic()
+    if now - _registry_read_at.get(registry, -math.inf) >= READY_TTL_SECONDS:
+        registry.list_models()  # RegistryUnavailable -> 503
+        _registry_read_at[registry] = now
     return {"ready": True}
 
 
@@ -243,24 +308,24 @@ def _v2_metadata(name: str, ref: str | None) -> dict[str, Any]:
 
 @app.get("/v2/models/<name>", tags=["v2"], responses=NAMED)
 @tracer.capture_method
-def v2_model(name: str, alias: AliasQuery = None) -> dict[str, Any]:
+def v2_model(name: Name, alias: AliasQuery = None) -> dict[str, Any]:
     return _v2_metadata(name, alias)
 
 
 @app.get("/v2/models/<name>/versions/<version>", tags=["v2"], responses=NAMED)
 @tracer.capture_method
-def v2_model_version(name: str, version: str) -> dict[str, Any]:
+def v2_model_version(name: Name, version: Version) -> dict[str, Any]:
     return _v2_metadata(name, check_version(version))
 
 
 @app.get("/v2/models/<name>/ready", tags=["v2"], responses=NAMED)
-def v2_model_ready(name: str, alias: AliasQuery = None) -> dict[str, Any]:
+def v2_model_ready(name: Name, alias: AliasQuery = None) -> dict[str, Any]:
     model = models.get(name, alias)  # ready means loaded and servable by this container
     return {"name": name, "version": model.version, "ready": True}
 
 
 @app.get("/v2/models/<name>/versions/<version>/ready", tags=["v2"], responses=NAMED)
-def v2_model_version_ready(name: str, version: str) -> dict[str, Any]:
+def v2_model_version_ready(name: Name, version: Version) -> dict[str, Any]:
     model = models.get(name, check_version(version))
     return {"name": name, "version": model.version, "ready": True}
 
@@ -280,13 +345,13 @@ def _v2_infer(name: str, ref: str | None, body: InferRequest) -> dict[str, Any]:
 
 @app.post("/v2/models/<name>/infer", tags=["v2"], responses=WITH_BODY)
 @tracer.capture_method
-def v2_infer(name: str, body: Annotated[InferRequest, Body()], alias: AliasQuery = None) -> dict[str, Any]:
+def v2_infer(name: Name, body: Annotated[InferRequest, Body()], alias: AliasQuery = None) -> dict[str, Any]:
     return _v2_infer(name, alias, body)
 
 
 @app.post("/v2/models/<name>/versions/<version>/infer", tags=["v2"], responses=WITH_BODY)
 @tracer.capture_method
-def v2_infer_version(name: str, version: str, body: Annotated[InferRequest, Body()]) -> dict[str, Any]:
+def v2_infer_version(name: Name, version: Version, body: Annotated[InferRequest, Body()]) -> dict[str, Any]:
     return _v2_infer(name, check_version(version), body)
 
 
