@@ -40,7 +40,7 @@ fuzz: install ## long API fuzzing (schemathesis from /openapi.json, stateful pha
 test-unit: install
 	$(BIN)/pytest tests/unit
 
-lint: install $(TOOLS)/.installed ## ruff, mypy, cfn-lint (SAM and translated), checkov (both), detect-secrets
+lint: install $(TOOLS)/.installed ## ruff, mypy, cfn-lint with AWS's serverless rules (translated) and sam validate --lint, checkov (both), detect-secrets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src training maas

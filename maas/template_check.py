@@ -2,7 +2,10 @@
 
 cfn-lint validates SAM resources against SAM's own schemas; errors that only appear once the
 transform has expanded them (the IAM role, the API deployment, the permissions) go unseen.
-This translates the template with aws-sam-translator, offline, and runs cfn-lint on the result.
+This translates the template with aws-sam-translator, offline, and runs cfn-lint on the result,
+with AWS's serverless rules (cfn-lint-serverless: log retention, dead-letter queues, on-failure
+destinations, tracing) besides cfn-lint's own: they see the rules, mappings and permissions SAM
+makes, which the SAM source does not show.
 `--output` keeps that result for other scanners: `make lint` runs checkov on it as on the source.
 
     python -m maas.template_check [template.yaml] [--region us-east-1] [--output translated.json]
@@ -27,6 +30,8 @@ from samtranslator.translator.translator import Translator
 
 DEFAULT_TEMPLATE = Path("template.yaml")
 DEFAULT_REGION = "us-east-1"
+# awslabs/serverless-rules, as `cfn-lint -a cfn_lint_serverless.rules` loads them.
+SERVERLESS_RULES = "cfn_lint_serverless.rules"
 
 
 def load_template(path: Path) -> dict[str, Any]:
@@ -87,51 +92,71 @@ def translate(
 _API_PARTS = ("AWS::ApiGateway::Stage", "AWS::ApiGateway::Deployment")
 
 
-def carry_checkov_skips(template: dict[str, Any], translated: dict[str, Any]) -> dict[str, Any]:
-    """Give the stage (and deployment) SAM makes from an API the checkov skips written on that API.
+def _source_of(template: dict[str, Any], reference: Any, source_type: str) -> dict[str, Any]:
+    """The template's resource of `source_type` that a {"Ref": id} names, or {}."""
+    logical_id = reference.get("Ref") if isinstance(reference, dict) else None
+    source = template.get("Resources", {}).get(logical_id, {}) if isinstance(logical_id, str) else {}
+    return source if source.get("Type") == source_type else {}
+
+
+def carry_skips(template: dict[str, Any], translated: dict[str, Any]) -> dict[str, Any]:
+    """Give the resources SAM makes beside a resource the skips written on that resource.
 
     SAM copies a resource's Metadata to the resource it is named after (the function, the RestApi),
-    so skips on a function reach the translated function unaided. A stage's settings (caching, access
-    logs), though, are written on the AWS::Serverless::Api and checked by checkov on the
-    AWS::ApiGateway::Stage: carrying the API's skips there keeps every skip, and its reason, in
+    so skips on a function reach the translated function unaided. Some checks, though, judge a
+    resource SAM makes beside it: checkov the stage (caching, access logs) whose settings are
+    written on the AWS::Serverless::Api, cfn-lint's serverless rules the event source mapping made
+    from a function's SQS event. Carrying the API's checkov skips to its stage and deployment, and
+    a function's cfn-lint skips to its event source mappings, keeps every skip, and its reason, in
     template.yaml alone. Resources with Metadata of their own keep it.
     """
     carried = copy.deepcopy(translated)
     for resource in carried.get("Resources", {}).values():
-        if resource.get("Type") not in _API_PARTS or "Metadata" in resource:
+        if "Metadata" in resource:
             continue
-        api_id = resource.get("Properties", {}).get("RestApiId")
-        source = template.get("Resources", {}).get(api_id.get("Ref"), {}) if isinstance(api_id, dict) else {}
-        skips = source.get("Metadata", {}).get("checkov") if source.get("Type") == "AWS::Serverless::Api" else None
+        props = resource.get("Properties", {})
+        if resource.get("Type") in _API_PARTS:
+            key, source = "checkov", _source_of(template, props.get("RestApiId"), "AWS::Serverless::Api")
+        elif resource.get("Type") == "AWS::Lambda::EventSourceMapping":
+            key, source = "cfn-lint", _source_of(template, props.get("FunctionName"), "AWS::Serverless::Function")
+        else:
+            continue
+        skips = source.get("Metadata", {}).get(key)
         if skips:
-            resource["Metadata"] = {"checkov": copy.deepcopy(skips)}
+            resource["Metadata"] = {key: copy.deepcopy(skips)}
     return carried
 
 
+def _config(region: str) -> ManualArgs:
+    return ManualArgs(regions=[region], append_rules=[SERVERLESS_RULES])
+
+
 def lint(translated: dict[str, Any], region: str = DEFAULT_REGION, output: Path | None = None) -> list[Match]:
-    """Run cfn-lint on translated CloudFormation written to `output` (a temporary file when omitted)."""
+    """Run cfn-lint and the serverless rules on translated CloudFormation written to `output` (a
+    temporary file when omitted)."""
     text = json.dumps(translated, indent=2, sort_keys=True)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
-        return lint_file(output, config=ManualArgs(regions=[region]))
+        return lint_file(output, config=_config(region))
     with tempfile.TemporaryDirectory(prefix="maas-template-") as folder:
         path = Path(folder) / "translated.json"
         path.write_text(text, encoding="utf-8")
-        return lint_file(path, config=ManualArgs(regions=[region]))
+        return lint_file(path, config=_config(region))
 
 
 def check(path: Path = DEFAULT_TEMPLATE, region: str = DEFAULT_REGION, output: Path | None = None) -> list[Match]:
     """Every cfn-lint finding on the translated template (errors, warnings and informational).
 
-    The file linted, and kept at `output`, carries the API's checkov skips onto its stage.
+    The file linted, and kept at `output`, carries skips onto the resources SAM makes (carry_skips).
     """
     template = load_template(path)
-    return lint(carry_checkov_skips(_plain(template), translate(template, region)), region, output)
+    return lint(carry_skips(_plain(template), translate(template, region)), region, output)
 
 
-def errors(matches: list[Match]) -> list[Match]:
-    return [m for m in matches if m.rule.severity == "error"]
+def failures(matches: list[Match]) -> list[Match]:
+    """Errors and warnings (the serverless rules' WS* are warnings): what fails, as in cfn-lint's exit code."""
+    return [m for m in matches if m.rule.severity in ("error", "warning")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for match in matches:
         print(f"{match.rule.severity}: [{match.rule.id}] {match.message} ({match.filename}:{match.linenumber})")
-    failed = errors(matches)
-    summary = f"{len(matches)} finding(s), {len(failed)} error(s)"
+    failed = failures(matches)
+    summary = f"{len(matches)} finding(s), {len(failed)} error(s) or warning(s)"
     print(f"{args.template}: translated and linted with cfn-lint: {summary}")
     return 1 if failed else 0
 
