@@ -4,6 +4,7 @@ routes (with a stock v2 client), the OpenAPI document, and every documented clie
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -213,3 +214,97 @@ def test_the_warm_container_survived_every_error(stack):
     status, health = http("GET", f"{stack['url']}/health")
     assert status == 200 and health["container"] == stack["container"]  # no restart since the stack started
     assert {(m["model"], m["version"]) for m in health["loaded"]} >= {("digits", stack["version"])}
+
+
+# -- what the API may put in headers, and who may read a job ---------------------------------------
+def request(stack, method: str, path: str, body: bytes | None = None, key: str | None = None):
+    """(status, JSON body, headers) of one request, with an API key when given."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json", **({"x-api-key": key} if key else {})}
+    req = urllib.request.Request(f"{stack['url']}{path}", data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
+
+
+def test_the_version_header_is_the_one_that_answered_and_a_bad_version_query_is_a_400(stack):
+    one = {"instances": [digit(0)]}
+    for query in ("", f"?version={stack['version']}"):
+        status, body, headers = request(stack, "POST", f"/models/digits/predict{query}", json.dumps(one).encode())
+        assert status == 200 and headers["X-Model-Version"] == body["version"] == stack["version"]
+    for bad in (f"{stack['version']}%0A", f"{stack['version']}%0D%0AX-Injected:%201", "garbage", "production"):
+        status, body, headers = request(
+            stack, "POST", f"/models/digits/predict?version={bad}", json.dumps(one).encode()
+        )
+        assert (status, body["code"]) == (400, "invalid_name"), bad
+        assert "X-Model-Version" not in headers and "X-Injected" not in headers
+
+
+def test_the_openapi_document_declares_what_a_name_version_alias_and_job_id_may_be(stack):
+    status, document = http("GET", f"{stack['url']}/openapi.json")
+    assert status == 200
+    declared = {
+        (p["in"], p["name"]): json.dumps(p["schema"])
+        for item in document["paths"].values()
+        for op in item.values()
+        for p in op.get("parameters", [])
+    }
+    for where, name in (
+        ("path", "name"),
+        ("path", "version"),
+        ("path", "job_id"),
+        ("query", "alias"),
+        ("query", "version"),
+    ):
+        assert '"pattern": "^' in declared[(where, name)], (where, name)
+
+
+def test_a_job_is_sigv4_presigned_uploads_and_downloads_and_is_only_its_keys(stack):
+    import urllib.request
+    from urllib.parse import parse_qs, urlsplit
+
+    from sklearn.datasets import load_digits
+
+    status, job, _ = request(stack, "POST", "/models/digits/jobs", b'{"format": "jsonl"}', key="key-of-alice")
+    assert status == 201
+    assert parse_qs(urlsplit(job["upload"]["url"]).query)["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    for other in ("key-of-bob", None):  # another key, or none: as if the job did not exist
+        status, body, _ = request(stack, "GET", job["status_path"], key=other)
+        assert (status, body["code"]) == (404, "job_not_found"), other
+    rows = "\n".join(json.dumps(img.tolist()) for img in load_digits().images[:5, :, :, None]).encode()
+    upload = urllib.request.Request(job["upload"]["url"], data=rows, method="PUT", headers=job["upload"]["headers"])
+    with urllib.request.urlopen(upload, timeout=30) as response:
+        assert response.status == 200
+    deadline = time.monotonic() + 120
+    while (state := request(stack, "GET", job["status_path"], key="key-of-alice")[1])["status"] in (
+        "awaiting_upload",
+        "running",
+    ):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    assert state["status"] == "succeeded" and state["summary"]["scored"] == 5
+    urls = [*state["downloads"]["results"], *state["downloads"]["errors"], state["downloads"]["summary"]]
+    for url in urls:
+        assert parse_qs(urlsplit(url).query)["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"], url
+    with urllib.request.urlopen(state["downloads"]["results"][0], timeout=30) as response:
+        assert [json.loads(x)["line"] for x in response.read().decode().splitlines()] == [1, 2, 3, 4, 5]
+    status, body, _ = request(stack, "GET", job["status_path"], key="key-of-bob")
+    assert status == 404 and "downloads" not in body
+
+
+def test_a_version_whose_model_no_longer_matches_its_sha256_gets_no_job(stack):
+    from tests_support import build_digits_onnx, digits_manifest
+
+    from shared.registry import model_key
+
+    s3, bucket = stack["s3"].client(), stack["bucket"]
+    version = stack["registry"].publish("digits", build_digits_onnx(seed=1), digits_manifest())["version"]
+    s3.put_object(Bucket=bucket, Key=model_key("digits", version), Body=b"bytes that are not the model")
+    jobs_before = s3.list_objects_v2(Bucket=bucket, Prefix="batch/jobs/").get("KeyCount", 0)
+    status, body, _ = request(stack, "POST", "/models/digits/jobs", json.dumps({"version": version}).encode())
+    assert (status, body["code"]) == (503, "model_integrity_error"), body
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="batch/jobs/").get("KeyCount", 0) == jobs_before
