@@ -15,7 +15,9 @@ import json
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import quote_plus
 
 from maas.embedded_s3 import LOCAL_REGION
 from maas.lambda_runtime import FunctionError, LocalFunction
@@ -54,6 +56,84 @@ def setup(template: Template, sqs: Any, s3: Any, function_timeout: int) -> dict[
                 Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configs}
             )
     return urls
+
+
+def missing_queues(template: Template, sqs: Any) -> set[str]:
+    """The template's queues the server does not hold yet: all of them on a freshly started server."""
+    held = {url.rsplit("/", 1)[-1] for url in sqs.list_queues().get("QueueUrls", [])}
+    return set(template.queues()) - held
+
+
+def s3_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
+    """The notification S3 sends for a new object (moto's server sends the same shape)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": LOCAL_REGION,
+                "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "maas-local-reannounce",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(key), "size": size, "eTag": etag.strip('"')},
+                },
+            }
+        ]
+    }
+
+
+def _client_errors() -> set[str]:
+    """Error codes of refusals (4xx): a file refused once is refused again, so is not re-announced."""
+    import shared.batch  # noqa: F401 - defines the batch file errors, subclasses of MaasError
+    from shared.errors import MaasError
+
+    found, todo = set(), [MaasError]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.status < 500:
+            found.add(cls.code)
+    return found
+
+
+def unfinished(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Objects under ``prefix`` that the batch function has not finished: no summary, or a failed one
+    for a dependency failure (5xx, worth another try); a succeeded file or a refused one (4xx) is done."""
+    from shared.batch import failure_prefix
+
+    refusals = _client_errors()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            try:
+                body = s3.get_object(Bucket=bucket, Key=failure_prefix(obj["Key"], obj["ETag"]) + "summary.json")
+                summary = json.loads(body["Body"].read())
+            except s3.exceptions.NoSuchKey:
+                yield obj
+                continue
+            if summary.get("status") != "succeeded" and summary.get("code") not in refusals:
+                yield obj
+
+
+def reannounce(template: Template, sqs: Any, s3: Any, urls: dict[str, str], queues: set[str], log: IO[str]) -> int:
+    """Announce again, to these (new, empty) queues, every file their bucket notification covers that
+    was not finished: on a fresh server the messages of the one before are gone, as S3 keeps the
+    files and SQS would have kept the messages. Returns the number of files re-announced."""
+    count = 0
+    for note in template.bucket_notifications():
+        if note["queue"] not in queues or not any(e.startswith("s3:ObjectCreated") for e in note["events"]):
+            continue
+        for obj in unfinished(s3, note["bucket"], note["prefix"]):
+            event = s3_event(note["bucket"], obj["Key"], obj["Size"], obj["ETag"])
+            sqs.send_message(QueueUrl=urls[note["queue"]], MessageBody=json.dumps(event))
+            log.write(
+                f"[sqs] re-announced s3://{note['bucket']}/{obj['Key']} to {note['queue']}: not finished before\n"
+            )
+            count += 1
+    log.flush()
+    return count
 
 
 def sqs_event(messages: list[dict[str, Any]], queue: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -67,17 +68,21 @@ def queue_consumers(template: Template, s3_env: dict[str, str], log: IO[str] | N
     """Every function with an SQS event, running and fed by its queue (embedded services only).
 
     The template's queues and bucket notifications are created on the embedded server first, and a
-    variable that is ``!Ref`` to a queue gets that queue's local URL.
+    variable that is ``!Ref`` to a queue gets that queue's local URL. When the queues are new (a fresh
+    server), files under a notified prefix without a finished summary are announced again.
     """
-    from maas.local_queues import pollers, setup
+    from maas.local_queues import missing_queues, pollers, reannounce, setup
 
     names = [n for n in template.function_ids() if template.function(n).queues]
     if not names or "AWS_ENDPOINT_URL_SQS" not in s3_env:
         yield []
         return
-    sqs = local_client(s3_env, "sqs")
+    sqs, s3 = local_client(s3_env, "sqs"), local_client(s3_env, "s3")
     timeout = max(template.function(n).timeout for n in names)
-    urls = setup(template, sqs, local_client(s3_env, "s3"), timeout)
+    new_queues = missing_queues(template, sqs)
+    urls = setup(template, sqs, s3, timeout)
+    # Queues live in the server's memory: new ones mean the messages of files put before are gone.
+    reannounce(template, sqs, s3, urls, new_queues, log or sys.stderr)
     queue_env = {var: urls[ref] for n in names for var, ref in template.function(n).env_refs.items() if ref in urls}
     with (
         local_functions(template, names, {**s3_env, **queue_env}, log=log) as functions,
