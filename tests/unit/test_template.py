@@ -828,10 +828,34 @@ def test_usage_plan_caps_and_throttles_the_api_key_on_the_stage(translated: dict
 
     # A key allowed more than the whole stage would be capped by the stage anyway.
     parameters = translated["Parameters"]
-    (stage_throttle,) = resources[stage]["Properties"]["MethodSettings"]
+    (stage_throttle,) = [s for s in resources[stage]["Properties"]["MethodSettings"] if s["ResourcePath"] == "/*"]
     assert parameters["ApiRateLimit"]["Default"] <= stage_throttle["ThrottlingRateLimit"]
     assert parameters["ApiBurstLimit"]["Default"] <= stage_throttle["ThrottlingBurstLimit"]
     assert parameters["ApiRateLimit"]["Default"] <= parameters["ApiBurstLimit"]["Default"]
+
+
+def test_the_open_routes_are_throttled_apart_so_they_cannot_starve_the_keyed_ones(translated: dict[str, Any]) -> None:
+    """Health and docs need no key, so no usage plan holds them: each has its own low stage throttle."""
+    (stage,) = [r["Properties"] for r in translated["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    settings = {
+        # MethodSettings write each "/" of a resource path as "~1" after the leading one.
+        (
+            s["HttpMethod"],
+            s["ResourcePath"] if s["ResourcePath"] == "/*" else s["ResourcePath"][1:].replace("~1", "/"),
+        ): s
+        for s in stage["MethodSettings"]
+    }
+    every_method = settings.pop(("*", "/*"))
+    # Exactly the open routes, each under the API's real resource path (a typo would throttle nothing).
+    assert set(settings) == OPEN_ROUTES
+    served = {(method.upper(), path) for path, item in swagger(translated)["paths"].items() for method in item}
+    assert served >= OPEN_ROUTES
+    for route, setting in settings.items():
+        assert setting["ThrottlingRateLimit"] <= 5 and setting["ThrottlingBurstLimit"] <= 10, route
+        assert setting["MetricsEnabled"] is True
+    # All of them at once stay well under what the keyed routes may use.
+    open_rate = sum(s["ThrottlingRateLimit"] for s in settings.values())
+    assert open_rate <= every_method["ThrottlingRateLimit"]
 
 
 # --- CORS ------------------------------------------------------------------------------------------
