@@ -6,8 +6,9 @@ reuse it. The few most recently used sessions are kept within a memory budget; t
 
 Aliases are re-checked after a short TTL with a conditional GET on their ETag, so a promote or
 rollback reaches warm containers without a redeploy; if the registry is unreachable at that moment,
-the last known resolution is kept. An alias with a canary splits requests by its weight,
-deterministically per request id when the client gives one.
+or the alias object has become unreadable, the last good resolution is kept until the next check
+(one warning and one AliasKeptStale metric per check, not per request). An alias with a canary
+splits requests by its weight, deterministically per request id when the client gives one.
 """
 
 from __future__ import annotations
@@ -25,10 +26,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.errors import AliasTargetMissing, MaasError, ModelLoadError, RegistryUnavailable, VersionNotFound
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from shared.errors import (
+    AliasTargetMissing,
+    MaasError,
+    ModelIntegrityError,
+    ModelLoadError,
+    RegistryUnavailable,
+    VersionNotFound,
+)
 from shared.model_check import check_session
 from shared.registry import DEFAULT_ALIAS, AliasRecord, Registry, check_alias, check_name, is_version
 from shared.text import WordTokenizer
+
+logger = Logger(child=True)
+metrics = Metrics()  # Powertools shares the metric set: the handler's log_metrics flushes it
 
 # Lambda allocates CPU in proportion to memory: one full vCPU per 1,769 MB, up to 6.
 MB_PER_VCPU = 1769
@@ -214,11 +228,18 @@ class ModelCache:
                 route = Route.of(changed) if changed else cached[0]
             else:
                 route = Route.of(self.registry.read_alias(name, ref))
-        except RegistryUnavailable:
-            if cached:  # keep serving what we know, and ask S3 again after another TTL, not on every request
-                self._routes[key] = (cached[0], now)
-                return cached[0]
-            raise
+        except (RegistryUnavailable, ModelIntegrityError) as error:
+            if not cached:
+                raise
+            # Keep serving the last good resolution (ARCHITECTURE.md, Serving: the container keeps serving
+            # what it holds), and ask again after another TTL, not on every request.
+            self._routes[key] = (cached[0], now)
+            logger.warning(
+                "alias could not be re-checked; serving its last good resolution until the next check",
+                extra={"model": name, "alias": ref, "version": cached[0].version, "code": error.code},
+            )
+            metrics.add_metric(name="AliasKeptStale", unit=MetricUnit.Count, value=1)
+            return cached[0]
         self._routes[key] = (route, now)
         return route
 

@@ -146,3 +146,20 @@ def test_a_corrupt_version_is_a_409_version_corrupt_and_nothing_is_recorded(
     assert registry.read_alias("digits", "production").body["canary"] is None
     assert registry.resolve("digits") == V1
     assert registry.alias_history("digits", "production") == history
+
+
+def test_a_put_with_a_version_repairs_an_unreadable_alias_and_the_history_records_it(
+    admin, api, registry, s3, versions
+):
+    broken = s3.put_object(Bucket=BUCKET, Key="models/digits/aliases/production.json", Body=b"\x00garbage")["ETag"]
+    status, body, _ = admin(event("admin_read_alias"))
+    assert (status, body["code"]) == (503, "model_integrity_error")
+    status, body, _ = admin(with_body("admin_canary", canary={"version": V2, "weight": 0.1}))
+    assert (status, body["code"]) == (409, "alias_unreadable") and "give a version" in body["error"]
+    status, body, _ = admin(event("admin_promote"))
+    assert status == 200 and body["version"] == V2, body
+    assert api(event("predict_digits"))[2]["X-Model-Version"] == V2  # serving follows the repaired alias
+    _, history, _ = admin(event("admin_alias_history"))
+    last = history["changes"][-1]
+    assert last["version"] == V2 and last["from"] is None and last["updated_by"] == ROLE
+    assert last["replaced_unreadable"]["etag"] == broken and "unreadable" in last["replaced_unreadable"]["note"]

@@ -12,13 +12,14 @@ import pytest
 from shared.errors import (
     AliasConflict,
     InvalidRequest,
+    ModelIntegrityError,
     ModelRejected,
     VersionExists,
     VersionInUse,
     VersionNotFound,
 )
 from shared.model_cache import ModelCache
-from shared.registry import VersionCorrupt, manifest_key, model_key
+from shared.registry import AliasUnreadable, VersionCorrupt, manifest_key, model_key
 
 BUCKET = os.environ["MODEL_BUCKET"]
 V2 = "20991231T000000Z-0000000b"
@@ -324,3 +325,65 @@ def test_ending_or_reweighting_a_canary_downloads_no_model(registry, s3, two_ver
     monkeypatch.setattr(registry, "verify_version", lambda *a: pytest.fail("a model was downloaded"))
     assert registry.set_canary("digits", "production", second, 0.3, actor="ana", reason="").canary_weight == 0.3
     assert registry.set_canary("digits", "production", None, actor="guard", reason="alarm").canary_version is None
+
+
+# -- an alias object that cannot be read ---------------------------------------------------------
+ALIAS_KEY = "models/digits/aliases/production.json"
+
+
+def break_alias(s3) -> str:
+    return s3.put_object(Bucket=BUCKET, Key=ALIAS_KEY, Body=b'{"version": "20991231T0')["ETag"]
+
+
+def test_a_version_given_replaces_an_unreadable_alias_and_the_history_says_what_was_there(registry, s3, two_versions):
+    _, second = two_versions
+    etag = break_alias(s3)
+    with pytest.raises(ModelIntegrityError):
+        registry.read_alias("digits", "production")
+    record = registry.promote("digits", "production", second, actor="ana", reason="repair")
+    assert registry.resolve("digits") == second and record.body["previous_version"] is None
+    last = registry.alias_history("digits", "production")[-1]
+    assert (last["from"], last["version"], last["updated_by"], last["reason"]) == (None, second, "ana", "repair")
+    assert last["replaced_unreadable"]["etag"] == etag and "unreadable" in last["replaced_unreadable"]["note"]
+
+
+def test_changes_that_keep_part_of_an_unreadable_alias_are_a_409_naming_the_fix(registry, s3, two_versions):
+    _, second = two_versions
+    break_alias(s3)
+    for change in (
+        lambda: registry.set_canary("digits", "production", second, 0.1, actor="ana", reason=""),
+        lambda: registry.rollback("digits", "production", actor="ana", reason=""),
+    ):
+        with pytest.raises(AliasUnreadable) as refused:
+            change()
+        assert (refused.value.status, refused.value.code) == (409, "alias_unreadable")
+        assert "give a version" in refused.value.message
+    with pytest.raises(AliasConflict):  # the repair is still a compare-and-swap
+        registry.promote("digits", "production", second, actor="ana", reason="", if_match='"0123"')
+
+
+def test_a_warm_cache_keeps_its_last_good_alias_while_the_alias_is_unreadable(
+    registry, s3, two_versions, monkeypatch, caplog
+):
+    import shared.model_cache as model_cache
+
+    first, second = two_versions
+    clock = [1000.0]
+    monkeypatch.setattr(model_cache.time, "monotonic", lambda: clock[0])
+    model_cache.metrics.clear_metrics()
+    cache = ModelCache(BUCKET, alias_ttl_seconds=5, registry=registry)
+    assert cache.get("digits").version == first
+    break_alias(s3)
+    for _ in range(3):  # three TTLs, ten requests each
+        clock[0] += 6
+        for _ in range(10):
+            assert cache.get("digits").version == first
+    warnings = [r for r in caplog.records if "last good resolution" in r.getMessage()]
+    assert len(warnings) == 3 and all(r.code == "model_integrity_error" for r in warnings)  # once per TTL
+    assert model_cache.metrics.metric_set["AliasKeptStale"]["Value"] == [1.0, 1.0, 1.0]
+    registry.promote("digits", "production", second, actor="ana", reason="repair")
+    clock[0] += 6
+    assert cache.get("digits").version == second  # the repaired alias reaches it at the next check
+    with pytest.raises(ModelIntegrityError):  # a cold container has no last good resolution: a 503
+        break_alias(s3)
+        ModelCache(BUCKET, registry=registry).get("digits")

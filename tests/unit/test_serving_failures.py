@@ -114,3 +114,11 @@ def test_s3_timing_out_mid_download_is_a_503(api, registry, warm, monkeypatch):
     status, body, _ = api(predict_version(V2))
     assert status == 503 and body["code"] == "registry_unavailable"
     assert_held_version_still_answers(api, warm)
+
+
+def test_an_unreadable_alias_keeps_the_last_good_version_answering(api, s3, warm, caplog):
+    s3.put_object(Bucket=BUCKET, Key="models/digits/aliases/production.json", Body=b"{not json")
+    for _ in range(3):
+        status, body, headers = api(event("predict_digits"))
+        assert status == 200 and body["version"] == warm and headers["X-Model-Variant"] == "stable"
+    assert any("last good resolution" in r.getMessage() for r in caplog.records)
