@@ -406,6 +406,58 @@ def test_every_bucket_is_private_encrypted_versioned_tls_only_and_expiring(templ
         ]
 
 
+def _expiring_rules(bucket: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The enabled lifecycle rules that expire the current version of `key` (S3 matches on Prefix)."""
+    return [
+        rule
+        for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        if rule["Status"] == "Enabled" and "ExpirationInDays" in rule and key.startswith(rule.get("Prefix", ""))
+    ]
+
+
+@pytest.mark.parametrize("days", ["15", "90"])
+def test_batch_objects_expire_after_the_retention_parameter_and_models_never(
+    template: dict[str, Any], days: str
+) -> None:
+    stack = deployed(template_check.translate(template), {"BatchRetentionDays": days})
+    bucket = stack["Resources"]["ModelBucket"]
+    for key in (
+        "batch/jobs/0123456789abcdef.json",
+        "batch/in/digits/production/jobs/0123456789abcdef/input.jsonl",
+        "batch/out/digits/production/file.jsonl/0123abcd/results.jsonl",
+    ):
+        (rule,) = _expiring_rules(bucket, key)
+        assert rule["ExpirationInDays"] == days, key
+        # Gone, not only hidden: its versions and the delete marker follow.
+        assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}, key
+    for key in (
+        "models/digits/20260101T120000Z-0123abcd/model.onnx",
+        "models/digits/aliases/production.json",
+        "models/digits/history/production/20260101T120000000000Z-0123abcd.json",
+        "training-data/digits/start.json",
+        "training-jobs/job-1/output/model.tar.gz",
+    ):
+        assert _expiring_rules(bucket, key) == [], key
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {
+        "Id": "RemoveBatchDeleteMarkers",
+        "Status": "Enabled",
+        "Prefix": "batch/",
+        "ExpiredObjectDeleteMarker": True,
+    } in rules
+    (abort,) = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
+    assert "Prefix" not in abort and abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+
+def test_batch_files_outlive_every_message_that_may_still_score_them(template: dict[str, Any]) -> None:
+    # A file deleted while its message waits in a queue (or for a redrive) could never be scored.
+    parameter = template["Parameters"]["BatchRetentionDays"]
+    resources = template["Resources"]
+    longest = max(resources[q]["Properties"]["MessageRetentionPeriod"] for q in ("BatchQueue", "BatchDeadLetterQueue"))
+    assert parameter["MinValue"] * 86400 > longest
+    assert parameter["Default"] >= parameter["MinValue"]
+
+
 _PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
 LOG_BUCKET_NAME = "${AWS::StackName}-logs-${AWS::AccountId}-${AWS::Region}"
 
