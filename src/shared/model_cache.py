@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import random
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -86,40 +88,113 @@ class LoadedModel:
         return self._tokenizers[name]
 
 
-def build_session(model_bytes: bytes, threads: int, optimized_path: Path | None = None) -> Any:
-    """One CPU session. With ``optimized_path``, the graph optimised once is saved there and later
-    sessions in this container (after an eviction, or after a SnapStart restore) load it as is."""
+def private_dir(configured: Path) -> Path | None:
+    """This process owner's folder for optimised graphs, ``<configured>-<uid>`` with mode 0700; None (no
+    cache) when it cannot be made or is not private: a link, another owner's, group- or world-writable.
+
+    The configured folder (/tmp/maas-models) is shared by every process of a host; a graph in it is
+    run as the verified model, so only a folder no one else can write is trusted.
+    """
+    folder = configured.with_name(f"{configured.name}-{os.getuid()}")
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.lstat()
+    except OSError:  # /tmp read-only or full: the cache is an optimisation, not a need
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        logger.warning(
+            "the optimised-graph folder is not private: models load without it", extra={"folder": str(folder)}
+        )
+        return None
+    return folder
+
+
+@dataclass(frozen=True)
+class OptimizedGraph:
+    """One model's optimised graph on local disk, with a stamp beside it binding it to the sha256 of the
+    verified model and to this onnxruntime; a graph whose stamp does not match is never loaded."""
+
+    path: Path
+    model_sha256: str
+
+    @property
+    def stamp_path(self) -> Path:
+        return self.path.with_suffix(".stamp.json")
+
+    def stamp(self, graph: bytes) -> dict[str, str]:
+        import onnxruntime as ort
+
+        return {
+            "model_sha256": self.model_sha256,
+            "onnxruntime": ort.__version__,
+            "graph_sha256": hashlib.sha256(graph).hexdigest(),
+        }
+
+    def read(self) -> bytes | None:
+        """The graph, read once and checked against its stamp; None when absent, replaced or stale."""
+        try:
+            stamp = json.loads(self.stamp_path.read_bytes())
+            graph = self.path.read_bytes()
+        except (OSError, ValueError):
+            return None
+        return graph if stamp == self.stamp(graph) else None
+
+    def keep(self, written: Path) -> None:
+        """Move a graph onnxruntime just wrote into place, then its stamp (until both are, a reader rebuilds)."""
+        graph = written.read_bytes()
+        os.replace(written, self.path)
+        pending = self.stamp_path.with_name(f"{self.stamp_path.name}.{os.getpid()}")
+        pending.write_text(json.dumps(self.stamp(graph)))
+        os.replace(pending, self.stamp_path)
+
+    def discard(self, *extra: Path) -> None:
+        for path in (self.path, self.stamp_path, *extra):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
+
+def build_session(model_bytes: bytes, threads: int, optimized: OptimizedGraph | None = None) -> Any:
+    """One CPU session. With ``optimized``, the graph optimised once is saved on disk and later sessions
+    in this container (after an eviction, or after a SnapStart restore) load it as is, if its stamp
+    still matches; otherwise it is rebuilt from the verified bytes, never served."""
     import onnxruntime as ort  # lazily: only containers that serve a model pay for it
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    source: bytes | str = model_bytes
-    if optimized_path is not None:
-        if optimized_path.exists():
-            source = str(optimized_path)
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        else:
-            try:
-                optimized_path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError:  # /tmp read-only or full: the cache is an optimisation, not a need
-                return build_session(model_bytes, threads, None)
-            # Basic-level rewrites only: extended/layout ones can be hardware-specific and
-            # onnxruntime warns against saving them.
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-            options.optimized_model_filepath = str(optimized_path)
+    def options(level: Any) -> Any:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = level
+        return opts
+
+    def session(source: bytes, opts: Any) -> Any:
+        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    if optimized is None:
+        return session(model_bytes, options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL))
+    # The bytes checked against the stamp are the bytes loaded: no path is opened twice.
+    cached = optimized.read()
+    if cached is not None:
+        try:
+            return session(cached, options(ort.GraphOptimizationLevel.ORT_DISABLE_ALL))
+        except Exception:
+            optimized.discard()
+    # Basic-level rewrites only: extended/layout ones can be hardware-specific and onnxruntime warns
+    # against saving them. Written under a name of this process's, then moved into place.
+    written = optimized.path.with_name(f"{optimized.path.name}.{os.getpid()}.tmp")
+    opts = options(ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    opts.optimized_model_filepath = str(written)
     try:
-        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+        built = session(model_bytes, opts)
     except Exception:
-        if optimized_path is not None:
-            # A stale or damaged cache, or one that could not be written (disk full): rebuild from
-            # the verified bytes, without the cache.
-            with contextlib.suppress(OSError):
-                optimized_path.unlink(missing_ok=True)
-            return build_session(model_bytes, threads, None)
-        raise
+        # onnxruntime could not write the graph (disk full), or the model does not load: try without the cache.
+        optimized.discard(written)
+        return build_session(model_bytes, threads, None)
+    try:
+        optimized.keep(written)
+    except OSError:  # the session is good; only the cache is lost
+        optimized.discard(written)
+    return built
 
 
 def rss_bytes() -> int:
@@ -327,8 +402,9 @@ class ModelCache:
         rss_before = rss_bytes()
         try:
             sha = manifest["artifact"]["sha256"]
-            optimized = self.optimized_dir / f"{sha}.basic.onnx" if self.optimized_dir else None
-            session = build_session(data, threads=lambda_vcpus(), optimized_path=optimized)
+            folder = private_dir(self.optimized_dir) if self.optimized_dir else None
+            optimized = OptimizedGraph(folder / f"{sha}.basic.onnx", sha) if folder else None
+            session = build_session(data, threads=lambda_vcpus(), optimized=optimized)
         except MaasError:
             raise
         except Exception as exc:
