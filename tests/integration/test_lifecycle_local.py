@@ -11,6 +11,8 @@ from collections import Counter
 import pytest
 from tests_support import MAAS, build_digits_onnx, digits_manifest, http, running_stack
 
+from shared.registry import model_key
+
 pytestmark = pytest.mark.integration
 
 TTL = 2.0
@@ -82,3 +84,55 @@ def test_a_10_percent_canary_answers_between_5_and_15_percent_of_1000_requests(l
     maas(local, "canary", "digits", "--end")
     time.sleep(TTL + 0.2)
     assert {predict(local)[1]["version"] for _ in range(50)} == {v1}
+
+
+V3 = "20991231T000002Z-0000000c"
+
+
+def test_a_version_whose_model_object_was_changed_cannot_be_canaried_or_promoted(local):
+    registry = local["registry"]
+    registry.publish("digits", build_digits_onnx(), digits_manifest(), version=V3)
+    key = model_key("digits", V3)
+    data = registry.s3.get_object(Bucket=local["bucket"], Key=key)["Body"].read()
+    registry.s3.put_object(Bucket=local["bucket"], Key=key, Body=data[:-10] + b"0123456789")  # same size
+    before = maas(local, "history", "digits")
+    change = json.dumps({"canary": {"version": V3, "weight": 0.5}, "reason": "integration"}).encode()
+    status, body = http("PUT", f"{local['url']}/models/digits/aliases/production", change)
+    assert (status, body["code"]) == (409, "version_corrupt"), body
+    assert "sha256" in body["details"]["problems"][0]
+    done = subprocess.run(
+        [*MAAS, "models", "promote", "digits", V3], env=local["env"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and json.loads(done.stderr)["code"] == "version_corrupt"
+    assert maas(local, "history", "digits") == before  # nothing recorded
+    assert {predict(local)[1]["version"] for _ in range(20)} == {local["version"]}
+
+
+def test_a_corrupt_alias_keeps_the_warm_container_on_its_last_good_version_until_a_put_repairs_it(local):
+    v1 = local["version"]
+    assert predict(local)[1]["version"] == v1
+    warm = container(local)
+    log = local["state"] / "start-api.log"
+    warned_before = log.read_text().count("last good resolution")
+    key = "models/digits/aliases/production.json"
+    broken = local["registry"].s3.put_object(Bucket=local["bucket"], Key=key, Body=b'{"version": "2099')["ETag"]
+    started = time.monotonic()
+    answered = []
+    while time.monotonic() - started < 2 * TTL + 1:  # past the TTL, twice
+        status, body = predict(local)
+        assert status == 200, body
+        answered.append(body["version"])
+        time.sleep(0.05)
+    assert set(answered) == {v1} and len(answered) > 20
+    warnings = log.read_text().count("last good resolution") - warned_before
+    assert 1 <= warnings <= 4, warnings  # once per TTL, not once per request
+    status, body = http("GET", f"{local['url']}/models/digits/aliases/production")
+    assert (status, body["code"]) == (503, "model_integrity_error")
+    repair = json.dumps({"version": V2, "reason": "repair the alias"}).encode()
+    status, body = http("PUT", f"{local['url']}/models/digits/aliases/production", repair)
+    assert status == 200 and body["version"] == V2, body
+    assert version_after(local, V2) <= TTL + 0.5
+    assert container(local) == warm
+    last = maas(local, "history", "digits")[-1]
+    assert (last["version"], last["from"], last["reason"]) == (V2, None, "repair the alias")
+    assert last["replaced_unreadable"]["etag"] == broken
