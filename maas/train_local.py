@@ -17,18 +17,22 @@ from pathlib import Path
 from typing import Any
 
 
-def fetch_s3_channel(uri: str, folder: Path, env: dict[str, str]) -> int:
-    """Copy every object under an s3:// prefix into the channel folder, as SageMaker's File mode does."""
+def _s3(env: dict[str, str]) -> Any:
     import boto3
 
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=env.get("AWS_ENDPOINT_URL_S3"),  # None: AWS, with the usual credential chain
         region_name=env.get("AWS_DEFAULT_REGION"),
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
     )
+
+
+def fetch_s3_channel(uri: str, folder: Path, env: dict[str, str]) -> int:
+    """Copy every object under an s3:// prefix into the channel folder, as SageMaker's File mode does."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3 = _s3(env)
     count = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
@@ -93,4 +97,31 @@ def layout(
 def run_job(root: Path, data: Path | str | None, hyperparameters: dict[str, Any], env: dict[str, str]) -> int:
     job_env = {**os.environ, **layout(root, data, hyperparameters, env), **env}
     job_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return subprocess.call([sys.executable, "-m", "training.job"], env=job_env)
+    code = subprocess.call([sys.executable, "-m", "training.job"], env=job_env)
+    published = root / "output" / "data" / "published.json"
+    if code == 0 and env.get("MAAS_MODEL_BUCKET") and published.exists():
+        promote_first_version(env["MAAS_MODEL_BUCKET"], json.loads(published.read_text()), env)
+    return code
+
+
+def promote_first_version(bucket: str, manifest: dict[str, Any], env: dict[str, str]) -> None:
+    """Point the production alias at a model's first version, as `maas models promote` would.
+
+    The job itself only adds versions (its role may not write aliases, ARCHITECTURE.md); this runs
+    with the developer's own credentials, and only when the model has no production alias yet.
+    """
+    from shared.errors import AliasConflict
+    from shared.registry import DEFAULT_ALIAS, Registry
+
+    registry = Registry(bucket, s3=_s3(env))
+    name, version = manifest["name"], manifest["version"]
+    if DEFAULT_ALIAS in registry.list_aliases(name):
+        print(f"{DEFAULT_ALIAS} alias unchanged; promote with `maas models promote {name} {version}`")
+        return
+    try:
+        registry.set_alias(
+            name, DEFAULT_ALIAS, version, expected_etag=None, actor="maas train local", reason="first version"
+        )
+    except AliasConflict:
+        return  # another command set it first; theirs stands
+    print(f"{DEFAULT_ALIAS} alias: {name} -> {version} (its first version)")

@@ -381,7 +381,11 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         from shared.registry import Registry
 
         model_bytes = (model_dir / "model.onnx").read_bytes()
-        published = Registry(args.registry_bucket).publish(args.model_name, model_bytes, body)
+        # The job only adds a version (its role may write nothing else under models/, ARCHITECTURE.md):
+        # an alias changes through a promote, with compare-and-swap and history.
+        published = Registry(args.registry_bucket).publish(
+            args.model_name, model_bytes, body, alias_on_first_publish=None
+        )
         print(
             f"published: s3://{args.registry_bucket}/models/{published['name']}/{published['version']}/ "
             f"name={published['name']} version={published['version']}",

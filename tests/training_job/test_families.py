@@ -106,7 +106,7 @@ def test_served_model_answers_raw_values_as_keras_does(jobs, family):
     expected = keras.saving.load_model(job.root / "model" / "model.keras").predict(rows, verbose=0)
 
     cache = ModelCache(BUCKET, registry=Registry(BUCKET))
-    model = cache.get(job.published["name"])  # the production alias the first publish sets
+    model = cache.get(job.published["name"], job.published["version"])
     assert model.version == job.published["version"]
     feeds = inference.feeds_from_body({"instances": rows.tolist()}, model, max_batch=16)
     outputs = inference.run(model, feeds)

@@ -230,10 +230,10 @@ def test_published_model_computes_what_keras_computes(job):
     assert np.mean(published.argmax(1) == expected.argmax(1)) > 0.97
 
 
-def test_first_publish_sets_production_and_versions_are_immutable(job):
+def test_the_job_adds_an_immutable_version_and_leaves_aliases_alone(job):
     registry = Registry(BUCKET)
     name, version = TINY["model_name"], job.published["version"]
-    assert registry.resolve(name) == version
+    assert registry.list_aliases(name) == {}, "the training role may not write aliases: a promote sets them"
     assert registry.list_versions(name) == [version]
     model_bytes = (job.root / "model" / "model.onnx").read_bytes()
     local = json.loads((job.root / "model" / "manifest.json").read_text())

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from maas.train_local import layout
+from maas.train_local import layout, promote_first_version
+from shared.registry import Registry
 
 
 def test_an_s3_prefix_becomes_the_train_channel(s3, tmp_path):
@@ -23,3 +24,20 @@ def test_an_s3_prefix_becomes_the_train_channel(s3, tmp_path):
 def test_an_empty_prefix_is_refused(s3, tmp_path):
     with pytest.raises(SystemExit, match="nothing under"):
         layout(tmp_path / "opt_ml", "s3://maas-test-models/training-data/none/", {}, {})
+
+
+def test_a_local_run_promotes_a_models_first_version_and_never_moves_production(s3, digits_onnx, make_manifest, capsys):
+    """The job only adds versions; `maas train local` (the developer's credentials) sets production once."""
+    bucket = "maas-test-models"
+    registry = Registry(bucket, s3=s3)
+    first = registry.publish("digits", digits_onnx, make_manifest(), alias_on_first_publish=None)
+    env = {"AWS_DEFAULT_REGION": "us-east-1"}
+    promote_first_version(bucket, first, env)
+    assert registry.resolve("digits") == first["version"]
+    assert registry.alias_history("digits", "production")[-1]["updated_by"] == "maas train local"
+    second = registry.publish(
+        "digits", digits_onnx, make_manifest(), version="20991231T000000Z-00000000", alias_on_first_publish=None
+    )
+    promote_first_version(bucket, second, env)
+    assert registry.resolve("digits") == first["version"], "a later run leaves production where it is"
+    assert f"maas models promote digits {second['version']}" in capsys.readouterr().out
