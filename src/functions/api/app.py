@@ -103,10 +103,24 @@ def _serve(name: str, ref: str | None, request_id: str | None = None) -> LoadedM
     if variant != "pinned":
         # An alias object named this version: counted even if it fails to load (the canary alarm reads it).
         _mark_served(name, version, variant)
-    model = models.load_picked(name, ref, version, variant)
+    try:
+        model = models.load_picked(name, ref, version, variant)
+    except MaasError as error:
+        # A pinned version that exists but fails to load (a corrupt model) is counted as that version's
+        # 5xx; an unknown one is not (its manifest must read before its name becomes a dimension).
+        if variant == "pinned" and error.status >= 500 and _exists(name, version):
+            _mark_served(name, version, variant)
+        raise
     if variant == "pinned":
         _mark_served(model.name, model.manifest["version"], variant)  # it exists: its manifest loaded
     return model
+
+
+def _exists(name: str, version: str) -> bool:
+    try:
+        return models.registry.read_manifest(name, version)["version"] == version
+    except MaasError:
+        return False
 
 
 def _count_served(response: dict[str, Any]) -> None:
