@@ -131,3 +131,17 @@ class AliasTargetMissing(MaasError):
 
     status = 503
     code = "alias_target_missing"
+
+
+class VersionCorrupt(MaasError):
+    """A version whose model.onnx is missing, differs from its manifest or does not load: no alias may name it."""
+
+    status = 409
+    code = "version_corrupt"
+
+
+class AliasUnreadable(MaasError):
+    """A change that keeps part of an unreadable alias (its version, its previous version) has nothing to keep."""
+
+    status = 409
+    code = "alias_unreadable"

@@ -24,12 +24,13 @@ from typing import Any
 from shared.errors import (
     AliasConflict,
     AliasNotFound,
+    AliasUnreadable,
     InvalidName,
     InvalidRequest,
-    MaasError,
     ModelIntegrityError,
     ModelNotFound,
     RegistryUnavailable,
+    VersionCorrupt,
     VersionExists,
     VersionInUse,
     VersionNotFound,
@@ -47,20 +48,6 @@ KEEP: Any = object()  # update_alias: leave the canary as it is
 PREFIX = "models/"
 # A model is checked in parts of this size, so checking a 400 MB model never holds 400 MB.
 CHUNK_BYTES = 8 * 2**20
-
-
-class VersionCorrupt(MaasError):
-    """A version whose model.onnx is missing, differs from its manifest or does not load: no alias may name it."""
-
-    status = 409
-    code = "version_corrupt"
-
-
-class AliasUnreadable(MaasError):
-    """A change that keeps part of an unreadable alias (its version, its previous version) has nothing to keep."""
-
-    status = 409
-    code = "alias_unreadable"
 
 
 def check_name(name: str) -> str:

@@ -11,15 +11,17 @@ import pytest
 
 from shared.errors import (
     AliasConflict,
+    AliasUnreadable,
     InvalidRequest,
     ModelIntegrityError,
     ModelRejected,
+    VersionCorrupt,
     VersionExists,
     VersionInUse,
     VersionNotFound,
 )
 from shared.model_cache import ModelCache
-from shared.registry import AliasUnreadable, VersionCorrupt, manifest_key, model_key
+from shared.registry import manifest_key, model_key
 
 BUCKET = os.environ["MODEL_BUCKET"]
 V2 = "20991231T000000Z-0000000b"
