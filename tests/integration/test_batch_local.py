@@ -184,3 +184,70 @@ def test_a_file_that_cannot_be_scored_gets_a_failed_summary_and_lands_in_the_dlq
             break
     assert messages, "the failed file's message never reached the dead-letter queue"
     assert json.loads(messages[0]["Body"])["Records"][0]["s3"]["object"]["key"].endswith("orphan.jsonl")
+
+
+def test_rows_the_results_cannot_carry_fail_alone_and_a_lying_npy_is_refused(stack):
+    """Through S3 -> SQS -> BatchFunction: NaN ids, a CSV cell over the csv module's field limit and a
+    line over the 1 MiB cap each fail only their row; a .npy header that declares rows its bytes do not
+    hold gets a failed summary at once (it used to drive endless rows and output)."""
+    from pathlib import Path
+
+    s3, bucket = stack["s3"].client(), stack["bucket"]
+    corpus = Path(__file__).parents[1] / "corpus" / "batch"
+    digit, long = json.dumps([[[0]] * 8] * 8), "[" + "0," * 600_000 + "0]"
+    header = ",".join(["id", *[f"image_{i}" for i in range(64)]])
+    files = {
+        "nan-id.jsonl": (corpus / "nan-id.jsonl").read_bytes(),
+        "long-cell.csv": "\n".join(
+            [
+                header,
+                *(",".join([name, cell, *["0"] * 63]) for name, cell in (("a", "1"), ("b", "1" * 140_000), ("c", "2"))),
+            ]
+        ).encode(),
+        "long-line.jsonl": "\n".join([digit, long, digit]).encode(),
+        "zero-dim.npy": (corpus / "zero-dim.npy").read_bytes(),
+    }
+    prefixes = {}
+    for name, data in files.items():
+        key = f"batch/in/digits/production/hardening/{name}"
+        etag = s3.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
+        prefixes[name] = f"batch/out/digits/production/hardening/{name}/{etag}/"
+    summaries = {name: wait_for(s3, bucket, prefix + "summary.json") for name, prefix in prefixes.items()}
+
+    def rows(name: str) -> tuple[list[int], list[dict]]:
+        summary = summaries[name]
+        return [r["line"] for r in lines(s3, bucket, summary["results"])], lines(s3, bucket, summary["errors"])
+
+    assert summaries["nan-id.jsonl"]["status"] == "succeeded"
+    results, errors = rows("nan-id.jsonl")
+    assert (results, [e["line"] for e in errors]) == ([1, 6], [2, 3, 4, 5])
+    assert all("'id' is NaN or infinite" in e["error"] for e in errors)
+    results, errors = rows("long-cell.csv")
+    assert (results, errors) == (
+        [2, 4],
+        [{"line": 3, "error": "not valid CSV: field larger than field limit (131072)"}],
+    )
+    results, errors = rows("long-line.jsonl")
+    assert (results, [e["line"] for e in errors]) == ([1, 3], [2])
+    assert errors[0]["error"] == f"line is {len(long)} bytes; at most 1048576 are read"
+    failed = summaries["zero-dim.npy"]
+    assert (failed["status"], failed["code"], failed["retrying"]) == ("failed", "batch_file_invalid", False)
+    assert "a row dimension of 0" in failed["error"]
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=prefixes["zero-dim.npy"])["KeyCount"] == 1  # the summary alone
+
+
+def test_a_job_whose_file_is_refused_ends_failed_not_running(stack):
+    import urllib.request
+    from pathlib import Path
+
+    status, job = http("POST", f"{stack['url']}/models/digits/jobs", json.dumps({"format": "npy"}).encode())
+    assert status == 201, job
+    data = (Path(__file__).parents[1] / "corpus" / "batch" / "zero-dim.npy").read_bytes()
+    upload = urllib.request.Request(job["upload"]["url"], data=data, method="PUT", headers=job["upload"]["headers"])
+    with urllib.request.urlopen(upload, timeout=30) as response:
+        assert response.status == 200
+    deadline = time.monotonic() + 120
+    while (state := http("GET", f"{stack['url']}{job['status_path']}")[1])["status"] in ("awaiting_upload", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    assert state["status"] == "failed" and state["summary"]["code"] == "batch_file_invalid"
