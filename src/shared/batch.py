@@ -34,7 +34,7 @@ from shared.batch_io import (
     read_jsonl,
     read_npy,
 )
-from shared.errors import MaasError, RegistryUnavailable
+from shared.errors import MaasError
 from shared.inference import feeds_from_body, format_predictions, nonfinite_rows, run
 from shared.model_cache import LoadedModel, ModelCache
 from shared.registry import check_alias, check_name, check_version, is_version
@@ -308,7 +308,8 @@ def score_object(
                         "start": start,
                         "end": end,
                         "first_line": line,
-                        "header": csv_header(header) if header else None,
+                        # Its length, not the header: 100,000 column names do not fit in a queue message.
+                        "header_bytes": len(header),
                         "started_at": started_at,
                     }
                 }
@@ -341,6 +342,13 @@ def score_part(s3: Any, part: dict[str, Any], models: ModelCache, chunk_rows: in
     marker = _get_json(s3, bucket, out + "done.json")
     if marker is None:
         model = models.get(batch.model, part["version"])
+        header = part.get("header")  # a message queued before header_bytes
+        if part.get("header_bytes"):
+            header = csv_header(
+                s3.get_object(
+                    Bucket=bucket, Key=key, IfMatch=f'"{batch.etag}"', Range=f"bytes=0-{part['header_bytes'] - 1}"
+                )["Body"].read()
+            )
         started = time.perf_counter()
         tally = _score_range(
             s3,
@@ -353,7 +361,7 @@ def score_part(s3: Any, part: dict[str, Any], models: ModelCache, chunk_rows: in
             out,
             (part["start"], part["end"]),
             part["first_line"],
-            part["header"],
+            header,
         )
         marker = {
             "rows": tally.rows,
@@ -395,6 +403,13 @@ def failure_prefix(key: str, etag: str) -> str:
         return f"{REJECTED_PREFIX}{digest}/"
 
 
+class BatchDependencyFailed(MaasError):
+    """S3 or SQS failed while a file was scored: the queue delivers the message again."""
+
+    status = 503
+    code = "batch_dependency_failed"
+
+
 class BatchScoringFailed(MaasError):
     """Scoring stopped on an error no other code names (a defect): the message is retried as any other."""
 
@@ -408,7 +423,11 @@ def failure_reason(exc: Exception) -> MaasError:
     if isinstance(exc, MaasError):
         return exc
     if isinstance(exc, BotoCoreError | ClientError):
-        return RegistryUnavailable("S3 failed while the file was scored", error=_error_code(exc) or type(exc).__name__)
+        return BatchDependencyFailed(
+            "S3 or SQS failed while the file was scored",
+            operation=getattr(exc, "operation_name", None),
+            error=_error_code(exc) or type(exc).__name__,
+        )
     return BatchScoringFailed(f"scoring stopped on an unexpected {type(exc).__name__}")
 
 

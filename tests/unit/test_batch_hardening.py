@@ -209,3 +209,23 @@ def test_a_npy_whose_header_does_not_match_its_data_is_refused_before_any_row(s3
 def test_a_npy_of_zero_rows_is_scored_as_zero_rows(s3, models):
     summary, results, errors = score(s3, models, "batch/in/digits/production/empty.npy", digits_npy(0))
     assert (summary["status"], summary["rows"], results, errors) == ("succeeded", 0, [], [])
+
+
+def test_a_wide_csv_header_is_read_from_the_file_not_carried_in_every_part_message(s3, registry, digits_onnx):
+    """A queue message holds at most 256 KiB; a header within the documented 100,000 columns may not."""
+    from tests_support import digits_manifest
+
+    manifest = digits_manifest()
+    manifest["inputs"][0]["columns"] = [f"image_{i}" for i in range(64)]
+    registry.publish("wide", digits_onnx, manifest)
+    models = ModelCache(BUCKET, registry=registry)
+    extra = [f"unused_feature_{i}" for i in range(20_000)]  # about 380 KB of names
+    lines = [",".join(["id", *extra, *manifest["inputs"][0]["columns"]])]
+    lines += [",".join([f"r{r}", *["0"] * len(extra), *["1"] * 64]) for r in range(12)]
+    key = "batch/in/wide/production/wide.csv"
+    etag = put(s3, key, ("\n".join(lines) + "\n").encode())
+    sent: list[dict] = []
+    score_object(s3, BUCKET, key, etag, models, chunk_rows=4, part_bytes=200_000, send_parts=sent.extend)
+    assert len(sent) >= 3 and max(len(json.dumps(m)) for m in sent) < 2_000
+    summary = [score_part(s3, m["maas_batch_part"], models, chunk_rows=4) for m in sent][-1]
+    assert (summary["status"], summary["rows"], summary["scored"]) == ("succeeded", 12, 12)

@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import s3_client, sqs_client
-from shared.batch import failure_reason, score_object, score_part, write_failure
+from shared.batch import BatchDependencyFailed, failure_reason, score_object, score_part, write_failure
 from shared.model_cache import ModelCache
 
 logger = Logger()
@@ -50,7 +50,7 @@ def send_parts(messages: list[dict[str, Any]]) -> None:
             QueueUrl=QUEUE_URL, Entries=[{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(batch)]
         )
         if response.get("Failed"):  # the record fails and comes back; parts already done are skipped
-            raise RuntimeError(f"{len(response['Failed'])} part messages were not queued")
+            raise BatchDependencyFailed(f"{len(response['Failed'])} part messages were not queued")
 
 
 def report_failure(record: SQSRecord, bucket: str, key: str, etag: str, exc: Exception, **context: Any) -> None:
