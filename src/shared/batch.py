@@ -44,6 +44,9 @@ OUT_PREFIX = "batch/out/"
 # Where a file whose key names no valid model or alias gets its failed summary: no place derived from
 # such a key can be trusted, so it goes under a hash of the key ("_" cannot start a model name).
 REJECTED_PREFIX = f"{OUT_PREFIX}_rejected/"
+# Scoring stops this long before the invocation's timeout, so the failed summary is still written: a
+# killed invocation leaves none, and a job would read "running" until the message is parked and after.
+STOP_BEFORE_TIMEOUT_S = 30.0
 # A chunk of rows is scored together: bounded in bytes as well as rows, so long rows cannot make it large.
 CHUNK_BYTES = 8 * 1024 * 1024
 NONFINITE = "the model's outputs are NaN or infinite for this row: its values are outside the range the model handles"
@@ -198,8 +201,10 @@ def _score_range(
     byte_range: tuple[int, int] | None = None,
     first_line: int = 1,
     header: list[str] | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> Tally:
-    """Score the rows of the object (or of one byte range of it) into ``out``results/errors.jsonl."""
+    """Score the rows of the object (or of one byte range of it) into ``out``results/errors.jsonl,
+    chunk by chunk while ``time_left`` (seconds) allows."""
     extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"} if byte_range else {}
     response = s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"', **extra)
     results = S3Writer(s3, bucket, out + "results.jsonl", "application/x-ndjson")
@@ -208,6 +213,12 @@ def _score_range(
     rows = _rows(response["Body"], int(response["ContentLength"]), fmt, model, first_line, header)
     try:
         for chunk in _chunks(rows, chunk_rows):
+            if time_left is not None and time_left() < STOP_BEFORE_TIMEOUT_S:
+                raise BatchTimeLimit(
+                    f"scoring stopped after {tally.rows} rows, {STOP_BEFORE_TIMEOUT_S:.0f} s before the function's "
+                    "timeout; a smaller file (or JSON Lines or CSV, which are cut into parts) fits",
+                    rows=tally.rows,
+                )
             _score_chunk(model, chunk, results, errors, tally)
         results.close()
         errors.close()
@@ -260,6 +271,7 @@ def score_object(
     chunk_rows: int,
     part_bytes: int | None = None,
     send_parts: Callable[[list[dict[str, Any]]], None] | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Score every row of s3://bucket/key and return the summary (written last, under the out prefix).
 
@@ -318,7 +330,7 @@ def score_object(
         )
         return {"status": "fanned_out", "input": f"s3://{bucket}/{key}", "parts": len(ranges), "bytes": size}
     started = time.perf_counter()
-    tally = _score_range(s3, bucket, key, batch.etag, model, fmt, chunk_rows, batch.out_prefix)
+    tally = _score_range(s3, bucket, key, batch.etag, model, fmt, chunk_rows, batch.out_prefix, time_left=time_left)
     summary = _summary(
         bucket,
         key,
@@ -334,7 +346,9 @@ def score_object(
     return summary
 
 
-def score_part(s3: Any, part: dict[str, Any], models: ModelCache, chunk_rows: int) -> dict[str, Any]:
+def score_part(
+    s3: Any, part: dict[str, Any], models: ModelCache, chunk_rows: int, time_left: Callable[[], float] | None = None
+) -> dict[str, Any]:
     """Score one byte range of a large file; the part that completes the set writes the summary."""
     bucket, key = part["bucket"], part["key"]
     batch = parse_key(key, part["etag"])
@@ -362,6 +376,7 @@ def score_part(s3: Any, part: dict[str, Any], models: ModelCache, chunk_rows: in
             (part["start"], part["end"]),
             part["first_line"],
             header,
+            time_left,
         )
         marker = {
             "rows": tally.rows,
@@ -408,6 +423,13 @@ class BatchDependencyFailed(MaasError):
 
     status = 503
     code = "batch_dependency_failed"
+
+
+class BatchTimeLimit(MaasError):
+    """The invocation neared the function's timeout before the file (or part) was scored."""
+
+    status = 503
+    code = "batch_time_limit"
 
 
 class BatchScoringFailed(MaasError):

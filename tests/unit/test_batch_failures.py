@@ -42,13 +42,13 @@ def delivery(key: str, etag: str, receive: int = 1) -> dict[str, Any]:
     return evt
 
 
-def fails(app: Any, evt: dict[str, Any]) -> bool:
+def fails(app: Any, evt: dict[str, Any], context: Any = None) -> bool:
     """Whether the record comes back to the queue: a partial failure, or (its one record failed) the
     whole invocation's, as Powertools raises it."""
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
     try:
-        return bool(app.lambda_handler(evt, Context())["batchItemFailures"])
+        return bool(app.lambda_handler(evt, context or Context())["batchItemFailures"])
     except BatchProcessingError:
         return True
 
@@ -130,3 +130,18 @@ def test_max_receives_is_the_queues_redrive_count():
     template = yaml.load((Path(__file__).parents[2] / "template.yaml").read_text(), Loader=Loader)
     redrive = template["Resources"]["BatchQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["maxReceiveCount"] == app.MAX_RECEIVES
+
+
+def test_an_invocation_near_its_timeout_stops_while_its_summary_can_be_written(s3, batch):
+    """Lambda kills an invocation at its timeout and nothing after runs: stop first, and say why."""
+
+    class Ending(Context):
+        def get_remaining_time_in_millis(self) -> int:
+            return 20_000  # under STOP_BEFORE_TIMEOUT_S
+
+    etag = upload(s3)
+    assert fails(batch, delivery(KEY, etag), Ending())
+    failed = summary_of(s3, KEY, etag)
+    assert (failed["status"], failed["code"], failed["retrying"]) == ("failed", "batch_time_limit", True)
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/out/")["Contents"]
+    assert [o["Key"].rsplit("/", 1)[1] for o in listing] == ["summary.json"]  # no half-written results

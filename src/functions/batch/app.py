@@ -73,6 +73,12 @@ def report_failure(record: SQSRecord, bucket: str, key: str, etag: str, exc: Exc
         logger.exception("the failed summary could not be written", extra={"key": key})
 
 
+def time_left() -> float:
+    """Seconds this invocation has left (Lambda's context; unbounded where a caller passes none)."""
+    remaining = getattr(processor.lambda_context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 if remaining else float("inf")
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     notification = json.loads(record.body)
@@ -81,7 +87,7 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     if "maas_batch_part" in notification:
         part = notification["maas_batch_part"]
         try:
-            summary = score_part(s3_client(), part, models, CHUNK_ROWS)
+            summary = score_part(s3_client(), part, models, CHUNK_ROWS, time_left)
         except Exception as exc:
             report_failure(record, part["bucket"], part["key"], part["etag"], exc, part=part["part"])
             raise
@@ -93,7 +99,9 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
         key = unquote_plus(entry["s3"]["object"]["key"])  # S3 URL-encodes keys in events
         etag = entry["s3"]["object"].get("eTag", "")
         try:
-            summary = score_object(s3_client(), bucket, key, etag, models, CHUNK_ROWS, PART_BYTES, send_parts)
+            summary = score_object(
+                s3_client(), bucket, key, etag, models, CHUNK_ROWS, PART_BYTES, send_parts, time_left
+            )
         except Exception as exc:
             report_failure(record, bucket, key, etag, exc)
             raise
