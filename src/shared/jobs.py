@@ -116,6 +116,9 @@ def job_status(s3: Any, bucket: str, job_id: str, api_key_id: str | None) -> dic
         if _missing(exc):
             return {**record, "status": "running", "input_bytes": head["ContentLength"]}
         raise RegistryUnavailable("the job could not be read") from exc
+    if summary.get("status") == "failed" and summary.get("retrying"):
+        # A dependency failure the queue will deliver again: the job is not over yet (ARCHITECTURE.md).
+        return {**record, "status": "running", "input_bytes": head["ContentLength"], "last_error": summary}
     result = {**record, "status": summary.get("status", "failed"), "summary": summary}
     if summary.get("status") == "succeeded":
 

@@ -397,8 +397,8 @@ def test_a_model_onnxruntime_cannot_load_is_a_503_model_load_failed(faulty):
 
 
 def test_a_batch_file_for_a_damaged_model_waits_in_the_dead_letter_queue_then_scores_once(faulty):
-    """A dependency failure is retried, then parked with nothing written; after the model is repaired
-    and the message redriven, every row is scored exactly once."""
+    """A dependency failure is retried, then parked with only a failed summary written (so a job says
+    why); after the model is repaired and the message redriven, every row is scored exactly once."""
     registry, s3, bucket = faulty["registry"], faulty["client"], faulty["bucket"]
     version = registry.publish("repaired", build_digits_onnx(), digits_manifest())["version"]
     model_key = f"models/repaired/{version}/model.onnx"
@@ -408,13 +408,22 @@ def test_a_batch_file_for_a_damaged_model_waits_in_the_dead_letter_queue_then_sc
     etag = s3.put_object(Bucket=bucket, Key=key, Body=digits_jsonl(150, bad_every=50))["ETag"].strip('"')
     (parked,) = drain_dead_letters(faulty, key)
     out = key.replace("batch/in/", "batch/out/", 1) + "/"
-    assert s3.list_objects_v2(Bucket=bucket, Prefix=out).get("KeyCount") == 0  # nothing half-written
+    written = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=out).get("Contents", [])]
+    assert written == [f"{out}{etag}/summary.json"]  # nothing half-written: the failed summary alone
+    failed = summary_of(faulty, key, etag)
+    assert failed is not None and (failed["status"], failed["code"]) == ("failed", "model_integrity_error")
+    assert (failed["retrying"], failed["attempt"], failed["max_attempts"]) == (False, 3, 3)  # parked, and says so
     s3.put_object(Bucket=bucket, Key=model_key, Body=good)
     summary = None
+
+    def succeeded() -> dict[str, Any] | None:
+        found = summary_of(faulty, key, etag)
+        return found if found and found["status"] == "succeeded" else None
+
     for _ in range(5):  # redrive, as an operator would, until the container tries the model again
         faulty["sqs"].send_message(QueueUrl=queue_url(faulty, "BatchQueue"), MessageBody=parked["Body"])
         with contextlib.suppress(AssertionError):
-            summary = wait_for(lambda: summary_of(faulty, key, etag), 10, "the redriven file's summary")
+            summary = wait_for(succeeded, 10, "the redriven file's summary")
             break
         (parked,) = drain_dead_letters(faulty, key)
     assert summary is not None, "the redriven file was never scored"

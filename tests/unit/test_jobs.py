@@ -22,7 +22,9 @@ def signing_env(monkeypatch):
     """Credentials that look real and a region, as Lambda's environment has them (no custom endpoint)."""
     from shared.aws import s3_client
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")  # pragma: allowlist secret (AWS documentation example)
+    monkeypatch.setenv(
+        "AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"
+    )  # pragma: allowlist secret (AWS documentation example)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")  # pragma: allowlist secret
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -126,3 +128,26 @@ def test_job_ids_are_checked_whole():
     with pytest.raises(Exception) as caught:
         jobs.job_status(None, BUCKET, "0" * 32 + "\n", None)
     assert getattr(caught.value, "code", None) == "invalid_name"
+
+
+@pytest.mark.parametrize(
+    ("retry", "status"),
+    [
+        ({"retrying": True, "attempt": 1, "max_attempts": 3}, "running"),  # the queue delivers it again
+        ({"retrying": False, "attempt": 3, "max_attempts": 3}, "failed"),  # parked in the dead-letter queue
+        ({"retrying": False}, "failed"),  # refused for its content: retrying cannot help
+    ],
+)
+def test_a_failed_summary_ends_the_job_only_when_no_retry_is_coming(api, published, s3, retry, status):
+    from shared.batch import write_failure
+    from shared.errors import RegistryUnavailable
+
+    _, job, _ = api(event("create_job"))
+    etag = s3.put_object(Bucket=BUCKET, Key=job["input_key"], Body=b"[0]\n")["ETag"]
+    write_failure(
+        s3, BUCKET, job["input_key"], etag, RegistryUnavailable("the model registry could not be read"), retry
+    )
+    code, body, _ = api(status_event(job))
+    assert code == 200 and body["status"] == status
+    failed = body.get("last_error") or body.get("summary")
+    assert (failed["status"], failed["code"]) == ("failed", "registry_unavailable")
