@@ -22,9 +22,8 @@ def signing_env(monkeypatch):
     """Credentials that look real and a region, as Lambda's environment has them (no custom endpoint)."""
     from shared.aws import s3_client
 
-    monkeypatch.setenv(
-        "AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"
-    )  # pragma: allowlist secret (AWS documentation example)
+    # AWS's documentation example credentials, not a real key.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")  # pragma: allowlist secret
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")  # pragma: allowlist secret
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
