@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,13 +151,7 @@ def test_a_large_input_goes_through_a_job_and_a_presigned_upload(stack):
     assert http("GET", f"{stack['url']}{job['status_path']}")[1]["status"] == "awaiting_upload"
     images = load_digits().images[:30, :, :, None]
     body = "\n".join(json.dumps(img.tolist()) for img in images).encode()
-    upload = urllib.request.Request(job["upload"]["url"], data=body, method="PUT", headers=job["upload"]["headers"])
-    with urllib.request.urlopen(upload, timeout=30) as response:
-        assert response.status == 200
-    deadline = time.monotonic() + 120
-    while (state := http("GET", f"{stack['url']}{job['status_path']}")[1])["status"] in ("awaiting_upload", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.3)
+    state = upload_and_wait(stack, job, body)
     assert state["status"] == "succeeded" and state["summary"]["scored"] == 30
     with urllib.request.urlopen(state["downloads"]["results"][0], timeout=30) as response:
         results = [json.loads(x) for x in response.read().decode().splitlines()]
@@ -237,12 +232,19 @@ def test_rows_the_results_cannot_carry_fail_alone_and_a_lying_npy_is_refused(sta
 
 
 def test_a_job_whose_file_is_refused_ends_failed_not_running(stack):
-    import urllib.request
     from pathlib import Path
 
     status, job = http("POST", f"{stack['url']}/models/digits/jobs", json.dumps({"format": "npy"}).encode())
     assert status == 201, job
     data = (Path(__file__).parents[1] / "corpus" / "batch" / "zero-dim.npy").read_bytes()
+    state = upload_and_wait(stack, job, data)
+    assert state["status"] == "failed" and state["summary"]["code"] == "batch_file_invalid"
+
+
+def upload_and_wait(stack: dict[str, Any], job: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """PUT the file to the job's presigned URL, then poll the job until it is no longer pending."""
+    import urllib.request
+
     upload = urllib.request.Request(job["upload"]["url"], data=data, method="PUT", headers=job["upload"]["headers"])
     with urllib.request.urlopen(upload, timeout=30) as response:
         assert response.status == 200
@@ -250,4 +252,4 @@ def test_a_job_whose_file_is_refused_ends_failed_not_running(stack):
     while (state := http("GET", f"{stack['url']}{job['status_path']}")[1])["status"] in ("awaiting_upload", "running"):
         assert time.monotonic() < deadline, state
         time.sleep(0.3)
-    assert state["status"] == "failed" and state["summary"]["code"] == "batch_file_invalid"
+    return dict(state)

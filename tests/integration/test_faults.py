@@ -364,6 +364,20 @@ def test_s3_failing_is_a_503_for_a_cold_model_while_warm_ones_keep_serving(fault
     assert same_container(faulty)
 
 
+def test_ready_is_a_503_while_the_registry_cannot_be_read_and_live_stays_200(faulty):
+    """/v2/health/ready means "the registry can be read": a KServe or Triton client's readiness
+    probe sees the outage (non-200) while liveness still says the container runs."""
+    wait_for(lambda: http("GET", f"{faulty['url']}/v2/health/ready")[0] == 200, 10, "ready with S3 up")
+    every_read = re.compile(rf"^/{re.escape(faulty['bucket'])}([/?]|$)")  # objects and listings
+    with faulty["proxy"].failing(Fault("GET", every_read, "error")):
+        time.sleep(5.2)  # past the 5 s a successful read keeps ready at 200
+        status, body = http("GET", f"{faulty['url']}/v2/health/ready")
+        assert (status, body.get("code")) == (503, "registry_unavailable"), body
+        assert http("GET", f"{faulty['url']}/v2/health/live")[0] == 200
+    wait_for(lambda: http("GET", f"{faulty['url']}/v2/health/ready")[0] == 200, 10, "ready once S3 answered")
+    assert same_container(faulty)
+
+
 # -- a model damaged in S3 --------------------------------------------------------------------
 @pytest.mark.parametrize("damage", ["corrupted", "truncated"])
 def test_a_damaged_model_file_is_a_503_model_integrity_error(faulty, damage):

@@ -79,7 +79,7 @@ def test_served_strings_get_the_labels_keras_gives(jobs, family):
     import keras
 
     job = jobs[family]
-    model = ModelCache(BUCKET, registry=Registry(BUCKET)).get(job.published["name"])
+    model = ModelCache(BUCKET, registry=Registry(BUCKET)).get(job.published["name"], job.published["version"])
     tokenizer = WordTokenizer.from_manifest(model.manifest["inputs"][0]["tokenizer"])
     keras_model = keras.saving.load_model(job.root / "model" / "model.keras")
     expected = keras_model.predict(tokenizer.encode(TEXTS), verbose=0)
