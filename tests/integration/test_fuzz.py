@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from tests_support import http
@@ -176,3 +177,75 @@ def test_methods_no_route_declares_are_refused_like_an_unknown_route(stack, meth
     """API Gateway answers a method a resource does not declare as it answers an unknown route."""
     status, body = http(method, f"{stack['url']}/health", raw=True)
     assert status == 403 and "Missing Authentication Token" in body
+
+
+def _declared_values(fuzz_run: FuzzRun, entry: dict[str, Any]) -> list[tuple[str, str, str]] | None:
+    """(parameter, value sent, declared pattern) for the path and query parameters of a request that
+    declare a pattern; None for a request to no documented operation."""
+    operation = fuzz_run.operation(entry)
+    if operation is None:
+        return None
+    method, template = operation
+    declared = fuzz_run.document["paths"][template][method.lower()].get("parameters", [])
+    url = urlsplit(entry["request"]["url"])
+    sent = {("query", k): v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+    for name, value in zip(template.strip("/").split("/"), url.path.strip("/").split("/"), strict=False):
+        if name.startswith("{"):
+            sent[("path", name.strip("{}"))] = unquote(value)
+    values = [
+        (p["name"], sent[(p["in"], p["name"])], _pattern_of(p))
+        for p in declared
+        if _pattern_of(p) and (p["in"], p["name"]) in sent
+    ]
+    # A job body names its alias or version with the same patterns as the query parameters.
+    try:
+        body = json.loads(entry["request"].get("postData", {}).get("text") or "null")
+    except ValueError:
+        body = None
+    query_patterns = {name: pattern for (where, name), pattern in _patterns(fuzz_run).items() if where == "query"}
+    for field in ("alias", "version"):
+        if isinstance(body, dict) and body.get(field) is not None:
+            value = body[field]
+            values.append((field, value if isinstance(value, str) else json.dumps(value), query_patterns[field]))
+    return values
+
+
+def _patterns(fuzz_run: FuzzRun) -> dict[tuple[str, str], str]:
+    """(in, name) -> pattern, for every parameter the document declares with a pattern."""
+    return {
+        (p["in"], p["name"]): pattern
+        for item in fuzz_run.document["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict)
+        for p in op.get("parameters", [])
+        if (pattern := _pattern_of(p))
+    }
+
+
+def _pattern_of(parameter: dict[str, Any]) -> str | None:
+    """The declared pattern of a parameter, an optional one's (``anyOf`` with null) included."""
+    schema = parameter.get("schema", {})
+    for option in [schema, *schema.get("anyOf", [])]:
+        if "pattern" in option:
+            return str(option["pattern"])
+    return None
+
+
+def test_a_name_that_matches_its_declared_pattern_is_never_a_400_invalid_name(fuzz_run):
+    """The document declares the name, version, alias and job-id patterns, so what schemathesis
+    generates from them is accepted: every 400 invalid_name it met broke a declared pattern."""
+    checked, wrongly_refused = 0, []
+    for entry in fuzz_run.entries:
+        text = entry["response"].get("content", {}).get("text") or ""
+        if entry["response"]["status"] != 400 or '"invalid_name"' not in text:
+            continue
+        values = _declared_values(fuzz_run, entry)
+        if not values:
+            continue
+        checked += 1
+        # ECMA's "$" is the end of the string; Python's also matches before a trailing newline.
+        if all(re.search(pattern.removesuffix("$") + r"\Z", value) for _, value, pattern in values):
+            wrongly_refused.append((entry["request"]["method"], entry["request"]["url"], text[:200]))
+    assert not wrongly_refused, wrongly_refused[:5]
+    assert checked, "the coverage phase sends malformed names: some must have been refused"
+    assert {"name", "version", "alias", "job_id"} <= {name for _, name in _patterns(fuzz_run)}
