@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +24,29 @@ from maas.embedded_s3 import free_port
 from maas.template import FunctionSpec
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel stop the emulator when the command that started it dies, even
+    by SIGKILL (its handler process exits with it), so no container outlives `maas local start-api`.
+
+    Linux only, and only from the main thread: the signal follows the thread that forked, and a worker
+    thread that ends would take the emulator with it."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    import ctypes
+    import signal
+
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody would send the signal
+            os._exit(1)
+
+    return preexec
 
 
 def rie_binary() -> Path:
@@ -98,6 +122,7 @@ class LocalFunction:
             env=self.environment(),
             stdout=self.log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent(),  # one prctl call: no locks, safe beside threads
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
