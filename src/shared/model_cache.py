@@ -67,8 +67,6 @@ class LoadedModel:
     manifest: dict[str, Any]
     session: Any
     load_ms: float
-    input_names: list[str] = field(default_factory=list)
-    output_names: list[str] = field(default_factory=list)
     memory_bytes: int = 0
     _tokenizers: dict[str, WordTokenizer] = field(default_factory=dict, repr=False)
 
@@ -328,17 +326,12 @@ class ModelCache:
         route = self.route(name, ref)
         return self.load_picked(name, ref, route.version, "pinned" if route.etag is None else "stable")
 
-    def serve(self, name: str, ref: str | None = None, request_id: str | None = None) -> tuple[LoadedModel, str]:
-        """The model that answers one request, and its variant (stable, canary or pinned).
+    def pick(self, name: str, ref: str | None = None, request_id: str | None = None) -> tuple[str, str]:
+        """(version, variant: stable, canary or pinned) for one request, before anything is loaded.
 
         With a canary on the alias, the request goes to the canary with the canary's weight: by the
         hash of ``request_id`` when the client sent one (the same id, the same version), else at random.
         """
-        version, variant = self.pick(name, ref, request_id)
-        return self.load_picked(name, ref, version, variant), variant
-
-    def pick(self, name: str, ref: str | None = None, request_id: str | None = None) -> tuple[str, str]:
-        """(version, variant) for one request, before anything is loaded."""
         return self.route(name, ref).pick(ref or DEFAULT_ALIAS, request_id)
 
     def load_picked(self, name: str, ref: str | None, version: str, variant: str) -> LoadedModel:
@@ -416,8 +409,6 @@ class ModelCache:
             manifest=manifest,
             session=session,
             load_ms=(time.perf_counter() - started) * 1000,
-            input_names=[i.name for i in session.get_inputs()],
-            output_names=[o.name for o in session.get_outputs()],
             # What the session holds: at least its weights, more where onnxruntime's arenas grew.
             memory_bytes=max(len(data), rss_bytes() - rss_before),
         )
