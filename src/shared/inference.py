@@ -6,74 +6,16 @@ written per model. Errors say which input, what was expected and what came.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
-from shared.errors import BadRequest, InvalidInput, PayloadTooLarge
+from shared.dtypes import DTYPES
+from shared.errors import BadRequest, InvalidInput
 from shared.model_cache import LoadedModel
 from shared.model_check import graph_input
+from shared.tensors import check_batch, check_names, check_same_count, check_shape, numbers, shape_str, token_ids, typed
 from shared.text import WordTokenizer
-
-NUMPY_DTYPES = {
-    "float32": np.float32,
-    "float64": np.float64,
-    "float16": np.float16,
-    "int64": np.int64,
-    "int32": np.int32,
-    "int8": np.int8,
-    "uint8": np.uint8,
-    "bool": np.bool_,
-}
-
-
-def parse_json_body(body: str | bytes | None, max_bytes: int) -> Any:
-    """Size first (413), then JSON (400): a huge body is refused before it is parsed."""
-    if body is None or len(body) == 0:
-        raise BadRequest("request body is empty; expected a JSON object", expected='{"instances": [...]}')
-    if len(body) > max_bytes:
-        raise PayloadTooLarge(
-            f"request body is {len(body)} bytes; the limit is {max_bytes}", limit_bytes=max_bytes, received=len(body)
-        )
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc.__class__.__name__}", expected="JSON") from None
-
-
-def shape_str(shape: list[int | None] | tuple[int | None, ...]) -> str:
-    return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
-
-
-def check_batch(name: str, count: int, max_batch: int) -> None:
-    """The per-request batch limit, the same for every body convention."""
-    if count > max_batch:
-        raise InvalidInput(
-            f"{count} instances exceed the batch limit of {max_batch}",
-            input=name,
-            expected=f"at most {max_batch} instances",
-            received=count,
-        )
-
-
-def token_ids(value: Any, spec: dict[str, Any], tokenizer: WordTokenizer, max_batch: int) -> np.ndarray:
-    """A batch of raw strings for a tokenised input, as the graph's int64 token ids."""
-    name = spec["name"]
-    expected = "a non-empty list of strings (raw text, one per instance)"
-    if not isinstance(value, list) or len(value) == 0:
-        received = type(value).__name__ if not isinstance(value, list) else "empty list"
-        raise InvalidInput(f"input {name!r} needs {expected}", input=name, expected=expected, received=received)
-    check_batch(name, len(value), max_batch)
-    wrong = [i for i, v in enumerate(value) if not isinstance(v, str)]
-    if wrong:
-        raise InvalidInput(
-            f"input {name!r} takes raw text: each instance must be a string (instance {wrong[0]} is not)",
-            input=name,
-            expected=expected,
-            received=type(value[wrong[0]]).__name__,
-        )
-    return tokenizer.encode(value)
 
 
 def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordTokenizer | None = None) -> np.ndarray:
@@ -81,7 +23,7 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordT
     A string input with a tokenizer becomes the token ids its graph input takes."""
     if tokenizer is not None:
         return token_ids(value, spec, tokenizer, max_batch)
-    name, dtype, shape = spec["name"], spec["dtype"], spec["shape"]
+    name, dtype, shape = spec["name"], DTYPES[spec["dtype"]], spec["shape"]
     if not isinstance(value, list) or len(value) == 0:
         raise InvalidInput(
             f"input {name!r} needs a non-empty list of instances",
@@ -90,100 +32,11 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordT
             received=type(value).__name__ if not isinstance(value, list) else "empty list",
         )
     check_batch(name, len(value), max_batch)
-    np_dtype = NUMPY_DTYPES.get(dtype)
-    if np_dtype is None:
-        raise InvalidInput(f"input {name!r} has dtype {dtype}, which this API cannot build from JSON", input=name)
-    check_numbers(name, value, np_dtype, f"numbers in shape {shape_str(shape)}")
-    try:
-        array = np.asarray(value, dtype=np.float64 if np_dtype != np.bool_ else np.bool_)
-    except (ValueError, TypeError, OverflowError):
-        raise InvalidInput(
-            f"input {name!r} must be a rectangular array of numbers",
-            input=name,
-            expected=f"numbers in shape {shape_str(shape)}",
-            received="ragged or non-numeric values",
-        ) from None
-    if array.ndim != len(shape) or any(d is not None and d != a for d, a in zip(shape, array.shape, strict=False)):
-        raise InvalidInput(
-            f"input {name!r} has shape {list(array.shape)}; expected {shape_str(shape)} (first dimension = instances)",
-            input=name,
-            expected=shape_str(shape),
-            received=list(array.shape),
-        )
-    if array.dtype == np.float64:
-        if not np.isfinite(array).all():
-            raise InvalidInput(
-                f"input {name!r} contains NaN or infinite values",
-                input=name,
-                expected="finite numbers",
-                received="NaN or Infinity",
-            )
-        if np.issubdtype(np_dtype, np.integer) and not np.all(np.equal(np.mod(array, 1), 0)):
-            raise InvalidInput(f"input {name!r} expects integers", input=name, expected=dtype, received="fractions")
-    return cast_in_range(name, array, np_dtype)
-
-
-_JSON_TYPES = {str: "a string", bool: "a boolean", type(None): "null", dict: "an object"}
-
-
-def check_numbers(name: str, value: Any, np_dtype: Any, expected: str) -> None:
-    """Refuse a nested list whose leaves are not all JSON numbers (booleans only for a bool input).
-
-    numpy would quietly read ``"1"`` and ``true`` as 1.0, and ``null`` as NaN."""
-    allow_bool = np_dtype == np.bool_
-    pending = [value]
-    while pending:
-        for item in pending.pop():
-            kind = type(item)
-            if kind is list:
-                pending.append(item)
-            elif kind is not float and kind is not int and not (kind is bool and allow_bool):
-                what = _JSON_TYPES.get(kind, kind.__name__)
-                raise InvalidInput(
-                    f"input {name!r} takes numbers; it got {what}",
-                    input=name,
-                    expected=expected,
-                    received=what if kind is not str else f"string {item[:20]!r}",
-                )
-
-
-def cast_in_range(name: str, array: np.ndarray, np_dtype: Any) -> np.ndarray:
-    """Cast to the input's dtype, refusing values it cannot hold: 1e39 is finite in JSON but
-    infinite in float32, and 1e30 has no int64."""
-    if np.issubdtype(np_dtype, np.integer):
-        info = np.iinfo(np_dtype)
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            raise InvalidInput(
-                f"input {name!r} has values outside the range of {np.dtype(np_dtype).name}",
-                input=name,
-                expected=f"integers in [{info.min}, {info.max}]",
-                received=f"[{array.min():g}, {array.max():g}]",
-            )
-        return array.astype(np_dtype)
-    with np.errstate(over="ignore"):
-        cast = array.astype(np_dtype, copy=False)
-    if np.issubdtype(np_dtype, np.floating) and not np.isfinite(cast).all():
-        limit = float(np.finfo(np_dtype).max)
-        raise InvalidInput(
-            f"input {name!r} has values outside the range of {np.dtype(np_dtype).name} (about ±{limit:.3g})",
-            input=name,
-            expected=f"finite {np.dtype(np_dtype).name} numbers",
-            received="a value too large for it",
-        )
-    return cast
-
-
-def check_input_names(names: list[str], specs: list[dict[str, Any]]) -> None:
-    declared = [s["name"] for s in specs]
-    missing, extra = sorted(set(declared) - set(names)), sorted(set(names) - set(declared))
-    if missing or extra:
-        raise InvalidInput(
-            "inputs must name each model input exactly once",
-            expected=declared,
-            received=names[:20],
-            missing=missing,
-            unexpected=extra[:20],
-        )
+    if dtype.numpy is None:
+        raise InvalidInput(f"input {name!r} has dtype {dtype.name}, which this API cannot build from JSON", input=name)
+    array = numbers(name, value, dtype, f"numbers in shape {shape_str(shape)}")
+    check_shape(name, array.shape, shape)
+    return typed(name, array, dtype, dtype.name)
 
 
 def _feed(value: Any, spec: dict[str, Any], model: LoadedModel, max_batch: int) -> tuple[str, np.ndarray]:
@@ -217,7 +70,7 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
                 expected=[s["name"] for s in specs],
             )
         for instance in instances:
-            check_input_names(list(instance), specs)
+            check_names(list(instance), specs)
         columns = {s["name"]: [i.get(s["name"]) for i in instances] for s in specs}
         return dict(_feed(columns[s["name"]], s, model, max_batch) for s in specs)
     inputs = body["inputs"]
@@ -229,12 +82,9 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
             expected=[s["name"] for s in specs],
             received=type(inputs).__name__,
         )
-    check_input_names(list(inputs), specs)
+    check_names(list(inputs), specs)
     feeds = dict(_feed(inputs[s["name"]], s, model, max_batch) for s in specs)
-    if len({len(a) for a in feeds.values()}) != 1:
-        raise InvalidInput(
-            "all inputs must have the same number of instances", received={k: len(v) for k, v in feeds.items()}
-        )
+    check_same_count(feeds)
     return feeds
 
 

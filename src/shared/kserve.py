@@ -12,24 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from shared.dtypes import DTYPES, V2_ACCEPTS, V2_DATATYPES
 from shared.errors import InvalidInput
-from shared.inference import NUMPY_DTYPES, cast_in_range, check_batch, check_numbers, shape_str, token_ids
 from shared.model_cache import LoadedModel
 from shared.model_check import graph_input
 from shared.schemas import InferRequest, InferRequestedOutput
+from shared.tensors import check_batch, check_names, check_same_count, check_shape, numbers, token_ids, typed
 
-V2_DATATYPES = {
-    "float32": "FP32",
-    "float64": "FP64",
-    "float16": "FP16",
-    "int64": "INT64",
-    "int32": "INT32",
-    "int8": "INT8",
-    "uint8": "UINT8",
-    "bool": "BOOL",
-    "string": "BYTES",
-}
-FROM_V2 = {v: k for k, v in V2_DATATYPES.items()}
 PLATFORM = "onnxruntime_onnx"
 
 
@@ -51,90 +40,49 @@ def model_metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
     }
 
 
-def _accepts(declared: str, received: str) -> bool:
-    return declared == received or (declared in ("FP32", "FP16") and received in ("FP64", "FP32", "FP16"))
-
-
 def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) -> dict[str, np.ndarray]:
+    """An Open Inference request's input tensors as feeds keyed by graph input; the checks are
+    ``shared.tensors``', this only reads the v2 envelope (datatype, shape, flat or nested data)."""
     specs = {s["name"]: s for s in model.manifest["inputs"]}
-    names = [t.name for t in request.inputs]
-    missing, extra = sorted(set(specs) - set(names)), sorted(set(names) - set(specs))
-    if missing or extra or len(names) != len(set(names)):
-        raise InvalidInput(
-            "inputs must name each model input exactly once",
-            expected=sorted(specs),
-            received=names,
-            missing=missing,
-            unexpected=extra,
-        )
+    check_names([t.name for t in request.inputs], model.manifest["inputs"])
     feeds: dict[str, np.ndarray] = {}
     for tensor in request.inputs:
         spec = specs[tensor.name]
-        declared = V2_DATATYPES[spec["dtype"]]
-        if not _accepts(declared, tensor.datatype):
+        dtype = DTYPES[spec["dtype"]]
+        if tensor.datatype not in V2_ACCEPTS[dtype.v2]:
             raise InvalidInput(
-                f"input {tensor.name!r} has datatype {tensor.datatype}; the model takes {declared}",
+                f"input {tensor.name!r} has datatype {tensor.datatype}; the model takes {dtype.v2}",
                 input=tensor.name,
-                expected=declared,
+                expected=dtype.v2,
                 received=tensor.datatype,
             )
-        shape, want = tensor.shape, spec["shape"]
-        if len(shape) != len(want) or any(d is not None and d != s for d, s in zip(want, shape, strict=False)):
-            raise InvalidInput(
-                f"input {tensor.name!r} has shape {shape}; expected {shape_str(want)}",
-                input=tensor.name,
-                expected=_v2_shape(want),
-                received=shape,
-            )
+        shape = tensor.shape
+        check_shape(tensor.name, shape, spec["shape"], expected=_v2_shape(spec["shape"]))
         if any(s < 0 for s in shape) or (shape and shape[0] == 0):
             raise InvalidInput(f"input {tensor.name!r} needs at least one instance", input=tensor.name, received=shape)
         check_batch(tensor.name, shape[0], max_batch)
         if spec.get("tokenizer"):
             if len(shape) != 1:
                 raise InvalidInput(f"input {tensor.name!r} takes one string per instance", input=tensor.name)
-            data = tensor.data
-            if len(data) != shape[0]:
-                raise InvalidInput(
-                    f"input {tensor.name!r} has {len(data)} data elements; shape {shape} holds {shape[0]}",
-                    input=tensor.name,
-                    expected=shape[0],
-                    received=len(data),
-                )
-            feeds[graph_input(spec)] = token_ids(data, spec, model.tokenizer(spec), max_batch)
+            _check_size(tensor.name, len(tensor.data), shape)
+            feeds[graph_input(spec)] = token_ids(tensor.data, spec, model.tokenizer(spec), max_batch)
             continue
-        target = NUMPY_DTYPES[spec["dtype"]]
-        check_numbers(tensor.name, tensor.data, target, declared)
-        try:
-            flat = np.asarray(tensor.data, dtype=np.bool_ if target == np.bool_ else np.float64).reshape(-1)
-        except (ValueError, TypeError, OverflowError):
-            raise InvalidInput(
-                f"input {tensor.name!r} data must be numbers (flat or nested)",
-                input=tensor.name,
-                expected=declared,
-                received="ragged or non-numeric data",
-            ) from None
-        if flat.size != math.prod(shape):
-            raise InvalidInput(
-                f"input {tensor.name!r} has {flat.size} data elements; shape {shape} holds {math.prod(shape)}",
-                input=tensor.name,
-                expected=math.prod(shape),
-                received=int(flat.size),
-            )
-        if flat.dtype == np.float64 and not np.isfinite(flat).all():
-            raise InvalidInput(
-                f"input {tensor.name!r} contains NaN or infinite values",
-                input=tensor.name,
-                expected="finite numbers",
-                received="NaN or Infinity",
-            )
-        if np.issubdtype(target, np.integer) and not np.all(np.mod(flat, 1) == 0):
-            raise InvalidInput(f"input {tensor.name!r} expects integers", input=tensor.name, expected=declared)
-        feeds[tensor.name] = cast_in_range(tensor.name, flat, target).reshape(shape)
-    if len({len(a) for a in feeds.values()}) > 1:
-        raise InvalidInput(
-            "all inputs must have the same number of instances", received={k: len(v) for k, v in feeds.items()}
-        )
+        flat = numbers(tensor.name, tensor.data, dtype, dtype.v2).reshape(-1)
+        _check_size(tensor.name, int(flat.size), shape)
+        feeds[tensor.name] = typed(tensor.name, flat, dtype, dtype.v2).reshape(shape)
+    check_same_count(feeds)
     return feeds
+
+
+def _check_size(name: str, size: int, shape: list[int]) -> None:
+    """v2 sends a shape and its data apart: the data must fill the shape exactly."""
+    if size != math.prod(shape):
+        raise InvalidInput(
+            f"input {name!r} has {size} data elements; shape {shape} holds {math.prod(shape)}",
+            input=name,
+            expected=math.prod(shape),
+            received=size,
+        )
 
 
 def _classification(model: LoadedModel, values: np.ndarray, k: int) -> dict[str, Any]:

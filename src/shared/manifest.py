@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.dtypes import DTYPES
 from shared.errors import ModelIntegrityError
 from shared.text import tokenizer_problems
 
 SCHEMA_VERSION = 1
 TASKS = ("classification", "regression")
-DTYPES = ("float32", "float64", "int64", "int32", "string", "bool", "float16", "uint8", "int8")
 
 # Fields ARCHITECTURE.md requires of every manifest.
 REQUIRED_FIELDS = (
@@ -44,7 +44,7 @@ def _tensor_problems(where: str, tensors: Any) -> list[str]:
         if not isinstance(tensor.get("name"), str) or not tensor["name"]:
             problems.append(f"{where}[{i}].name: expected a non-empty string")
         if tensor.get("dtype") not in DTYPES:
-            problems.append(f"{where}[{i}].dtype: expected one of {DTYPES}, got {tensor.get('dtype')!r}")
+            problems.append(f"{where}[{i}].dtype: expected one of {tuple(DTYPES)}, got {tensor.get('dtype')!r}")
         shape = tensor.get("shape")
         if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
             problems.append(f"{where}[{i}].shape: expected a list of positive ints or null, got {shape!r}")

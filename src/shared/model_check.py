@@ -9,26 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.dtypes import DTYPES
 from shared.errors import ModelIntegrityError, ModelRejected
-
-# manifest dtype -> onnxruntime's type string
-ORT_TYPES = {
-    "float32": "tensor(float)",
-    "float64": "tensor(double)",
-    "float16": "tensor(float16)",
-    "int64": "tensor(int64)",
-    "int32": "tensor(int32)",
-    "int8": "tensor(int8)",
-    "uint8": "tensor(uint8)",
-    "bool": "tensor(bool)",
-    "string": "tensor(string)",
-}
 
 
 def graph_input(spec: dict[str, Any]) -> str:
     """The ONNX input a manifest input feeds: a tokenised string input feeds its token ids."""
     tokenizer = spec.get("tokenizer")
     return str(tokenizer["graph_input"]) if isinstance(tokenizer, dict) else str(spec["name"])
+
+
+def _ort_type(dtype: str) -> str | None:
+    entry = DTYPES.get(dtype)  # an unverified manifest may name any dtype: it then matches nothing
+    return entry.ort if entry else None
 
 
 def schema_problems(session: Any, manifest: dict[str, Any]) -> list[str]:
@@ -43,7 +36,7 @@ def schema_problems(session: Any, manifest: dict[str, Any]) -> list[str]:
         node = graph_inputs.get(name)
         if node is None or "tokenizer" in spec:
             continue  # a tokenised input feeds integer ids: its dtype is the tokenizer's business
-        if node.type != ORT_TYPES.get(spec["dtype"]):
+        if node.type != _ort_type(spec["dtype"]):
             problems.append(f"inputs.{name}: the manifest says {spec['dtype']}, the graph takes {node.type}")
         if isinstance(node.shape, list) and len(node.shape) != len(spec["shape"]):
             problems.append(f"inputs.{name}: rank {len(spec['shape'])} in the manifest, {len(node.shape)} in the graph")
@@ -51,7 +44,7 @@ def schema_problems(session: Any, manifest: dict[str, Any]) -> list[str]:
         node = graph_outputs.get(spec["name"])
         if node is None:
             problems.append(f"outputs.{spec['name']}: not an output of the graph (it has {sorted(graph_outputs)})")
-        elif node.type.startswith("tensor(") and node.type != ORT_TYPES.get(spec["dtype"]):
+        elif node.type.startswith("tensor(") and node.type != _ort_type(spec["dtype"]):
             problems.append(f"outputs.{spec['name']}: the manifest says {spec['dtype']}, the graph gives {node.type}")
     return problems
 
@@ -63,7 +56,7 @@ def check_session(session: Any, manifest: dict[str, Any]) -> None:
         raise ModelIntegrityError("the ONNX graph does not match its manifest", problems=problems)
 
 
-def _open_session(source: bytes | str) -> Any:
+def open_session(source: bytes | str) -> Any:
     """A bare session (no graph rewrites, one thread): enough to know the model loads and read its schema."""
     import onnxruntime as ort
 
@@ -78,7 +71,7 @@ def load_problems(source: bytes | str, manifest: dict[str, Any]) -> list[str]:
     import onnxruntime as ort
 
     try:
-        session = _open_session(source)
+        session = open_session(source)
     except Exception as exc:
         return [f"onnxruntime {ort.__version__} cannot load the model ({type(exc).__name__})"]
     return schema_problems(session, manifest)
@@ -89,7 +82,7 @@ def check_publishable(model_bytes: bytes, manifest: dict[str, Any]) -> str:
     import onnxruntime as ort
 
     try:
-        session = _open_session(model_bytes)
+        session = open_session(model_bytes)
     except Exception as exc:
         raise ModelRejected(
             f"onnxruntime {ort.__version__} cannot load the model",

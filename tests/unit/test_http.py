@@ -62,6 +62,8 @@ def test_a_get_without_a_body_is_not_checked():
         ('{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests too deeply"),
         ('{"instances": [' + "1" * 5000 + "]}", "number too long"),  # past Python's 4300-digit int limit
         ("{not json", "not valid JSON"),
+        ("{", "not valid JSON"),
+        ('{"instances": [1,]}', "not valid JSON"),
     ],
 )
 def test_bodies_the_json_parser_cannot_read_are_a_400(body, why):

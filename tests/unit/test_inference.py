@@ -1,23 +1,11 @@
 import numpy as np
 import pytest
 
-from shared.errors import BadRequest, InvalidInput, PayloadTooLarge
-from shared.inference import feeds_from_body, format_predictions, parse_json_body, run, to_tensor
+from shared.errors import BadRequest, InvalidInput
+from shared.inference import feeds_from_body, format_predictions, run, to_tensor
 from shared.model_cache import ModelCache
 
 SPEC = {"name": "image", "dtype": "float32", "shape": [None, 8, 8, 1]}
-
-
-def test_json_body_size_is_checked_before_parsing():
-    with pytest.raises(PayloadTooLarge) as err:
-        parse_json_body(b"[" * 100, max_bytes=10)
-    assert err.value.status == 413 and err.value.details == {"limit_bytes": 10, "received": 100}
-
-
-@pytest.mark.parametrize("body", [b"", b"{", b"not json", b'{"instances": [1,]}'])
-def test_malformed_json_is_a_400(body):
-    with pytest.raises(BadRequest):
-        parse_json_body(body, max_bytes=1000)
 
 
 def test_wrong_shape_names_expected_and_received():

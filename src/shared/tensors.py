@@ -1,0 +1,167 @@
+"""The tensor checks every body convention shares: input names, batch limit, shape, JSON numbers,
+finiteness, integers, the dtype's range, and raw text.
+
+The TF Serving codec (``inference``, which API calls and batch files go through) and the Open
+Inference codec (``kserve``) only translate their envelopes and call these, so a rule is changed
+here once. Errors say which input, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from shared.dtypes import DType
+from shared.errors import InvalidInput
+from shared.text import WordTokenizer
+
+Shape = Sequence[int | None]
+
+
+def shape_str(shape: Shape) -> str:
+    return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
+
+
+def check_names(names: list[str], specs: list[dict[str, Any]]) -> None:
+    """Each manifest input named once, nothing else."""
+    declared = [s["name"] for s in specs]
+    missing, extra = sorted(set(declared) - set(names)), sorted(set(names) - set(declared))
+    if missing or extra or len(names) != len(set(names)):
+        raise InvalidInput(
+            "inputs must name each model input exactly once",
+            expected=declared,
+            received=names[:20],
+            missing=missing,
+            unexpected=extra[:20],
+        )
+
+
+def check_batch(name: str, count: int, max_batch: int) -> None:
+    """The per-request batch limit, the same for every body convention."""
+    if count > max_batch:
+        raise InvalidInput(
+            f"{count} instances exceed the batch limit of {max_batch}",
+            input=name,
+            expected=f"at most {max_batch} instances",
+            received=count,
+        )
+
+
+def check_shape(name: str, shape: Shape, want: Shape, expected: Any = None) -> None:
+    """``shape`` fits the manifest's ``want`` (None = any size); ``expected`` is the protocol's spelling of it."""
+    if len(shape) != len(want) or any(d is not None and d != s for d, s in zip(want, shape, strict=False)):
+        raise InvalidInput(
+            f"input {name!r} has shape {list(shape)}; expected {shape_str(want)} (first dimension = instances)",
+            input=name,
+            expected=shape_str(want) if expected is None else expected,
+            received=list(shape),
+        )
+
+
+def check_same_count(feeds: dict[str, np.ndarray]) -> None:
+    if len({len(a) for a in feeds.values()}) > 1:
+        raise InvalidInput(
+            "all inputs must have the same number of instances", received={k: len(v) for k, v in feeds.items()}
+        )
+
+
+def token_ids(value: Any, spec: dict[str, Any], tokenizer: WordTokenizer, max_batch: int) -> np.ndarray:
+    """A batch of raw strings for a tokenised input, as the graph's int64 token ids."""
+    name = spec["name"]
+    expected = "a non-empty list of strings (raw text, one per instance)"
+    if not isinstance(value, list) or len(value) == 0:
+        received = type(value).__name__ if not isinstance(value, list) else "empty list"
+        raise InvalidInput(f"input {name!r} needs {expected}", input=name, expected=expected, received=received)
+    check_batch(name, len(value), max_batch)
+    wrong = [i for i, v in enumerate(value) if not isinstance(v, str)]
+    if wrong:
+        raise InvalidInput(
+            f"input {name!r} takes raw text: each instance must be a string (instance {wrong[0]} is not)",
+            input=name,
+            expected=expected,
+            received=type(value[wrong[0]]).__name__,
+        )
+    return tokenizer.encode(value)
+
+
+_JSON_TYPES = {str: "a string", bool: "a boolean", type(None): "null", dict: "an object"}
+
+
+def check_numbers(name: str, value: Any, dtype: DType, expected: str) -> None:
+    """Refuse a nested list whose leaves are not all JSON numbers (booleans only for a bool input).
+
+    numpy would quietly read ``"1"`` and ``true`` as 1.0, and ``null`` as NaN."""
+    allow_bool = dtype.json == "boolean"
+    pending = [value]
+    while pending:
+        for item in pending.pop():
+            kind = type(item)
+            if kind is list:
+                pending.append(item)
+            elif kind is not float and kind is not int and not (kind is bool and allow_bool):
+                what = _JSON_TYPES.get(kind, kind.__name__)
+                raise InvalidInput(
+                    f"input {name!r} takes numbers; it got {what}",
+                    input=name,
+                    expected=expected,
+                    received=what if kind is not str else f"string {item[:20]!r}",
+                )
+
+
+def numbers(name: str, value: Any, dtype: DType, expected: str) -> np.ndarray:
+    """JSON numbers (flat or nested lists) as one float64 array (bool for a bool input), decoded by
+    numpy in one call; ``expected`` says in the protocol's words what should have come."""
+    check_numbers(name, value, dtype, expected)
+    try:
+        return np.asarray(value, dtype=np.bool_ if dtype.json == "boolean" else np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInput(
+            f"input {name!r} must be a rectangular array of numbers",
+            input=name,
+            expected=expected,
+            received="ragged or non-numeric values",
+        ) from None
+
+
+def typed(name: str, array: np.ndarray, dtype: DType, datatype: str) -> np.ndarray:
+    """The decoded array as the input's dtype: finite, whole where it takes integers, and in its
+    range; ``datatype`` is the protocol's name for the dtype."""
+    if array.dtype == np.float64:
+        if not np.isfinite(array).all():
+            raise InvalidInput(
+                f"input {name!r} contains NaN or infinite values",
+                input=name,
+                expected="finite numbers",
+                received="NaN or Infinity",
+            )
+        if dtype.json == "integer" and not np.all(np.equal(np.mod(array, 1), 0)):
+            raise InvalidInput(f"input {name!r} expects integers", input=name, expected=datatype, received="fractions")
+    return cast_in_range(name, array, dtype.numpy)
+
+
+def cast_in_range(name: str, array: np.ndarray, np_dtype: Any) -> np.ndarray:
+    """Cast to the input's dtype, refusing values it cannot hold: 1e39 is finite in JSON but
+    infinite in float32, and 1e30 has no int64."""
+    if np.issubdtype(np_dtype, np.integer):
+        info = np.iinfo(np_dtype)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise InvalidInput(
+                f"input {name!r} has values outside the range of {np.dtype(np_dtype).name}",
+                input=name,
+                expected=f"integers in [{info.min}, {info.max}]",
+                received=f"[{array.min():g}, {array.max():g}]",
+            )
+        return array.astype(np_dtype)
+    with np.errstate(over="ignore"):
+        cast = array.astype(np_dtype, copy=False)
+    if np.issubdtype(np_dtype, np.floating) and not np.isfinite(cast).all():
+        limit = float(np.finfo(np_dtype).max)
+        raise InvalidInput(
+            f"input {name!r} has values outside the range of {np.dtype(np_dtype).name} (about ±{limit:.3g})",
+            input=name,
+            expected=f"finite {np.dtype(np_dtype).name} numbers",
+            received="a value too large for it",
+        )
+    return cast
