@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Runtime, child, say
-from maas.bench import Stat
+from bench.stats import Stat
 
 BARE_SIZES = "1,8,32,128,512,2048,8192"
 BARE_ROWS = 8192

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import vm_hwm_mib
-from maas.bench import Stat, percentile
+from bench.stats import Stat, percentile
 
 MARK = "maas-bench: import done"
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import pagecache
 from bench.common import Runtime, say, vm_hwm_mib
-from maas.bench import Stat, percentile
+from bench.stats import Stat, percentile
 from maas.embedded_s3 import free_port
 from maas.lambda_runtime import INVOKE_PATH, rie_binary
 from maas.template import FunctionSpec

@@ -122,10 +122,3 @@ def digits(count: int) -> list[Any]:
 
     images = load_digits().images
     return [images[i % len(images)][:, :, None].tolist() for i in range(count)]
-
-
-def handler_env(base: dict[str, str]) -> dict[str, str]:
-    """This process's environment for an in-process child, plus the function's variables."""
-    env = {**os.environ, **base}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env

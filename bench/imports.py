@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.child import MARK
 from bench.common import ROOT, Runtime, child
-from maas.bench import Stat
+from bench.stats import Stat
 
 HARNESS = {"bench", "maas"}  # the measuring child's own packages, imported before the handler: not the function's
 LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from maas.bench import lookup
+from bench.stats import lookup
 
 OURS, FP32, THEIRS, FLOOR = "#2b7bba", "#7fb2dd", "#d9642c", "#9a9a9a"
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from maas.bench import Stat, lookup, markdown_table, ratio
+from bench.stats import Stat, lookup, markdown_table, ratio
 
 README_START = "<!-- bench:summary:start -->"
 README_END = "<!-- bench:summary:end -->"
@@ -588,11 +588,9 @@ def _rerun_section(r: dict[str, Any]) -> str:
     check = r.get("rerun_check")
     if not check:
         return "No earlier results.json to check this run against.\n"
-    earlier = check.get("previous_runs") or 1
     about = (
-        f"the earlier run (`{check.get('previous_command')}`, {check.get('previous_started_at')})"
-        if earlier == 1
-        else f"the {earlier} earlier runs pooled (the latest: {check.get('previous_started_at')})"
+        f"the results.json this run replaced (written by `{check.get('previous_command')}` on "
+        f"{check.get('previous_started_at')})"
     )
     if "skipped" in check:
         return f"Not checked against {about}: {check['skipped']}.\n"
@@ -613,61 +611,19 @@ def _rerun_section(r: dict[str, Any]) -> str:
         )
     outside = check["outside"]
     if not outside:
-        return text + "\n" + _invocations(r)
-    text += " Outside, the farthest first:\n\n"
+        return text + "\n"
     rows = [
-        [
-            f"`{o['figure']}`",
-            f"{o['median']:.4g}",
-            f"{o['min']:.4g}-{o['max']:.4g}",
-            f"{o['off_pct']:+.1f}%",
-        ]
+        [f"`{o['figure']}`", f"{o['median']:.4g}", f"{o['min']:.4g}-{o['max']:.4g}", f"{o['off_pct']:+.1f}%"]
         for o in outside[:15]
     ]
     more = f"\n{len(outside) - 15} more in results.json.\n" if len(outside) > 15 else ""
     header = ["figure", "this run", "earlier min-max", "beyond it"]
-    return text + markdown_table(header, rows, "lrrr") + more + _invocations(r)
+    return text + " Outside, the farthest first:\n\n" + markdown_table(header, rows, "lrrr") + more
 
 
-def _invocations(r: dict[str, Any]) -> str:
-    """The runs of ``make bench`` pooled here (bench/pool.py), each with its own check against those before it."""
-    runs = r.get("invocations") or []
-    if len(runs) < 2:
-        return ""
-    rows = []
-    for run in runs:
-        check = run.get("rerun_check")
-        if isinstance(check, dict):
-            head = check["headline"]
-            checked = f"{check['inside']} of {check['checked']} ({head['inside']} of {head['checked']})"
-        else:
-            checked = check or "-"
-        load = run.get("load_test") or {}
-        rows.append(
-            [
-                run.get("started_at"),
-                f"{run.get('wall_s') or 0:.0f}",
-                f"{run['python_loop_ms']:.2f}" if run.get("python_loop_ms") else "-",
-                f"{load.get('failures')} in {load.get('requests'):,}" if load.get("requests") else "-",
-                checked,
-            ]
-        )
-    header = ["run started", "wall (s)", "workload (ms)", "load test failures", "within the runs before it (summary)"]
-    return (
-        f"\nThe figures pool the runs of these {len(runs)} runs of `make bench` of the same code on this machine "
-        "(`bench/pool.py`); each was checked, alone, against the pooled runs before it:\n\n"
-        + markdown_table(header, rows, "lrrrr")
-    )
-
-
-def pooled_line(r: dict[str, Any]) -> str:
-    runs = r.get("invocations") or []
-    if len(runs) < 2:
-        return ""
-    return (
-        f" Pooled from {len(runs)} runs of `make bench` of the same code on this machine, "
-        f"{runs[0].get('started_at')} to {runs[-1].get('started_at')}; the load test and sizes are the latest run's."
-    )
+def note_line(r: dict[str, Any]) -> str:
+    """results.json's ``note``: what a reader must know of these figures that the run itself cannot say."""
+    return f" {r['note']}" if r.get("note") else ""
 
 
 def _speed(r: dict[str, Any]) -> str:
@@ -677,7 +633,6 @@ def _speed(r: dict[str, Any]) -> str:
 
 def _method(r: dict[str, Any]) -> str:
     rounds = (r.get("settings") or {}).get("rounds") or 1
-    runs = len(r.get("invocations") or []) or 1
     spread = (
         f"A run of `make bench` takes them in {rounds} rounds spread over it (each round runs every timed part "
         "once in turn), so that the spread takes in the machine's drift over minutes; within a round, the short "
@@ -686,18 +641,15 @@ def _method(r: dict[str, Any]) -> str:
         if rounds > 1
         else "A run of `make bench` takes them back to back (one round)."
     )
-    pooled = (
-        f" Here {runs} runs of `make bench` of the same code on this machine are pooled, to take in its drift "
-        "over hours as well (`bench/pool.py`; the Rerun check lists them)."
-        if runs > 1
-        else ""
-    )
     return (
-        f"Each figure is the median of repeated runs with the (min-max) of all of them; every run is in "
-        f"results.json. {spread}{pooled} Ratios are of medians taken over the same runs of `make bench`. "
-        "Each round starts with the functions' files dropped from the page cache and read back by one uncounted "
-        "cold start of each variant (`bench/pagecache.py` says why: how a file entered the cache changes the peak "
-        "RSS of a process that maps it). Sizes and memory in MiB (2^20 bytes, the unit of Lambda's own limits).\n"
+        f"Each figure is the median of repeated runs with the (min-max) of all of them. {spread} The spread is one "
+        "run's of `make bench` (unless the line above says it pools several): it does not take in the machine's "
+        "drift over hours, and a rerun at another hour may land outside it. Ratios are of medians taken over the "
+        "same runs. results.json keeps each figure's median, min, max and count; the runs themselves go "
+        "to the git-ignored bench/out/runs.json. Each round starts with the functions' files dropped from the page "
+        "cache and read back by one uncounted cold start of each variant (`bench/pagecache.py` says why: how a "
+        "file entered the cache changes the peak RSS of a process that maps it). Sizes and memory in MiB (2^20 "
+        "bytes, the unit of Lambda's own limits).\n"
     )
 
 
@@ -705,7 +657,7 @@ def markdown(r: dict[str, Any]) -> str:
     parts = [
         "# Benchmark results\n",
         f"Written by `{r.get('command')}` on {r.get('started_at')} in {r.get('wall_s', 0):.0f} s; "
-        f"`make bench` reruns it. Machine: {machine_line(r)}.{pooled_line(r)}\n",
+        f"`make bench` reruns it. Machine: {machine_line(r)}.{note_line(r)}\n",
         _method(r),
         "## Goals\n",
         goals_table(r),
@@ -750,7 +702,7 @@ def update_readme(readme: Path, r: dict[str, Any]) -> bool:
     if not pattern.search(text):
         return False
     body = (
-        f"{README_START}\n_{machine_line(r)}; {r.get('started_at')}.{pooled_line(r)}_\n\n{summary_table(r)}\n"
+        f"{README_START}\n_{machine_line(r)}; {r.get('started_at')}.{note_line(r)}_\n\n{summary_table(r)}\n"
         f"{goals_table(r, why=False)}{README_END}"
     )
     readme.write_text(pattern.sub(lambda _: body, text, count=1))

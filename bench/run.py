@@ -1,9 +1,9 @@
 """`make bench` / `maas bench` / `python -m bench`: every figure, side by side with TensorFlow, in one run.
 
-Writes bench/results.json (every figure with its runs), bench/results.md (the tables, goals met or
-not) and bench/results.png (the plot README embeds), and refreshes README's summary table between
-its ``bench:summary`` markers. A run of the same code, machine and settings as the results.json it
-replaces is first checked against it, then adds its runs to it (bench/pool.py). Logs and caches live
+Writes bench/results.json (every figure's median, min, max and count: ``stats.summary``), the runs
+behind them to the git-ignored bench/out/runs.json, bench/results.md (the tables, goals met or not, and
+this run checked against the results.json it replaces) and bench/results.png (the plot README embeds),
+and refreshes README's summary table between its ``bench:summary`` markers. Logs and caches live
 under .maas/bench.
 """
 
@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import batch, coldstart, imports, loadtest, models, pool, size
+from bench import batch, coldstart, imports, loadtest, models, size
 from bench.common import (
     BENCH,
     ROOT,
@@ -39,7 +39,7 @@ from bench.common import (
     write_json,
 )
 from bench.eager_handler.eager import LABELS
-from maas.bench import compare, figures, lookup, merge
+from bench.stats import compare, figures, lookup, merge, summary
 from maas.template import FunctionSpec
 
 
@@ -73,12 +73,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="RESULTS_JSON",
         help="check the figures against this results.json instead of the one the run replaces "
         "(with --render-only: check the results.json already there)",
-    )
-    parser.add_argument(
-        "--fresh",
-        action="store_true",
-        help="start the figures over: do not add this run's runs to those of the results.json it replaces "
-        "(they pool when code, machine and settings are the same; bench/pool.py says why)",
     )
     parser.add_argument(
         "--render-only",
@@ -138,7 +132,7 @@ def machine() -> dict[str, Any]:
 class Sections:
     """Runs each part, keeps its wall time, and records a failure without losing the other parts.
 
-    A part run again (the next round) pools its runs with the earlier rounds' (``maas.bench.merge``);
+    A part run again (the next round) pools its runs with the earlier rounds' (``stats.merge``);
     a part that failed once is not run again, and its error stands."""
 
     def __init__(self, results: dict[str, Any]) -> None:
@@ -196,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "previous", "check_against")},
         "machine": machine(),
-        "fingerprint": pool.fingerprint(ROOT),
     }
     sections = Sections(results)
     from maas.stack import load_template
@@ -247,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _derive(results: dict[str, Any]) -> None:
-    """The figures taken from other figures: after the last round, and again after pooling."""
+    """The figures taken from other figures, after the last round."""
     if "batch" in results and "error" not in results["batch"]:
         results["batch"] = batch.finish(results["batch"])
     if "lazy_vs_eager" in results and "error" not in results["lazy_vs_eager"]:
@@ -555,15 +548,7 @@ def _finish(results: dict[str, Any], sections: Sections, out: Path, args: argpar
     results["failed_sections"] = sections.failed
     if args.previous is not None:
         results["rerun_check"] = rerun_check(args.previous, results)
-    results["invocations"] = [pool.invocation(results)]
-    if args.previous is None:
-        results["pooling"] = {"runs": 1, "not_pooled": "no earlier results.json"}
-    else:
-        reason = "--fresh" if args.fresh else pool.why_not(args.previous, results, COMPARABLE)
-        if reason is None:
-            results = pool.pool(args.previous, results)
-            _derive(results)
-        results["pooling"] = {"runs": len(results["invocations"]), "not_pooled": reason}
+    write_json(out / "out" / "runs.json", results)  # every run of every figure: git-ignored, for a closer look
     return _render(results, out, args)
 
 
@@ -583,11 +568,7 @@ COMPARABLE = ("rounds", "cold_runs", "calls", "repeats", "batch_mib", "batch_run
 def rerun_check(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """This run's medians against the spread of the results.json it replaces, when both ran the same way."""
     was, now = previous.get("settings") or {}, current.get("settings") or {}
-    about = {
-        "previous_started_at": previous.get("started_at"),
-        "previous_command": previous.get("command"),
-        "previous_runs": len(previous.get("invocations") or [previous]),
-    }
+    about = {"previous_started_at": previous.get("started_at"), "previous_command": previous.get("command")}
     differ = [k for k in COMPARABLE if was.get(k) != now.get(k)]
     if differ:
         return {**about, "skipped": f"the previous run had other settings ({', '.join(differ)})"}
@@ -607,12 +588,12 @@ def rerun_check(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, 
 
 
 def _render(results: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
-    """Goals, results.json, results.md, the plot and README's table, all from ``results``."""
+    """Goals, results.json (the figures without their runs), results.md, the plot and README's table."""
     from bench import plot, report
 
     results["goals"] = report.goals(results)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", summary(results))
     (out / "results.md").write_text(report.markdown(results))
     plot.draw(results, out / "results.png")
     if not args.no_readme and out.resolve() == BENCH.resolve():

@@ -1,170 +1,17 @@
-"""`maas bench`: the benchmark harness in bench/, and the arithmetic its figures share.
+"""`maas bench`: runs the benchmark harness (``python -m bench``, its statistics in bench/stats.py).
 
-The harness measures in child processes (bench/), so it runs as ``python -m bench`` from the project
-root; ``main`` starts it there. What is here has no dependency beyond the standard library: a figure
-is the median of repeated runs with their min and max (``Stat``), latency percentiles are taken the
-way numpy's default (linear) does, and the report's tables are rendered as GitHub Markdown.
+The harness measures in child processes that import ``bench`` from the project root, so it runs there.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from maas.paths import project_root
 
 
-@dataclass(frozen=True)
-class Stat:
-    """One figure: the median of ``n`` repeated runs, with the smallest and largest run (and every run)."""
-
-    median: float
-    min: float
-    max: float
-    n: int
-    runs: tuple[float, ...] = ()
-
-    @classmethod
-    def of(cls, values: Iterable[float]) -> Stat:
-        runs = tuple(float(v) for v in values)
-        if not runs:
-            raise ValueError("a figure needs at least one run")
-        return cls(statistics.median(runs), min(runs), max(runs), len(runs), runs)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Stat:
-        runs = tuple(float(v) for v in data.get("runs", ()))
-        return cls(float(data["median"]), float(data["min"]), float(data["max"]), int(data["n"]), runs)
-
-    def to_dict(self, digits: int = 4) -> dict[str, Any]:
-        return {
-            "median": round(self.median, digits),
-            "min": round(self.min, digits),
-            "max": round(self.max, digits),
-            "n": self.n,
-            "runs": [round(v, digits) for v in self.runs],
-        }
-
-    def spread(self, fmt: str = "{:.3g}") -> str:
-        """``median (min-max)``, or the one value when every run gave it."""
-        if self.n == 1 or self.min == self.max:
-            return fmt.format(self.median)
-        return f"{fmt.format(self.median)} ({fmt.format(self.min)}-{fmt.format(self.max)})"
-
-
-def is_stat(value: Any) -> bool:
-    """A ``Stat.to_dict()`` that carries its runs (so it can take in the runs of another round)."""
-    return isinstance(value, dict) and {"median", "min", "max", "n", "runs"} <= value.keys()
-
-
-def merge(first: Any, later: Any) -> Any:
-    """Two rounds of the same measurement as one: each figure's runs pooled (its median, min and max
-    taken again), lists of runs joined, dicts merged key by key; any other value is the first round's."""
-    if is_stat(first) and is_stat(later):
-        digits = max((_decimals(v) for v in (*first["runs"], *later["runs"])), default=4)
-        # One digit more than the runs carry: the median of an even count lies halfway between two of them.
-        return Stat.of([*first["runs"], *later["runs"]]).to_dict(digits + 1)
-    if isinstance(first, dict) and isinstance(later, dict):
-        out = dict(first)
-        for key, value in later.items():
-            out[key] = merge(first[key], value) if key in first else value
-        return out
-    if isinstance(first, list) and isinstance(later, list):
-        return first + later
-    return first
-
-
-def figures(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Stat]]:
-    """Every figure in a results tree, with its path (``cold_start/ours_int8/cold_s``)."""
-    if isinstance(tree, dict) and {"median", "min", "max", "n"} <= tree.keys():
-        yield "/".join(path), Stat.from_dict(tree)
-    elif isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from figures(value, (*path, str(key)))
-
-
-def compare(previous: dict[str, Any], current: dict[str, Any], digits: int = 4) -> dict[str, Any]:
-    """Which of this run's medians fall outside the previous run's min-max, figure by figure, the
-    three taken to ``digits`` significant digits (the report shows 3 or 4).
-
-    Figures of one run (n = 1) are left out: a single run has no spread to fall within."""
-    before = {name: stat for name, stat in figures(previous) if stat.n > 1}
-    outside: list[dict[str, Any]] = []
-    checked = 0
-    for name, stat in figures(current):
-        old = before.get(name)
-        if old is None:
-            continue
-        checked += 1
-        if not _significant(old.min, digits) <= _significant(stat.median, digits) <= _significant(old.max, digits):
-            edge = old.min if stat.median < old.min else old.max
-            off = 100 * (stat.median - edge) / edge if edge else float("inf")
-            outside.append({"figure": name, "median": stat.median, "min": old.min, "max": old.max, "off_pct": off})
-    outside.sort(key=lambda item: -abs(float(item["off_pct"])))
-    return {"checked": checked, "inside": checked - len(outside), "outside": outside}
-
-
-def _significant(value: float, digits: int) -> float:
-    return float(f"{value:.{digits}g}")
-
-
-def _decimals(value: float) -> int:
-    text = repr(float(value))
-    return 0 if "e" in text else len(text.split(".")[1].rstrip("0"))
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        raise ValueError("no values")
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be within 0..100, got {q}")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator else None
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
-    """A GitHub Markdown table; ``align`` has one letter per column (l, r or c), left by default."""
-    marks = {"l": "---", "r": "---:", "c": ":---:"}
-    cells = [[_cell(v) for v in row] for row in rows]
-    for row in cells:
-        if len(row) != len(header):
-            raise ValueError(f"row has {len(row)} cells, header has {len(header)}: {row}")
-    rule = [marks[align[i]] if i < len(align) else "---" for i in range(len(header))]
-    lines = [header, rule, *cells]
-    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines) + "\n"
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "**no**"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the harness (``python -m bench``) from the project root; ``argv`` as ``python -m bench --help`` lists."""
+    """Run the harness from the project root; ``argv`` as ``python -m bench --help`` lists."""
     args = list(sys.argv[1:] if argv is None else argv)
     return subprocess.call([sys.executable, "-m", "bench", *args], cwd=project_root())
-
-
-def lookup(results: dict[str, Any], *path: str) -> Any:
-    """``results[path[0]][path[1]]...``, or None where a step is missing (a section that was not measured)."""
-    value: Any = results
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value

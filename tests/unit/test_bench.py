@@ -1,10 +1,15 @@
-"""The arithmetic and rendering every benchmark figure goes through (maas.bench)."""
+"""The arithmetic and rendering every benchmark figure goes through (bench/stats.py), and the report."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from maas.bench import Stat, compare, markdown_table, merge, percentile, ratio
+# bench/ is not an installed package: it runs from the project root (python -m bench), as here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.stats import Stat, compare, markdown_table, merge, percentile, ratio, summary
 
 
 def test_a_figure_is_the_median_of_its_runs_with_min_and_max() -> None:
@@ -66,8 +71,6 @@ def test_markdown_table_aligns_escapes_and_marks_misses() -> None:
 def test_the_eager_wrapper_builds_what_the_first_prediction_would() -> None:
     """bench/eager_handler: its steps run on the handler as it is, and the lazy side's route exists."""
     import importlib.util
-    import sys
-    from pathlib import Path
 
     from functions.api import app
 
@@ -84,10 +87,7 @@ def test_the_eager_wrapper_builds_what_the_first_prediction_would() -> None:
     assert set(eager.LABELS) == {"boto3_s3_client", "onnxruntime", "route_models"}
 
 
-def test_the_report_sets_lazy_against_eager(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pathlib import Path
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))  # bench/ runs from the project root
+def test_the_report_sets_lazy_against_eager() -> None:
     from bench import report
 
     def stat(value: float) -> dict[str, float | int]:
@@ -146,78 +146,45 @@ def test_the_rerun_check_reads_figures_as_reported_not_past_their_digits() -> No
     assert compare(previous, {"rss": Stat.of([109.9, 110.0]).to_dict()})["inside"] == 0
 
 
-def _run(started: str, cold: list[float], fingerprint: str = "abc", **machine: object) -> dict:
-    """A results.json of one `make bench` run, cut to what pooling reads."""
-    from bench import pool
-
+def test_results_json_keeps_each_figure_without_its_runs() -> None:
+    """bench/results.json is the compact summary; the runs go to the ignored bench/out/runs.json."""
     results = {
-        "started_at": started,
-        "fingerprint": fingerprint,
-        "machine": {"cpu": "Xeon", "cores": 2, "load_average_at_start": [0.5], **machine},
-        "settings": {"rounds": 5},
-        "failed_sections": [],
-        "wall_s": 600.0,
-        "load_test": {"total": {"requests": 3000, "failures": 0}},
-        "cold_start": {"ours": {"cold_s": Stat.of(cold).to_dict(), "runs": [{"cold_s": c} for c in cold]}},
-        "size": {"unzipped_mib": 97.9},
+        "machine": {"cpu": "Xeon", "load_average_at_start": [0.5, 0.4, 0.3]},
+        "cold_start": {"ours": {"label": "ours", "cold_s": Stat.of([0.45, 0.47, 0.46]).to_dict(), "runs": [{"a": 1}]}},
+        "rerun_check": {"checked": 1, "outside": [{"figure": "x"}]},
     }
-    results["invocations"] = [pool.invocation(results)]
-    return results
+    compact = summary(results)
+    assert compact == {
+        "machine": {"cpu": "Xeon", "load_average_at_start": [0.5, 0.4, 0.3]},
+        "cold_start": {"ours": {"label": "ours", "cold_s": {"median": 0.46, "min": 0.45, "max": 0.47, "n": 3}}},
+        "rerun_check": {"checked": 1, "outside": [{"figure": "x"}]},
+    }
+    assert summary(compact) == compact
+    # The next run is checked against the compact figures as it was against the full ones.
+    later = {"cold_start": {"ours": {"cold_s": Stat.of([0.48, 0.49]).to_dict()}}}
+    assert compare(compact, later) == compare(results, later)
 
 
-def test_reruns_of_the_same_code_pool_so_the_spread_covers_the_hours_between_them() -> None:
-    from bench import pool
+def test_the_committed_results_render_from_the_compact_summary(tmp_path) -> None:
+    """`python -m bench --render-only` rewrites results.md from the committed results.json alone."""
+    import json
+    import shutil
 
-    first = _run("02:00", [0.45, 0.46, 0.47])
-    later = _run("03:00", [0.48, 0.50, 0.49])
-    later["size"] = {"unzipped_mib": 98.0}
-    assert pool.why_not(first, later, ("rounds",)) is None
-    pooled = pool.pool(first, later)
-    assert Stat.from_dict(pooled["cold_start"]["ours"]["cold_s"]) == Stat.of([0.45, 0.46, 0.47, 0.48, 0.50, 0.49])
-    assert [r["cold_s"] for r in pooled["cold_start"]["ours"]["runs"]] == [0.45, 0.46, 0.47, 0.48, 0.50, 0.49]
-    assert [run["started_at"] for run in pooled["invocations"]] == ["02:00", "03:00"]
-    assert pooled["size"] == {"unzipped_mib": 98.0} and pooled["started_at"] == "03:00"
-    third = pool.pool(pooled, _run("04:00", [0.44]))
-    assert Stat.from_dict(third["cold_start"]["ours"]["cold_s"]).n == 7 and len(third["invocations"]) == 3
+    from bench import report, run
 
-
-def test_runs_of_other_code_machines_settings_or_with_a_failure_do_not_pool() -> None:
-    from bench import pool
-
-    first = _run("02:00", [0.45, 0.46])
-    assert "code" in str(pool.why_not(first, _run("03:00", [0.5], fingerprint="def"), ("rounds",)))
-    assert "code" in str(pool.why_not(first, _run("03:00", [0.5], fingerprint=""), ("rounds",)))
-    assert "cores" in str(pool.why_not(first, _run("03:00", [0.5], cores=4), ("rounds",)))
-    other = _run("03:00", [0.5])
-    other["settings"] = {"rounds": 1}
-    assert "rounds" in str(pool.why_not(first, other, ("rounds",)))
-    failed = _run("03:00", [0.5])
-    failed["failed_sections"] = ["latency"]
-    assert "failed" in str(pool.why_not(first, failed, ("rounds",)))
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    stored = json.loads((bench / "results.json").read_text())
+    assert not any(isinstance(v, dict) and "runs" in v for v in _dicts(stored))
+    shutil.copy(bench / "results.json", tmp_path / "results.json")
+    assert run.main(["--render-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "results.md").read_text() == (bench / "results.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text()) == stored
+    assert "0.456 (0.444-0.500) s" in report.markdown(stored)  # the int8 cold start goal's figure
 
 
-def test_the_code_fingerprint_follows_tracked_files_but_not_what_a_run_writes(tmp_path) -> None:
-    import subprocess
-
-    from bench import pool
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
-
-    git("init", "-q")
-    (tmp_path / "bench").mkdir()
-    for name in ("app.py", "README.md", "bench/results.md"):
-        (tmp_path / name).write_text("one")
-    git("add", ".")
-    before = pool.fingerprint(tmp_path)
-    assert str(before).startswith("sha256:")
-    (tmp_path / "README.md").write_text("two")
-    (tmp_path / "bench/results.md").write_text("two")
-    (tmp_path / "untracked.txt").write_text("x")
-    assert pool.fingerprint(tmp_path) == before
-    (tmp_path / "app.py").write_text("two")  # an uncommitted edit counts
-    assert pool.fingerprint(tmp_path) != before
-    assert pool.fingerprint(tmp_path / "bench") is not None  # inside the checkout: the same files
-    outside = tmp_path.parent / f"{tmp_path.name}-not-git"
-    outside.mkdir()
-    assert pool.fingerprint(outside) is None
+def _dicts(tree: object) -> list[dict]:
+    if isinstance(tree, dict):
+        return [tree, *(d for v in tree.values() for d in _dicts(v))]
+    if isinstance(tree, list):
+        return [d for v in tree for d in _dicts(v)]
+    return []
