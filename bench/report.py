@@ -1,4 +1,4 @@
-"""From results.json to words: the goals (met or not, and what holds a missed one back) and results.md.
+"""From results.json to words: results.md and README's summary table.
 
 Every number printed here is read from the results of the same run; nothing is typed in.
 """
@@ -9,220 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bench.stats import Stat, lookup, markdown_table, ratio
+from bench.stats import MIB, as_stat, figure, lookup, markdown_table, ratio, spread_of, top
 
 README_START = "<!-- bench:summary:start -->"
 README_END = "<!-- bench:summary:end -->"
-MIB = 2**20  # sizes in MiB: Lambda's limits count so (its 250 MB unzipped is 262,144,000 bytes)
 
 
-def _stat(value: Any) -> Stat | None:
-    return Stat.from_dict(value) if isinstance(value, dict) and "median" in value else None
-
-
-def _spread(value: Any, fmt: str = "{:.3g}", scale: float = 1.0) -> str | None:
-    stat = _stat(value)
-    if stat is None:
-        return None
-    return Stat(stat.median * scale, stat.min * scale, stat.max * scale, stat.n).spread(fmt)
-
-
-def _top(mapping: dict[str, Any] | None, count: int, fmt: str, key: str | None = None) -> str:
-    if not mapping:
-        return "-"
-    items = list(mapping.items())[:count]
-    return ", ".join(f"{name} {fmt.format(value[key] if key else value)}" for name, value in items)
-
-
-# -- goals ---------------------------------------------------------------------------------------
-def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
-    out = [
-        _cold_goal(results),
-        _cold_ratio_goal(results),
-        _rss_goal(results),
-        _size_goal(results),
-        _latency_goal(results),
-        _batch_goal(results),
-        _batch_rss_goal(results),
-        _load_goal(results),
-    ]
-    return [g for g in out if g is not None]
-
-
-def _goal(goal: str, target: str, measured: str, met: bool, why: str = "") -> dict[str, Any]:
-    return {"goal": goal, "target": target, "measured": measured, "met": met, "holds_it_back": "" if met else why}
-
-
-def _cold_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    cold = _stat(lookup(r, "cold_start", "ours_int8", "cold_s"))
-    if cold is None:
-        return None
-    floor = _stat(lookup(r, "cold_start", "empty", "cold_s"))
-    init = _stat(lookup(r, "cold_start", "ours_int8", "init_ms"))
-    health = lookup(r, "lazy_vs_eager", "health_cold_s")
-    imported = lookup(r, "imports", "packages_ms", "import")
-    first = _stat(lookup(r, "imports", "first_request_ms"))
-    load = _stat(lookup(r, "imports", "model_load_ms"))
-    why = []
-    if floor:
-        why.append(
-            f"an empty Python handler alone takes {floor.median:.3f} s here (emulator, interpreter, awslambdaric)"
-        )
-    if init:
-        why.append(f"INIT (interpreter + handler import) {init.median:.0f} ms")
-    if imported:
-        why.append(f"import by package: {_top(imported, 4, '{:.0f} ms', 'median')}")
-    if first:
-        extra = f", of which model download + session {load.median:.0f} ms" if load else ""
-        why.append(f"first request {first.median:.0f} ms{extra}")
-    if health:
-        lazy, eager = _stat(health["lazy"]), _stat(health["eager"])
-        if lazy and eager:
-            why.append(
-                f"GET /health, which needs no model, {lazy.median:.3f} s (with the deferred work done at INIT: "
-                f"{eager.median:.3f} s)"
-            )
-    return _goal(
-        "cold start, int8 handler", "≤ 0.30 s", f"{cold.spread('{:.3f}')} s", cold.median <= 0.30, "; ".join(why)
-    )
-
-
-def _cold_ratio_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    ours = _stat(lookup(r, "cold_start", "ours_int8", "cold_s"))
-    theirs = _stat(lookup(r, "cold_start", "tensorflow", "cold_s"))
-    if ours is None or theirs is None:
-        return None
-    share = ours.median / theirs.median
-    floor = _stat(lookup(r, "cold_start", "empty", "cold_s"))
-    why = f"TensorFlow's cold start is {theirs.median:.2f} s here; ours would need ≤ {theirs.median / 15:.3f} s"
-    if floor and floor.median > theirs.median / 15:
-        why += f", below the {floor.median:.3f} s every Python handler pays here"
-    elif floor:
-        why += f" (an empty Python handler takes {floor.median:.3f} s); see the cold start goal for where ours goes"
-    return _goal(
-        "cold start vs TensorFlow handler",
-        "≤ 1/15",
-        f"1/{1 / share:.1f} ({ours.median:.3f} vs {theirs.median:.2f} s)",
-        share <= 1 / 15,
-        why,
-    )
-
-
-def _rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    rss = _stat(lookup(r, "cold_start", "ours_int8", "peak_rss_mib"))
-    if rss is None:
-        return None
-    floor = _stat(lookup(r, "cold_start", "empty", "peak_rss_mib"))
-    after_import = _stat(lookup(r, "imports", "peak_rss_after_import_mib"))
-    health = _stat(lookup(r, "cold_start", "health", "peak_rss_mib"))
-    why = []
-    if floor:
-        why.append(f"empty handler {floor.median:.0f} MiB")
-    if after_import:
-        why.append(f"after the handler's import {after_import.median:.0f} MiB")
-    if health:
-        why.append(f"GET /health {health.median:.0f} MiB")
-    return _goal(
-        "peak RSS of a cold request", "≤ 120 MiB", f"{rss.spread('{:.0f}')} MiB", rss.median <= 120, "; ".join(why)
-    )
-
-
-def _size_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    unzipped = lookup(r, "size", "sam_build", "unzipped_bytes")
-    if unzipped is None:
-        return None
-    largest = lookup(r, "size", "sam_build", "largest") or {}
-    why = [f"largest entries: {', '.join(f'{k} {v / MIB:.1f} MiB' for k, v in list(largest.items())[:5])}"]
-    return _goal(
-        "sam build package, unzipped",
-        "≤ 100 MB (MiB, as Lambda counts)",
-        f"{unzipped / MIB:.1f} MiB",
-        unzipped <= 100 * MIB,
-        "; ".join(why),
-    )
-
-
-def _latency_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    row = lookup(r, "latency", "int8 x1")
-    handler, bare = _stat(lookup(row, "handler", "p50_ms")), _stat(lookup(row, "bare", "p50_ms"))
-    if handler is None or bare is None:
-        return None
-    times = handler.median / bare.median
-    profile = lookup(row, "handler_profile", "by_package_pct")
-    why = f"the handler's own time by package (cProfile): {_top(profile, 5, '{:.0f}%', None)}" if profile else ""
-    return _goal(
-        "warm handler p50 vs bare session.run, 1 instance",
-        "≤ 1.5x",
-        f"{times:.2f}x ({handler.median:.3f} vs {bare.median:.3f} ms)",
-        times <= 1.5,
-        why,
-    )
-
-
-def _batch_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    ours = _stat(lookup(r, "batch", "rows_per_s"))
-    best = _stat(lookup(r, "batch", "bare", "best_rows_per_s"))
-    if ours is None or best is None:
-        return None
-    share = ours.median / best.median
-    phases = lookup(r, "batch", "phases_s") or {}
-    wall = _stat(lookup(r, "batch", "wall_s"))
-    why = ""
-    if phases and wall:
-        ranked = sorted(phases.items(), key=lambda item: -item[1]["median"])
-        why = "time by phase: " + ", ".join(f"{k} {100 * v['median'] / wall.median:.0f}%" for k, v in ranked)
-    size = lookup(r, "batch", "bare", "best_batch_size")
-    inside = _stat(lookup(r, "batch", "session_run_rows_per_s"))
-    chunk = str(lookup(r, "batch", "input", "chunk_rows"))
-    at_chunk = _stat((lookup(r, "batch", "bare", "rows_per_s") or {}).get(chunk))
-    if inside and at_chunk:
-        why += (
-            f"; inside BatchFunction, session.run alone scores {inside.median:,.0f} rows/s on its chunks of {chunk} "
-            f"(bare at {chunk}: {at_chunk.median:,.0f})"
-        )
-    return _goal(
-        "batch rows/s vs bare session.run at its best batch size",
-        "≥ 0.8x",
-        f"{share:.2f}x ({ours.median:,.0f} vs {best.median:,.0f} rows/s at batch {size})",
-        share >= 0.8,
-        why,
-    )
-
-
-def _batch_rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    rss = _stat(lookup(r, "batch", "peak_rss_mib"))
-    if rss is None:
-        return None
-    size = lookup(r, "batch", "input", "bytes") or 0
-    return _goal(
-        f"batch peak RSS on a {size / MIB:.0f} MiB file (streamed)",
-        "≤ 300 MiB",
-        f"{rss.spread('{:.0f}')} MiB",
-        rss.median <= 300,
-    )
-
-
-def _load_goal(r: dict[str, Any]) -> dict[str, Any] | None:
-    total = lookup(r, "load_test", "total")
-    if not total:
-        return None
-    users, seconds = lookup(r, "load_test", "users"), lookup(r, "load_test", "seconds")
-    errors = lookup(r, "load_test", "errors") or []
-    why = [
-        f"{e['occurrences']} x {e['name']} {e['error']!r}, {e['first_s']:.1f}-{e['last_s']:.1f} s after the start"
-        for e in errors
-    ]
-    why.append(f"slowest response {total['max_ms']:,.0f} ms, p99 {total['p99_ms']:,.0f} ms")
-    return _goal(
-        f"load test, {users} clients for {seconds} s, two models",
-        "0 errors",
-        f"{total['failures']} errors in {total['requests']:,} requests",
-        total["failures"] == 0,
-        "; ".join(why),
-    )
-
-
-# -- results.md ----------------------------------------------------------------------------------
 def machine_line(r: dict[str, Any]) -> str:
     m = r.get("machine", {})
     return (
@@ -247,13 +39,13 @@ def summary_table(r: dict[str, Any]) -> str:
     rows = []
 
     def row(name: str, key: str, fmt: str, unit: str, scale: float = 1.0) -> None:
-        ours, tf = _stat(lookup(cold, "ours_int8", key)), _stat(lookup(cold, "tensorflow", key))
+        ours, tf = figure(cold, "ours_int8", key), figure(cold, "tensorflow", key)
         rows.append(
             [
                 f"{name} ({unit})",
-                _spread(lookup(cold, "ours_int8", key), fmt, scale),
-                _spread(lookup(cold, "ours_fp32", key), fmt, scale),
-                _spread(lookup(cold, "tensorflow", key), fmt, scale),
+                spread_of(lookup(cold, "ours_int8", key), fmt, scale),
+                spread_of(lookup(cold, "ours_fp32", key), fmt, scale),
+                spread_of(lookup(cold, "tensorflow", key), fmt, scale),
                 f"{ratio(ours.median, tf.median):.3f}" if ours and tf else None,
             ]
         )
@@ -276,13 +68,13 @@ def summary_table(r: dict[str, Any]) -> str:
     lat = r.get("latency", {})
     for n in (1, 32):
         ours, fp32, tf = (lookup(lat, f"{tag} x{n}", "handler", "p50_ms") for tag in ("int8", "fp32", "tensorflow"))
-        o, t = _stat(ours), _stat(tf)
+        o, t = as_stat(ours), as_stat(tf)
         rows.append(
             [
                 f"warm handler p50, {n} instance{'s' if n > 1 else ''} (ms)",
-                _spread(ours, "{:.3f}"),
-                _spread(fp32, "{:.3f}"),
-                _spread(tf, "{:.3f}"),
+                spread_of(ours, "{:.3f}"),
+                spread_of(fp32, "{:.3f}"),
+                spread_of(tf, "{:.3f}"),
                 f"{o.median / t.median:.2f}" if o and t else None,
             ]
         )
@@ -299,12 +91,12 @@ def _cold_table(r: dict[str, Any]) -> str:
         rows.append(
             [
                 v["label"],
-                _spread(v.get("cold_s"), "{:.3f}"),
-                _spread(from_disk.get(key), "{:.3f}"),
-                _spread(v.get("init_ms"), "{:.0f}"),
-                _spread(v.get("peak_rss_mib"), "{:.0f}"),
-                _spread(v.get("emulator_rss_mib"), "{:.0f}"),
-                _spread(v.get("warm_invoke_p50_ms"), "{:.2f}"),
+                spread_of(v.get("cold_s"), "{:.3f}"),
+                spread_of(from_disk.get(key), "{:.3f}"),
+                spread_of(v.get("init_ms"), "{:.0f}"),
+                spread_of(v.get("peak_rss_mib"), "{:.0f}"),
+                spread_of(v.get("emulator_rss_mib"), "{:.0f}"),
+                spread_of(v.get("warm_invoke_p50_ms"), "{:.2f}"),
                 v.get("runtime"),
             ]
         )
@@ -362,14 +154,14 @@ def _latency_table(r: dict[str, Any]) -> str:
     for label, v in lat.items():
         if not isinstance(v, dict) or "handler" not in v:
             continue
-        h50, b50 = _stat(v["handler"]["p50_ms"]), _stat(v["bare"]["p50_ms"])
+        h50, b50 = as_stat(v["handler"]["p50_ms"]), as_stat(v["bare"]["p50_ms"])
         rows.append(
             [
                 label,
-                _spread(v["handler"]["p50_ms"], "{:.3f}"),
-                _spread(v["handler"]["p99_ms"], "{:.3f}"),
-                _spread(v["bare"]["p50_ms"], "{:.3f}"),
-                _spread(v["bare"]["p99_ms"], "{:.3f}"),
+                spread_of(v["handler"]["p50_ms"], "{:.3f}"),
+                spread_of(v["handler"]["p99_ms"], "{:.3f}"),
+                spread_of(v["bare"]["p50_ms"], "{:.3f}"),
+                spread_of(v["bare"]["p99_ms"], "{:.3f}"),
                 f"{h50.median / b50.median:.2f}x" if h50 and b50 else None,
             ]
         )
@@ -390,8 +182,8 @@ def _latency_table(r: dict[str, Any]) -> str:
         functions = lookup(lat, label, "handler_profile", "by_function_pct")
         if packages and functions:
             text += (
-                f"\nOur handler's own time, {label} (cProfile): by package {_top(packages, 8, '{:.0f}%', None)}; "
-                f"by function {_top(functions, 5, '{:.0f}%', None)}.\n"
+                f"\nOur handler's own time, {label} (cProfile): by package {top(packages, 8, '{:.0f}%', None)}; "
+                f"by function {top(functions, 5, '{:.0f}%', None)}.\n"
             )
     return text
 
@@ -405,13 +197,13 @@ def _batch_section(r: dict[str, Any]) -> str:
         [
             f"BatchFunction core ({b['input']['rows']:,} rows, {b['input']['bytes'] / MIB:.0f} MiB, "
             f"chunks of {b['input']['chunk_rows']})",
-            _spread(b["rows_per_s"], "{:,.0f}"),
-            _spread(b["peak_rss_mib"], "{:.0f}"),
+            spread_of(b["rows_per_s"], "{:,.0f}"),
+            spread_of(b["peak_rss_mib"], "{:.0f}"),
         ],
-        *[[f"bare session.run, batch {size}", _spread(v, "{:,.0f}"), None] for size, v in bare["rows_per_s"].items()],
+        *[[f"bare session.run, batch {size}", spread_of(v, "{:,.0f}"), None] for size, v in bare["rows_per_s"].items()],
     ]
     text = markdown_table(["scoring", "rows/s", "peak RSS (MiB)"], rows, "lrr")
-    wall = _stat(b["wall_s"])
+    wall = as_stat(b["wall_s"])
     if wall:
         text += (
             "\nWhere BatchFunction's time goes: "
@@ -432,7 +224,7 @@ def _compression_table(r: dict[str, Any]) -> str:
             f"{x['size_bytes'] / 1000:,.0f}" if x.get("size_bytes") else None,
             f"{x['gzip_bytes'] / 1000:,.0f}" if x.get("gzip_bytes") else None,
             f"{x['accuracy']:.4f}" if x.get("accuracy") is not None else None,
-            _spread(lookup(x, "latency", "p50_ms"), "{:.3f}"),
+            spread_of(lookup(x, "latency", "p50_ms"), "{:.3f}"),
             f"{x['latency_ms_at_training']:.3f}" if x.get("latency_ms_at_training") is not None else None,
             bool(x.get("accepted")),
         ]
@@ -464,11 +256,11 @@ def _imports_section(r: dict[str, Any]) -> str:
     text = ""
     for label, x in columns:
         text += (
-            f"- {label}: import {_spread(x['import_ms'], '{:.0f}')} ms, then the first request "
-            f"{_spread(x['first_request_ms'], '{:.0f}')} ms (model download, checksum and session: "
-            f"{_spread(x.get('model_load_ms'), '{:.0f}')} ms); peak RSS "
-            f"{_spread(x.get('peak_rss_after_import_mib'), '{:.0f}')} MiB after the import, "
-            f"{_spread(x.get('peak_rss_after_first_request_mib'), '{:.0f}')} MiB after the first request.\n"
+            f"- {label}: import {spread_of(x['import_ms'], '{:.0f}')} ms, then the first request "
+            f"{spread_of(x['first_request_ms'], '{:.0f}')} ms (model download, checksum and session: "
+            f"{spread_of(x.get('model_load_ms'), '{:.0f}')} ms); peak RSS "
+            f"{spread_of(x.get('peak_rss_after_import_mib'), '{:.0f}')} MiB after the import, "
+            f"{spread_of(x.get('peak_rss_after_first_request_mib'), '{:.0f}')} MiB after the first request.\n"
         )
     text += (
         f"\nOwn import time of `{i['module']}`'s modules per top-level package (`python -X importtime`, which adds "
@@ -483,7 +275,7 @@ def _imports_section(r: dict[str, Any]) -> str:
         [
             n,
             *[
-                _spread(x["packages_ms"][side].get(n), "{:.1f}")
+                spread_of(x["packages_ms"][side].get(n), "{:.1f}")
                 for _, x in columns
                 for side in ("import", "first_request")
             ],
@@ -506,9 +298,9 @@ def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
     rows = [
         [
             v["label"],
-            _spread(v.get("eager_at_init"), "{:.1f}"),
+            spread_of(v.get("eager_at_init"), "{:.1f}"),
             "0",
-            _spread(v.get("lazy_at_first_request"), "{:.1f}"),
+            spread_of(v.get("lazy_at_first_request"), "{:.1f}"),
         ]
         for v in lve["steps_ms"].values()
     ]
@@ -516,8 +308,8 @@ def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
     rows.append(
         [
             "`functions.api.app`'s own import (not deferred)",
-            _spread(handler.get("eager"), "{:.1f}"),
-            _spread(handler.get("lazy"), "{:.1f}"),
+            spread_of(handler.get("eager"), "{:.1f}"),
+            spread_of(handler.get("lazy"), "{:.1f}"),
             "-",
         ]
     )
@@ -529,7 +321,7 @@ def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
     imported = lookup(r, "imports", "packages_ms", "import") or {}
     if imported:
         at_init = ", ".join(
-            f"{name} {_spread(imported.get(name), '{:.1f}') or '< 1'} ms"
+            f"{name} {spread_of(imported.get(name), '{:.1f}') or '< 1'} ms"
             for name in ("boto3", "botocore", "onnxruntime")
         )
         text += f"\nAs built, INIT's own import time (`-X importtime`) of these packages: {at_init}.\n"
@@ -543,13 +335,13 @@ def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
         ("predict_peak_rss_mib", "peak RSS, prediction container (MiB)", "{:.0f}"),
     ):
         pair = lve.get(key) or {}
-        lazy, eager = _stat(pair.get("lazy")), _stat(pair.get("eager"))
+        lazy, eager = as_stat(pair.get("lazy")), as_stat(pair.get("eager"))
         if lazy and eager:
             cold_rows.append(
                 [
                     label,
-                    _spread(pair["lazy"], fmt),
-                    _spread(pair["eager"], fmt),
+                    spread_of(pair["lazy"], fmt),
+                    spread_of(pair["eager"], fmt),
                     ("{:+" + fmt[2:]).format(eager.median - lazy.median),
                 ]
             )
@@ -627,7 +419,7 @@ def note_line(r: dict[str, Any]) -> str:
 
 
 def _speed(r: dict[str, Any]) -> str:
-    loop = _stat(lookup(r, "machine_speed", "python_loop_ms"))
+    loop = figure(r, "machine_speed", "python_loop_ms")
     return f"; a fixed pure-Python workload {loop.spread('{:.2f}')} ms" if loop else ""
 
 

@@ -589,9 +589,9 @@ def rerun_check(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, 
 
 def _render(results: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
     """Goals, results.json (the figures without their runs), results.md, the plot and README's table."""
-    from bench import plot, report
+    from bench import goals, plot, report
 
-    results["goals"] = report.goals(results)
+    results["goals"] = goals.goals(results)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", summary(results))
     (out / "results.md").write_text(report.markdown(results))

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+MIB = 2**20  # sizes in MiB: Lambda's limits count so (its 250 MB unzipped is 262,144,000 bytes)
+
 
 @dataclass(frozen=True)
 class Stat:
@@ -170,3 +172,29 @@ def lookup(results: dict[str, Any], *path: str) -> Any:
             return None
         value = value[key]
     return value
+
+
+def as_stat(value: Any) -> Stat | None:
+    """The figure ``value`` holds (a ``Stat.to_dict()``, runs or not), or None where it holds none."""
+    return Stat.from_dict(value) if isinstance(value, dict) and "median" in value else None
+
+
+def figure(results: dict[str, Any], *path: str) -> Stat | None:
+    """The figure at ``path``, or None where it was not measured."""
+    return as_stat(lookup(results, *path))
+
+
+def spread_of(value: Any, fmt: str = "{:.3g}", scale: float = 1.0) -> str | None:
+    """``Stat.spread`` of the figure ``value`` holds, each number times ``scale``; None where it holds none."""
+    stat = as_stat(value)
+    if stat is None:
+        return None
+    return Stat(stat.median * scale, stat.min * scale, stat.max * scale, stat.n).spread(fmt)
+
+
+def top(mapping: dict[str, Any] | None, count: int, fmt: str, key: str | None = None) -> str:
+    """The first ``count`` entries as ``name value, ...`` (each value's ``key`` where given)."""
+    if not mapping:
+        return "-"
+    items = list(mapping.items())[:count]
+    return ", ".join(f"{name} {fmt.format(value[key] if key else value)}" for name, value in items)
