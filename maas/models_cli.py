@@ -9,37 +9,11 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shared.manifest import manifest_from_graph
 from shared.registry import Registry
-
-ONNX_DTYPES = {
-    1: "float32",
-    2: "uint8",
-    3: "int8",
-    6: "int32",
-    7: "int64",
-    8: "string",
-    9: "bool",
-    10: "float16",
-    11: "float64",
-}
-
-
-def _tensors(values: Any) -> list[dict[str, Any]]:
-    out = []
-    for value in values:
-        kind = value.type.tensor_type
-        dtype = ONNX_DTYPES.get(kind.elem_type)
-        if dtype is None:
-            raise SystemExit(
-                f"maas: tensor {value.name!r} has ONNX element type {kind.elem_type}, which MaaS cannot serve"
-            )
-        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in kind.shape.dim]
-        out.append({"name": value.name, "dtype": dtype, "shape": shape})
-    return out
 
 
 def _scores_first(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -58,30 +32,22 @@ def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> di
         onnx.checker.check_model(model)
     except Exception as exc:
         raise SystemExit(f"maas: not a valid ONNX model: {exc}") from None
-    initializers = {i.name for i in model.graph.initializer}
-    manifest: dict[str, Any] = {
-        "schema_version": 1,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": "classification" if labels else "regression",
-        "inputs": _tensors(i for i in model.graph.input if i.name not in initializers),
-        "outputs": _scores_first(_tensors(model.graph.output)) if labels else _tensors(model.graph.output),
-        "preprocessing": {"client": "as the model's author documents it; published with maas models publish"},
-        "compression": {"method": "as published", "candidates": []},
-        "metrics": {},
-        "training_job": {
-            "id": f"external:{source}",
-            "instance_type": "unknown",
-            "duration_s": 0,
-            "hyperparameters": {},
-        },
-        "framework": {
+    manifest = manifest_from_graph(
+        data,
+        task="classification" if labels else "regression",
+        labels=labels or None,
+        preprocessing={"client": "as the model's author documents it; published with maas models publish"},
+        compression={"method": "as published", "candidates": []},
+        metrics={},
+        training_job={"id": f"external:{source}", "instance_type": "unknown", "duration_s": 0, "hyperparameters": {}},
+        framework={
             "onnx_opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
             "onnxruntime": ort.__version__,
             "producer": f"{model.producer_name} {model.producer_version}".strip(),
         },
-    }
+    )
     if labels:
-        manifest["labels"] = labels
+        manifest["outputs"] = _scores_first(manifest["outputs"])
     return manifest
 
 

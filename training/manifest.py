@@ -6,35 +6,12 @@ known here. Input and output tensors are read from the ONNX graph that is publis
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.manifest import SCHEMA_VERSION
-
-
-def _dim(dim: Any) -> int | None:
-    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
-
-
-def graph_tensors(onnx_path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(inputs, outputs) of an ONNX model as manifest entries: name, dtype, shape (null = free)."""
-    import onnx
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-
-    def entry(value: Any) -> dict[str, Any]:
-        tensor = value.type.tensor_type
-        return {
-            "name": value.name,
-            "dtype": tensor_dtype_to_np_dtype(tensor.elem_type).name,
-            "shape": [_dim(d) for d in tensor.shape.dim],
-        }
-
-    inputs = [entry(v) for v in graph.input if v.name not in initializers]
-    return inputs, [entry(v) for v in graph.output]
+from shared.manifest import graph_tensors as graph_tensors  # compress and job read a graph's io here
+from shared.manifest import manifest_from_graph
 
 
 def framework_versions(opset: int) -> dict[str, Any]:
@@ -73,27 +50,23 @@ def build_manifest(
     feature names of a tabular model) become the input's ``columns``, which CSV batch files map by.
     ``text_input`` (name, tokenizer entry) replaces the graph's token-id input by the raw string
     input clients send; the tokenizer's ``graph_input`` names the graph input it feeds."""
-    inputs, outputs = graph_tensors(onnx_path)
+    body = manifest_from_graph(
+        onnx_path,
+        task=task,
+        labels=labels,
+        created_at=created_at,
+        preprocessing=preprocessing,
+        compression=compression,
+        metrics=metrics,
+        training_job=training_job,
+        framework=framework,
+    )
+    inputs = body["inputs"]
     if text_input is not None:
         name, tokenizer = text_input
         if [i["name"] for i in inputs] != [tokenizer["graph_input"]]:
             raise ValueError(f"graph inputs {inputs} are not the tokenizer's {tokenizer['graph_input']!r}")
-        inputs = [{"name": name, "dtype": "string", "shape": [None], "tokenizer": tokenizer}]
+        body["inputs"] = [{"name": name, "dtype": "string", "shape": [None], "tokenizer": tokenizer}]
     elif input_columns is not None:
         inputs[0]["columns"] = list(input_columns)
-    body = {
-        "schema_version": SCHEMA_VERSION,
-        "created_at": (created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
-        "task": task,
-        "inputs": inputs,
-        "outputs": outputs,
-        "labels": list(labels or []),
-        "preprocessing": preprocessing,
-        "compression": compression,
-        "metrics": metrics,
-        "training_job": training_job,
-        "framework": framework,
-    }
-    if labels is None:
-        del body["labels"]
     return body

@@ -6,10 +6,13 @@ derives input validation and response shaping from it.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from shared.dtypes import DTYPES
-from shared.errors import ModelIntegrityError
+from shared.dtypes import BY_ORT, DTYPES
+from shared.errors import ModelIntegrityError, ModelRejected
+from shared.model_check import publishable_session
 from shared.text import tokenizer_problems
 
 SCHEMA_VERSION = 1
@@ -94,3 +97,49 @@ def verify_manifest(manifest: Any, *, name: str | None = None, version: str | No
     if problems:
         raise ModelIntegrityError("model manifest does not verify", problems=problems[:20])
     return manifest
+
+
+def graph_tensors(source: bytes | str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(inputs, outputs) of an ONNX model (bytes or a path) as manifest entries: name, dtype, shape
+    (null = free). Read by the serving onnxruntime, so what training and ``maas models publish``
+    declare is what serving sees; graph initialisers are not inputs."""
+    session = publishable_session(source if isinstance(source, bytes) else str(source))
+    return [_tensor(i) for i in session.get_inputs()], [_tensor(o) for o in session.get_outputs()]
+
+
+def _tensor(node: Any) -> dict[str, Any]:
+    dtype = BY_ORT.get(node.type)
+    if dtype is None:
+        raise ModelRejected(
+            f"tensor {node.name!r} has type {node.type}, which MaaS cannot serve",
+            expected=sorted(BY_ORT),
+            received=node.type,
+        )
+    # onnxruntime gives a free dimension as None or its symbolic name
+    shape = [d if isinstance(d, int) and d > 0 else None for d in node.shape]
+    return {"name": node.name, "dtype": dtype.name, "shape": shape}
+
+
+def manifest_from_graph(
+    source: bytes | str | Path,
+    *,
+    task: str,
+    labels: list[str] | None,
+    created_at: datetime | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A manifest read from its graph (ARCHITECTURE.md, "Manifest"), for training and for
+    ``maas models publish``: ``labels`` None (regression) leaves the field out; ``fields`` are the
+    rest (preprocessing, compression, metrics, training_job, framework). The registry adds name,
+    version and artifact when it publishes."""
+    inputs, outputs = graph_tensors(source)
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": (created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "task": task,
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+    if labels is not None:
+        manifest["labels"] = list(labels)
+    return manifest | fields

@@ -56,7 +56,7 @@ def check_session(session: Any, manifest: dict[str, Any]) -> None:
         raise ModelIntegrityError("the ONNX graph does not match its manifest", problems=problems)
 
 
-def open_session(source: bytes | str) -> Any:
+def _open_session(source: bytes | str) -> Any:
     """A bare session (no graph rewrites, one thread): enough to know the model loads and read its schema."""
     import onnxruntime as ort
 
@@ -71,25 +71,31 @@ def load_problems(source: bytes | str, manifest: dict[str, Any]) -> list[str]:
     import onnxruntime as ort
 
     try:
-        session = open_session(source)
+        session = _open_session(source)
     except Exception as exc:
         return [f"onnxruntime {ort.__version__} cannot load the model ({type(exc).__name__})"]
     return schema_problems(session, manifest)
 
 
-def check_publishable(model_bytes: bytes, manifest: dict[str, Any]) -> str:
-    """At publish: the model must load in this onnxruntime and match the manifest; returns that version."""
+def publishable_session(source: bytes | str) -> Any:
+    """A bare session, or ModelRejected when the serving onnxruntime cannot load the model."""
     import onnxruntime as ort
 
     try:
-        session = open_session(model_bytes)
+        return _open_session(source)
     except Exception as exc:
         raise ModelRejected(
             f"onnxruntime {ort.__version__} cannot load the model",
             expected="an ONNX model the serving onnxruntime loads",
             received=type(exc).__name__,
         ) from None
-    problems = schema_problems(session, manifest)
+
+
+def check_publishable(model_bytes: bytes, manifest: dict[str, Any]) -> str:
+    """At publish: the model must load in this onnxruntime and match the manifest; returns that version."""
+    import onnxruntime as ort
+
+    problems = schema_problems(publishable_session(model_bytes), manifest)
     if problems:
         raise ModelRejected("the ONNX graph does not match the manifest", problems=problems)
     return str(ort.__version__)
