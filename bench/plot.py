@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.stats import lookup
+from bench.stats import MIB, lookup
 
 OURS, FP32, THEIRS, FLOOR = "#2b7bba", "#7fb2dd", "#d9642c", "#9a9a9a"
 
@@ -60,37 +60,26 @@ def draw(results: dict[str, Any], path: Path) -> None:
     batch = results.get("batch") or {}
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
-    _bars(
-        axes[0][0],
-        "cold start, spawn to first 200",
-        "s",
-        [
-            ("empty\nhandler", lookup(cold, "empty", "cold_s"), FLOOR),
-            ("ours\nint8", lookup(cold, "ours_int8", "cold_s"), OURS),
-            ("ours\nfp32", lookup(cold, "ours_fp32", "cold_s"), FP32),
-            ("ours int8\neager", lookup(cold, "ours_int8_eager", "cold_s"), FP32),
-            ("TensorFlow", lookup(cold, "tensorflow", "cold_s"), THEIRS),
-        ],
-    )
-    _bars(
-        axes[0][1],
-        "peak RSS of the cold process",
-        "MiB",
-        [
-            ("empty\nhandler", lookup(cold, "empty", "peak_rss_mib"), FLOOR),
-            ("ours\nint8", lookup(cold, "ours_int8", "peak_rss_mib"), OURS),
-            ("ours\nfp32", lookup(cold, "ours_fp32", "peak_rss_mib"), FP32),
-            ("TensorFlow", lookup(cold, "tensorflow", "peak_rss_mib"), THEIRS),
-        ],
-    )
-    mib = 2**20
+    for ax, key, title, unit in (
+        (axes[0][0], "cold_s", "cold start, spawn to first 200", "s"),
+        (axes[0][1], "peak_rss_mib", "peak RSS of the cold process", "MiB"),
+    ):
+        variants = [
+            ("empty\nhandler", "empty", FLOOR),
+            ("ours\nint8", "ours_int8", OURS),
+            ("ours\nfp32", "ours_fp32", FP32),
+        ]
+        if key == "cold_s":  # the eager wrapper's RSS: results.md's cold start table
+            variants.append(("ours int8\neager", "ours_int8_eager", FP32))
+        variants.append(("TensorFlow", "tensorflow", THEIRS))
+        _bars(ax, title, unit, [(label, lookup(cold, name, key), colour) for label, name, colour in variants])
     _bars(
         axes[0][2],
         "deployment size, unzipped",
         "MiB, log scale",
         [
-            ("sam build", (lookup(size, "sam_build", "unzipped_bytes") or 0) / mib or None, OURS),
-            ("TensorFlow\ninstall", (lookup(size, "tensorflow", "unzipped_bytes") or 0) / mib or None, THEIRS),
+            ("sam build", (lookup(size, "sam_build", "unzipped_bytes") or 0) / MIB or None, OURS),
+            ("TensorFlow\ninstall", (lookup(size, "tensorflow", "unzipped_bytes") or 0) / MIB or None, THEIRS),
         ],
         log=True,
     )
