@@ -188,3 +188,29 @@ def _dicts(tree: object) -> list[dict]:
     if isinstance(tree, list):
         return [d for v in tree for d in _dicts(v)]
     return []
+
+
+def test_a_run_writes_its_runs_aside_and_only_the_figures_to_results_json(tmp_path) -> None:
+    """bench.run._finish: bench/out/runs.json (git-ignored) has every run, results.json the figures."""
+    import argparse
+    import json
+
+    from bench import run
+
+    results = {
+        "started_at": "2026-11-30T15:00:00+00:00",
+        "command": "python -m bench",
+        "machine": {"cpu": "Xeon"},
+        "cold_start": {"ours_int8": {"label": "ours", "cold_s": Stat.of([0.45, 0.47]).to_dict(), "runs": [{"a": 1}]}},
+    }
+    args = argparse.Namespace(previous=None, no_readme=True)
+    assert run._finish(results, run.Sections(results), tmp_path, args, 0.0) == 0
+    raw = json.loads((tmp_path / "out" / "runs.json").read_text())
+    assert raw["cold_start"]["ours_int8"]["cold_s"]["runs"] == [0.45, 0.47]
+    assert raw["cold_start"]["ours_int8"]["runs"] == [{"a": 1}]
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["cold_start"]["ours_int8"] == {
+        "label": "ours",
+        "cold_s": {"median": 0.46, "min": 0.45, "max": 0.47, "n": 2},
+    }
+    assert "0.460 (0.450-0.470) s" in (tmp_path / "results.md").read_text()
