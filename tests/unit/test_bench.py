@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-# bench/ is not an installed package: it runs from the project root (python -m bench), as here.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.stats import Stat, compare, markdown_table, merge, percentile, ratio, summary
 
 
