@@ -1,0 +1,58 @@
+"""The tensor checks are one set: a TF Serving body and an Open Inference request carrying the same
+bad values get the same refusal."""
+
+import pytest
+
+from shared.errors import InvalidInput
+from shared.inference import feeds_from_body
+from shared.kserve import feeds_from_infer
+from shared.model_cache import ModelCache
+from shared.schemas import InferRequest
+
+
+@pytest.fixture
+def digits(registry, published):
+    return ModelCache("unused", registry=registry).get("digits")
+
+
+def image(first):
+    rows = [[[0.0] for _ in range(8)] for _ in range(8)]
+    rows[0][0] = first
+    return rows
+
+
+def refusals(model, instance):
+    """The InvalidInput each convention answers for one instance."""
+    with pytest.raises(InvalidInput) as tf_serving:
+        feeds_from_body({"instances": [instance]}, model, 8)
+    request = InferRequest(inputs=[{"name": "image", "shape": [1, 8, 8, 1], "datatype": "FP64", "data": [instance]}])
+    with pytest.raises(InvalidInput) as v2:
+        feeds_from_infer(request, model, 8)
+    return tf_serving.value, v2.value
+
+
+@pytest.mark.parametrize(
+    ("first", "why"),
+    [
+        ([float("nan")], "contains NaN or infinite values"),
+        ([1e39], "outside the range of float32"),
+        (["1"], "takes numbers; it got a string"),
+        ([True], "takes numbers; it got a boolean"),
+        ([None], "takes numbers; it got null"),
+        ([0.0, 1.0], "must be a rectangular array of numbers"),
+    ],
+)
+def test_both_conventions_refuse_a_bad_value_in_the_same_words(digits, first, why):
+    tf_serving, v2 = refusals(digits, image(first))
+    assert why in tf_serving.message and tf_serving.message == v2.message
+    assert tf_serving.details["received"] == v2.details["received"]
+
+
+def test_both_conventions_name_a_missing_input_the_same_way(digits):
+    with pytest.raises(InvalidInput) as tf_serving:
+        feeds_from_body({"inputs": {"pixels": [image([0.0])]}}, digits, 8)
+    request = InferRequest(inputs=[{"name": "pixels", "shape": [1, 8, 8, 1], "datatype": "FP32", "data": [0.0] * 64}])
+    with pytest.raises(InvalidInput) as v2:
+        feeds_from_infer(request, digits, 8)
+    assert tf_serving.value.details == v2.value.details
+    assert v2.value.details["missing"] == ["image"] and v2.value.details["unexpected"] == ["pixels"]
