@@ -8,7 +8,7 @@ import pytest
 from tests_support import build_two_input_onnx, event
 
 from maas.models_cli import manifest_from_onnx, publish
-from shared.errors import AliasConflict, VersionInUse, VersionNotFound
+from shared.errors import AliasConflict, ModelRejected, VersionInUse, VersionNotFound
 from shared.inference import feeds_from_body, run
 from shared.model_cache import ModelCache
 
@@ -31,6 +31,20 @@ def test_a_model_trained_elsewhere_is_published_with_its_schema_read_from_the_gr
 def test_a_file_onnxruntime_cannot_load_is_refused(registry, tmp_path):
     with pytest.raises(SystemExit, match="not a valid ONNX model"):  # nothing is published
         manifest_from_onnx(b"not a model", None, "junk.onnx")
+    assert registry.list_models() == []
+
+
+def test_a_graph_with_a_tensor_type_maas_cannot_serve_is_refused_by_name(registry, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x, y = (helper.make_tensor_value_info(n, TensorProto.UINT16, [None, 2]) for n in "xy")
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "u16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    with pytest.raises(ModelRejected) as err:  # the CLI prints its body and exits 1
+        publish(registry, "u16", path, labels=None)
+    assert err.value.details["received"] == "tensor(uint16)" and "'x'" in err.value.message
     assert registry.list_models() == []
 
 
