@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.paths import state_dir
+from training.families import DEFAULT_FAMILY, FAMILIES
 
 
 def _local_invoke(args: argparse.Namespace) -> int:
@@ -64,14 +65,26 @@ def _local_batch(args: argparse.Namespace) -> int:
     return run(Path(args.file), args.model, ref, Path(args.out), args.timeout, args.template, args.env_vars)
 
 
+def _given(args: argparse.Namespace, *keys: str) -> dict[str, Any]:
+    """The hyperparameters the command line set; the job (training.job.DEFAULTS, the family) has the rest."""
+    return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+
+
 def _train_local(args: argparse.Namespace) -> int:
     from maas.stack import load_template, s3_for
     from maas.train_local import run_job
 
-    hyperparameters: dict[str, Any] = {"model_name": args.name} if args.name else {}
-    for key in ("family", "label_column", "epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed"):
-        if getattr(args, key) is not None:
-            hyperparameters[key] = getattr(args, key)
+    hyperparameters = _given(
+        args,
+        "model_name",
+        "family",
+        "label_column",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "max_accuracy_drop",
+        "seed",
+    )
     template = load_template(args.template, args.env_vars)
     with s3_for(template) as s3_env:
         bucket = args.bucket or template.function("ApiFunction").environment["MODEL_BUCKET"]
@@ -95,10 +108,11 @@ def _train_submit(args: argparse.Namespace) -> int:
     from training.submit import SubmitError, execution_input, submit, wait
 
     hyperparameters: dict[str, Any] = dict(args.hyperparameter or [])
-    hyperparameters["model_name"] = args.name
-    for key in ("epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed"):
-        if getattr(args, key) is not None:
-            hyperparameters[key] = getattr(args, key)
+    hyperparameters.update(
+        _given(args, "model_name", "epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed")
+    )
+    # None: training.submit's defaults, the one place they are written.
+    limits = {"instance_type": args.instance_type, "max_runtime_s": args.max_runtime}
     try:
         submission = submit(
             role_arn=args.role_arn,
@@ -108,9 +122,8 @@ def _train_submit(args: argparse.Namespace) -> int:
             hyperparameters=hyperparameters,
             region=args.region,
             image=args.image,
-            instance_type=args.instance_type,
             spot=args.spot,
-            max_runtime_s=args.max_runtime,
+            **{k: v for k, v in limits.items() if v is not None},
             max_wait_s=args.max_wait,
             job_name=args.job_name,
             start=not args.execution_input,
@@ -187,9 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_local = train_cmds.add_parser("local", help="run the SageMaker-contract job here and publish")
     train_local.add_argument(
         "--family",
-        choices=["image", "tabular", "logistic", "linear", "text", "text-rnn"],
-        help="model family (default image); tabular, logistic and linear train on CSV/JSON Lines feature rows, "
-        "text and text-rnn on a text column",
+        choices=list(FAMILIES),
+        help=f"model family (default {DEFAULT_FAMILY}); tabular, logistic and linear train on CSV/JSON Lines "
+        "feature rows, text and text-rnn on a text column",
     )
     train_local.add_argument(
         "--data",
@@ -198,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_local.add_argument("--label-column", dest="label_column", help="CSV column / JSON key of the label")
     train_local.add_argument(
-        "--name", help="model name in the registry (default: the family's: digits, breast-cancer, diabetes, ...)"
+        "--name",
+        dest="model_name",
+        help="model name in the registry (default: the family's: digits, breast-cancer, diabetes, ...)",
     )
     train_local.add_argument("--epochs", type=int)
     train_local.add_argument("--batch-size", dest="batch_size", type=int)
@@ -216,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--bucket", required=True, help="model bucket: code, channels, outputs and the registry")
     submit.add_argument("--train", required=True, help="train channel: s3://bucket/prefix/ or a local folder to upload")
     submit.add_argument("--validation", help="validation channel: s3:// prefix or local folder")
-    submit.add_argument("--name", default="digits", help="model name in the registry")
+    submit.add_argument(
+        "--name", dest="model_name", help="model name in the registry (default: the family's, digits for image)"
+    )
     submit.add_argument("--epochs", type=int)
     submit.add_argument("--batch-size", dest="batch_size", type=int)
     submit.add_argument("--learning-rate", dest="learning_rate", type=float)
@@ -225,9 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--hyperparameter", "-H", action="append", type=_hyperparameter, metavar="KEY=VALUE", help="any other"
     )
-    submit.add_argument("--instance-type", dest="instance_type", default="ml.g5.xlarge")
+    submit.add_argument("--instance-type", dest="instance_type", help="default: one NVIDIA A10G GPU (ml.g5.xlarge)")
     submit.add_argument("--spot", action="store_true", help="managed spot training, checkpoints kept in S3")
-    submit.add_argument("--max-runtime", dest="max_runtime", type=int, default=4 * 3600, help="seconds")
+    submit.add_argument("--max-runtime", dest="max_runtime", type=int, help="seconds (default 4 hours)")
     submit.add_argument("--max-wait", dest="max_wait", type=int, help="seconds, with --spot (default 2 x runtime)")
     submit.add_argument("--image", help="training image URI (default: the AWS TensorFlow GPU DLC of the region)")
     submit.add_argument("--region", help="AWS region (default: the profile's or AWS_REGION)")

@@ -60,17 +60,9 @@ def layout(
     train = root / "input" / "data" / "train"
     train.mkdir(parents=True)
     if data is None:
-        from training.data import write_digits_channel, write_tabular_channel
         from training.families import DEFAULT_FAMILY, family
-        from training.text_data import write_text_channel
 
-        chosen = family(str(hyperparameters.get("family", DEFAULT_FAMILY)))
-        if chosen.text:
-            write_text_channel(train)
-        elif chosen.example == "digits":
-            write_digits_channel(train)
-        else:
-            write_tabular_channel(train, chosen.example)
+        family(str(hyperparameters.get("family", DEFAULT_FAMILY))).write_example(train)
     elif str(data).startswith("s3://"):
         fetch_s3_channel(str(data), train, env or {})
     elif (data := Path(data)).is_dir():

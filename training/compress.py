@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
+from training.families.base import CLASSIFICATION, REGRESSION
 
 FP32 = "fp32"
 INT8_DYNAMIC = "int8-dynamic"

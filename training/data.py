@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from training.families.base import CLASSIFICATION, REGRESSION
+
 DIGITS_FILE = "digits.npz"
 LABELS_FILE = "labels.json"
 DEFAULT_LABEL_COLUMN = "label"
@@ -37,9 +39,9 @@ DEFAULT_TEXT_COLUMN = "text"
 FORMATS = (".npz", ".csv", ".jsonl")
 # scikit-learn's bundled tabular sets: (loader name, task). Diabetes is written unscaled, as measured.
 TABULAR_DATASETS = {
-    "breast_cancer": ("load_breast_cancer", "classification"),
-    "wine": ("load_wine", "classification"),
-    "diabetes": ("load_diabetes", "regression"),
+    "breast_cancer": ("load_breast_cancer", CLASSIFICATION),
+    "wine": ("load_wine", CLASSIFICATION),
+    "diabetes": ("load_diabetes", REGRESSION),
 }
 
 
@@ -136,7 +138,7 @@ def write_tabular_channel(folder: str | Path, dataset: str = "breast_cancer", se
         writer.writerow([*names, DEFAULT_LABEL_COLUMN])
         for i in order:
             target = bunch.target[i]
-            label = str(bunch.target_names[target]) if task == "classification" else repr(float(target))
+            label = str(bunch.target_names[target]) if task == CLASSIFICATION else repr(float(target))
             writer.writerow([repr(float(v)) for v in bunch.data[i]] + [label])
     return folder
 
@@ -316,7 +318,7 @@ def load_channel(
     name: str = "train",
     *,
     label_column: str = DEFAULT_LABEL_COLUMN,
-    task: str = "classification",
+    task: str = CLASSIFICATION,
     text_column: str | None = None,
 ) -> Dataset:
     """Read every data file of a channel folder (one format, sorted by name) into one dataset.
@@ -348,7 +350,7 @@ def load_channel(
     if fmt == ".npz":
         parts = [_read_npz(p) for p in files]
         xs, ys = [x for x, _ in parts], [y for _, y in parts]
-        if task == "classification" and not all(np.issubdtype(y.dtype, np.integer) for y in ys):
+        if task == CLASSIFICATION and not all(np.issubdtype(y.dtype, np.integer) for y in ys):
             raise ChannelError(f"channel {name!r}: y must hold integer class ids for a classifier")
         values: list[Any] | np.ndarray = np.concatenate(ys)
     else:
@@ -368,7 +370,7 @@ def load_channel(
         raise ChannelError(f"channel {name!r}: the {fmt} files hold no rows")
     if not np.isfinite(x).all():
         raise ChannelError(f"channel {name!r}: x holds NaN or infinite values")
-    if task == "regression":
+    if task == REGRESSION:
         return Dataset(x=x, y=_targets(values, name), labels=[], columns=columns)
     y, labels = _class_ids(values, _read_labels_file(folder, name), name)
     if y.min() < 0 or y.max() >= len(labels):

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from training.models import INPUT_NAME, OUTPUT_NAME
+from training.families.image import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX
 
 DEFAULT_TEMPERATURE = 4.0
 DEFAULT_ALPHA = 0.3  # weight of the true labels; the rest goes to the teacher
@@ -23,7 +23,7 @@ _EPS = 1e-7
 
 
 def build_student_cnn(
-    input_shape: tuple[int, ...] = (8, 8, 1), num_classes: int = 10, *, pixel_max: float = 16.0
+    input_shape: tuple[int, ...] = (8, 8, 1), num_classes: int = 10, *, pixel_max: float = PIXEL_MAX
 ) -> keras.Model:
     """The teacher's shape at half its conv width and a quarter of its dense width (about 1/7 of its
     parameters), with the same input, preprocessing and output names."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from training.models import INPUT_NAME, OUTPUT_NAME
+from training.families.image import INPUT_NAME, OUTPUT_NAME
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4

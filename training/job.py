@@ -37,7 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.registry import check_name
+from shared.registry import check_name, model_key
+from training.compress import (
+    DEFAULT_COMPRESSION,
+    DEFAULT_MAX_ACCURACY_DROP_POINTS,
+    DEFAULT_MAX_RMSE_INCREASE_PCT,
+    DISTILLED,
+    PRUNED,
+    parse_menu,
+)
 from training.data import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN, Dataset, load_channel, split_holdout
 from training.families import DEFAULT_FAMILY, FAMILIES, TEXT_INPUT, Family, family
 from training.sagemaker_env import DEFAULT_ROOT, TrainingEnv, read_env, write_failure
@@ -47,10 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "learning_rate": 2e-3,
     "seed": 42,
-    "model_name": "digits",
-    "max_accuracy_drop": 0.5,
+    "model_name": "",  # empty: the family's default_model_name
+    "max_accuracy_drop": DEFAULT_MAX_ACCURACY_DROP_POINTS,
     "holdout_fraction": 0.2,
-    "compression": "int8-dynamic,int8-static,fp16",  # training.compress.DEFAULT_COMPRESSION
+    "compression": DEFAULT_COMPRESSION,
     "calibration_rows": 200,
     "pruning_sparsity": 0.5,
     "pruning_epochs": 4,
@@ -58,13 +66,13 @@ DEFAULTS: dict[str, Any] = {
     "distillation_temperature": 4.0,
     "family": DEFAULT_FAMILY,
     "label_column": DEFAULT_LABEL_COLUMN,
-    "max_rmse_increase_pct": 1.0,  # training.compress.DEFAULT_MAX_RMSE_INCREASE_PCT
+    "max_rmse_increase_pct": DEFAULT_MAX_RMSE_INCREASE_PCT,
     "text_column": DEFAULT_TEXT_COLUMN,
     "sequence_length": 24,
     "vocabulary_size": 5000,
 }
-# Candidates that retrain a Keras model; their students are written for the image CNN.
-IMAGE_ONLY_COMPRESSION = ("pruned", "distilled")
+# Candidates that retrain a Keras model: only for the families whose students they build.
+RETRAINED_COMPRESSION = (PRUNED, DISTILLED)
 HYPERPARAMETERS = (
     "family",
     "label_column",
@@ -165,11 +173,10 @@ def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> a
     if unknown:
         raise UsageError(f"unknown hyperparameters {unknown}; known: {known}")
     # String defaults go through each argument's type, so "10" from hyperparameters.json becomes 10.
-    # An empty model name becomes the family's default name in check_arguments.
-    # The same for a learning rate of NaN: the family's own default.
+    # An empty model name becomes the family's default name in check_arguments; the same for a
+    # learning rate of NaN: the family's own default.
     defaults = {
         **DEFAULTS,
-        "model_name": "",
         "learning_rate": "nan",
         "registry_bucket": environ.get("MAAS_MODEL_BUCKET", ""),
     }
@@ -209,14 +216,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         if not ok
     ]
     try:
-        from training.compress import parse_menu  # numpy only: cheap before training
-
         menu = parse_menu(args.compression)
-        if chosen.name != "image":
-            retrained = [m for m in menu if m in IMAGE_ONLY_COMPRESSION]
+        if not chosen.retrained_compression:
+            retrained = [m for m in menu if m in RETRAINED_COMPRESSION]
             if retrained and str(args.compression).strip().lower() != "all":
-                problems.append(f"compression {retrained} is available for the image family only")
-            menu = [m for m in menu if m not in IMAGE_ONLY_COMPRESSION]
+                able = " and ".join(f.name for f in FAMILIES.values() if f.retrained_compression)
+                problems.append(f"compression {retrained} is available for the {able} family only")
+            menu = [m for m in menu if m not in RETRAINED_COMPRESSION]
         args.compression = ",".join(menu)
     except ValueError as exc:
         problems.append(str(exc))
@@ -247,18 +253,9 @@ def _datasets(args: argparse.Namespace, chosen: Family) -> tuple[Dataset, Datase
 
 
 def _check_rows(data: Dataset, chosen: Family) -> None:
-    if chosen.text:
-        pass  # load_channel read a text column: one string per row
-    elif chosen.tabular and data.x.ndim != 2:
-        raise UsageError(
-            f"family {chosen.name!r} trains on rows of features (CSV, JSON Lines, or .npz x of N x F); "
-            f"the train channel holds x of shape {list(data.x.shape)}"
-        )
-    elif not chosen.tabular and data.x.ndim != 4:
-        raise UsageError(
-            f"family {chosen.name!r} trains on images (N x H x W x C); the train channel holds rows of "
-            f"shape {list(data.x.shape)}: use family tabular, logistic or linear for feature rows"
-        )
+    problem = chosen.rows_problem(chosen.name, data.x)
+    if problem:
+        raise UsageError(problem)
     if chosen.classification and len(data.labels) < 2:
         raise UsageError(f"a classifier needs at least 2 classes; the train channel has {data.labels}")
 
@@ -294,8 +291,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
     config = checkpoints.fingerprint({**vars(args), "train_rows": len(train), "held_rows": len(held)})
     model, done = checkpoints.restore(saved_in, config)
     if model is None:
-        model = models.build(
-            chosen,
+        model = chosen.build(
             train.x,
             train.y,
             len(train.labels),
@@ -328,7 +324,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             opset=export.OPSET,
             input_name=chosen.input_name,
             output_name=chosen.output_name,
-            input_dtype="int64" if chosen.text else "float32",
+            input_dtype=chosen.input_dtype,
         )
         parity = export.check_parity(model, fp32_path, held.x)
         print(f"export: {fp32_path.name} opset {export.OPSET}, max |onnx - keras| = {parity:.2e}", flush=True)
@@ -350,7 +346,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             labels=train.labels if chosen.classification else None,
             input_columns=None if chosen.text else train.columns,
             text_input=(TEXT_INPUT, tokenizer.to_manifest()) if tokenizer else None,
-            preprocessing=models.preprocessing(chosen, len(train), train.columns),
+            preprocessing=chosen.preprocessing(len(train), train.columns),
             compression=gate.to_manifest(),
             metrics={
                 **scores,
@@ -387,7 +383,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             args.model_name, model_bytes, body, alias_on_first_publish=None
         )
         print(
-            f"published: s3://{args.registry_bucket}/models/{published['name']}/{published['version']}/ "
+            f"published: s3://{args.registry_bucket}/{model_key(published['name'], published['version'])} "
             f"name={published['name']} version={published['version']}",
             flush=True,
         )

@@ -32,6 +32,7 @@ from typing import Any
 
 import shared.registry
 from shared.registry import NAME_RE
+from training.families import DEFAULT_FAMILY, family
 from training.job import DEFAULTS, METRIC_DEFINITIONS
 
 DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"
@@ -193,6 +194,16 @@ def check_hyperparameters(hyperparameters: Mapping[str, Any]) -> None:
         raise SubmitError(f"unknown hyperparameters {unknown}; the job takes {sorted(known)}")
     if "model_name" in hyperparameters and not NAME_RE.match(str(hyperparameters["model_name"])):
         raise SubmitError(f"model name {hyperparameters['model_name']!r} must match {NAME_RE.pattern}")
+    try:
+        family(str(hyperparameters.get("family", DEFAULT_FAMILY)))
+    except ValueError as exc:
+        raise SubmitError(str(exc)) from None
+
+
+def model_name(hyperparameters: Mapping[str, Any]) -> str:
+    """The registry name the job will publish under: the one given, else the family's."""
+    given = hyperparameters.get("model_name")
+    return str(given) if given else family(str(hyperparameters.get("family", DEFAULT_FAMILY))).default_model_name
 
 
 def build_request(
@@ -256,7 +267,7 @@ def build_request(
         "Environment": {"KERAS_BACKEND": "tensorflow", "AWS_DEFAULT_REGION": region},
         "Tags": [
             {"Key": "project", "Value": "maas"},
-            {"Key": "maas:model", "Value": str(hyperparameters.get("model_name", DEFAULTS["model_name"]))},
+            {"Key": "maas:model", "Value": model_name(hyperparameters)},
         ],
     }
     if spot:
@@ -309,11 +320,12 @@ def submit(
 
     hp = dict(hyperparameters or {})
     check_hyperparameters(hp)
+    hp["model_name"] = model_name(hp)  # sent explicitly: the tag, the job name and the job agree
     session = session or boto3.session.Session(region_name=region)
     region = region or session.region_name
     if not region:
         raise SubmitError("no region: pass --region or set AWS_REGION")
-    name = job_name or default_job_name(str(hp.get("model_name", DEFAULTS["model_name"])))
+    name = job_name or default_job_name(hp["model_name"])
     _check_inputs(role_arn, bucket, name, instance_type)
     image = image or training_image(region)
 

@@ -216,6 +216,9 @@ def test_sourcedir_holds_the_job_and_the_registry_and_nothing_else(aws: Any) -> 
     submission = _submit(aws)
     files = _archive(aws, submission.source_uri)
     assert {"entry.py", "requirements.txt", "training/job.py", "training/__init__.py"} <= set(files)
+    # The family plug-ins are a subpackage: every module of it travels, or the job cannot import its table.
+    families = ROOT / "training" / "families"
+    assert {f"training/families/{p.name}" for p in families.glob("*.py")} <= set(files)
     assert {"shared/registry.py", "shared/__init__.py", "shared/manifest.py", "shared/errors.py"} <= set(files)
     assert files["training/job.py"] == (ROOT / "training" / "job.py").read_bytes()
     assert files["shared/registry.py"] == (ROOT / "src" / "shared" / "registry.py").read_bytes()
@@ -389,3 +392,15 @@ def test_cli_execution_input_uploads_but_starts_nothing(aws: Any, capsys: pytest
     assert "entry.py" in _archive(aws, json.loads(given["hyperparameters"]["sagemaker_submit_directory"]))
     assert given["metric_definitions"] == METRIC_DEFINITIONS
     assert cli_main([*argv, "--execution-input", "--spot"]) == 2
+
+
+def test_cli_names_an_unnamed_job_after_its_family(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --name a tabular job publishes breast-cancer (the family's name, as `maas train local`
+    does), not digits; the job name and the maas:model tag say the same."""
+    argv = ["train", "submit", "--role-arn", ROLE, "--bucket", BUCKET, "--train", TRAIN, "--region", REGION]
+    assert cli_main([*argv, "-H", "family=tabular", "--execution-input"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert given["hyperparameters"]["model_name"] == '"breast-cancer"'
+    assert given["job_name"].startswith("breast-cancer-")
+    assert cli_main([*argv, "-H", "family=svm", "--execution-input"]) == 2
+    assert "family must be one of image, tabular" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""What a model family declares to the job (the ``Family`` record) and the task kinds; no Keras here.
+
+A family module (``training.families.<name>``) builds one of these; ``training.families`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # not at run time: the CLI reads the family table without paying for numpy
+    import numpy as np
+
+# The manifest's ``task`` (ARCHITECTURE.md): how labels are read and which metric gates compression.
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+PROBABILITIES = "probabilities"  # every classifier's output: a [N, n_classes] probability row
+TEXT_INPUT = "text"  # the manifest input of the text families: one raw string per instance
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    task: str
+    input_name: str  # the exported graph's input (token ids for text; the manifest's input is TEXT_INPUT)
+    output_name: str
+    default_model_name: str  # the registry name when the job is given none
+    learning_rate: float  # Adam's step when the job is given none; a linear model needs big steps
+    # (x_train, y_train, num_classes, *, learning_rate, vocabulary_size) -> an untrained, compiled
+    # keras.Model. Family modules import Keras inside it: the job checks its data before paying for that.
+    build: Callable[..., Any]
+    # (training rows, feature column names or None) -> the manifest's ``preprocessing``
+    preprocessing: Callable[[int, list[str] | None], dict[str, Any]]
+    # (family name, the train channel's x) -> why the rows do not fit this family, or None
+    rows_problem: Callable[[str, np.ndarray], str | None]
+    write_example: Callable[[Path], Path]  # the bundled data a local run trains on when it names none
+    text: bool = False  # raw text plus a label per row, tokenised by shared.text; the graph takes token ids
+    retrained_compression: bool = False  # the pruned and distilled candidates (their students fit this family)
+
+    @property
+    def classification(self) -> bool:
+        return self.task == CLASSIFICATION
+
+    @property
+    def input_dtype(self) -> str:
+        return "int64" if self.text else "float32"
+
+
+def rows_of_ndim(ndim: int, refusal: str) -> Callable[[str, np.ndarray], str | None]:
+    """A ``rows_problem`` that takes x of ``ndim`` dimensions; ``refusal`` may name {name} and {shape}."""
+
+    def rows_problem(name: str, x: np.ndarray) -> str | None:
+        return None if x.ndim == ndim else refusal.format(name=name, shape=list(x.shape))
+
+    return rows_problem
