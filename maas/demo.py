@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from maas.local_api import LocalApi
+from maas.local_batch import wait_for_summary
 from maas.paths import state_dir
 from maas.stack import load_template, local_client, local_functions, queue_consumers, s3_for
 from maas.train_local import run_job
+from shared.layout import input_key, parse_key
 
 MODEL = "digits"
 
@@ -88,30 +90,24 @@ def main(epochs: int, samples: int, seed: int = 7) -> int:
 
 
 def _batch(s3: Any, bucket: str, version: str, images: np.ndarray, labels: np.ndarray) -> int:
-    key = f"batch/in/{MODEL}/{version}/demo/held-out.jsonl"
+    key = input_key(MODEL, version, "demo/held-out.jsonl")
     print(
         f"== 4/4 batch: put s3://{bucket}/{key} ({len(images)} rows, 1 malformed) -> SQS -> BatchFunction", flush=True
     )
     rows = [json.dumps({"id": int(i), "instances": [img.tolist()]}) for i, img in enumerate(images)]
     rows.insert(len(rows) // 2, "{this row is not JSON")
-    etag = s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(rows) + "\n").encode())["ETag"].strip('"')
-    summary_key = f"batch/out/{MODEL}/{version}/demo/held-out.jsonl/{etag}/summary.json"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            summary = json.loads(s3.get_object(Bucket=bucket, Key=summary_key)["Body"].read())
-            break
-        except s3.exceptions.NoSuchKey:
-            if time.monotonic() > deadline:
-                print("   no summary after 120 s")
-                return 1
-            time.sleep(0.3)
+    etag = s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(rows) + "\n").encode())["ETag"]
+    batch = parse_key(key, etag)
+    summary = wait_for_summary(s3, bucket, batch.summary_key, 120)
+    if summary is None:
+        print("   no summary after 120 s")
+        return 1
     results_key = summary["results"][0].removeprefix(f"s3://{bucket}/")
     results = [json.loads(x) for x in s3.get_object(Bucket=bucket, Key=results_key)["Body"].read().splitlines()]
     correct = sum(r["prediction"]["label"] == str(labels[r["id"]]) for r in results)
     print(
         f"   {summary['scored']} scored, {summary['failed']} in errors.jsonl, accuracy {correct / len(results):.3f}, "
-        f"{summary['rows_per_s']:,.0f} rows/s; outputs under s3://{bucket}/{summary_key.rsplit('/', 1)[0]}/"
+        f"{summary['rows_per_s']:,.0f} rows/s; outputs under s3://{bucket}/{batch.out_prefix}"
     )
     print("next: `.venv/bin/maas local start-api --port 3000`, then POST to /models/digits/predict (production alias)")
     return 0 if summary["scored"] == len(images) and summary["failed"] == 1 else 1

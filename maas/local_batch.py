@@ -8,15 +8,14 @@ Lambda RIE. When the summary appears, results, errors and summary are downloaded
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from maas.stack import load_template, local_client, queue_consumers, s3_for
-
-
-def out_prefix(model: str, ref: str, name: str, etag: str) -> str:
-    return f"batch/out/{model}/{ref}/{name}/{etag.strip(chr(34))}/"
+from shared.errors import MaasError
+from shared.layout import input_key, parse_key
 
 
 def run(
@@ -28,9 +27,13 @@ def run(
     template_path: str | None = None,
     env_vars: str | None = None,
 ) -> int:
+    try:
+        key = input_key(model, ref, file.name)
+    except MaasError as error:  # refused before the upload: its results would go under _rejected/, not here
+        print(json.dumps(error.to_body(), indent=2), file=sys.stderr)
+        return 2
     template = load_template(template_path, env_vars)
     bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
-    key = f"batch/in/{model}/{ref}/{file.name}"
     with s3_for(template) as env, queue_consumers(template, env) as consumers:
         if not consumers:
             print("maas: no function in template.yaml consumes a queue, or S3 is not the embedded one")
@@ -38,16 +41,15 @@ def run(
         s3 = local_client(env, "s3")
         with file.open("rb") as body:
             etag = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"]
-        prefix = out_prefix(model, ref, file.name, etag)
-        print(
-            f"put s3://{bucket}/{key} ({file.stat().st_size:,} bytes); waiting for s3://{bucket}/{prefix}summary.json"
-        )
-        summary = _wait_for_summary(s3, bucket, prefix + "summary.json", timeout_s)
+        batch = parse_key(key, etag)
+        prefix = batch.out_prefix
+        print(f"put s3://{bucket}/{key} ({file.stat().st_size:,} bytes); waiting for s3://{bucket}/{batch.summary_key}")
+        summary = wait_for_summary(s3, bucket, batch.summary_key, timeout_s)
         if summary is None:
             print(f"maas: no summary after {timeout_s:.0f} s; the message may be retrying or in the dead-letter queue")
             return 1
         out_dir.mkdir(parents=True, exist_ok=True)
-        keys = [prefix + "summary.json"]
+        keys = [batch.summary_key]
         if summary.get("status") == "succeeded":  # a failed file has a summary only
             keys += [uri.removeprefix(f"s3://{bucket}/") for uri in summary["results"] + summary["errors"]]
         for key in keys:  # parts/00001.results.jsonl -> parts-00001.results.jsonl
@@ -56,7 +58,7 @@ def run(
         return 0 if summary.get("status") == "succeeded" else 1
 
 
-def _wait_for_summary(s3: Any, bucket: str, key: str, timeout_s: float) -> dict[str, Any] | None:
+def wait_for_summary(s3: Any, bucket: str, key: str, timeout_s: float) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

@@ -102,7 +102,7 @@ def _client_errors() -> set[str]:
 def unfinished(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
     """Objects under ``prefix`` that the batch function has not finished: no summary, or a failed one
     for a dependency failure (5xx, worth another try); a succeeded file or a refused one (4xx) is done."""
-    from shared.batch import failure_prefix
+    from shared.layout import failure_prefix
 
     refusals = _client_errors()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

@@ -3,15 +3,15 @@
     batch/in/<model>/<alias or version>/<any path>/<file>.{jsonl,csv,npy}
  -> batch/out/<model>/<alias or version>/<any path>/<file>/<etag>/{results.jsonl, errors.jsonl, summary.json}
 
-Output keys derive from the input key and its ETag, so a repeated delivery rewrites (or skips) the
-same objects instead of adding new ones. Every input row ends up in the results or in the errors
-file with its line number and reason; the summary is written last and only then is the file done.
+The keys are built and parsed in ``shared.layout``. Output keys derive from the input key and its
+ETag, so a repeated delivery rewrites (or skips) the same objects instead of adding new ones. Every
+input row ends up in the results or in the errors file with its line number and reason; the summary
+is written last and only then is the file done.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +23,6 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.batch_io import (
-    BatchFileError,
     Row,
     S3Writer,
     check_csv_header,
@@ -36,52 +35,26 @@ from shared.batch_io import (
 )
 from shared.errors import MaasError
 from shared.inference import feeds_from_body, format_predictions, nonfinite_rows, run
+from shared.layout import (
+    ERRORS_FILE,
+    PART_DONE_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    BatchKey,
+    S3Outcome,
+    error_code,
+    failure_prefix,
+    parse_key,
+    s3_outcome,
+)
 from shared.model_cache import LoadedModel, ModelCache
-from shared.registry import check_alias, check_name, check_version, is_version
 
-IN_PREFIX = "batch/in/"
-OUT_PREFIX = "batch/out/"
-# Where a file whose key names no valid model or alias gets its failed summary: no place derived from
-# such a key can be trusted, so it goes under a hash of the key ("_" cannot start a model name).
-REJECTED_PREFIX = f"{OUT_PREFIX}_rejected/"
 # Scoring stops this long before the invocation's timeout, so the failed summary is still written: a
 # killed invocation leaves none, and a job would read "running" until the message is parked and after.
 STOP_BEFORE_TIMEOUT_S = 30.0
 # A chunk of rows is scored together: bounded in bytes as well as rows, so long rows cannot make it large.
 CHUNK_BYTES = 8 * 1024 * 1024
 NONFINITE = "the model's outputs are NaN or infinite for this row: its values are outside the range the model handles"
-
-
-@dataclass
-class BatchKey:
-    model: str
-    ref: str
-    path: str
-    etag: str
-
-    @property
-    def out_prefix(self) -> str:
-        return f"{OUT_PREFIX}{self.model}/{self.ref}/{self.path}/{self.etag}/"
-
-
-def parse_key(key: str, etag: str) -> BatchKey:
-    if not key.startswith(IN_PREFIX):
-        raise BatchFileError(
-            f"batch files go under {IN_PREFIX}", expected=f"{IN_PREFIX}<model>/<alias>/<file>", received=key
-        )
-    parts = key[len(IN_PREFIX) :].split("/")
-    if len(parts) < 3 or not all(parts) or any(p in (".", "..") for p in parts):
-        raise BatchFileError(
-            "batch file keys name a model and an alias or version",
-            expected=f"{IN_PREFIX}<model>/<alias or version>/<file>",
-            received=key,
-        )
-    model, ref = check_name(parts[0]), parts[1]
-    ref = check_version(ref) if is_version(ref) else check_alias(ref)
-    clean_etag = etag.strip('"')
-    if not clean_etag.replace("-", "").isalnum():
-        raise BatchFileError("unexpected ETag", received=etag)
-    return BatchKey(model=model, ref=ref, path="/".join(parts[2:]), etag=clean_etag)
 
 
 @dataclass
@@ -171,7 +144,7 @@ def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except Exception as exc:
-        if _error_code(exc) in ("NoSuchKey", "404"):
+        if s3_outcome(exc) is S3Outcome.MISSING:
             return None
         raise
     return dict(json.loads(body))
@@ -181,12 +154,8 @@ def _put_json(s3: Any, bucket: str, key: str, value: dict[str, Any]) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(value, indent=2).encode(), ContentType="application/json")
 
 
-def _error_code(exc: Exception) -> str | None:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code")
-
-
 def existing_summary(s3: Any, bucket: str, key: BatchKey) -> dict[str, Any] | None:
-    return _get_json(s3, bucket, key.out_prefix + "summary.json")
+    return _get_json(s3, bucket, key.summary_key)
 
 
 def _score_range(
@@ -207,8 +176,8 @@ def _score_range(
     chunk by chunk while ``time_left`` (seconds) allows."""
     extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"} if byte_range else {}
     response = s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"', **extra)
-    results = S3Writer(s3, bucket, out + "results.jsonl", "application/x-ndjson")
-    errors = S3Writer(s3, bucket, out + "errors.jsonl", "application/x-ndjson")
+    results = S3Writer(s3, bucket, out + RESULTS_FILE, "application/x-ndjson")
+    errors = S3Writer(s3, bucket, out + ERRORS_FILE, "application/x-ndjson")
     tally = Tally()
     rows = _rows(response["Body"], int(response["ContentLength"]), fmt, model, first_line, header)
     try:
@@ -254,8 +223,8 @@ def _summary(
         "scored": sum(t["scored"] for t in tallies),
         "failed": sum(t["failed"] for t in tallies),
         "parts": len(outs),
-        "results": [f"s3://{bucket}/{o}results.jsonl" for o in outs],
-        "errors": [f"s3://{bucket}/{o}errors.jsonl" for o in outs],
+        "results": [f"s3://{bucket}/{o}{RESULTS_FILE}" for o in outs],
+        "errors": [f"s3://{bucket}/{o}{ERRORS_FILE}" for o in outs],
         "started_at": started_at,
         "duration_s": round(elapsed, 3),
         "rows_per_s": round(rows / elapsed, 1) if elapsed > 0 else None,
@@ -288,13 +257,13 @@ def score_object(
     try:
         size = int(s3.head_object(Bucket=bucket, Key=key, IfMatch=f'"{batch.etag}"')["ContentLength"])
     except Exception as exc:
-        if _error_code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+        if s3_outcome(exc) in (S3Outcome.PRECONDITION_FAILED, S3Outcome.MISSING):
             # Replaced or deleted since this event: the newer object has an event of its own.
             return {
                 "status": "skipped",
                 "input": f"s3://{bucket}/{key}",
                 "etag": batch.etag,
-                "reason": _error_code(exc),
+                "reason": error_code(exc),
             }
         raise
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -342,7 +311,7 @@ def score_object(
         started_at,
         time.perf_counter() - started,
     )
-    _put_json(s3, bucket, batch.out_prefix + "summary.json", summary)
+    _put_json(s3, bucket, batch.summary_key, summary)
     return summary
 
 
@@ -352,8 +321,8 @@ def score_part(
     """Score one byte range of a large file; the part that completes the set writes the summary."""
     bucket, key = part["bucket"], part["key"]
     batch = parse_key(key, part["etag"])
-    out = f"{batch.out_prefix}parts/{part['part']:05d}."
-    marker = _get_json(s3, bucket, out + "done.json")
+    out = batch.part_prefix(part["part"])
+    marker = _get_json(s3, bucket, out + PART_DONE_FILE)
     if marker is None:
         model = models.get(batch.model, part["version"])
         header = part.get("header")  # a message queued before header_bytes
@@ -384,14 +353,14 @@ def score_part(
             "failed": tally.failed,
             "duration_s": round(time.perf_counter() - started, 3),
         }
-        _put_json(s3, bucket, out + "done.json", marker)
-    prefix = f"{batch.out_prefix}parts/"
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    finished = sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(".done.json"))
+        _put_json(s3, bucket, out + PART_DONE_FILE, marker)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=batch.parts_prefix)
+    done = f".{PART_DONE_FILE}"
+    finished = sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(done))
     if len(finished) < part["parts"]:
         return {"status": "part_done", "part": part["part"], "parts": part["parts"], **marker}
     tallies = [_get_json(s3, bucket, k) or {} for k in finished]
-    outs = [k.removesuffix("done.json") for k in finished]
+    outs = [k.removesuffix(PART_DONE_FILE) for k in finished]
     began = datetime.fromisoformat(part["started_at"])
     summary = _summary(
         bucket,
@@ -404,18 +373,8 @@ def score_part(
         part["started_at"],
         (datetime.now(UTC) - began).total_seconds(),
     )
-    _put_json(s3, bucket, batch.out_prefix + "summary.json", summary)
+    _put_json(s3, bucket, batch.summary_key, summary)
     return summary
-
-
-def failure_prefix(key: str, etag: str) -> str:
-    """Where the failed summary of s3://bucket/key goes: beside its results, or, for a key that
-    names no valid model or alias, under ``REJECTED_PREFIX`` and a hash of the key."""
-    try:
-        return parse_key(key, etag).out_prefix
-    except MaasError:
-        digest = hashlib.sha256(f"{key}\0{etag.strip(chr(34))}".encode()).hexdigest()[:32]
-        return f"{REJECTED_PREFIX}{digest}/"
 
 
 class BatchDependencyFailed(MaasError):
@@ -448,7 +407,7 @@ def failure_reason(exc: Exception) -> MaasError:
         return BatchDependencyFailed(
             "S3 or SQS failed while the file was scored",
             operation=getattr(exc, "operation_name", None),
-            error=_error_code(exc) or type(exc).__name__,
+            error=error_code(exc) or type(exc).__name__,
         )
     return BatchScoringFailed(f"scoring stopped on an unexpected {type(exc).__name__}")
 
@@ -460,12 +419,12 @@ def write_failure(
     why; ``retry`` says whether the queue delivers the message again. Never over a succeeded summary:
     a late failure of a redelivered message must not hide results that are complete (compare-and-swap,
     so a success written meanwhile also stands)."""
-    summary_key = failure_prefix(key, etag) + "summary.json"
+    summary_key = failure_prefix(key, etag) + SUMMARY_FILE
     summary = {"status": "failed", "input": f"s3://{bucket}/{key}", "etag": etag.strip('"'), **reason.to_body()}
     try:
         current = s3.get_object(Bucket=bucket, Key=summary_key)
     except Exception as exc:
-        if _error_code(exc) not in ("NoSuchKey", "404"):
+        if s3_outcome(exc) is not S3Outcome.MISSING:
             raise
         condition = {"IfNoneMatch": "*"}
     else:
@@ -481,5 +440,5 @@ def write_failure(
             **condition,
         )
     except Exception as exc:
-        if _error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+        if s3_outcome(exc) is not S3Outcome.PRECONDITION_FAILED:
             raise

@@ -2,6 +2,7 @@
 
     POST /models/{name}/jobs -> job record at batch/jobs/<id>.json and a presigned PUT URL for
                                 batch/in/<name>/<alias or version>/jobs/<id>/input.<ext>
+                                (keys from ``shared.layout``)
     GET /jobs/{id}            -> awaiting_upload | running | succeeded | failed, with the summary and
                                 presigned GET URLs of results and errors once they exist
 
@@ -18,11 +19,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.batch import parse_key
 from shared.errors import InvalidName, MaasError, RegistryUnavailable
-from shared.registry import is_version
+from shared.layout import S3Outcome, is_version, job_input_key, job_key, parse_key, s3_outcome
 
-JOBS_PREFIX = "batch/jobs/"
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")  # fullmatch: "$" would let a trailing newline through
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "npy": "npy"}
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv", "npy": "application/octet-stream"}
@@ -35,7 +34,7 @@ class JobNotFound(MaasError):
 
 
 def _missing(exc: Exception) -> bool:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+    return s3_outcome(exc) is S3Outcome.MISSING
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def create_job(
     ``version`` is what it resolves to now, for the caller's information; ``api_key_id`` is the
     caller's, the only one :func:`job_status` will answer (None: a caller without a key)."""
     job_id = uuid.uuid4().hex
-    key = f"batch/in/{name}/{ref}/jobs/{job_id}/input.{EXTENSIONS[fmt]}"
+    key = job_input_key(name, ref, job_id, EXTENSIONS[fmt])
     record = {
         "job_id": job_id,
         "model": name,
@@ -64,7 +63,7 @@ def create_job(
     try:
         s3.put_object(
             Bucket=bucket,
-            Key=f"{JOBS_PREFIX}{job_id}.json",
+            Key=job_key(job_id),
             Body=json.dumps(record).encode(),
             ContentType="application/json",
             IfNoneMatch="*",
@@ -94,7 +93,7 @@ def job_status(s3: Any, bucket: str, job_id: str, api_key_id: str | None) -> dic
     if not JOB_ID_RE.fullmatch(job_id):
         raise InvalidName("job ids are 32 hex characters", expected="[0-9a-f]{32}", received=job_id[:64])
     try:
-        stored = json.loads(s3.get_object(Bucket=bucket, Key=f"{JOBS_PREFIX}{job_id}.json")["Body"].read())
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=job_key(job_id))["Body"].read())
     except Exception as exc:
         if _missing(exc):
             raise JobNotFound(f"no job {job_id}", job_id=job_id) from None
@@ -109,9 +108,9 @@ def job_status(s3: Any, bucket: str, job_id: str, api_key_id: str | None) -> dic
         if _missing(exc):
             return {**record, "status": "awaiting_upload"}
         raise RegistryUnavailable("the job could not be read") from exc
-    prefix = parse_key(record["input_key"], head["ETag"]).out_prefix
+    summary_key = parse_key(record["input_key"], head["ETag"]).summary_key
     try:
-        summary = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "summary.json")["Body"].read())
+        summary = json.loads(s3.get_object(Bucket=bucket, Key=summary_key)["Body"].read())
     except Exception as exc:
         if _missing(exc):
             return {**record, "status": "running", "input_bytes": head["ContentLength"]}
@@ -131,6 +130,6 @@ def job_status(s3: Any, bucket: str, job_id: str, api_key_id: str | None) -> dic
         result["downloads"] = {
             "results": [presign(u) for u in summary["results"]],
             "errors": [presign(u) for u in summary["errors"]],
-            "summary": presign(f"s3://{bucket}/{prefix}summary.json"),
+            "summary": presign(f"s3://{bucket}/{summary_key}"),
         }
     return result

@@ -1,11 +1,9 @@
 """The S3 model registry: the contract between training and serving (see ARCHITECTURE.md).
 
-    models/<name>/<version>/model.onnx
-    models/<name>/<version>/manifest.json
-    models/<name>/aliases/<alias>.json
-
-Versions are written once (conditional put) with the manifest last, so a version is visible only
-when both objects exist. Aliases are rewritten with compare-and-swap on their ETag.
+The keys (``models/<name>/<version>/model.onnx``, ``manifest.json``, ``aliases/``, ``history/``) are
+built and parsed in ``shared.layout``. Versions are written once (conditional put) with the manifest
+last, so a version is visible only when both objects exist. Aliases are rewritten with
+compare-and-swap on their ETag.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +22,6 @@ from shared.errors import (
     AliasConflict,
     AliasNotFound,
     AliasUnreadable,
-    InvalidName,
     InvalidRequest,
     ModelIntegrityError,
     ModelNotFound,
@@ -35,47 +31,32 @@ from shared.errors import (
     VersionInUse,
     VersionNotFound,
 )
+from shared.layout import (
+    MODELS_PREFIX,
+    NAME_RE,
+    S3Outcome,
+    alias_key,
+    alias_of,
+    aliases_prefix,
+    check_alias,
+    check_name,
+    check_version,
+    history_key,
+    history_prefix,
+    is_version,
+    manifest_key,
+    model_key,
+    model_prefix,
+    s3_outcome,
+    version_of,
+)
 from shared.manifest import verify_manifest
 from shared.model_check import check_publishable, load_problems
 
-# Anchored with \Z and used with fullmatch: "$" also matches before a trailing newline, so
-# "digits\n" passed. \Z keeps a caller's .match (training/submit.py) exact as well.
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
-VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}\Z")
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
 DEFAULT_ALIAS = "production"
 KEEP: Any = object()  # update_alias: leave the canary as it is
-PREFIX = "models/"
 # A model is checked in parts of this size, so checking a 400 MB model never holds 400 MB.
 CHUNK_BYTES = 8 * 2**20
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InvalidName(
-            "model name must match [a-z0-9][a-z0-9-]{0,62}", expected="[a-z0-9][a-z0-9-]{0,62}", received=name
-        )
-    return name
-
-
-def check_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
-        raise InvalidName(
-            "version must look like 20260101T120000Z-0123abcd",
-            expected="YYYYMMDDTHHMMSSZ-<8 hex>",
-            received=version,
-        )
-    return version
-
-
-def check_alias(alias: str) -> str:
-    if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias):
-        raise InvalidName("alias must match [a-z][a-z0-9-]{0,31}", expected="[a-z][a-z0-9-]{0,31}", received=alias)
-    return alias
-
-
-def is_version(ref: str) -> bool:
-    return bool(VERSION_RE.fullmatch(ref))
 
 
 def new_version(model_bytes: bytes, now: datetime | None = None) -> str:
@@ -86,22 +67,6 @@ def new_version(model_bytes: bytes, now: datetime | None = None) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def model_key(name: str, version: str) -> str:
-    return f"{PREFIX}{check_name(name)}/{check_version(version)}/model.onnx"
-
-
-def manifest_key(name: str, version: str) -> str:
-    return f"{PREFIX}{check_name(name)}/{check_version(version)}/manifest.json"
-
-
-def history_key(name: str, alias: str, entry: str) -> str:
-    return f"{PREFIX}{check_name(name)}/history/{check_alias(alias)}/{entry}"
-
-
-def alias_key(name: str, alias: str) -> str:
-    return f"{PREFIX}{check_name(name)}/aliases/{check_alias(alias)}.json"
 
 
 @dataclass(frozen=True)
@@ -133,23 +98,6 @@ def check_weight(weight: float) -> float:
             received=weight,
         )
     return float(weight)
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def _is_not_modified(exc: Exception) -> bool:
-    return _error_code(exc) in {"304", "NotModified"}
-
-
-def _is_missing(exc: Exception) -> bool:
-    return _error_code(exc) in {"NoSuchKey", "404", "NotFound"}
-
-
-def _is_precondition_failed(exc: Exception) -> bool:
-    return _error_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 def _parse_alias(name: str, alias: str, raw: bytes, etag: str) -> AliasRecord:
@@ -207,7 +155,7 @@ class Registry:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
             return response["Body"].read(), response["ETag"]
         except Exception as exc:
-            if _is_missing(exc):
+            if s3_outcome(exc) is S3Outcome.MISSING:
                 raise KeyError(key) from exc
             raise RegistryUnavailable("the model registry could not be read", key=key) from exc
 
@@ -221,31 +169,26 @@ class Registry:
         except Exception as exc:
             raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
 
+    def _list_keys(self, prefix: str, what: str = "the model registry") -> list[str]:
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+        except Exception as exc:
+            raise RegistryUnavailable(f"{what} could not be listed", prefix=prefix) from exc
+
     def list_models(self) -> list[str]:
-        return sorted(n for n in self._list_prefixes(PREFIX) if NAME_RE.fullmatch(n))
+        return sorted(n for n in self._list_prefixes(MODELS_PREFIX) if NAME_RE.fullmatch(n))
 
     def list_versions(self, name: str) -> list[str]:
         """Versions whose manifest exists: the manifest is written last, so this is what is visible."""
-        prefix = f"{PREFIX}{check_name(name)}/"
-        try:
-            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-            keys = [obj["Key"][len(prefix) :] for page in pages for obj in page.get("Contents", [])]
-        except Exception as exc:
-            raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
-        versions = (k.removesuffix("/manifest.json") for k in keys if k.endswith("/manifest.json"))
-        return sorted(v for v in versions if VERSION_RE.fullmatch(v))
+        versions = (version_of(name, key) for key in self._list_keys(model_prefix(name)))
+        return sorted(v for v in versions if v)
 
     def alias_records(self, name: str) -> dict[str, AliasRecord]:
-        prefix = f"{PREFIX}{check_name(name)}/aliases/"
-        try:
-            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-            keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-        except Exception as exc:
-            raise RegistryUnavailable("the model registry could not be listed", prefix=prefix) from exc
         records = {}
-        for key in keys:
-            alias = key[len(prefix) :].removesuffix(".json")
-            if ALIAS_RE.fullmatch(alias):
+        for key in self._list_keys(aliases_prefix(name)):
+            alias = alias_of(name, key)
+            if alias:
                 try:
                     records[alias] = self.read_alias(name, alias)
                 except (AliasNotFound, ModelIntegrityError):
@@ -277,9 +220,9 @@ class Registry:
         try:
             self.s3.get_object(Bucket=self.bucket, Key=alias_key(name, alias), IfNoneMatch=etag)
         except Exception as exc:
-            if _is_not_modified(exc):
+            if s3_outcome(exc) is S3Outcome.NOT_MODIFIED:
                 return None
-            if not _is_missing(exc):
+            if s3_outcome(exc) is not S3Outcome.MISSING:
                 raise RegistryUnavailable("the model registry could not be read", key=alias_key(name, alias)) from exc
         return self.read_alias(name, alias)
 
@@ -358,7 +301,7 @@ class Registry:
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if _is_missing(exc):
+            if s3_outcome(exc) is S3Outcome.MISSING:
                 return ["model.onnx is missing"]
             raise RegistryUnavailable("the model registry could not be read", key=key) from exc
         if response.get("ContentLength", expected) != expected:
@@ -384,7 +327,7 @@ class Registry:
             )
             return str(response["ETag"])
         except Exception as exc:
-            if _is_precondition_failed(exc):
+            if s3_outcome(exc) is S3Outcome.PRECONDITION_FAILED:
                 raise
             raise RegistryUnavailable("the model registry could not be written", key=key) from exc
 
@@ -555,12 +498,7 @@ class Registry:
 
     def alias_history(self, name: str, alias: str) -> list[dict[str, Any]]:
         """Every change of an alias, oldest first."""
-        prefix = history_key(name, alias, "")
-        try:
-            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-            keys = sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
-        except Exception as exc:
-            raise RegistryUnavailable("the alias history could not be listed", prefix=prefix) from exc
+        keys = sorted(self._list_keys(history_prefix(name, alias), "the alias history"))
         return [json.loads(self._get(key)[0]) for key in keys]
 
     def update_alias(

@@ -242,7 +242,8 @@ def test_rows_break_only_at_newlines_so_parts_number_them_like_the_whole_file(s3
 
 @pytest.mark.parametrize("key", ["batch/in/digits/production/../../models/digits/x.jsonl", "batch/in/Dïgits/p/x.jsonl"])
 def test_a_key_that_names_no_model_gets_its_failed_summary_under_rejected(s3, key):
-    from shared.batch import REJECTED_PREFIX, write_failure
+    from shared.batch import write_failure
+    from shared.layout import REJECTED_PREFIX
 
     with pytest.raises(Exception) as err:
         parse_key(key, '"abc"')

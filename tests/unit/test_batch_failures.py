@@ -110,11 +110,12 @@ def test_a_late_failure_never_overwrites_a_succeeded_summary(s3, batch):
 
 
 def test_a_job_whose_file_failed_is_no_longer_running(s3, batch):
-    from shared.jobs import JOBS_PREFIX, job_status
+    from shared.jobs import job_status
+    from shared.layout import job_key
 
     etag = upload(s3)
     record = {"job_id": "0" * 32, "api_key_id": "k", "model": "digits", "ref": "production", "input_key": KEY}
-    s3.put_object(Bucket=BUCKET, Key=f"{JOBS_PREFIX}{'0' * 32}.json", Body=json.dumps(record).encode())
+    s3.put_object(Bucket=BUCKET, Key=job_key("0" * 32), Body=json.dumps(record).encode())
     assert job_status(s3, BUCKET, "0" * 32, "k")["status"] == "running"
     write_failure(s3, BUCKET, KEY, etag, RegistryUnavailable("S3 failed"), {"retrying": False})
     assert job_status(s3, BUCKET, "0" * 32, "k")["status"] == "failed"

@@ -37,22 +37,23 @@ def test_the_name_patterns_of_the_document_are_the_registrys_rules():
     import pytest
     from pydantic import ValidationError
 
-    from shared import registry
+    from shared import layout
+    from shared.errors import InvalidName
     from shared.jobs import JOB_ID_RE
     from shared.schemas import ALIAS_PATTERN, JOB_ID_PATTERN, NAME_PATTERN, VERSION_PATTERN, JobRequest
 
     samples = ["digits", "a", "0-a", "-a", "A", "a" * 63, "a" * 64, "production", "p" * 33, "a/b", "..", ""]
     samples += ["20260101T120000Z-0123abcd", "20260101T120000Z-0123ABCD", "20260101T120000Z-0123abc", "0" * 32]
     for pattern, accepts in (
-        (NAME_PATTERN, registry.check_name),
-        (ALIAS_PATTERN, registry.check_alias),
-        (VERSION_PATTERN, registry.check_version),
+        (NAME_PATTERN, layout.check_name),
+        (ALIAS_PATTERN, layout.check_alias),
+        (VERSION_PATTERN, layout.check_version),
         (JOB_ID_PATTERN, JOB_ID_RE.fullmatch),
     ):
         for sample in samples:
             try:
                 accepted = bool(accepts(sample))
-            except registry.InvalidName:
+            except InvalidName:
                 accepted = False
             assert bool(re.fullmatch(pattern[1:-1], sample)) == accepted, (pattern, sample)
     for field, value in (("version", "20260101T120000Z-0123abcd\n"), ("alias", "production\n")):
