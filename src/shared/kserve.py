@@ -41,8 +41,8 @@ def model_metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
 
 
 def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) -> dict[str, np.ndarray]:
-    """An Open Inference request's input tensors as feeds keyed by graph input; the checks are
-    ``shared.tensors``', this only reads the v2 envelope (datatype, shape, flat or nested data)."""
+    """An Open Inference request's input tensors as feeds keyed by graph input. The checks live in
+    ``shared.tensors``; this only reads the v2 envelope (datatype, shape, flat or nested data)."""
     specs = {s["name"]: s for s in model.manifest["inputs"]}
     check_names([t.name for t in request.inputs], model.manifest["inputs"])
     feeds: dict[str, np.ndarray] = {}
