@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import MaasError, RegistryUnavailable
-from shared.kserve import V2_DATATYPES
+from shared.dtypes import V2_DATATYPES
 from shared.model_cache import ModelCache
 
 PREDICT_PATHS = ("/models/{name}/predict", "/models/{name}/versions/{version}/predict")
