@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import MaasError, RegistryUnavailable
 from shared.dtypes import V2_DATATYPES
+from shared.errors import MaasError, RegistryUnavailable
 from shared.model_cache import ModelCache
 
 PREDICT_PATHS = ("/models/{name}/predict", "/models/{name}/versions/{version}/predict")
