@@ -2,6 +2,7 @@
 checked against moto's real answers."""
 
 import os
+from fnmatch import fnmatchcase
 
 import boto3
 import pytest
@@ -115,3 +116,56 @@ def test_s3_that_cannot_be_reached_is_unavailable():
     failed = _error(lambda: client.get_object(Bucket=BUCKET, Key="k"))
     assert isinstance(failed, EndpointConnectionError)
     assert layout.error_code(failed) == "" and s3_outcome(failed) is S3Outcome.UNAVAILABLE
+
+
+def _leaves(node, key=None):
+    """(the nearest dict key, the string) for every string in a parsed template."""
+    if isinstance(node, dict):
+        for k, value in node.items():
+            yield from _leaves(value, k)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _leaves(value, key)
+    elif isinstance(node, str):
+        yield key, node
+
+
+def test_the_templates_grants_and_rules_name_the_layouts_prefixes():
+    """A prefix renamed here and not in template.yaml (or the reverse) would leave a role denied, or a
+    lifecycle rule expiring nothing: every key pattern the template writes covers a key the layout builds,
+    and every kind of key is covered by some grant or rule."""
+    from pathlib import Path
+
+    from maas.template import Template
+
+    doc = Template(Path(__file__).resolve().parents[2] / "template.yaml").doc
+    bucket_arn = "-models-${AWS::AccountId}-${AWS::Region}/"
+    # The bucket policy's deny of plain HTTP names every key ("*"): it says nothing of the layout.
+    grants = [value.split(bucket_arn, 1)[1] for _, value in _leaves(doc) if bucket_arn in value]
+    grants = [grant for grant in grants if grant != "*"]
+    rules = [value for key, value in _leaves(doc) if key in ("s3:prefix", "Prefix", "Value") and "/" in value]
+    assert len(grants) > 20 and len(rules) > 5
+    batch = layout.parse_key(layout.input_key("digits", "production", "day.jsonl"), "abc")
+    keys = [
+        layout.model_key("digits", V1),
+        layout.manifest_key("digits", V1),
+        layout.alias_key("digits", "production"),
+        layout.history_key("digits", "production", "20260101T120000000000Z-abc.json"),
+        layout.input_key("digits", V1, "day.csv"),
+        layout.job_input_key("digits", "production", "0" * 32, "npy"),
+        batch.summary_key,
+        batch.part_prefix(0) + layout.PART_DONE_FILE,
+        layout.failure_prefix("batch/in/x", "abc") + layout.SUMMARY_FILE,
+        layout.job_key("0" * 32),
+        layout.training_data_prefix("job-1", "train") + "digits.npz",
+        layout.training_source_key("job-1"),
+        layout.training_checkpoints_prefix("job-1") + "model.keras",
+    ]
+
+    def covers(pattern: str, key: str) -> bool:  # IAM's wildcards are fnmatch's; a bare prefix is S3's
+        return fnmatchcase(key, pattern) if "*" in pattern or "?" in pattern else key.startswith(pattern)
+
+    for pattern in grants + rules:
+        assert any(covers(pattern, key) for key in keys), f"template.yaml names {pattern}, a place the layout has not"
+    for key in keys:
+        assert any(covers(grant, key) for grant in grants), f"no role in template.yaml may touch {key}"
