@@ -51,6 +51,7 @@ FILES = {
 DEFAULT_COMPRESSION = f"{INT8_DYNAMIC},{INT8_STATIC},{FP16}"  # the ones that need no extra training
 DEFAULT_MAX_ACCURACY_DROP_POINTS = 0.5
 DEFAULT_MAX_RMSE_INCREASE_PCT = 1.0
+DEFAULT_DISTILLATION_TEMPERATURE = 4.0  # softens the teacher's outputs the distilled student learns from
 CALIBRATION_BATCH = 50
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5

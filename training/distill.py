@@ -15,9 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from training.compress import DEFAULT_DISTILLATION_TEMPERATURE
 from training.families.image import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX
 
-DEFAULT_TEMPERATURE = 4.0
 DEFAULT_ALPHA = 0.3  # weight of the true labels; the rest goes to the teacher
 _EPS = 1e-7
 
@@ -64,7 +64,7 @@ def distill(
     epochs: int,
     batch_size: int,
     learning_rate: float,
-    temperature: float = DEFAULT_TEMPERATURE,
+    temperature: float = DEFAULT_DISTILLATION_TEMPERATURE,
     alpha: float = DEFAULT_ALPHA,
     callbacks: list[Any] | None = None,
 ) -> keras.Model:

@@ -3,11 +3,10 @@
     python -m training.job            # inside a SageMaker container, or with SM_ROOT set locally
 
 Reads the ``train`` channel (and ``validation`` if given, else holds out a stratified 20%),
-trains the model of the ``family`` hyperparameter (``image``: the CNN; ``tabular``: an MLP
-classifier; ``logistic``: logistic regression; ``linear``: linear regression; the tabular ones
-standardise their raw features inside the graph; ``text``: embedding + mean pooling, ``text-rnn``:
-embedding + LSTM, both on ids from ``shared.text``'s tokenizer, whose vocabulary goes in the manifest
-so the server tokenises), exports ONNX (checked and compared with Keras),
+trains the model of the ``family`` hyperparameter (one module each in ``training.families``: the
+image CNN, tabular MLP, logistic and linear regression on raw features standardised inside the graph,
+and the text models on ids from ``shared.text``'s tokenizer, whose vocabulary goes in the manifest so
+the server tokenises), exports ONNX (checked and compared with Keras),
 builds the compression candidates asked for (``compression``: int8 dynamic/static, fp16, pruned,
 distilled; see ``training.compress``), measures them all on the held-out rows, publishes the
 smallest one within ``max_accuracy_drop`` points of fp32 accuracy (for regression: RMSE at most
@@ -40,6 +39,7 @@ from typing import Any
 from shared.registry import check_name, model_key
 from training.compress import (
     DEFAULT_COMPRESSION,
+    DEFAULT_DISTILLATION_TEMPERATURE,
     DEFAULT_MAX_ACCURACY_DROP_POINTS,
     DEFAULT_MAX_RMSE_INCREASE_PCT,
     DISTILLED,
@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "pruning_sparsity": 0.5,
     "pruning_epochs": 4,
     "distillation_epochs": 0,
-    "distillation_temperature": 4.0,
+    "distillation_temperature": DEFAULT_DISTILLATION_TEMPERATURE,
     "family": DEFAULT_FAMILY,
     "label_column": DEFAULT_LABEL_COLUMN,
     "max_rmse_increase_pct": DEFAULT_MAX_RMSE_INCREASE_PCT,
