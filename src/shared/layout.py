@@ -96,14 +96,18 @@ def model_prefix(name: str) -> str:
     return f"{MODELS_PREFIX}{check_name(name)}/"
 
 
+def version_prefix(name: str, version: str) -> str:
+    """One version's two objects, each written once with If-None-Match: * (a version is immutable)."""
+    return f"{model_prefix(name)}{check_version(version)}/"
+
+
 def model_key(name: str, version: str) -> str:
-    """Written first, with If-None-Match: * (a version is immutable)."""
-    return f"{model_prefix(name)}{check_version(version)}/{MODEL_FILE}"
+    return version_prefix(name, version) + MODEL_FILE
 
 
 def manifest_key(name: str, version: str) -> str:
     """Written last: a version exists once its manifest does."""
-    return f"{model_prefix(name)}{check_version(version)}/{MANIFEST_FILE}"
+    return version_prefix(name, version) + MANIFEST_FILE
 
 
 def version_of(name: str, key: str) -> str | None:

@@ -20,6 +20,7 @@ V1 = "20260101T120000Z-0123abcd"
 
 
 def test_registry_keys_are_the_documented_ones_and_parse_back():
+    assert layout.version_prefix("digits", V1) == f"models/digits/{V1}/"
     assert layout.model_key("digits", V1) == f"models/digits/{V1}/model.onnx"
     assert layout.manifest_key("digits", V1) == f"models/digits/{V1}/manifest.json"
     assert layout.alias_key("digits", "production") == "models/digits/aliases/production.json"
