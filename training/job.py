@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.manifest import graph_tensors
 from shared.registry import check_name, model_key
 from training.compress import (
     DEFAULT_COMPRESSION,
@@ -417,10 +418,10 @@ def _compression_menu(
     work: Path,
 ) -> Any:
     """Build every requested candidate and measure each on the held-out rows, then gate them."""
-    from training import compress, export, manifest, models
+    from training import compress, export, models
 
     menu = compress.parse_menu(args.compression)
-    io = manifest.graph_tensors(fp32_path)
+    io = graph_tensors(fp32_path)
     fp32_probabilities = compress.predict(fp32_path, held.x)
     calibration = compress.calibration_sample(train.x, args.calibration_rows, args.seed)
 

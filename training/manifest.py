@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.manifest import graph_tensors as graph_tensors  # compress and job read a graph's io here
 from shared.manifest import manifest_from_graph
+from training.families.base import CLASSIFICATION
 
 
 def framework_versions(opset: int) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def build_manifest(
     metrics: dict[str, Any],
     training_job: dict[str, Any],
     framework: dict[str, Any],
-    task: str = "classification",
+    task: str = CLASSIFICATION,
     created_at: datetime | None = None,
     input_columns: list[str] | None = None,
     text_input: tuple[str, dict[str, Any]] | None = None,

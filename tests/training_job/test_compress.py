@@ -19,6 +19,7 @@ import onnx
 import pytest
 from tests_support import digits_data
 
+from shared.manifest import graph_tensors
 from training import compress
 from training.compress import (
     FP16,
@@ -32,7 +33,6 @@ from training.compress import (
     evaluate,
     parse_menu,
 )
-from training.manifest import graph_tensors
 
 pytestmark = pytest.mark.training
 
