@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.layout import check_name, model_key
 from shared.manifest import graph_tensors
-from shared.registry import check_name, model_key
 from training.compress import (
     DEFAULT_COMPRESSION,
     DEFAULT_DISTILLATION_TEMPERATURE,

@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import shared.registry
-from shared.registry import NAME_RE
+from shared.layout import (
+    NAME_RE,
+    TRAINING_JOBS_PREFIX,
+    training_checkpoints_prefix,
+    training_data_prefix,
+    training_source_key,
+)
 from training.families import DEFAULT_FAMILY, family
 from training.job import DEFAULTS, METRIC_DEFINITIONS
 
@@ -179,7 +185,7 @@ def _upload_channel(s3: Any, bucket: str, job_name: str, channel: str, source: s
     files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(path.parent).parts)]
     if not files:
         raise SubmitError(f"--{channel} {source!r} holds no files")
-    prefix = f"training-data/{job_name}/{channel}/"
+    prefix = training_data_prefix(job_name, channel)
     for file in files:
         name = file.relative_to(path).as_posix() if path.is_dir() else file.name
         s3.upload_file(str(file), bucket, prefix + name)
@@ -258,7 +264,7 @@ def build_request(
             for name, uri in channels.items()
         ],
         # SageMaker adds <job name>/output/model.tar.gz under this.
-        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/training-jobs/"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{TRAINING_JOBS_PREFIX}"},
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": volume_gb},
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": spot,
@@ -275,7 +281,7 @@ def build_request(
         stopping["MaxWaitTimeInSeconds"] = max_wait_s if max_wait_s is not None else 2 * max_runtime_s
         # SageMaker copies /opt/ml/checkpoints here, and back into a job restarted after an interruption.
         request["CheckpointConfig"] = {
-            "S3Uri": f"s3://{bucket}/training-jobs/{job_name}/checkpoints/",
+            "S3Uri": f"s3://{bucket}/{training_checkpoints_prefix(job_name)}",
             "LocalPath": CHECKPOINT_LOCAL_PATH,
         }
     return request
@@ -335,7 +341,7 @@ def submit(
         channels["validation"] = _upload_channel(s3, bucket, name, "validation", validation)
     for channel, uri in channels.items():
         log(f"channel {channel}: {uri}")
-    source_key = f"training-jobs/{name}/source/sourcedir.tar.gz"
+    source_key = training_source_key(name)
     s3.put_object(Bucket=bucket, Key=source_key, Body=package_source(), ContentType="application/gzip")
     source_uri = f"s3://{bucket}/{source_key}"
     log(f"source: {source_uri}")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # The registry's name rules (ARCHITECTURE.md, "Registry on S3") as JSON Schema patterns, for the
 # OpenAPI document and the route signatures. JSON Schema patterns are ECMA regexes, where ``$`` does
 # not accept a trailing newline; pydantic checks them the same way (tests/unit/test_schemas.py keeps
-# them equal to shared.registry's checks).
+# them equal to shared.layout's checks).
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 VERSION_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
