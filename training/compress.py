@@ -370,27 +370,20 @@ def measure(
     return candidate
 
 
-def evaluate(
-    method: str,
-    make: Callable[[], Built],
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    io: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
-    source: str = "",
-    task: str = CLASSIFICATION,
-) -> Candidate:
-    """Build, check and measure one candidate. Any failure becomes a rejected candidate with the
-    reason (and the file's sizes, if it got that far), never the job's failure."""
+def evaluate(method: str, make: Callable[[], Built], x: np.ndarray, y: np.ndarray, **checks: Any) -> Candidate:
+    """Build, check and measure one candidate (``checks``: ``measure``'s io, source and task). Any
+    failure becomes a rejected candidate with the reason (and the file's sizes, if it got that far),
+    never the job's failure."""
     path: Path | None = None
     try:
         built = make()
         path = built.path
-        return measure(method, built, x, y, io=io, source=source, task=task)
+        return measure(method, built, x, y, **checks)
     except Exception as exc:
         reason = str(exc) if isinstance(exc, CandidateError) else f"{type(exc).__name__}: {exc}"
         size, packed = (path.stat().st_size, gzip_bytes(path)) if path is not None and path.exists() else (0, 0)
         file = path.name if path is not None else FILES.get(method, "")
+        source = checks.get("source", "")
         return Candidate(method, file, size, None, None, packed, source, reason=f"rejected: {reason}"[:500])
 
 
