@@ -7,6 +7,8 @@ with AWS's serverless rules (cfn-lint-serverless: log retention, dead-letter que
 destinations, tracing) besides cfn-lint's own: they see the rules, mappings and permissions SAM
 makes, which the SAM source does not show.
 `--output` keeps that result for other scanners: `make lint` runs checkov on it as on the source.
+A state machine whose definition is a local ASL file (DefinitionUri) is checked with that file
+inlined, its DefinitionSubstitutions applied (inline_definitions).
 
     python -m maas.template_check [template.yaml] [--region us-east-1] [--output translated.json]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -51,7 +54,6 @@ _LOCAL_URI_PROPERTIES = {
     "AWS::Serverless::LayerVersion": "ContentUri",
     "AWS::Serverless::Api": "DefinitionUri",
     "AWS::Serverless::HttpApi": "DefinitionUri",
-    "AWS::Serverless::StateMachine": "DefinitionUri",
 }
 
 
@@ -69,15 +71,103 @@ def _as_packaged(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
+# A DefinitionSubstitutions placeholder in an ASL file: ${Name}.
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+
+def _as_sub_text(value: Any) -> str | None:
+    """`value` written inside an Fn::Sub string, or None when only Fn::Sub's variable map can carry it."""
+    if isinstance(value, str):
+        return None if "${" in value else value
+    if isinstance(value, (int, float)):  # CloudFormation writes numbers and booleans as JSON does
+        return json.dumps(value)
+    if isinstance(value, dict) and len(value) == 1:
+        ((function, argument),) = value.items()
+        if function == "Ref" and isinstance(argument, str):
+            return f"${{{argument}}}"
+        if function == "Fn::GetAtt" and isinstance(argument, list):
+            return f"${{{'.'.join(argument)}}}"
+        if function == "Fn::Sub" and isinstance(argument, str):
+            return argument
+    return None
+
+
+def _substitute(text: str, substitutions: dict[str, Any], source: Path) -> Any:
+    """One ASL string with its ${Name} placeholders filled as CloudFormation fills DefinitionSubstitutions.
+
+    A placeholder that is the whole string becomes its value (a Ref, a GetAtt...); one inside a string
+    becomes part of an Fn::Sub, so the translated state machine reads as if written inline.
+    """
+    names = _PLACEHOLDER.findall(text)
+    missing = sorted(set(names) - set(substitutions))
+    if missing:
+        raise ValueError(f"{source}: no DefinitionSubstitutions entry for {', '.join(missing)} (in {text!r})")
+    if not names:
+        return text
+    if len(names) == 1 and _PLACEHOLDER.fullmatch(text) and isinstance(substitutions[names[0]], dict):
+        return substitutions[names[0]]
+    variables: dict[str, Any] = {}
+
+    def fill(match: re.Match[str]) -> str:
+        written = _as_sub_text(substitutions[match.group(1)])
+        if written is None:
+            variables[match.group(1)] = substitutions[match.group(1)]
+            return match.group(0)
+        return written
+
+    body = _PLACEHOLDER.sub(fill, text)
+    if variables:
+        return {"Fn::Sub": [body, variables]}
+    return {"Fn::Sub": body} if "${" in body else body
+
+
+def state_machine_definition(properties: dict[str, Any], root: Path) -> Any:
+    """The ASL a state machine runs: its DefinitionUri file (JSON, relative to `root`, the template's
+    folder) with its DefinitionSubstitutions applied."""
+    source = root / properties["DefinitionUri"]
+    substitutions = properties.get("DefinitionSubstitutions", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(value) for value in node]
+        return _substitute(node, substitutions, source) if isinstance(node, str) else node
+
+    return walk(json.loads(source.read_text(encoding="utf-8")))
+
+
+def inline_definitions(template: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Give each state machine whose DefinitionUri is a local file that file as its Definition.
+
+    `sam package` would upload the file and CloudFormation fill its placeholders; the translator
+    offline would only see an S3 address. Inlined, with the substitutions applied, the states reach
+    the translated template, and so cfn-lint and checkov, as CloudFormation would run them.
+    """
+    inlined = copy.deepcopy(template)
+    for resource in inlined.get("Resources", {}).values():
+        props = resource.get("Properties", {})
+        uri = props.get("DefinitionUri")
+        if resource.get("Type") == "AWS::Serverless::StateMachine" and isinstance(uri, str) and "://" not in uri:
+            props["Definition"] = state_machine_definition(props, root)
+            del props["DefinitionUri"]
+            props.pop("DefinitionSubstitutions", None)
+    return inlined
+
+
 def translate(
-    template: dict[str, Any], region: str = DEFAULT_REGION, parameters: dict[str, Any] | None = None
+    template: dict[str, Any],
+    region: str = DEFAULT_REGION,
+    parameters: dict[str, Any] | None = None,
+    root: Path = DEFAULT_TEMPLATE.parent,
 ) -> dict[str, Any]:
     """Expand the SAM resources into plain CloudFormation, with no AWS call.
 
     A session with an explicit region and fake credentials keeps the pseudo-parameters offline; an
     empty managed-policy map is enough because the template names no AWS managed policy by name.
     `parameters` override the defaults where SAM itself reads a parameter (as `sam deploy
-    --parameter-overrides` would); Refs SAM passes through stay Refs either way.
+    --parameter-overrides` would); Refs SAM passes through stay Refs either way. Local files the
+    template names (an ASL DefinitionUri) are read relative to `root`, the template's folder.
     """
     session = boto3.session.Session(
         region_name=region,
@@ -85,7 +175,8 @@ def translate(
         aws_secret_access_key="offline",  # noqa: S106
     )
     translator = Translator(managed_policy_map={}, sam_parser=Parser(), boto_session=session)
-    return translator.translate(_as_packaged(copy.deepcopy(_plain(template))), parameter_values=dict(parameters or {}))
+    packaged = _as_packaged(inline_definitions(_plain(template), root))
+    return translator.translate(packaged, parameter_values=dict(parameters or {}))
 
 
 # Resources SAM makes from an AWS::Serverless::Api besides the RestApi, found by the RestApiId they refer to.
@@ -151,7 +242,7 @@ def check(path: Path = DEFAULT_TEMPLATE, region: str = DEFAULT_REGION, output: P
     The file linted, and kept at `output`, carries skips onto the resources SAM makes (carry_skips).
     """
     template = load_template(path)
-    return lint(carry_skips(_plain(template), translate(template, region)), region, output)
+    return lint(carry_skips(_plain(template), translate(template, region, root=path.parent)), region, output)
 
 
 def failures(matches: list[Match]) -> list[Match]:

@@ -22,6 +22,8 @@ from maas.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
+# TrainingStateMachine's states (its DefinitionUri).
+ASL_FILE = ROOT / "statemachines" / "training.asl.json"
 EVENTS = sorted((ROOT / "events").glob("*.json"))
 # API Gateway proxy events (ApiFunction) and SQS events carrying S3 notifications (BatchFunction).
 API_EVENTS = [p for p in EVENTS if "httpMethod" in json.loads(p.read_text(encoding="utf-8"))]
@@ -77,7 +79,7 @@ def template() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def translated(template: dict[str, Any]) -> dict[str, Any]:
-    return template_check.translate(template)
+    return template_check.translate(template, root=ROOT)
 
 
 def api_routes(template: dict[str, Any], function: str | None = None) -> set[tuple[str, str]]:
@@ -196,11 +198,20 @@ def test_translated_template_passes_cfn_lint() -> None:
     assert findings == [], "\n".join(f"[{m.rule.id}] {m.message}" for m in findings)
 
 
+def _check_copy(tmp_path: Path, template: str | None = None, asl: str | None = None) -> int:
+    """template_check on a copy of the template and its training ASL file, either replaced by the text given."""
+    (tmp_path / "statemachines").mkdir()
+    (tmp_path / "template.yaml").write_text(template or TEMPLATE.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "statemachines" / ASL_FILE.name).write_text(
+        asl or ASL_FILE.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    return template_check.main([str(tmp_path / "template.yaml")])
+
+
 def test_template_check_fails_on_an_error_in_the_translated_template(tmp_path: Path) -> None:
     broken = TEMPLATE.read_text(encoding="utf-8").replace("RetentionInDays: 90", "RetentionInDays: 91")
     assert broken != TEMPLATE.read_text(encoding="utf-8")
-    (tmp_path / "template.yaml").write_text(broken, encoding="utf-8")
-    assert template_check.main([str(tmp_path / "template.yaml")]) == 1
+    assert _check_copy(tmp_path, template=broken) == 1
     assert template_check.main([str(TEMPLATE)]) == 0
 
 
@@ -419,7 +430,7 @@ def _expiring_rules(bucket: dict[str, Any], key: str) -> list[dict[str, Any]]:
 def test_batch_objects_expire_after_the_retention_parameter_and_models_never(
     template: dict[str, Any], days: str
 ) -> None:
-    stack = deployed(template_check.translate(template), {"BatchRetentionDays": days})
+    stack = deployed(template_check.translate(template, root=ROOT), {"BatchRetentionDays": days})
     bucket = stack["Resources"]["ModelBucket"]
     for key in (
         "batch/jobs/0123456789abcdef.json",
@@ -530,7 +541,7 @@ def test_api_stage_writes_access_logs_without_the_key(translated: dict[str, Any]
 
 @pytest.mark.parametrize("topic", ["", "arn:aws:sns:us-east-1:123456789012:on-call"], ids=["no-topic", "topic"])
 def test_a_message_in_the_batch_dead_letter_queue_raises_an_alarm(template: dict[str, Any], topic: str) -> None:
-    stack = deployed(template_check.translate(template), {"AlarmTopicArn": topic})
+    stack = deployed(template_check.translate(template, root=ROOT), {"AlarmTopicArn": topic})
     alarm = stack["Resources"]["BatchDeadLetterAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert alarm["Dimensions"] == [
@@ -585,7 +596,7 @@ def _only_this_rule_may_send(stack: dict[str, Any], queue: str, rule: str) -> No
 @pytest.mark.parametrize("topic", ["", "arn:aws:sns:us-east-1:123456789012:on-call"], ids=["no-topic", "topic"])
 def test_a_canary_rollback_that_failed_is_parked_and_raises_an_alarm(template: dict[str, Any], topic: str) -> None:
     # Without this a failed run left the canary serving, and no second alarm event comes.
-    stack = deployed(template_check.translate(template), {"AlarmTopicArn": topic})
+    stack = deployed(template_check.translate(template, root=ROOT), {"AlarmTopicArn": topic})
     resources = stack["Resources"]
     (config,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
     assert config["FunctionName"] == {"Ref": "CanaryGuardFunction"}
@@ -608,7 +619,7 @@ def test_a_canary_rollback_that_failed_is_parked_and_raises_an_alarm(template: d
 def test_a_start_file_that_started_no_training_is_parked_and_raises_an_alarm(
     template: dict[str, Any], topic: str
 ) -> None:
-    stack = deployed(template_check.translate(template), {"AlarmTopicArn": topic})
+    stack = deployed(template_check.translate(template, root=ROOT), {"AlarmTopicArn": topic})
     _only_this_rule_may_send(stack, "TrainingStartDeadLetterQueue", "TrainingStateMachineStartFile")
     rule = stack["Resources"]["TrainingStateMachineStartFile"]["Properties"]
     assert rule["Targets"][0]["Arn"] == {"Ref": "TrainingStateMachine"}
@@ -626,7 +637,7 @@ FUNCTIONS = ("ApiFunction", "BatchFunction", "AdminFunction", "CanaryGuardFuncti
 
 @pytest.mark.parametrize("days", ["7", "365"])
 def test_every_function_keeps_its_logs_for_the_retention_parameter(template: dict[str, Any], days: str) -> None:
-    stack = deployed(template_check.translate(template), {"LogRetentionDays": days})
+    stack = deployed(template_check.translate(template, root=ROOT), {"LogRetentionDays": days})
     resources = stack["Resources"]
     functions = [k for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
     assert sorted(functions) == sorted(FUNCTIONS)
@@ -686,8 +697,7 @@ def test_template_check_runs_the_serverless_rules(
 ) -> None:
     text = TEMPLATE.read_text(encoding="utf-8")
     assert change[0] in text
-    (tmp_path / "template.yaml").write_text(text.replace(change[0], change[1], 1), encoding="utf-8")
-    assert template_check.main([str(tmp_path / "template.yaml")]) == 1
+    assert _check_copy(tmp_path, template=text.replace(change[0], change[1], 1)) == 1
     assert finding in capsys.readouterr().out
 
 
@@ -1325,8 +1335,13 @@ def test_batch_test_event_is_the_message_s3_sends_when_the_notification_is_set()
 # --- training: TrainingStateMachine and the roles it uses ------------------------------------------
 
 
+def _definition(template: dict[str, Any]) -> dict[str, Any]:
+    """TrainingStateMachine's ASL as it runs: its DefinitionUri file with its DefinitionSubstitutions applied."""
+    return template_check.state_machine_definition(template["Resources"]["TrainingStateMachine"]["Properties"], ROOT)
+
+
 def _states(template: dict[str, Any]) -> dict[str, Any]:
-    return template["Resources"]["TrainingStateMachine"]["Properties"]["Definition"]["States"]
+    return _definition(template)["States"]
 
 
 def _statements_of(translated: dict[str, Any], role: str) -> list[dict[str, Any]]:
@@ -1343,7 +1358,8 @@ def test_training_state_machine_runs_the_job_with_create_training_job_sync(templ
     machine = template["Resources"]["TrainingStateMachine"]
     assert machine["Type"] == "AWS::Serverless::StateMachine"
     assert machine["Properties"]["Type"] == "STANDARD"  # .sync waits longer than an express machine lives
-    definition = machine["Properties"]["Definition"]
+    assert machine["Properties"]["DefinitionUri"] == ASL_FILE.relative_to(ROOT).as_posix()
+    definition = _definition(template)
     states = definition["States"]
     start = states[definition["StartAt"]]
     # Started by hand with the job's input, or by an S3 event for a start file holding that input.
@@ -1376,6 +1392,48 @@ def test_training_state_machine_runs_the_job_with_create_training_job_sync(templ
     nexts = {s.get("Next") for s in states.values()} | {choice["Default"], completed["Next"], catch["Next"]}
     nexts |= {start["Default"], from_s3["Next"]}
     assert nexts - {None} <= set(states) and set(states) - {definition["StartAt"]} <= nexts
+
+
+def test_every_placeholder_of_the_asl_file_has_a_substitution_and_every_substitution_a_use(
+    template: dict[str, Any],
+) -> None:
+    # Step Functions leaves a ${Name} without an entry as it is: the job would get "${Name}" as its role.
+    used = set(re.findall(r"\$\{([^}]*)\}", ASL_FILE.read_text(encoding="utf-8")))
+    given = set(template["Resources"]["TrainingStateMachine"]["Properties"]["DefinitionSubstitutions"])
+    assert used == given, f"placeholders without a substitution: {used - given}; unused: {given - used}"
+
+
+def test_template_check_refuses_a_placeholder_without_a_substitution(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asl = ASL_FILE.read_text(encoding="utf-8").replace("${TrainingJobRoleArn}", "${TrainingRole}")
+    assert _check_copy(tmp_path, asl=asl) == 2
+    assert "no DefinitionSubstitutions entry for TrainingRole" in capsys.readouterr().err
+
+
+def test_the_translated_state_machine_runs_the_asl_file(translated: dict[str, Any]) -> None:
+    # What cfn-lint and checkov read: the states themselves, not an S3 address of them.
+    machine = translated["Resources"]["TrainingStateMachine"]["Properties"]
+    assert "DefinitionS3Location" not in machine
+    assert "TrainingNotCompleted" in json.dumps(machine["DefinitionString"])
+    # SAM moves the intrinsics of an inline definition to DefinitionSubstitutions of its own.
+    substituted = machine["DefinitionSubstitutions"].values()
+    assert {"Fn::GetAtt": ["TrainingJobRole", "Arn"]} in substituted
+    assert {"Fn::Sub": "arn:${AWS::Partition}:states:::sagemaker:createTrainingJob.sync"} in substituted
+
+
+def test_a_substitution_inside_a_string_keeps_any_value_cloudformation_resolves(tmp_path: Path) -> None:
+    (tmp_path / "m.asl.json").write_text(json.dumps({"A": "x-${J}-${N}", "B": ["${R}"], "C": "${S}"}))
+    join = {"Fn::Join": ["-", ["a", {"Ref": "AWS::Region"}]]}
+    properties = {
+        "DefinitionUri": "m.asl.json",
+        "DefinitionSubstitutions": {"J": join, "N": 3, "R": {"Ref": "Bucket"}, "S": "plain"},
+    }
+    assert template_check.state_machine_definition(properties, tmp_path) == {
+        "A": {"Fn::Sub": ["x-${J}-3", {"J": join}]},
+        "B": [{"Ref": "Bucket"}],
+        "C": "plain",
+    }
 
 
 def test_state_machine_input_is_what_maas_train_submit_prints(template: dict[str, Any]) -> None:
@@ -1691,7 +1749,7 @@ def test_the_canary_alarm_reads_the_metrics_the_api_emits(template: dict[str, An
 
 @pytest.mark.parametrize("auto", ["true", "false"])
 def test_the_canary_alarm_starts_the_guard_unless_turned_off(template: dict[str, Any], auto: str) -> None:
-    stack = deployed(template_check.translate(template), {"CanaryAutoRollback": auto})
+    stack = deployed(template_check.translate(template, root=ROOT), {"CanaryAutoRollback": auto})
     (rule,) = [
         r["Properties"]
         for r in stack["Resources"].values()
@@ -1717,7 +1775,9 @@ def test_api_alarms_watch_the_named_api_stage(template: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("snapstart", ["None", "PublishedVersions"])
 def test_snapstart_is_a_parameter_of_the_api_function(template: dict[str, Any], snapstart: str) -> None:
-    stack = deployed(template_check.translate(template), {"SnapStart": snapstart, "SnapStartPreloadModels": "digits"})
+    stack = deployed(
+        template_check.translate(template, root=ROOT), {"SnapStart": snapstart, "SnapStartPreloadModels": "digits"}
+    )
     function = stack["Resources"]["ApiFunction"]["Properties"]
     assert function["SnapStart"] == {"ApplyOn": snapstart}
     assert function["Runtime"] >= "python3.12"  # SnapStart for Python starts at 3.12
