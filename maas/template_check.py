@@ -79,7 +79,7 @@ def _as_sub_text(value: Any) -> str | None:
     """`value` written inside an Fn::Sub string, or None when only Fn::Sub's variable map can carry it."""
     if isinstance(value, str):
         return None if "${" in value else value
-    if isinstance(value, (int, float)):  # CloudFormation writes numbers and booleans as JSON does
+    if isinstance(value, (int, float)):  # numbers and booleans as their JSON text
         return json.dumps(value)
     if isinstance(value, dict) and len(value) == 1:
         ((function, argument),) = value.items()
@@ -141,8 +141,9 @@ def inline_definitions(template: dict[str, Any], root: Path) -> dict[str, Any]:
     """Give each state machine whose DefinitionUri is a local file that file as its Definition.
 
     `sam package` would upload the file and CloudFormation fill its placeholders; the translator
-    offline would only see an S3 address. Inlined, with the substitutions applied, the states reach
-    the translated template, and so cfn-lint and checkov, as CloudFormation would run them.
+    offline would only see an S3 address. Inlined, with the substitutions applied, the states and
+    what they refer to (a role's GetAtt, a bucket's Sub) reach the translated template as if written
+    inline, as they did before the definition had a file of its own.
     """
     inlined = copy.deepcopy(template)
     for resource in inlined.get("Resources", {}).values():

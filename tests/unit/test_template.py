@@ -1397,7 +1397,7 @@ def test_training_state_machine_runs_the_job_with_create_training_job_sync(templ
 def test_every_placeholder_of_the_asl_file_has_a_substitution_and_every_substitution_a_use(
     template: dict[str, Any],
 ) -> None:
-    # Step Functions leaves a ${Name} without an entry as it is: the job would get "${Name}" as its role.
+    # A ${Name} with no entry is not filled with the stack's value; an entry with no ${Name} is dead.
     used = set(re.findall(r"\$\{([^}]*)\}", ASL_FILE.read_text(encoding="utf-8")))
     given = set(template["Resources"]["TrainingStateMachine"]["Properties"]["DefinitionSubstitutions"])
     assert used == given, f"placeholders without a substitution: {used - given}; unused: {given - used}"
