@@ -259,9 +259,9 @@ def test_the_packed_job_trains_exports_and_fills_the_model_dir_in_the_image(tmp_
 def test_a_job_that_cannot_import_writes_the_failure_file(tmp_path: Path) -> None:
     """A module the job imports is broken in the packed source: SageMaker must still get a reason."""
     opt_ml, encoded, args = fake_opt_ml(tmp_path, {"epochs": 1})
-    registry = opt_ml / "code" / "shared" / "registry.py"
+    job = opt_ml / "code" / "training" / "job.py"  # the module entry.py imports, whatever it imports in turn
     # At the end, after the module's own imports: the job fails at import time, as with UTC on 3.10.
-    registry.write_text(registry.read_text() + "\nfrom datetime import NOT_IN_THIS_PYTHON\n")
+    job.write_text(job.read_text() + "\nfrom datetime import NOT_IN_THIS_PYTHON\n")
 
     done = run_entry(Path(sys.executable), opt_ml, encoded, args)
 
@@ -273,7 +273,7 @@ def test_a_job_that_cannot_import_writes_the_failure_file(tmp_path: Path) -> Non
     assert len(reason.rstrip("\n")) <= FAILURE_REASON_CHARS
     assert "while importing the job" in reason
     # The full traceback goes to the log (CloudWatch), naming the file that failed.
-    assert str(registry) in done.stderr
+    assert str(job) in done.stderr
     assert not (opt_ml / "model").exists()
 
 
