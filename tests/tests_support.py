@@ -45,10 +45,20 @@ def digits_data() -> tuple[np.ndarray, np.ndarray]:
     return digits.images.astype("float32")[..., None], digits.target.astype("int64")
 
 
+def serialized(graph: Any) -> bytes:
+    """A checked ONNX model (opset 17, IR 8, what the serving onnxruntime loads) of this graph, as bytes."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
 def build_digits_onnx(seed: int = 0) -> bytes:
     """A real classifier: scikit-learn's logistic regression on digits, written as an ONNX graph
     (Reshape -> MatMul -> Add -> Softmax) with the same input/output contract as the Keras job."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     from sklearn.linear_model import LogisticRegression
 
@@ -72,10 +82,7 @@ def build_digits_onnx(seed: int = 0) -> bytes:
             numpy_helper.from_array(bias, "bias"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return serialized(graph)
 
 
 def digits_manifest() -> dict[str, Any]:
@@ -97,7 +104,6 @@ def digits_manifest() -> dict[str, Any]:
 
 def build_two_input_onnx() -> bytes:
     """A real regression model with two named inputs: score = [features, extra] @ w + b."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     weights = np.array([[1.0], [2.0], [3.0], [-1.0], [0.5]], dtype="float32")
@@ -118,10 +124,7 @@ def build_two_input_onnx() -> bytes:
             numpy_helper.from_array(np.array([0.25], dtype="float32"), "bias"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return serialized(graph)
 
 
 def two_input_manifest() -> dict[str, Any]:

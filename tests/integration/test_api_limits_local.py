@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests_support import digits_manifest, http
+from tests_support import digits_manifest, http, serialized
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,6 @@ UNPUBLISHED = "20000101T000000Z-0badc0de"  # a well-formed version no model has
 
 def build_wide_onnx() -> bytes:
     """A real classifier on 512x512x3 images: the mean of each channel through a 3x10 layer, softmax."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
@@ -35,10 +34,7 @@ def build_wide_onnx() -> bytes:
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 10])],
         initializer=[numpy_helper.from_array(np.arange(30, dtype="float32").reshape(3, 10) / 30, "weights")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return serialized(graph)
 
 
 def wide_manifest() -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """The one dtype table agrees with ONNX, onnxruntime and numpy, and the one graph reader uses it."""
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
+from tests_support import serialized
 
 from shared.dtypes import DTYPES, V2_DATATYPES
 from shared.errors import ModelRejected
@@ -18,10 +18,7 @@ def identity(elem_type: int) -> bytes:
         [helper.make_tensor_value_info("x", elem_type, ["batch", 3])],
         [helper.make_tensor_value_info("y", elem_type, ["batch", 3])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return serialized(graph)
 
 
 def onnx_type(name: str) -> int:
