@@ -43,7 +43,9 @@ test-unit: install
 lint: install $(TOOLS)/.installed ## ruff, mypy, cfn-lint with AWS's serverless rules (translated) and sam validate --lint, checkov (both), detect-secrets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy src training maas
+	@# mypy has no package-dir: it reads src/ as maas_core through a link (src/__init__.py).
+	mkdir -p .maas/typecheck && ln -sfn ../../src .maas/typecheck/maas_core
+	MYPYPATH=.maas/typecheck $(BIN)/mypy -p maas_core -p training -p maas
 	$(BIN)/python -m maas.template_check template.yaml --output build/template.translated.json
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint -t template.yaml
 	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml

@@ -76,7 +76,7 @@ def items(mode: str) -> dict[str, Any]:
     if mode != "lazy":
         raise SystemExit(f"items: lazy or eager, not {mode!r}")
     started = time.perf_counter()
-    handler = importlib.import_module("functions.api.app")
+    handler = importlib.import_module("maas_core.functions.api.app")
     ms = {"handler_import": (time.perf_counter() - started) * 1000}
     import eager
 
@@ -226,9 +226,9 @@ class _Clock:
 
 def batch(key: str, etag: str, chunk_rows: int) -> dict[str, Any]:
     """BatchFunction's core (``shared.batch.score_object``) on one file, with its time split by phase."""
-    import shared.batch as core
-    from shared.aws import s3_client
-    from shared.model_cache import ModelCache
+    import maas_core.shared.batch as core
+    from maas_core.shared.aws import s3_client
+    from maas_core.shared.model_cache import ModelCache
 
     clock = _Clock()
     core.read_jsonl = clock.wrap_iterator("read and parse JSON Lines", core.read_jsonl)
@@ -262,7 +262,7 @@ def bare_batch(model_path: str, rows_path: str, sizes: str) -> dict[str, Any]:
     threads), three passes each, every pass a run, the sizes taking turns."""
     import numpy as np
 
-    from shared.model_cache import build_session, lambda_vcpus
+    from maas_core.shared.model_cache import build_session, lambda_vcpus
 
     threads = lambda_vcpus()
     session = build_session(Path(model_path).read_bytes(), threads=threads)
@@ -285,7 +285,7 @@ def compression(files_path: str, rows_path: str, calls: int, repeats: int) -> di
     """Batch-1 latency of each candidate (one thread): {method: path} in, {method: figures} out."""
     import numpy as np
 
-    from shared.model_cache import build_session
+    from maas_core.shared.model_cache import build_session
 
     x = np.load(rows_path)[:1]
     targets: dict[str, Callable[[], Any]] = {}

@@ -50,7 +50,7 @@ class Runtime:
     extra_paths: tuple[Path, ...] = field(default_factory=tuple)
 
     def code_dir(self, spec: FunctionSpec) -> Path:
-        return self.package if self.package and spec.code_uri.name == "src" else spec.code_uri
+        return self.package if self.package and spec.code_uri.name == "src" else spec.task_root()
 
     def environment(self, spec: FunctionSpec, extra_env: dict[str, str]) -> dict[str, str]:
         """The function's Lambda-like environment (LocalFunction's) on this runtime's path."""

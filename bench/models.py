@@ -117,7 +117,7 @@ def candidate_file(job: Job, method: str) -> Path:
 
 def publish(s3: Any, bucket: str, digits: Job, tabular: Job, archive: Path) -> dict[str, str]:
     """Publish int8 and fp32 digits, the tabular model and the SavedModel archive; returns name -> version."""
-    from shared.registry import Registry
+    from maas_core.shared.registry import Registry
 
     registry = Registry(bucket, s3)
     versions = {}

@@ -410,7 +410,7 @@ def _imports(
     round_no: int,
     eager_too: bool = False,
 ) -> dict[str, Any]:
-    module = "functions.api.app"
+    module = "maas_core.functions.api.app"
     if eager_too:
         api_spec, runtime = eager(api_spec, runtime)
         module = "app"
@@ -483,7 +483,9 @@ def _latency(
     events_path.write_text(json.dumps(events))
     calls, repeats = str(args.calls), str(args.repeats)
     env = _function_env(runtime, api_spec, s3_env, logs / "latency-tmp")
-    ours = child(runtime, ["latency", "functions.api.app", str(events_path), calls, repeats], env, logs / "latency.log")
+    ours = child(
+        runtime, ["latency", "maas_core.functions.api.app", str(events_path), calls, repeats], env, logs / "latency.log"
+    )
     tf_events = {f"tensorflow x{n}": predict_event(models.INT8, digits(n)) for n in (1, 32)}
     tf_path = logs / "latency-tf-events.json"
     tf_path.write_text(json.dumps(tf_events))

@@ -145,8 +145,8 @@ def _train_submit(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from maas.models_cli import run
     from maas.stack import load_template, local_client, s3_for
-    from shared.errors import MaasError
-    from shared.registry import Registry
+    from maas_core.shared.errors import MaasError
+    from maas_core.shared.registry import Registry
 
     template = load_template(args.template, args.env_vars)
     with s3_for(template) as env:

@@ -22,7 +22,7 @@ from maas.local_batch import wait_for_summary
 from maas.paths import state_dir
 from maas.stack import load_template, local_client, local_functions, queue_consumers, s3_for
 from maas.train_local import run_job
-from shared.layout import input_key, parse_key
+from maas_core.shared.layout import input_key, parse_key
 
 MODEL = "digits"
 

@@ -85,8 +85,8 @@ class LocalFunction:
             "LANG": "C.UTF-8",
             "TZ": "UTC",
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(self.spec.code_uri),  # like /var/task on Lambda
-            "LAMBDA_TASK_ROOT": str(self.spec.code_uri),
+            "PYTHONPATH": str(self.spec.task_root()),  # like /var/task on Lambda
+            "LAMBDA_TASK_ROOT": str(self.spec.task_root()),
             "AWS_LAMBDA_FUNCTION_NAME": self.spec.logical_id,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.spec.memory_mb),
@@ -118,7 +118,7 @@ class LocalFunction:
         ]
         self._process = subprocess.Popen(
             command,
-            cwd=self.spec.code_uri,
+            cwd=self.spec.task_root(),
             env=self.environment(),
             stdout=self.log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,

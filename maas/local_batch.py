@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from maas.stack import load_template, local_client, queue_consumers, s3_for
-from shared.errors import MaasError
-from shared.layout import input_key, parse_key
+from maas_core.shared.errors import MaasError
+from maas_core.shared.layout import input_key, parse_key
 
 
 def run(

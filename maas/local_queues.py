@@ -87,8 +87,8 @@ def s3_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
 
 def _client_errors() -> set[str]:
     """Error codes of refusals (4xx): a file refused once is refused again, so is not re-announced."""
-    import shared.batch  # noqa: F401 - defines the batch file errors, subclasses of MaasError
-    from shared.errors import MaasError
+    import maas_core.shared.batch  # noqa: F401 - defines the batch file errors, subclasses of MaasError
+    from maas_core.shared.errors import MaasError
 
     found, todo = set(), [MaasError]
     while todo:
@@ -102,7 +102,7 @@ def _client_errors() -> set[str]:
 def unfinished(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
     """Objects under ``prefix`` that the batch function has not finished: no summary, or a failed one
     for a dependency failure (5xx, worth another try); a succeeded file or a refused one (4xx) is done."""
-    from shared.layout import failure_prefix
+    from maas_core.shared.layout import failure_prefix
 
     refusals = _client_errors()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

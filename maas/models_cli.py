@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.manifest import manifest_from_graph
-from shared.registry import Registry
+from maas_core.shared.manifest import manifest_from_graph
+from maas_core.shared.registry import Registry
 
 
 def _scores_first(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ CloudFormation intrinsics are resolved for the local stack only: parameters take
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,28 @@ class FunctionSpec:
     routes: list[Route] = field(default_factory=list)
     queues: list[tuple[str, int]] = field(default_factory=list)  # (queue logical id, batch size)
     env_refs: dict[str, str] = field(default_factory=dict)  # variable -> logical id its !Ref names
+    project_root: Path | None = None  # the folder of template.yaml (task roots go in its .maas/)
+
+    def task_root(self) -> Path:
+        """The folder that is Lambda's /var/task for this function (src/__init__.py).
+
+        A handler whose first name is a module or folder of CodeUri runs from CodeUri itself.
+        Otherwise CodeUri *is* that package: src/Makefile copies src/ into the artifact as
+        maas_core/, so the local task root is a folder under .maas/task-roots whose one entry,
+        maas_core, links to src/ (made on first use, replaced atomically if it points elsewhere).
+        """
+        package = self.handler.split(".", 1)[0]
+        if (self.code_uri / package).is_dir() or (self.code_uri / f"{package}.py").is_file():
+            return self.code_uri
+        root = (self.project_root or self.code_uri.parent) / ".maas" / "task-roots" / package
+        link = root / package
+        if not (link.is_symlink() and link.resolve() == self.code_uri):
+            root.mkdir(parents=True, exist_ok=True)
+            staged = root / f".{package}.{os.getpid()}"
+            staged.unlink(missing_ok=True)
+            staged.symlink_to(self.code_uri, target_is_directory=True)
+            os.replace(staged, link)
+        return root
 
 
 def _route(method: str, path: str) -> Route:
@@ -168,6 +191,7 @@ class Template:
             logical_id=logical_id,
             handler=str(props["Handler"]),
             code_uri=(self.root / str(props.get("CodeUri", "."))).resolve(),
+            project_root=self.root.resolve(),
             runtime=str(props.get("Runtime", "")),
             timeout=int(self.resolve(props.get("Timeout", 3))),
             memory_mb=int(self.resolve(props.get("MemorySize", 128))),

@@ -102,8 +102,8 @@ def promote_first_version(bucket: str, manifest: dict[str, Any], env: dict[str, 
     The job itself only adds versions (its role may not write aliases, ARCHITECTURE.md); this runs
     with the developer's own credentials, and only when the model has no production alias yet.
     """
-    from shared.errors import AliasConflict
-    from shared.registry import DEFAULT_ALIAS, Registry
+    from maas_core.shared.errors import AliasConflict
+    from maas_core.shared.registry import DEFAULT_ALIAS, Registry
 
     registry = Registry(bucket, s3=_s3(env))
     name, version = manifest["name"], manifest["version"]

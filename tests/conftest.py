@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from tests_support import HANDLER_ENV, build_digits_onnx, digits_manifest
 
 # The handler reads its configuration at import, as it does on Lambda; give it the template's names.
@@ -33,7 +34,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import boto3
     from moto import mock_aws
 
-    from shared.aws import s3_client
+    from maas_core.shared.aws import s3_client
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -47,7 +48,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture
 def registry(s3: Any) -> Any:
-    from shared.registry import Registry
+    from maas_core.shared.registry import Registry
 
     return Registry(BUCKET, s3)
 

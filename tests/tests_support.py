@@ -239,7 +239,7 @@ def running_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> Iterator[
 
     from maas.embedded_s3 import EmbeddedS3
     from maas.stack import load_template
-    from shared.registry import Registry
+    from maas_core.shared.registry import Registry
 
     template = load_template(str(ROOT / "template.yaml"))
     s3 = EmbeddedS3(state, template.bucket_names()).start()  # reuses the server start-api runs

@@ -297,7 +297,7 @@ def gzip_bytes(path: str | Path) -> int:
 def check_io(path: Path, expected: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
     """The serving contract: same input/output names, dtypes and shapes as fp32's graph (float32,
     or int64 token ids in)."""
-    from shared.manifest import graph_tensors
+    from maas_core.shared.manifest import graph_tensors
 
     found = graph_tensors(path)
     if found != expected:

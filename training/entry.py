@@ -1,5 +1,5 @@
 """SageMaker script-mode program: ``maas train submit`` puts a copy of this file at the top of the
-source directory as ``entry.py`` (the ``sagemaker_program``), beside ``training/`` and ``shared/``.
+source directory as ``entry.py`` (the ``sagemaker_program``), beside ``training/`` and ``maas_core/shared/``.
 
 The toolkit runs ``python entry.py --epochs 10 --model_name digits ...`` from ``/opt/ml/code``:
 every hyperparameter once more as an argument, in the toolkit's spelling (``--batch_size``). The job

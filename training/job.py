@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.layout import check_name, model_key
-from shared.manifest import graph_tensors
+from maas_core.shared.layout import check_name, model_key
+from maas_core.shared.manifest import graph_tensors
 from training.compress import (
     DEFAULT_COMPRESSION,
     DEFAULT_DISTILLATION_TEMPERATURE,
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
 
     tokenizer = None
     if chosen.text:
-        from shared.text import build_tokenizer
+        from maas_core.shared.text import build_tokenizer
 
         tokenizer = build_tokenizer(
             train.x,
@@ -375,7 +375,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
 
     published = None
     if args.registry_bucket:
-        from shared.registry import Registry
+        from maas_core.shared.registry import Registry
 
         model_bytes = (model_dir / "model.onnx").read_bytes()
         # The job only adds a version (its role may write nothing else under models/, ARCHITECTURE.md):

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.manifest import manifest_from_graph
+from maas_core.shared.manifest import manifest_from_graph
 from training.families.base import CLASSIFICATION
 
 

@@ -2,7 +2,7 @@
 
 The request is what the SageMaker Python SDK's TensorFlow estimator would send in script mode,
 without the SDK: the AWS Deep Learning Containers TensorFlow GPU training image for the region, the
-project's ``training/`` and ``shared/`` packed as ``sourcedir.tar.gz`` with a top-level ``entry.py``
+project's ``training/`` and ``maas_core/shared/`` packed as ``sourcedir.tar.gz`` with a top-level ``entry.py``
 (``sagemaker_program``) and a ``requirements.txt`` the container installs first (``training/requirements.txt``:
 the job's packages pinned to what constraints.txt tests), channels from S3,
 hyperparameters JSON-encoded, ``MetricDefinitions`` scraped from the job's epoch lines, and
@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import shared.registry
-from shared.layout import (
+import maas_core
+import maas_core.shared.registry
+from maas_core.shared.layout import (
     NAME_RE,
     TRAINING_JOBS_PREFIX,
     training_checkpoints_prefix,
@@ -88,8 +89,10 @@ REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
 # a same-named folder of tests (tests/training) can turn into namespace packages without one.
 PACKAGES = {
     "training": Path(__file__).resolve().parent,
-    "shared": Path(shared.registry.__file__).resolve().parent,
+    "maas_core/shared": Path(maas_core.shared.registry.__file__).resolve().parent,
 }
+# maas_core's own __init__.py, without the rest of it (functions/ is Lambda's, not the job's).
+PACKAGE_INITS = {"maas_core/__init__.py": Path(maas_core.__file__).resolve()}
 # Nothing a job does not import: tests, caches, virtual environments, editor and VCS leftovers.
 _EXCLUDED_DIRS = {"__pycache__", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "venv"}
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".so.tmp", ".swp")
@@ -139,7 +142,8 @@ def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _source_files() -> Iterator[tuple[str, Path]]:
-    """(name in the archive, file) for training/ and shared/, sorted, without tests or caches."""
+    """(name in the archive, file) for training/ and maas_core/shared/, sorted, without tests or caches."""
+    yield from PACKAGE_INITS.items()
     for package, root in PACKAGES.items():
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
@@ -153,7 +157,7 @@ def _source_files() -> Iterator[tuple[str, Path]]:
 
 
 def package_source() -> bytes:
-    """``sourcedir.tar.gz``: entry.py and requirements.txt on top, then training/ and shared/.
+    """``sourcedir.tar.gz``: entry.py and requirements.txt on top, then training/ and maas_core/shared/.
 
     Byte-for-byte reproducible (sorted, mtime 0, root-owned), so the same code gives the same tarball.
     """

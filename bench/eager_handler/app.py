@@ -13,7 +13,7 @@ import time
 from eager import boto3_s3_client, onnxruntime_session_options, route_models, timed
 
 _started = time.perf_counter()
-from functions.api.app import app, lambda_handler, models  # noqa: E402  (timed)
+from maas_core.functions.api.app import app, lambda_handler, models  # noqa: E402  (timed)
 
 EAGER_MS = {"handler_import": (time.perf_counter() - _started) * 1000}
 EAGER_MS["boto3_s3_client"] = timed(boto3_s3_client)

@@ -24,7 +24,7 @@ LABELS = {
 
 
 def boto3_s3_client() -> None:
-    from shared.aws import s3_client
+    from maas_core.shared.aws import s3_client
 
     s3_client()
 

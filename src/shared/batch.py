@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.batch_io import (
+from maas_core.shared.batch_io import (
     Row,
     S3Writer,
     check_csv_header,
@@ -33,9 +33,9 @@ from shared.batch_io import (
     read_jsonl,
     read_npy,
 )
-from shared.errors import MaasError
-from shared.inference import feeds_from_body, format_predictions, nonfinite_rows, run
-from shared.layout import (
+from maas_core.shared.errors import MaasError
+from maas_core.shared.inference import feeds_from_body, format_predictions, nonfinite_rows, run
+from maas_core.shared.layout import (
     ERRORS_FILE,
     PART_DONE_FILE,
     RESULTS_FILE,
@@ -47,7 +47,7 @@ from shared.layout import (
     parse_key,
     s3_outcome,
 )
-from shared.model_cache import LoadedModel, ModelCache
+from maas_core.shared.model_cache import LoadedModel, ModelCache
 
 # Scoring stops this long before the invocation's timeout, so the failed summary is still written: a
 # killed invocation leaves none, and a job would read "running" until the message is parked and after.

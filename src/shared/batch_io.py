@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.errors import MaasError
+from maas_core.shared.errors import MaasError
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".npy": "npy"}
 PART_BYTES = 8 * 1024 * 1024  # S3 multipart parts: at least 5 MiB, so memory stays near this

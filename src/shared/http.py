@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from shared.errors import BadRequest, MaasError, PayloadTooLarge, UnsupportedMediaType
+from maas_core.shared.errors import BadRequest, MaasError, PayloadTooLarge, UnsupportedMediaType
 
 JSON_TYPES = ("application/json", "application/vnd.api+json")
 # Methods whose routes read a body: their Content-Type matters even when the body is empty.

@@ -10,12 +10,21 @@ from typing import Any
 
 import numpy as np
 
-from shared.dtypes import DTYPES
-from shared.errors import BadRequest, InvalidInput
-from shared.model_cache import LoadedModel
-from shared.model_check import graph_input
-from shared.tensors import check_batch, check_names, check_same_count, check_shape, numbers, shape_str, token_ids, typed
-from shared.text import WordTokenizer
+from maas_core.shared.dtypes import DTYPES
+from maas_core.shared.errors import BadRequest, InvalidInput
+from maas_core.shared.model_cache import LoadedModel
+from maas_core.shared.model_check import graph_input
+from maas_core.shared.tensors import (
+    check_batch,
+    check_names,
+    check_same_count,
+    check_shape,
+    numbers,
+    shape_str,
+    token_ids,
+    typed,
+)
+from maas_core.shared.text import WordTokenizer
 
 
 def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordTokenizer | None = None) -> np.ndarray:

@@ -19,8 +19,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import InvalidName, MaasError, RegistryUnavailable
-from shared.layout import S3Outcome, is_version, job_input_key, job_key, parse_key, s3_outcome
+from maas_core.shared.errors import InvalidName, MaasError, RegistryUnavailable
+from maas_core.shared.layout import S3Outcome, is_version, job_input_key, job_key, parse_key, s3_outcome
 
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")  # fullmatch: "$" would let a trailing newline through
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "npy": "npy"}

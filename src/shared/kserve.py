@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from shared.dtypes import DTYPES, V2_ACCEPTS, V2_DATATYPES
-from shared.errors import InvalidInput
-from shared.model_cache import LoadedModel
-from shared.model_check import graph_input
-from shared.schemas import InferRequest, InferRequestedOutput
-from shared.tensors import check_batch, check_names, check_same_count, check_shape, numbers, token_ids, typed
+from maas_core.shared.dtypes import DTYPES, V2_ACCEPTS, V2_DATATYPES
+from maas_core.shared.errors import InvalidInput
+from maas_core.shared.model_cache import LoadedModel
+from maas_core.shared.model_check import graph_input
+from maas_core.shared.schemas import InferRequest, InferRequestedOutput
+from maas_core.shared.tensors import check_batch, check_names, check_same_count, check_shape, numbers, token_ids, typed
 
 PLATFORM = "onnxruntime_onnx"
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.dtypes import BY_ORT, DTYPES
-from shared.errors import ModelIntegrityError, ModelRejected
-from shared.model_check import publishable_session
-from shared.text import tokenizer_problems
+from maas_core.shared.dtypes import BY_ORT, DTYPES
+from maas_core.shared.errors import ModelIntegrityError, ModelRejected
+from maas_core.shared.model_check import publishable_session
+from maas_core.shared.text import tokenizer_problems
 
 SCHEMA_VERSION = 1
 TASKS = ("classification", "regression")

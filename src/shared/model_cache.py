@@ -31,7 +31,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from shared.errors import (
+from maas_core.shared.errors import (
     AliasTargetMissing,
     MaasError,
     ModelIntegrityError,
@@ -39,9 +39,9 @@ from shared.errors import (
     RegistryUnavailable,
     VersionNotFound,
 )
-from shared.model_check import check_session
-from shared.registry import DEFAULT_ALIAS, AliasRecord, Registry, check_alias, check_name, is_version
-from shared.text import WordTokenizer
+from maas_core.shared.model_check import check_session
+from maas_core.shared.registry import DEFAULT_ALIAS, AliasRecord, Registry, check_alias, check_name, is_version
+from maas_core.shared.text import WordTokenizer
 
 logger = Logger(child=True)
 metrics = Metrics()  # Powertools shares the metric set: the handler's log_metrics flushes it

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.dtypes import DTYPES
-from shared.errors import ModelIntegrityError, ModelRejected
+from maas_core.shared.dtypes import DTYPES
+from maas_core.shared.errors import ModelIntegrityError, ModelRejected
 
 
 def graph_input(spec: dict[str, Any]) -> str:

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.dtypes import V2_DATATYPES
-from shared.errors import MaasError, RegistryUnavailable
-from shared.model_cache import ModelCache
+from maas_core.shared.dtypes import V2_DATATYPES
+from maas_core.shared.errors import MaasError, RegistryUnavailable
+from maas_core.shared.model_cache import ModelCache
 
 PREDICT_PATHS = ("/models/{name}/predict", "/models/{name}/versions/{version}/predict")
 INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.errors import (
+from maas_core.shared.errors import (
     AliasConflict,
     AliasNotFound,
     AliasUnreadable,
@@ -31,7 +31,7 @@ from shared.errors import (
     VersionInUse,
     VersionNotFound,
 )
-from shared.layout import (
+from maas_core.shared.layout import (
     MODELS_PREFIX,
     NAME_RE,
     S3Outcome,
@@ -50,8 +50,8 @@ from shared.layout import (
     s3_outcome,
     version_of,
 )
-from shared.manifest import verify_manifest
-from shared.model_check import check_publishable, load_problems
+from maas_core.shared.manifest import verify_manifest
+from maas_core.shared.model_check import check_publishable, load_problems
 
 DEFAULT_ALIAS = "production"
 KEEP: Any = object()  # update_alias: leave the canary as it is
@@ -144,7 +144,7 @@ class Registry:
             raise ValueError("Registry needs a bucket name")
         self.bucket = bucket
         if s3 is None:
-            from shared.aws import s3_client
+            from maas_core.shared.aws import s3_client
 
             s3 = s3_client()
         self.s3 = s3

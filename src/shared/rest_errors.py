@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from shared.errors import BadRequest, InvalidName, InvalidRequest, MaasError
+from maas_core.shared.errors import BadRequest, InvalidName, InvalidRequest, MaasError
 
 
 def json_error(status: int, body: dict[str, Any]) -> Response:

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from shared.aws import s3_client, sqs_client
+from maas_core.shared.aws import s3_client, sqs_client
 
 
 def preload_names(registry: Any, setting: str) -> list[str]:

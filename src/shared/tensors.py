@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.dtypes import DType
-from shared.errors import InvalidInput
-from shared.text import WordTokenizer
+from maas_core.shared.dtypes import DType
+from maas_core.shared.errors import InvalidInput
+from maas_core.shared.text import WordTokenizer
 
 Shape = Sequence[int | None]
 

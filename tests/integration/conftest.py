@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests_support import running_stack
 
 

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from tests_support import http, two_input_expected
 
 pytestmark = pytest.mark.integration
@@ -297,9 +298,8 @@ def test_a_job_is_sigv4_presigned_uploads_and_downloads_and_is_only_its_keys(sta
 
 
 def test_a_version_whose_model_no_longer_matches_its_sha256_gets_no_job(stack):
+    from maas_core.shared.registry import model_key
     from tests_support import build_digits_onnx, digits_manifest
-
-    from shared.registry import model_key
 
     s3, bucket = stack["s3"].client(), stack["bucket"]
     version = stack["registry"].publish("digits", build_digits_onnx(seed=1), digits_manifest())["version"]

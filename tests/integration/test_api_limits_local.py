@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from tests_support import digits_manifest, http, serialized
 
 pytestmark = pytest.mark.integration

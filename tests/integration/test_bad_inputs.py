@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+
 from tests_support import MAAS, http
 
 pytestmark = pytest.mark.integration

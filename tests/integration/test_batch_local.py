@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from tests_support import MAAS, http
 
 pytestmark = pytest.mark.integration

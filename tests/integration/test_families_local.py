@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+
 from tests_support import MAAS, http
 
 pytestmark = [pytest.mark.integration, pytest.mark.training]

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 import pytest
+
 from tests_support import (
     ROOT,
     build_digits_onnx,
@@ -189,7 +190,7 @@ def start_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> dict[str, A
     """The embedded S3 in this process, the proxy in front of it, and start-api pointed at the proxy."""
     from maas.embedded_s3 import EmbeddedS3
     from maas.stack import load_template
-    from shared.registry import Registry
+    from maas_core.shared.registry import Registry
 
     template = load_template(str(ROOT / "template.yaml"))
     s3 = EmbeddedS3(state, template.bucket_names()).start()
@@ -516,7 +517,7 @@ def test_a_batch_invocation_killed_mid_file_is_retried_and_scores_every_row_once
     with faulty["proxy"].failing(Fault("GET", s3_path(faulty, key), "stall", fraction=0.5, times=1)) as (fault,):
         etag = s3.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
         assert fault.stalled.wait(60), "the batch function never started reading the file"
-        (pid,) = runtime_pids(faulty, "functions.batch.app.lambda_handler")
+        (pid,) = runtime_pids(faulty, "maas_core.functions.batch.app.lambda_handler")
         os.kill(pid, signal.SIGKILL)
     summary = wait_for(lambda: summary_of(faulty, key, etag), 120, "the retried file's summary")
     results, errors = rows_of(faulty, summary)

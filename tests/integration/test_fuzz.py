@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+
 from tests_support import http
 
 pytestmark = pytest.mark.integration

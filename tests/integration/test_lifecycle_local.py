@@ -9,9 +9,9 @@ import time
 from collections import Counter
 
 import pytest
-from tests_support import MAAS, build_digits_onnx, digits_manifest, http, running_stack
 
-from shared.registry import model_key
+from maas_core.shared.registry import model_key
+from tests_support import MAAS, build_digits_onnx, digits_manifest, http, running_stack
 
 pytestmark = pytest.mark.integration
 

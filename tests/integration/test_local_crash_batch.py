@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests_support import MAAS, ROOT, build_digits_onnx, digits_manifest, free_port, http
 
 pytestmark = pytest.mark.integration
@@ -67,7 +68,7 @@ def test_a_file_in_flight_when_start_api_is_killed_is_finished_after_a_restart(t
 
     from maas.embedded_s3 import EmbeddedS3
     from maas.stack import load_template
-    from shared.registry import Registry
+    from maas_core.shared.registry import Registry
 
     template = load_template(str(ROOT / "template.yaml"))
     bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests_support import start_api
 
 pytestmark = pytest.mark.integration

@@ -8,6 +8,7 @@ import signal
 import subprocess
 
 import pytest
+
 from tests_support import MAAS, ROOT, http
 
 pytestmark = pytest.mark.integration

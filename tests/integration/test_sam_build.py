@@ -85,10 +85,10 @@ def test_the_package_serves_under_python312(build, tmp_path):
     model.write_bytes(build_digits_onnx())
     script = f"""
 import json, types, numpy as np
-from functions.api import app
+from maas_core.functions.api import app
 context = types.SimpleNamespace(function_name="ApiFunction", memory_limit_in_mb=1024, aws_request_id="build-test",
                                 invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:ApiFunction")
-from shared.model_cache import build_session
+from maas_core.shared.model_cache import build_session
 response = app.lambda_handler(json.load(open({str(ROOT / "events" / "health.json")!r})), context)
 session = build_session(open({str(model)!r}, 'rb').read(), threads=1)
 probs = session.run(None, {{"image": np.zeros((1, 8, 8, 1), np.float32)}})[0]

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from tests_support import digits_data
 
-from shared.manifest import graph_tensors
+from maas_core.shared.manifest import graph_tensors
+from tests_support import digits_data
 from training import compress
 from training.compress import (
     FP16,
@@ -271,7 +271,7 @@ def test_a_broken_candidate_is_rejected_and_the_job_still_publishes(tmp_path, mo
     from moto import mock_aws
     from test_job import BUCKET, clean_env, fake_opt_ml
 
-    from shared.aws import s3_client
+    from maas_core.shared.aws import s3_client
     from training.job import main
 
     def broken_fp16(src: str | Path, dst: str | Path) -> Path:

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from test_job import clean_env, mocked_registry, run_to_publish, write_hyperparameters
 
-from shared import inference
-from shared.manifest import verify_manifest
-from shared.model_cache import ModelCache
-from shared.registry import Registry
+from maas_core.shared import inference
+from maas_core.shared.manifest import verify_manifest
+from maas_core.shared.model_cache import ModelCache
+from maas_core.shared.registry import Registry
 from training.compress import Candidate, Compression, choose
 from training.data import ChannelError, load_channel, write_digits_channel, write_tabular_channel
 from training.job import main

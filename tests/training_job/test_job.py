@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from shared.aws import s3_client
-from shared.errors import VersionExists
-from shared.manifest import REQUIRED_FIELDS, verify_manifest
-from shared.registry import Registry
+from maas_core.shared.aws import s3_client
+from maas_core.shared.errors import VersionExists
+from maas_core.shared.manifest import REQUIRED_FIELDS, verify_manifest
+from maas_core.shared.registry import Registry
 from training.compress import DEFAULT_MAX_ACCURACY_DROP_POINTS, METHODS, Candidate, choose
 from training.data import load_channel, split_holdout, write_digits_channel
 from training.job import ARTIFACTS, METRIC_DEFINITIONS, main

@@ -219,10 +219,11 @@ def test_sourcedir_holds_the_job_and_the_registry_and_nothing_else(aws: Any) -> 
     # The family plug-ins are a subpackage: every module of it travels, or the job cannot import its table.
     families = ROOT / "training" / "families"
     assert {f"training/families/{p.name}" for p in families.glob("*.py")} <= set(files)
-    assert {"shared/registry.py", "shared/__init__.py", "shared/manifest.py", "shared/errors.py"} <= set(files)
+    shared = {"registry.py", "__init__.py", "manifest.py", "errors.py"}
+    assert {"maas_core/__init__.py"} | {f"maas_core/shared/{name}" for name in shared} <= set(files)
     assert files["training/job.py"] == (ROOT / "training" / "job.py").read_bytes()
-    assert files["shared/registry.py"] == (ROOT / "src" / "shared" / "registry.py").read_bytes()
-    # sagemaker_program runs from the top of the source dir, where training/ and shared/ import.
+    assert files["maas_core/shared/registry.py"] == (ROOT / "src" / "shared" / "registry.py").read_bytes()
+    # sagemaker_program runs from the top of the source dir, where training/ and maas_core/ import.
     assert files["entry.py"] == (ROOT / "training" / "entry.py").read_bytes()
     assert b"from training.job import main" in files["entry.py"]
     # The pinned set (test_sagemaker_requirements.py), packed as it is in the checkout.
@@ -231,13 +232,17 @@ def test_sourcedir_holds_the_job_and_the_registry_and_nothing_else(aws: Any) -> 
     requirements = [r for r in files["requirements.txt"].decode().split() if not r.startswith("#")]
     assert {r.split("==")[0] for r in requirements} >= {"keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "protobuf"}
     for name in files:
-        assert name in {"entry.py", "requirements.txt"} or name.startswith(("training/", "shared/")), name
+        assert (
+            name in {"entry.py", "requirements.txt"}
+            or name.startswith(("training/", "maas_core/shared/"))
+            or name == "maas_core/__init__.py"
+        ), name
         parts = name.split("/")
         assert not {"tests", "__pycache__", ".venv", "venv", ".pytest_cache", ".mypy_cache"} & set(parts), name
         assert not name.endswith((".pyc", ".pyo")), name
         assert not any(p.startswith(".") for p in parts), name
-    # Nothing Lambda-only or tooling: no functions/, no maas/.
-    assert not any(name.startswith(("functions/", "maas/", "src/")) for name in files)
+    # Nothing Lambda-only or tooling: no maas_core/functions/, no maas/.
+    assert not any(name.startswith(("maas_core/functions/", "functions/", "maas/", "src/")) for name in files)
 
 
 def test_sourcedir_is_reproducible() -> None:

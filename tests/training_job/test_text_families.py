@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from test_job import clean_env, mocked_registry, run_to_publish, write_hyperparameters
 
-from shared import inference, kserve
-from shared.errors import InvalidInput
-from shared.manifest import verify_manifest
-from shared.model_cache import ModelCache
-from shared.registry import Registry
-from shared.schemas import InferRequest
-from shared.text import WordTokenizer
+from maas_core.shared import inference, kserve
+from maas_core.shared.errors import InvalidInput
+from maas_core.shared.manifest import verify_manifest
+from maas_core.shared.model_cache import ModelCache
+from maas_core.shared.registry import Registry
+from maas_core.shared.schemas import InferRequest
+from maas_core.shared.text import WordTokenizer
 from training.data import ChannelError, load_channel
 from training.job import main
 from training.text_data import LABELS, write_text_channel

@@ -6,15 +6,15 @@ import os
 from typing import Any
 
 import pytest
-from tests_support import calling
 
-from shared.model_cache import ModelCache
+from maas_core.shared.model_cache import ModelCache
+from tests_support import calling
 
 
 @pytest.fixture
 def api(registry, monkeypatch):
     """ApiFunction with a fresh model cache (alias TTL 0: every request re-checks the alias)."""
-    from functions.api import app
+    from maas_core.functions.api import app
 
     cache = ModelCache(os.environ["MODEL_BUCKET"], alias_ttl_seconds=0, registry=registry, on_load=app.models.on_load)
     monkeypatch.setattr(app, "models", cache)
@@ -32,7 +32,7 @@ def handler(api):
 
 @pytest.fixture
 def admin(registry, monkeypatch):
-    from functions.admin import app
+    from maas_core.functions.admin import app
 
     monkeypatch.setattr(app, "_registry", lambda: registry)
     return calling(app)

@@ -4,9 +4,9 @@ import json
 import os
 
 import pytest
-from tests_support import Context, event
 
-from shared.registry import model_key
+from maas_core.shared.registry import model_key
+from tests_support import Context, event
 
 BUCKET = os.environ["MODEL_BUCKET"]
 V1 = "20260101T000000Z-00000000"
@@ -115,7 +115,7 @@ def test_a_version_in_use_cannot_be_deleted_over_http(admin, registry, versions)
 
 
 def test_the_canary_alarm_ends_every_canary_and_nothing_else(registry, versions):
-    from functions.canary_guard import app
+    from maas_core.functions.canary_guard import app
 
     registry.set_canary("digits", "production", V2, 0.1, actor="ana", reason="try")
     registry.promote("digits", "staging", V2, actor="ana", reason="")

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+
 from tests_support import Context, event
 
 
@@ -98,7 +99,7 @@ def test_requests_over_the_body_limit_are_refused_before_parsing(handler, publis
 def test_docs_routes_serve_a_valid_openapi_document_with_model_examples(handler, published):
     from openapi_spec_validator import validate
 
-    from functions.api import app
+    from maas_core.functions.api import app
 
     document = json.loads(app.lambda_handler(event("openapi_spec"), Context())["body"])
     validate(document)
@@ -107,7 +108,7 @@ def test_docs_routes_serve_a_valid_openapi_document_with_model_examples(handler,
 
 
 def raw_response(evt):
-    from functions.api import app
+    from maas_core.functions.api import app
 
     return app.lambda_handler(evt, Context())
 
@@ -157,7 +158,7 @@ def test_unknown_names_and_versions_add_no_metric_dimensions(handler, published,
 
 def test_v2_ready_means_the_registry_can_be_read(handler, published, s3):
     assert handler(event("v2_health_ready")) == (200, {"ready": True})
-    from functions.api import app
+    from maas_core.functions.api import app
 
     app._registry_read_at.clear()  # past READY_TTL_SECONDS
     for key in [o["Key"] for o in s3.list_objects_v2(Bucket=os.environ["MODEL_BUCKET"])["Contents"]]:
@@ -170,7 +171,7 @@ def test_v2_ready_means_the_registry_can_be_read(handler, published, s3):
 def test_the_openapi_document_declares_the_name_patterns(handler, published):
     import re
 
-    from functions.api import app
+    from maas_core.functions.api import app
 
     document = json.loads(app.lambda_handler(event("openapi_spec"), Context())["body"])
     params = {

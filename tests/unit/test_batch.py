@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from shared.batch import parse_key, score_object
-from shared.batch_io import BatchFileError
-from shared.errors import ModelNotFound
-from shared.model_cache import ModelCache
+from maas_core.shared.batch import parse_key, score_object
+from maas_core.shared.batch_io import BatchFileError
+from maas_core.shared.errors import ModelNotFound
+from maas_core.shared.model_cache import ModelCache
 
 BUCKET = os.environ["MODEL_BUCKET"]
 
@@ -37,7 +37,7 @@ def read_lines(s3, key: str) -> list[dict]:
 
 
 def single_request_labels(models, images) -> list[str]:
-    from shared.inference import feeds_from_body, format_predictions, run
+    from maas_core.shared.inference import feeds_from_body, format_predictions, run
 
     model = models.get("digits")
     return [
@@ -131,7 +131,7 @@ def test_binary_garbage_ends_in_the_errors_file(s3, models):
 
 
 def test_line_parts_cut_on_newlines_and_number_lines_like_the_whole_file():
-    from shared.batch_io import line_parts
+    from maas_core.shared.batch_io import line_parts
 
     class Body:
         def __init__(self, data: bytes) -> None:
@@ -165,7 +165,7 @@ def test_a_large_file_is_fanned_out_in_parts_and_summarised_once(s3, models, ima
     )
     assert fanned["status"] == "fanned_out" and fanned["parts"] == len(sent) >= 5
     random.Random(1).shuffle(sent)  # parts finish in any order, on any container
-    from shared.batch import score_part
+    from maas_core.shared.batch import score_part
 
     outcomes = [score_part(s3, m["maas_batch_part"], models, chunk_rows=8) for m in sent]
     assert [o["status"] for o in outcomes].count("succeeded") == 1 and outcomes[-1]["status"] == "succeeded"
@@ -221,7 +221,7 @@ def test_a_csv_that_is_all_header_is_scored_as_zero_rows_not_cut_into_empty_part
 def test_rows_break_only_at_newlines_so_parts_number_them_like_the_whole_file(s3, models, images):
     """A lone carriage return (binary garbage has them) is not a line break for the part cutter, so
     it must not be one for the readers either: every line number once, in the whole file and in parts."""
-    from shared.batch import score_part
+    from maas_core.shared.batch import score_part
 
     lines = [json.dumps(img.tolist()) for img in images[:30]]
     lines[4] = "garbage\rmore garbage"
@@ -242,8 +242,8 @@ def test_rows_break_only_at_newlines_so_parts_number_them_like_the_whole_file(s3
 
 @pytest.mark.parametrize("key", ["batch/in/digits/production/../../models/digits/x.jsonl", "batch/in/Dïgits/p/x.jsonl"])
 def test_a_key_that_names_no_model_gets_its_failed_summary_under_rejected(s3, key):
-    from shared.batch import write_failure
-    from shared.layout import REJECTED_PREFIX
+    from maas_core.shared.batch import write_failure
+    from maas_core.shared.layout import REJECTED_PREFIX
 
     with pytest.raises(Exception) as err:
         parse_key(key, '"abc"')
@@ -258,6 +258,7 @@ def _sequence_sum_model() -> tuple[bytes, dict]:
     """A real model with a free dimension besides the batch: total = sum(values) over any length."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
     from tests_support import two_input_manifest
 
     graph = helper.make_graph(

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
-from tests_support import Context, event
 
-from shared.batch import parse_key, write_failure
-from shared.errors import RegistryUnavailable
-from shared.layout import model_key
-from shared.model_cache import ModelCache
+from maas_core.shared.batch import parse_key, write_failure
+from maas_core.shared.errors import RegistryUnavailable
+from maas_core.shared.layout import model_key
+from maas_core.shared.model_cache import ModelCache
+from tests_support import Context, event
 
 BUCKET = os.environ["MODEL_BUCKET"]
 KEY = "batch/in/digits/production/jobs/0123/input.jsonl"
@@ -26,7 +26,7 @@ DIGIT = [[[0.0]] * 8] * 8
 @pytest.fixture
 def batch(registry, published, monkeypatch):
     """BatchFunction's module with a model cache over the moto registry."""
-    from functions.batch import app
+    from maas_core.functions.batch import app
 
     monkeypatch.setattr(app, "models", ModelCache(BUCKET, registry=registry))
     return app
@@ -73,7 +73,7 @@ def test_an_unexpected_error_writes_a_failed_summary_then_a_retry_scores_the_fil
         raise ValueError("Out of range float values are not JSON compliant: secret-ish detail")
 
     with monkeypatch.context() as patch:
-        patch.setattr("shared.batch._score_chunk", defect)
+        patch.setattr("maas_core.shared.batch._score_chunk", defect)
         assert fails(batch, delivery(KEY, etag))  # SQS delivers the message again
     failed = summary_of(s3, KEY, etag)
     assert failed["status"] == "failed" and failed["code"] == "batch_scoring_failed"
@@ -110,8 +110,8 @@ def test_a_late_failure_never_overwrites_a_succeeded_summary(s3, batch):
 
 
 def test_a_job_whose_file_failed_is_no_longer_running(s3, batch):
-    from shared.jobs import job_status
-    from shared.layout import job_key
+    from maas_core.shared.jobs import job_status
+    from maas_core.shared.layout import job_key
 
     etag = upload(s3)
     record = {"job_id": "0" * 32, "api_key_id": "k", "model": "digits", "ref": "production", "input_key": KEY}
@@ -122,7 +122,7 @@ def test_a_job_whose_file_failed_is_no_longer_running(s3, batch):
 
 
 def test_max_receives_is_the_queues_redrive_count():
-    from functions.batch import app
+    from maas_core.functions.batch import app
 
     class Loader(yaml.SafeLoader):
         pass

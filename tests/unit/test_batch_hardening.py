@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from botocore.response import StreamingBody
 
-from shared.batch import parse_key, score_object, score_part
-from shared.batch_io import MAX_LINE_BYTES, BatchFileError, line_parts, read_csv, read_jsonl
-from shared.model_cache import ModelCache
+from maas_core.shared.batch import parse_key, score_object, score_part
+from maas_core.shared.batch_io import MAX_LINE_BYTES, BatchFileError, line_parts, read_csv, read_jsonl
+from maas_core.shared.model_cache import ModelCache
 
 BUCKET = os.environ["MODEL_BUCKET"]
 DIGIT = [[[0.0]] * 8] * 8

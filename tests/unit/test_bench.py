@@ -70,7 +70,7 @@ def test_the_eager_wrapper_builds_what_the_first_prediction_would() -> None:
     """bench/eager_handler: its steps run on the handler as it is, and the lazy side's route exists."""
     import importlib.util
 
-    from functions.api import app
+    from maas_core.functions.api import app
 
     path = Path(__file__).resolve().parents[2] / "bench" / "eager_handler" / "eager.py"
     spec = importlib.util.spec_from_file_location("maas_bench_eager", path)

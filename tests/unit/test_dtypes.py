@@ -4,11 +4,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-from tests_support import serialized
 
-from shared.dtypes import DTYPES, V2_DATATYPES
-from shared.errors import ModelRejected
-from shared.manifest import SCHEMA_VERSION, graph_tensors, manifest_from_graph, verify_manifest
+from maas_core.shared.dtypes import DTYPES, V2_DATATYPES
+from maas_core.shared.errors import ModelRejected
+from maas_core.shared.manifest import SCHEMA_VERSION, graph_tensors, manifest_from_graph, verify_manifest
+from tests_support import serialized
 
 
 def identity(elem_type: int) -> bytes:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from shared.http import check_body
+from maas_core.shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from maas_core.shared.http import check_body
 
 BODY = json.dumps({"instances": [[0.0]]})
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from shared.errors import BadRequest, InvalidInput
-from shared.inference import feeds_from_body, format_predictions, run, to_tensor
-from shared.model_cache import ModelCache
+from maas_core.shared.errors import BadRequest, InvalidInput
+from maas_core.shared.inference import feeds_from_body, format_predictions, run, to_tensor
+from maas_core.shared.model_cache import ModelCache
 
 SPEC = {"name": "image", "dtype": "float32", "shape": [None, 8, 8, 1]}
 
@@ -105,8 +105,8 @@ class NanSession:
 
 
 def test_nonfinite_outputs_are_an_input_error_for_the_api_and_per_row_for_batch(make_manifest):
-    from shared.inference import nonfinite_rows
-    from shared.model_cache import LoadedModel
+    from maas_core.shared.inference import nonfinite_rows
+    from maas_core.shared.model_cache import LoadedModel
 
     model = LoadedModel("digits", "v", make_manifest(), NanSession(), 0.0)
     feeds = {"image": np.zeros((3, 8, 8, 1), dtype=np.float32)}

@@ -9,10 +9,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from tests_support import event
 
-from shared.batch import parse_key
-from shared.registry import model_key
+from maas_core.shared.batch import parse_key
+from maas_core.shared.registry import model_key
+from tests_support import event
 
 BUCKET = os.environ["MODEL_BUCKET"]
 
@@ -20,7 +20,7 @@ BUCKET = os.environ["MODEL_BUCKET"]
 @pytest.fixture
 def signing_env(monkeypatch):
     """Credentials that look real and a region, as Lambda's environment has them (no custom endpoint)."""
-    from shared.aws import s3_client
+    from maas_core.shared.aws import s3_client
 
     # AWS's documentation example credentials, not a real key.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")  # pragma: allowlist secret
@@ -73,7 +73,7 @@ def test_every_presigned_url_is_sigv4_on_the_regional_endpoint(signing_env, api,
 
 
 def test_other_regions_sign_for_their_own_regional_endpoint(signing_env, monkeypatch):
-    from shared.aws import s3_client
+    from maas_core.shared.aws import s3_client
 
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
@@ -121,7 +121,7 @@ def test_a_job_id_with_a_trailing_newline_is_a_400(api, published):
 
 
 def test_job_ids_are_checked_whole():
-    from shared import jobs
+    from maas_core.shared import jobs
 
     assert jobs.JOB_ID_RE.fullmatch("0" * 32)
     with pytest.raises(Exception) as caught:
@@ -138,8 +138,8 @@ def test_job_ids_are_checked_whole():
     ],
 )
 def test_a_failed_summary_ends_the_job_only_when_no_retry_is_coming(api, published, s3, retry, status):
-    from shared.batch import write_failure
-    from shared.errors import RegistryUnavailable
+    from maas_core.shared.batch import write_failure
+    from maas_core.shared.errors import RegistryUnavailable
 
     _, job, _ = api(event("create_job"))
     etag = s3.put_object(Bucket=BUCKET, Key=job["input_key"], Body=b"[0]\n")["ETag"]

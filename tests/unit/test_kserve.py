@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from shared.errors import InvalidInput
-from shared.kserve import feeds_from_infer, infer_outputs, model_metadata
-from shared.model_cache import ModelCache
-from shared.schemas import InferRequest
+from maas_core.shared.errors import InvalidInput
+from maas_core.shared.kserve import feeds_from_infer, infer_outputs, model_metadata
+from maas_core.shared.model_cache import ModelCache
+from maas_core.shared.schemas import InferRequest
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_missing_and_extra_inputs(digits):
 
 
 def test_outputs_are_flat_and_classification_gives_top_labels(digits):
-    from shared.inference import run
+    from maas_core.shared.inference import run
 
     request = InferRequest(
         inputs=zero_digit().inputs, outputs=[{"name": "probabilities", "parameters": {"classification": 2}}]

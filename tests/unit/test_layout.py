@@ -10,10 +10,10 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from shared import layout
-from shared.batch_io import BatchFileError
-from shared.errors import InvalidName
-from shared.layout import S3Outcome, s3_outcome
+from maas_core.shared import layout
+from maas_core.shared.batch_io import BatchFileError
+from maas_core.shared.errors import InvalidName
+from maas_core.shared.layout import S3Outcome, s3_outcome
 
 BUCKET = os.environ["MODEL_BUCKET"]
 V1 = "20260101T120000Z-0123abcd"

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from shared.errors import (
+from maas_core.shared.errors import (
     AliasConflict,
     AliasUnreadable,
     InvalidRequest,
@@ -20,8 +20,8 @@ from shared.errors import (
     VersionInUse,
     VersionNotFound,
 )
-from shared.model_cache import ModelCache
-from shared.registry import manifest_key, model_key
+from maas_core.shared.model_cache import ModelCache
+from maas_core.shared.registry import manifest_key, model_key
 
 BUCKET = os.environ["MODEL_BUCKET"]
 V2 = "20991231T000000Z-0000000b"
@@ -169,7 +169,7 @@ def test_an_unchanged_alias_is_rechecked_by_etag_without_reading_it(registry, tw
 
 
 def test_promote_and_rollback_reach_a_warm_cache_within_the_ttl(registry, two_versions, monkeypatch):
-    import shared.model_cache as model_cache
+    import maas_core.shared.model_cache as model_cache
 
     first, second = two_versions
     clock = [1000.0]
@@ -289,7 +289,7 @@ def test_every_way_a_version_cannot_serve_keeps_it_from_an_alias(registry, s3, t
 
 
 def test_the_model_is_checked_in_parts_as_it_streams(registry, s3, two_versions, monkeypatch, digits_onnx):
-    import shared.registry as registry_module
+    import maas_core.shared.registry as registry_module
 
     _, second = two_versions
     monkeypatch.setattr(registry_module, "CHUNK_BYTES", 97)  # the digits model is ~3 KB: about 30 parts
@@ -367,7 +367,7 @@ def test_changes_that_keep_part_of_an_unreadable_alias_are_a_409_naming_the_fix(
 def test_a_warm_cache_keeps_its_last_good_alias_while_the_alias_is_unreadable(
     registry, s3, two_versions, monkeypatch, caplog
 ):
-    import shared.model_cache as model_cache
+    import maas_core.shared.model_cache as model_cache
 
     first, second = two_versions
     clock = [1000.0]

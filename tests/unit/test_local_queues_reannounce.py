@@ -10,11 +10,11 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
-from tests_support import ROOT
 
 from maas.local_queues import missing_queues, reannounce, setup
 from maas.stack import load_template
-from shared.batch import failure_prefix
+from maas_core.shared.batch import failure_prefix
+from tests_support import ROOT
 
 
 @pytest.fixture

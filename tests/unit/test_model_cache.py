@@ -5,9 +5,9 @@ import stat
 import numpy as np
 import pytest
 
-from shared.errors import ModelIntegrityError, RegistryUnavailable
-from shared.model_cache import ModelCache, OptimizedGraph, lambda_vcpus
-from shared.registry import Registry, model_key
+from maas_core.shared.errors import ModelIntegrityError, RegistryUnavailable
+from maas_core.shared.model_cache import ModelCache, OptimizedGraph, lambda_vcpus
+from maas_core.shared.registry import Registry, model_key
 
 BUCKET = os.environ["MODEL_BUCKET"]
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests_support import build_two_input_onnx, event
 
 from maas.models_cli import manifest_from_onnx, publish
-from shared.errors import AliasConflict, ModelRejected, VersionInUse, VersionNotFound
-from shared.inference import feeds_from_body, run
-from shared.model_cache import ModelCache
+from maas_core.shared.errors import AliasConflict, ModelRejected, VersionInUse, VersionNotFound
+from maas_core.shared.inference import feeds_from_body, run
+from maas_core.shared.model_cache import ModelCache
+from tests_support import build_two_input_onnx, event
 
 
 def test_a_model_trained_elsewhere_is_published_with_its_schema_read_from_the_graph(registry, tmp_path):

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
-from tests_support import Context, digits_manifest, event
 
-from shared.openapi import MAX_EXAMPLE_MODELS, MAX_EXAMPLE_VALUES, add_model_examples, example_bodies
+from maas_core.shared.openapi import MAX_EXAMPLE_MODELS, MAX_EXAMPLE_VALUES, add_model_examples, example_bodies
+from tests_support import Context, digits_manifest, event
 
 
 def image_model(height: int, width: int, channels: int) -> tuple[bytes, dict[str, Any]]:
@@ -40,7 +40,7 @@ def image_model(height: int, width: int, channels: int) -> tuple[bytes, dict[str
 
 
 def document(name: str = "openapi_spec") -> tuple[dict[str, Any], int]:
-    from functions.api import app
+    from maas_core.functions.api import app
 
     response = app.lambda_handler(event(name), Context())
     assert response["statusCode"] == 200
@@ -81,7 +81,7 @@ def test_the_worst_case_document_fits_a_lambda_response():
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
     from aws_lambda_powertools.event_handler.openapi.compat import model_json
 
-    from functions.api import app
+    from maas_core.functions.api import app
 
     _, manifest = image_model(8, 8, MAX_EXAMPLE_VALUES // 64)
     manifests = [{**manifest, "name": f"m{i:02d}", "version": "v"} for i in range(MAX_EXAMPLE_MODELS)]
@@ -105,7 +105,7 @@ def s3_calls(registry):
 def test_the_document_reads_the_registry_once_per_ttl_and_only_what_changed(
     api, published, registry, s3_calls, monkeypatch
 ):
-    from functions.api import app
+    from maas_core.functions.api import app
 
     doc, _ = document()
     assert examples(doc)["digits"]["summary"] == f"digits {published['version']}"

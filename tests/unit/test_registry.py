@@ -3,8 +3,15 @@ import os
 
 import pytest
 
-from shared.errors import AliasConflict, InvalidName, ModelIntegrityError, ModelNotFound, VersionExists, VersionNotFound
-from shared.registry import manifest_key, model_key
+from maas_core.shared.errors import (
+    AliasConflict,
+    InvalidName,
+    ModelIntegrityError,
+    ModelNotFound,
+    VersionExists,
+    VersionNotFound,
+)
+from maas_core.shared.registry import manifest_key, model_key
 
 BUCKET = os.environ["MODEL_BUCKET"]
 
@@ -78,7 +85,7 @@ def test_a_version_without_its_manifest_is_not_visible(registry, s3, digits_onnx
 )
 def test_a_trailing_newline_is_refused_in_names_versions_and_aliases(registry, s3, published, kind, bad):
     """``$`` matches before a final newline: "digits\\n" used to pass and reach S3 as a key of its own."""
-    from shared.registry import check_alias, check_name, check_version
+    from maas_core.shared.registry import check_alias, check_name, check_version
 
     check = {"name": check_name, "version": check_version, "alias": check_alias}[kind]
     with pytest.raises(InvalidName) as err:

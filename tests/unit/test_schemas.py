@@ -2,7 +2,7 @@
 
 import json
 
-from shared.schemas import ErrorBody, error_responses
+from maas_core.shared.schemas import ErrorBody, error_responses
 
 
 def test_error_responses_give_a_route_its_success_and_error_statuses_with_the_error_schema():
@@ -37,10 +37,10 @@ def test_the_name_patterns_of_the_document_are_the_registrys_rules():
     import pytest
     from pydantic import ValidationError
 
-    from shared import layout
-    from shared.errors import InvalidName
-    from shared.jobs import JOB_ID_RE
-    from shared.schemas import ALIAS_PATTERN, JOB_ID_PATTERN, NAME_PATTERN, VERSION_PATTERN, JobRequest
+    from maas_core.shared import layout
+    from maas_core.shared.errors import InvalidName
+    from maas_core.shared.jobs import JOB_ID_RE
+    from maas_core.shared.schemas import ALIAS_PATTERN, JOB_ID_PATTERN, NAME_PATTERN, VERSION_PATTERN, JobRequest
 
     samples = ["digits", "a", "0-a", "-a", "A", "a" * 63, "a" * 64, "production", "p" * 33, "a/b", "..", ""]
     samples += ["20260101T120000Z-0123abcd", "20260101T120000Z-0123ABCD", "20260101T120000Z-0123abc", "0" * 32]

@@ -7,9 +7,9 @@ import os
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
-from tests_support import event
 
-from shared.registry import manifest_key, model_key
+from maas_core.shared.registry import manifest_key, model_key
+from tests_support import event
 
 BUCKET = os.environ["MODEL_BUCKET"]
 V2 = "20991231T000000Z-0000000b"

@@ -1,6 +1,7 @@
 """SnapStart hooks of ApiFunction, called as the python3.12+ runtime calls them."""
 
 import pytest
+
 from tests_support import event
 
 
@@ -8,7 +9,7 @@ from tests_support import event
 def hooks(api):
     import snapshot_restore_py
 
-    from functions.api import app
+    from maas_core.functions.api import app
 
     before = [f for f, _, _ in snapshot_restore_py._before_snapshot_registry if f is app._before_snapshot]
     after = [f for f, _, _ in snapshot_restore_py._after_restore_registry if f is app._after_restore]
@@ -25,7 +26,7 @@ def test_the_snapshot_holds_the_preloaded_production_models(hooks, api, publishe
 
 def test_a_restored_copy_renews_its_clients_id_and_aliases(hooks, api, published, registry):
     app, _, after = hooks
-    from shared.aws import s3_client
+    from maas_core.shared.aws import s3_client
 
     status, body, _ = api(event("predict_digits"))
     assert status == 200

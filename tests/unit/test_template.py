@@ -1146,7 +1146,7 @@ def test_batch_function_settings(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     function = resources["BatchFunction"]["Properties"]
     assert function["CodeUri"] == "src/"
-    assert function["Handler"] == "functions.batch.app.lambda_handler"
+    assert function["Handler"] == "maas_core.functions.batch.app.lambda_handler"
     assert function["Timeout"] == 900, "Lambda's maximum: a file is scored in one invocation"
     assert function["MemorySize"] == {"Ref": "BatchMemorySize"}
     memory = template["Parameters"]["BatchMemorySize"]

@@ -3,11 +3,11 @@ bad values get the same refusal."""
 
 import pytest
 
-from shared.errors import InvalidInput
-from shared.inference import feeds_from_body
-from shared.kserve import feeds_from_infer
-from shared.model_cache import ModelCache
-from shared.schemas import InferRequest
+from maas_core.shared.errors import InvalidInput
+from maas_core.shared.inference import feeds_from_body
+from maas_core.shared.kserve import feeds_from_infer
+from maas_core.shared.model_cache import ModelCache
+from maas_core.shared.schemas import InferRequest
 
 
 @pytest.fixture

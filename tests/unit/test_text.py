@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.errors import InvalidInput
-from shared.inference import feeds_from_body
-from shared.kserve import feeds_from_infer, tensor_metadata
-from shared.manifest import _tensor_problems
-from shared.model_cache import LoadedModel
-from shared.model_check import check_session
-from shared.schemas import InferRequest
-from shared.text import OOV_INDEX, PAD_INDEX, WordTokenizer, build_tokenizer, tokenizer_problems
+from maas_core.shared.errors import InvalidInput
+from maas_core.shared.inference import feeds_from_body
+from maas_core.shared.kserve import feeds_from_infer, tensor_metadata
+from maas_core.shared.manifest import _tensor_problems
+from maas_core.shared.model_cache import LoadedModel
+from maas_core.shared.model_check import check_session
+from maas_core.shared.schemas import InferRequest
+from maas_core.shared.text import OOV_INDEX, PAD_INDEX, WordTokenizer, build_tokenizer, tokenizer_problems
 
 TEXTS = ["Great product, great price!", "Awful product", "the product is NOT great"]
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from maas.train_local import layout, promote_first_version
-from shared.registry import Registry
+from maas_core.shared.registry import Registry
 
 
 def test_an_s3_prefix_becomes_the_train_channel(s3, tmp_path):

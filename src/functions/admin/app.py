@@ -16,10 +16,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import rest_errors
-from shared.errors import InvalidRequest, MaasError
-from shared.http import check_body, error_response
-from shared.registry import KEEP, Registry, check_alias, check_version
+from maas_core.shared import rest_errors
+from maas_core.shared.errors import InvalidRequest, MaasError
+from maas_core.shared.http import check_body, error_response
+from maas_core.shared.registry import KEEP, Registry, check_alias, check_version
 
 logger = Logger()
 tracer = Tracer()

@@ -19,15 +19,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import jobs, kserve, rest_errors, snapstart
-from shared.aws import s3_client
-from shared.errors import MaasError
-from shared.http import check_body, error_response
-from shared.inference import feeds_from_body, format_outputs, format_predictions, run
-from shared.model_cache import LoadedModel, ModelCache
-from shared.openapi import PublishedModels, add_model_examples
-from shared.registry import DEFAULT_ALIAS, Registry, check_version
-from shared.schemas import (
+from maas_core.shared import jobs, kserve, rest_errors, snapstart
+from maas_core.shared.aws import s3_client
+from maas_core.shared.errors import MaasError
+from maas_core.shared.http import check_body, error_response
+from maas_core.shared.inference import feeds_from_body, format_outputs, format_predictions, run
+from maas_core.shared.model_cache import LoadedModel, ModelCache
+from maas_core.shared.openapi import PublishedModels, add_model_examples
+from maas_core.shared.registry import DEFAULT_ALIAS, Registry, check_version
+from maas_core.shared.schemas import (
     ALIAS_PATTERN,
     JOB_ID_PATTERN,
     NAME_PATTERN,

@@ -19,9 +19,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.aws import s3_client, sqs_client
-from shared.batch import BatchDependencyFailed, failure_reason, score_object, score_part, write_failure
-from shared.model_cache import ModelCache
+from maas_core.shared.aws import s3_client, sqs_client
+from maas_core.shared.batch import BatchDependencyFailed, failure_reason, score_object, score_part, write_failure
+from maas_core.shared.model_cache import ModelCache
 
 logger = Logger()
 tracer = Tracer()

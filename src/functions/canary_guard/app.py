@@ -13,8 +13,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.errors import AliasConflict
-from shared.registry import Registry
+from maas_core.shared.errors import AliasConflict
+from maas_core.shared.registry import Registry
 
 logger = Logger()
 metrics = Metrics()
