@@ -188,10 +188,16 @@ def _latency_table(r: dict[str, Any]) -> str:
     return text
 
 
+def _measured(r: dict[str, Any], section: str, figure_key: str) -> tuple[dict[str, Any], str]:
+    """A section of the results and, when the run did not measure it, the line that says why."""
+    part = r.get(section) or {}
+    return part, "" if figure_key in part else f"Not measured: {part.get('error')}\n"
+
+
 def _batch_section(r: dict[str, Any]) -> str:
-    b = r.get("batch") or {}
-    if "rows_per_s" not in b:
-        return f"Not measured: {b.get('error')}\n"
+    b, missing = _measured(r, "batch", "rows_per_s")
+    if missing:
+        return missing
     bare = b["bare"]
     rows = [
         [
@@ -248,9 +254,9 @@ def _compression_table(r: dict[str, Any]) -> str:
 
 
 def _imports_section(r: dict[str, Any]) -> str:
-    i = r.get("imports") or {}
-    if "packages_ms" not in i:
-        return f"Not measured: {i.get('error')}\n"
+    i, missing = _measured(r, "imports", "packages_ms")
+    if missing:
+        return missing
     e = r.get("imports_eager") or {}
     columns = [("as built (lazy)", i), ("eager", e)] if "packages_ms" in e else [("as built (lazy)", i)]
     text = ""
@@ -286,9 +292,9 @@ def _imports_section(r: dict[str, Any]) -> str:
 
 
 def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
-    lve = r.get("lazy_vs_eager") or {}
-    if "steps_ms" not in lve:
-        return f"Not measured: {lve.get('error')}\n"
+    lve, missing = _measured(r, "lazy_vs_eager", "steps_ms")
+    if missing:
+        return missing
     text = (
         "What ApiFunction defers to the request that needs it, done at import instead by a wrapper around the "
         "same handler (`bench/eager_handler/app.py`: the handler's import, then each step). Eager, a step is "
