@@ -61,8 +61,11 @@ def build(tmp_path_factory) -> tuple[Path, str]:
 def test_the_package_is_src_and_its_requirements_only(build):
     package, _ = build
     top = {p.name for p in package.iterdir()}
-    assert {"functions", "shared", "onnxruntime", "numpy", "aws_lambda_powertools"} <= top
-    assert not top & {"training", "maas", "tests", "tensorflow", "keras", "tf2onnx", "moto", "samcli"}
+    assert {"maas_core", "onnxruntime", "numpy", "aws_lambda_powertools"} <= top
+    # Our code is one namespaced package (src/__init__.py): no top-level shared/ or functions/.
+    assert not top & {"shared", "functions", "training", "maas", "tests", "tensorflow", "keras", "tf2onnx", "moto"}
+    assert not top & {"samcli"}
+    assert {p.name for p in (package / "maas_core").iterdir()} == {"__init__.py", "__pycache__", "shared", "functions"}
     size_mb = sum(f.stat().st_size for f in package.rglob("*") if f.is_file()) / 1e6
     assert size_mb < 250, f"{size_mb:.0f} MB is over Lambda's 250 MB unzipped limit"
     # src/Makefile's pruning: what serving never touches is gone...
@@ -72,8 +75,8 @@ def test_the_package_is_src_and_its_requirements_only(build):
     assert {p.name for p in (package / "botocore" / "data").iterdir() if p.is_dir()} == {"s3", "sqs", "sts", "xray"}
     # ...and every module is compiled for the runtime's Python: dependencies sourceless, our code beside its source.
     assert (package / "numpy" / "__init__.pyc").exists() and not (package / "numpy" / "__init__.py").exists()
-    assert (package / "functions" / "api" / "app.py").exists()
-    assert list((package / "functions" / "api" / "__pycache__").glob("app.cpython-312.pyc"))
+    assert (package / "maas_core" / "functions" / "api" / "app.py").exists()
+    assert list((package / "maas_core" / "functions" / "api" / "__pycache__").glob("app.cpython-312.pyc"))
 
 
 def test_the_package_serves_under_python312(build, tmp_path):
