@@ -18,12 +18,13 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, WORK, say
+from maas_core.shared.manifest import Draft
 
 DIGITS_HP: dict[str, Any] = {"family": "image", "model_name": "digits", "epochs": 15, "compression": "all"}
 TABULAR_HP: dict[str, Any] = {"family": "tabular", "model_name": "breast-cancer", "epochs": 15}
@@ -36,7 +37,7 @@ INT8, FP32, TABULAR = "digits", "digits-fp32", "breast-cancer"
 @dataclass
 class Job:
     model_dir: Path
-    manifest: dict[str, Any]
+    manifest: Draft  # the job's manifest.json: what the registry is handed
     trained_s: float | None  # None: reused from the cache
 
 
@@ -64,7 +65,7 @@ def train(hyperparameters: dict[str, Any], retrain: bool = False) -> Job:
     model_dir = folder / "opt_ml" / "model"
     if (model_dir / "manifest.json").exists() and not retrain:
         say(f"   {hyperparameters['model_name']}: reusing the job output in {model_dir.relative_to(ROOT)}")
-        return Job(model_dir, json.loads((model_dir / "manifest.json").read_text()), None)
+        return Job(model_dir, _draft(model_dir), None)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     env = {**layout(folder / "opt_ml", None, hyperparameters), "MAAS_MODEL_BUCKET": ""}
@@ -81,7 +82,11 @@ def train(hyperparameters: dict[str, Any], retrain: bool = False) -> Job:
         )
     if code != 0:
         raise RuntimeError(f"the training job failed (exit {code}); see {log}")
-    return Job(model_dir, json.loads((model_dir / "manifest.json").read_text()), time.perf_counter() - started)
+    return Job(model_dir, _draft(model_dir), time.perf_counter() - started)
+
+
+def _draft(model_dir: Path) -> Draft:
+    return Draft.from_json(json.loads((model_dir / "manifest.json").read_text()))
 
 
 def savedmodel_archive(job: Job) -> Path:
@@ -101,7 +106,7 @@ def savedmodel_archive(job: Job) -> Path:
             capture_output=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"},
         )
-        Path(tmp, "labels.json").write_text(json.dumps(job.manifest["labels"]))
+        Path(tmp, "labels.json").write_text(json.dumps(list(job.manifest.labels or ())))
         partial = archive.with_suffix(".partial")
         with tarfile.open(partial, "w:gz") as tar:
             tar.add(f"{tmp}/saved_model", arcname="saved_model")
@@ -111,7 +116,7 @@ def savedmodel_archive(job: Job) -> Path:
 
 
 def candidate_file(job: Job, method: str) -> Path:
-    entry = next(c for c in job.manifest["compression"]["candidates"] if c["method"] == method)
+    entry = next(c for c in job.manifest.compression["candidates"] if c["method"] == method)
     return job.model_dir / str(entry["file"])
 
 
@@ -123,13 +128,10 @@ def publish(s3: Any, bucket: str, digits: Job, tabular: Job, archive: Path) -> d
     versions = {}
     for name, job, method in ((INT8, digits, "int8-dynamic"), (FP32, digits, "fp32"), (TABULAR, tabular, None)):
         data = (candidate_file(job, method) if method else job.model_dir / "model.onnx").read_bytes()
-        manifest = {k: v for k, v in job.manifest.items() if k not in ("name", "version", "artifact")}
+        manifest = job.manifest
         if method:  # the same trained model, published as this candidate
-            manifest["compression"] = {
-                **manifest["compression"],
-                "method": method,
-                "compressed_size_bytes": len(data),
-            }
-        versions[name] = registry.publish(name, data, manifest)["version"]
+            compression = {**manifest.compression, "method": method, "compressed_size_bytes": len(data)}
+            manifest = replace(manifest, compression=compression)
+        versions[name] = registry.publish(name, data, manifest).version
     s3.upload_file(str(archive), bucket, TF_ARCHIVE_KEY)
     return versions

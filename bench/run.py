@@ -263,8 +263,8 @@ def _models(args: argparse.Namespace) -> dict[str, Any]:
             "hyperparameters": models.DIGITS_HP,
             "trained_now_s": digits_job.trained_s,
             "job_dir": str(digits_job.model_dir.relative_to(ROOT)),
-            "train_rows": digits_job.manifest["training_job"].get("train_rows"),
-            "accuracy_fp32": digits_job.manifest["metrics"].get("fp32_accuracy"),
+            "train_rows": digits_job.manifest.training_job.get("train_rows"),
+            "accuracy_fp32": digits_job.manifest.metrics.get("fp32_accuracy"),
         },
         "tabular": {"hyperparameters": models.TABULAR_HP, "trained_now_s": tabular_job.trained_s},
         "savedmodel_archive_bytes": archive.stat().st_size,
@@ -503,7 +503,7 @@ def _compression(
     job: models.Job,
     logs: Path,
 ) -> dict[str, Any]:
-    candidates = job.manifest["compression"]["candidates"]
+    candidates = job.manifest.compression["candidates"]
     files = {c["method"]: str(job.model_dir / c["file"]) for c in candidates if c.get("file")}
     files_path = logs / "compression-files.json"
     files_path.write_text(json.dumps(files))
@@ -525,7 +525,7 @@ def _compression(
             "latency_ms_at_training": c.get("latency_ms"),
             **({"latency": latency[c["method"]]} if c["method"] in latency else {}),
         }
-    compression = job.manifest["compression"]
+    compression = job.manifest.compression
     return {
         "published_by_the_job": compression["method"],
         "eval_rows": compression.get("eval_rows"),

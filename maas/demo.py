@@ -23,6 +23,7 @@ from maas.paths import state_dir
 from maas.stack import load_template, local_client, local_functions, queue_consumers, s3_for
 from maas.train_local import run_job
 from maas_core.shared.layout import input_key, parse_key
+from maas_core.shared.manifest import Manifest
 
 MODEL = "digits"
 
@@ -68,25 +69,26 @@ def main(epochs: int, samples: int, seed: int = 7) -> int:
         if code != 0:
             print(f"training job failed (exit {code}); see {state_dir() / 'opt_ml' / 'output' / 'failure'}")
             return code
-        manifest = json.loads((state_dir() / "opt_ml" / "output" / "data" / "published.json").read_text())
-        comp = manifest["compression"]
+        published = state_dir() / "opt_ml" / "output" / "data" / "published.json"
+        manifest = Manifest.from_json(json.loads(published.read_text()))
+        comp = manifest.compression
         print(
             f"   published with {comp['method']}: {comp['compressed_size_bytes']:,} bytes "
-            f"(fp32 {comp['fp32_size_bytes']:,}), held-out accuracy {manifest['metrics']['accuracy']:.4f}"
+            f"(fp32 {comp['fp32_size_bytes']:,}), held-out accuracy {manifest.metrics['accuracy']:.4f}"
         )
-        print(f"   version {manifest['version']}; every request below pins it with ?version=")
+        print(f"   version {manifest.version}; every request below pins it with ?version=")
         print("== 2/4 local API: API Gateway emulation -> Lambda RIE -> ApiFunction", flush=True)
         log = (work / "lambda.log").open("w")
         with local_functions(template, ["ApiFunction"], s3_env, log=log) as functions:
             api = LocalApi(functions, template.api_stage(), port=0, quiet=True).start()
             try:
-                code = _predict(api.url, manifest["version"], held_x[:samples], held_y[:samples])
+                code = _predict(api.url, manifest.version, held_x[:samples], held_y[:samples])
             finally:
                 api.stop()
         if code != 0:
             return code
         with queue_consumers(template, s3_env, log=log):
-            return _batch(local_client(s3_env, "s3"), bucket, manifest["version"], held_x, held_y)
+            return _batch(local_client(s3_env, "s3"), bucket, manifest.version, held_x, held_y)
 
 
 def _batch(s3: Any, bucket: str, version: str, images: np.ndarray, labels: np.ndarray) -> int:

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from maas_core.shared.manifest import manifest_from_graph
+from maas_core.shared.manifest import CLASSIFICATION, REGRESSION, Draft, Manifest, TensorSpec, manifest_from_graph
 from maas_core.shared.registry import Registry
 
 
-def _scores_first(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _scores_first(outputs: Sequence[TensorSpec]) -> tuple[TensorSpec, ...]:
     """Serving reads a classifier's class scores from its first output: put the float [batch, classes]
     tensor first (skl2onnx classifiers list their int64 ``label`` output before ``probabilities``)."""
-    return sorted(outputs, key=lambda o: not (o["dtype"].startswith("float") and len(o["shape"]) == 2))
+    return tuple(sorted(outputs, key=lambda o: not (o.dtype.startswith("float") and len(o.shape) == 2)))
 
 
-def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> dict[str, Any]:
+def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> Draft:
     """The manifest of a model trained elsewhere, from its graph (the registry then loads it in onnxruntime)."""
     import onnx
     import onnxruntime as ort
@@ -34,7 +36,7 @@ def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> di
         raise SystemExit(f"maas: not a valid ONNX model: {exc}") from None
     manifest = manifest_from_graph(
         data,
-        task="classification" if labels else "regression",
+        task=CLASSIFICATION if labels else REGRESSION,
         labels=labels or None,
         preprocessing={"client": "as the model's author documents it; published with maas models publish"},
         compression={"method": "as published", "candidates": []},
@@ -46,12 +48,10 @@ def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> di
             "producer": f"{model.producer_name} {model.producer_version}".strip(),
         },
     )
-    if labels:
-        manifest["outputs"] = _scores_first(manifest["outputs"])
-    return manifest
+    return replace(manifest, outputs=_scores_first(manifest.outputs)) if labels else manifest
 
 
-def publish(registry: Registry, name: str, onnx_file: Path, labels: list[str] | None) -> dict[str, Any]:
+def publish(registry: Registry, name: str, onnx_file: Path, labels: list[str] | None) -> Manifest:
     data = onnx_file.read_bytes()
     return registry.publish(name, data, manifest_from_onnx(data, labels, onnx_file.name), actor=getpass.getuser())
 
@@ -68,7 +68,7 @@ def run(registry: Registry, args: Any) -> Any:
             "version": version,
             "versions": registry.list_versions(args.name),
             "aliases": registry.list_aliases(args.name),
-            "manifest": registry.read_manifest(args.name, version),
+            "manifest": registry.read_manifest(args.name, version).to_json(),
         }
     if args.models_command == "publish":
         labels = (
@@ -77,7 +77,7 @@ def run(registry: Registry, args: Any) -> Any:
             else (args.labels.split(",") if args.labels else None)
         )
         published = publish(registry, args.name, Path(args.onnx), labels)
-        return {"name": args.name, "version": published["version"], "aliases": registry.list_aliases(args.name)}
+        return {"name": args.name, "version": published.version, "aliases": registry.list_aliases(args.name)}
     if args.models_command == "promote":
         record = registry.promote(args.name, args.alias, args.version, actor=who, reason=args.reason)
         return record.body

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from maas_core.shared.manifest import Manifest
+
 
 def _s3(env: dict[str, str]) -> Any:
     import boto3
@@ -92,11 +94,11 @@ def run_job(root: Path, data: Path | str | None, hyperparameters: dict[str, Any]
     code = subprocess.call([sys.executable, "-m", "training.job"], env=job_env)
     published = root / "output" / "data" / "published.json"
     if code == 0 and env.get("MAAS_MODEL_BUCKET") and published.exists():
-        promote_first_version(env["MAAS_MODEL_BUCKET"], json.loads(published.read_text()), env)
+        promote_first_version(env["MAAS_MODEL_BUCKET"], Manifest.from_json(json.loads(published.read_text())), env)
     return code
 
 
-def promote_first_version(bucket: str, manifest: dict[str, Any], env: dict[str, str]) -> None:
+def promote_first_version(bucket: str, manifest: Manifest, env: dict[str, str]) -> None:
     """Point the production alias at a model's first version, as `maas models promote` would.
 
     The job itself only adds versions (its role may not write aliases, ARCHITECTURE.md); this runs
@@ -106,7 +108,7 @@ def promote_first_version(bucket: str, manifest: dict[str, Any], env: dict[str, 
     from maas_core.shared.registry import DEFAULT_ALIAS, Registry
 
     registry = Registry(bucket, s3=_s3(env))
-    name, version = manifest["name"], manifest["version"]
+    name, version = manifest.name, manifest.version
     if DEFAULT_ALIAS in registry.list_aliases(name):
         print(f"{DEFAULT_ALIAS} alias unchanged; promote with `maas models promote {name} {version}`")
         return

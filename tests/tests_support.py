@@ -13,9 +13,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from maas_core.shared.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAAS = [sys.executable, "-m", "maas.cli"]
@@ -100,6 +103,14 @@ def digits_manifest() -> dict[str, Any]:
         "training_job": {"id": "unit-test", "instance_type": "local", "duration_s": 1.0, "hyperparameters": {}},
         "framework": {"onnx_opset": 17},
     }
+
+
+def verified(draft: dict[str, Any], name: str = "digits", version: str = "20260101T000000Z-00000000") -> Manifest:
+    """A draft as the registry would verify it for name/version (without writing anything)."""
+    from maas_core.shared.manifest import Manifest
+
+    artifact = {"file": "model.onnx", "sha256": "0" * 64, "size_bytes": 1}
+    return Manifest.from_json({**draft, "name": name, "version": version, "artifact": artifact})
 
 
 def build_two_input_onnx() -> bytes:
@@ -249,6 +260,6 @@ def running_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> Iterator[
     published = registry.publish("digits", build_digits_onnx(), digits_manifest())
     registry.publish("blend", build_two_input_onnx(), two_input_manifest())
     try:
-        yield {**api, "state": state, "version": published["version"], "s3": s3, "bucket": bucket, "registry": registry}
+        yield {**api, "state": state, "version": published.version, "s3": s3, "bucket": bucket, "registry": registry}
     finally:
         stop_api(api)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from training.families.base import CLASSIFICATION, REGRESSION
+from maas_core.shared.manifest import CLASSIFICATION, REGRESSION, GraphIO, graph_tensors
 
 FP32 = "fp32"
 INT8_DYNAMIC = "int8-dynamic"
@@ -294,14 +294,13 @@ def gzip_bytes(path: str | Path) -> int:
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
 
 
-def check_io(path: Path, expected: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+def check_io(path: Path, expected: GraphIO) -> None:
     """The serving contract: same input/output names, dtypes and shapes as fp32's graph (float32,
     or int64 token ids in)."""
-    from maas_core.shared.manifest import graph_tensors
-
     found = graph_tensors(path)
     if found != expected:
-        raise CandidateError(f"graph inputs/outputs {found} differ from fp32's {expected}")
+        as_json = [[t.to_json() for t in tensors] for tensors in (*found, *expected)]
+        raise CandidateError(f"graph inputs/outputs {as_json[:2]} differ from fp32's {as_json[2:]}")
     session = onnx_session(path)
     types = [t.type for t in (*session.get_inputs(), *session.get_outputs())]
     if any(t != "tensor(float)" for t in types[1:]) or types[0] not in ("tensor(float)", "tensor(int64)"):
@@ -325,7 +324,7 @@ def measure(
     x: np.ndarray,
     y: np.ndarray,
     *,
-    io: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+    io: GraphIO | None = None,
     source: str = "",
     task: str = CLASSIFICATION,
 ) -> Candidate:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from training.families.base import CLASSIFICATION, REGRESSION
+from maas_core.shared.manifest import CLASSIFICATION, REGRESSION
 
 DIGITS_FILE = "digits.npz"
 LABELS_FILE = "labels.json"

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from maas_core.shared.layout import check_name, model_key
-from maas_core.shared.manifest import graph_tensors
+from maas_core.shared.manifest import Draft, Manifest, graph_tensors
 from training.compress import (
     DEFAULT_COMPRESSION,
     DEFAULT_DISTILLATION_TEMPERATURE,
@@ -117,8 +117,8 @@ class _Parser(argparse.ArgumentParser):
 @dataclass
 class JobResult:
     model_dir: Path
-    manifest: dict[str, Any]
-    published: dict[str, Any] | None
+    manifest: Draft
+    published: Manifest | None
 
 
 def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
@@ -342,7 +342,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
                 "fp32_rmse": gate.fp32.rmse,
                 "fp32_mae": gate.fp32.mae,
             }
-        body = manifest.build_manifest(
+        draft = manifest.build_manifest(
             onnx_path=work / "model.onnx",
             labels=train.labels if chosen.classification else None,
             input_columns=None if chosen.text else train.columns,
@@ -366,7 +366,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             framework=manifest.framework_versions(export.OPSET),
             task=chosen.task,
         )
-        (work / "manifest.json").write_text(json.dumps(body, indent=2) + "\n")
+        (work / "manifest.json").write_text(json.dumps(draft.to_json(), indent=2) + "\n")
         model_dir.mkdir(parents=True, exist_ok=True)
         artifacts = [*ARTIFACTS, *(c.file for c in gate.candidates if c.method != "fp32" and c.size_bytes)]
         for name in artifacts:
@@ -381,19 +381,19 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         # The job only adds a version (its role may write nothing else under models/, ARCHITECTURE.md):
         # an alias changes through a promote, with compare-and-swap and history.
         published = Registry(args.registry_bucket).publish(
-            args.model_name, model_bytes, body, alias_on_first_publish=None
+            args.model_name, model_bytes, draft, alias_on_first_publish=None
         )
         print(
-            f"published: s3://{args.registry_bucket}/{model_key(published['name'], published['version'])} "
-            f"name={published['name']} version={published['version']}",
+            f"published: s3://{args.registry_bucket}/{model_key(published.name, published.version)} "
+            f"name={published.name} version={published.version}",
             flush=True,
         )
         output_dir = Path(args.output_data_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "published.json").write_text(json.dumps(published, indent=2) + "\n")
+        (output_dir / "published.json").write_text(json.dumps(published.to_json(), indent=2) + "\n")
     else:
         print("published: no (no registry bucket: set MAAS_MODEL_BUCKET or --registry-bucket)")
-    return JobResult(model_dir=model_dir, manifest=body, published=published)
+    return JobResult(model_dir=model_dir, manifest=draft, published=published)
 
 
 def _candidate_line(c: Any) -> str:

@@ -6,12 +6,12 @@ known here. Input and output tensors are read from the ONNX graph that is publis
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from maas_core.shared.manifest import manifest_from_graph
-from training.families.base import CLASSIFICATION
+from maas_core.shared.manifest import CLASSIFICATION, Draft, TensorSpec, manifest_from_graph
 
 
 def framework_versions(opset: int) -> dict[str, Any]:
@@ -45,12 +45,12 @@ def build_manifest(
     created_at: datetime | None = None,
     input_columns: list[str] | None = None,
     text_input: tuple[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The manifest; ``labels`` None (regression) leaves the field out, and ``input_columns`` (the
+) -> Draft:
+    """The manifest's draft; ``labels`` None (regression) leaves the field out, and ``input_columns`` (the
     feature names of a tabular model) become the input's ``columns``, which CSV batch files map by.
     ``text_input`` (name, tokenizer entry) replaces the graph's token-id input by the raw string
     input clients send; the tokenizer's ``graph_input`` names the graph input it feeds."""
-    body = manifest_from_graph(
+    draft = manifest_from_graph(
         onnx_path,
         task=task,
         labels=labels,
@@ -61,12 +61,13 @@ def build_manifest(
         training_job=training_job,
         framework=framework,
     )
-    inputs = body["inputs"]
+    inputs = draft.inputs
     if text_input is not None:
         name, tokenizer = text_input
-        if [i["name"] for i in inputs] != [tokenizer["graph_input"]]:
+        if [i.name for i in inputs] != [tokenizer["graph_input"]]:
             raise ValueError(f"graph inputs {inputs} are not the tokenizer's {tokenizer['graph_input']!r}")
-        body["inputs"] = [{"name": name, "dtype": "string", "shape": [None], "tokenizer": tokenizer}]
-    elif input_columns is not None:
-        inputs[0]["columns"] = list(input_columns)
-    return body
+        text = TensorSpec.from_json({"name": name, "dtype": "string", "shape": [None], "tokenizer": tokenizer})
+        return replace(draft, inputs=(text,))
+    if input_columns is not None:
+        return replace(draft, inputs=(replace(inputs[0], columns=tuple(input_columns)), *inputs[1:]))
+    return draft

@@ -71,7 +71,7 @@ def _rows(
     if fmt == "jsonl":
         return read_jsonl(stream, first_line)
     if fmt == "csv":
-        return read_csv(stream, model.manifest["inputs"], header, first_line if header else 2)
+        return read_csv(stream, model.manifest.inputs, header, first_line if header else 2)
     return read_npy(stream, size)
 
 
@@ -273,7 +273,7 @@ def score_object(
         ranges, header = line_parts(body, size, part_bytes, skip_header=fmt == "csv")
         ranges = [r for r in ranges if r[0] < r[1]]  # a CSV that is all header has no rows to cut
         if fmt == "csv":
-            check_csv_header(csv_header(header), model.manifest["inputs"])  # once, not in every part
+            check_csv_header(csv_header(header), model.manifest.inputs)  # once, not in every part
     if ranges and send_parts:
         send_parts(
             [

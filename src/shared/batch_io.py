@@ -12,13 +12,16 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maas_core.shared.errors import MaasError
+
+if TYPE_CHECKING:
+    from maas_core.shared.manifest import TensorSpec
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".npy": "npy"}
 PART_BYTES = 8 * 1024 * 1024  # S3 multipart parts: at least 5 MiB, so memory stays near this
@@ -187,7 +190,7 @@ def _lines(stream: Any, first_limit: int = MAX_LINE_BYTES) -> Iterator[bytes | i
 
 
 def read_csv(
-    stream: Any, specs: list[dict[str, Any]], header: list[str] | None = None, first_line: int = 2
+    stream: Any, specs: Sequence[TensorSpec], header: list[str] | None = None, first_line: int = 2
 ) -> Iterator[Row]:
     """A header row, then one instance per line; columns map to inputs by the manifest.
 
@@ -229,12 +232,12 @@ def read_csv(
             continue
         instance, start = {}, 0
         for spec in specs:
-            count = len(mapping[spec["name"]])
-            shape = [d or 1 for d in spec["shape"][1:]]
-            instance[spec["name"]] = np.asarray(values[start : start + count]).reshape(shape).tolist()
+            count = len(mapping[spec.name])
+            shape = [d or 1 for d in spec.shape[1:]]
+            instance[spec.name] = np.asarray(values[start : start + count]).reshape(shape).tolist()
             start += count
         yield Row(
-            line=number, id=row_id, instance=instance if len(specs) > 1 else instance[specs[0]["name"]], size=len(raw)
+            line=number, id=row_id, instance=instance if len(specs) > 1 else instance[specs[0].name], size=len(raw)
         )
 
 
@@ -261,7 +264,7 @@ def _not_a_number(column: str, cell: str) -> str:
     return f"column {column!r} holds {cell[:40]!r}; expected a decimal number such as 3, -0.5 or 1e-3"
 
 
-def check_csv_header(header: list[str], specs: list[dict[str, Any]]) -> dict[str, list[int]]:
+def check_csv_header(header: list[str], specs: Sequence[TensorSpec]) -> dict[str, list[int]]:
     """The columns each input takes, or BatchFileError for a header the inputs cannot be read from."""
     if len(header) > MAX_CSV_COLUMNS:
         raise BatchFileError(
@@ -271,8 +274,8 @@ def check_csv_header(header: list[str], specs: list[dict[str, Any]]) -> dict[str
         )
     mapping = {}
     for spec in specs:
-        name = spec["name"]
-        wanted = spec.get("columns")
+        name = spec.name
+        wanted = list(spec.columns or ())
         if wanted:
             missing = [c for c in wanted if c not in header]
             if missing:
@@ -282,10 +285,10 @@ def check_csv_header(header: list[str], specs: list[dict[str, Any]]) -> dict[str
             idx = [i for i, c in enumerate(header) if c == name or c.startswith((f"{name}_", f"{name}."))]
             if not idx and len(specs) == 1:
                 idx = [i for i, c in enumerate(header) if c != "id"]
-        size = math.prod(d or 1 for d in spec["shape"][1:])
+        size = math.prod(d or 1 for d in spec.shape[1:])
         if len(idx) != size:
             raise BatchFileError(
-                f"CSV has {len(idx)} columns for input {name!r}; its shape {spec['shape'][1:]} needs {size}",
+                f"CSV has {len(idx)} columns for input {name!r}; its shape {list(spec.shape[1:])} needs {size}",
                 input=name,
                 expected=size,
                 received=len(idx),

@@ -7,9 +7,8 @@ Every module that names a tensor type looks it up here; adding a dtype is one ro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
-
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -18,20 +17,30 @@ class DType:
     ort: str  # the ONNX tensor type as onnxruntime's NodeArg.type spells it
     v2: str  # Open Inference Protocol (KServe v2) datatype
     json: str  # the JSON value one element is sent as
-    numpy: Any  # what JSON numbers are cast to; None: not built from JSON numbers (text goes through its tokenizer)
+
+    @cached_property
+    def numpy(self) -> Any:
+        """What JSON numbers are cast to (numpy's type of this name); None: not built from JSON numbers
+        (text goes through its tokenizer). Resolved on first use: reading a manifest (the CLI, the
+        family table) needs no numpy."""
+        if self.json == "string":
+            return None
+        import numpy as np
+
+        return np.dtype(self.name).type
 
 
 # In the order manifest errors list the allowed dtypes.
 _TABLE = (
-    DType("float32", "tensor(float)", "FP32", "number", np.float32),
-    DType("float64", "tensor(double)", "FP64", "number", np.float64),
-    DType("int64", "tensor(int64)", "INT64", "integer", np.int64),
-    DType("int32", "tensor(int32)", "INT32", "integer", np.int32),
-    DType("string", "tensor(string)", "BYTES", "string", None),
-    DType("bool", "tensor(bool)", "BOOL", "boolean", np.bool_),
-    DType("float16", "tensor(float16)", "FP16", "number", np.float16),
-    DType("uint8", "tensor(uint8)", "UINT8", "integer", np.uint8),
-    DType("int8", "tensor(int8)", "INT8", "integer", np.int8),
+    DType("float32", "tensor(float)", "FP32", "number"),
+    DType("float64", "tensor(double)", "FP64", "number"),
+    DType("int64", "tensor(int64)", "INT64", "integer"),
+    DType("int32", "tensor(int32)", "INT32", "integer"),
+    DType("string", "tensor(string)", "BYTES", "string"),
+    DType("bool", "tensor(bool)", "BOOL", "boolean"),
+    DType("float16", "tensor(float16)", "FP16", "number"),
+    DType("uint8", "tensor(uint8)", "UINT8", "integer"),
+    DType("int8", "tensor(int8)", "INT8", "integer"),
 )
 
 DTYPES: dict[str, DType] = {d.name: d for d in _TABLE}

@@ -12,8 +12,8 @@ import numpy as np
 
 from maas_core.shared.dtypes import DTYPES
 from maas_core.shared.errors import BadRequest, InvalidInput
+from maas_core.shared.manifest import CLASSIFICATION, TensorSpec
 from maas_core.shared.model_cache import LoadedModel
-from maas_core.shared.model_check import graph_input
 from maas_core.shared.tensors import (
     check_batch,
     check_names,
@@ -27,12 +27,12 @@ from maas_core.shared.tensors import (
 from maas_core.shared.text import WordTokenizer
 
 
-def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordTokenizer | None = None) -> np.ndarray:
+def to_tensor(value: Any, spec: TensorSpec, max_batch: int, tokenizer: WordTokenizer | None = None) -> np.ndarray:
     """Turn a JSON batch for one input into an array that fits the input's spec, or raise InvalidInput.
     A string input with a tokenizer becomes the token ids its graph input takes."""
     if tokenizer is not None:
         return token_ids(value, spec, tokenizer, max_batch)
-    name, dtype, shape = spec["name"], DTYPES[spec["dtype"]], spec["shape"]
+    name, dtype, shape = spec.name, DTYPES[spec.dtype], spec.shape
     if not isinstance(value, list) or len(value) == 0:
         raise InvalidInput(
             f"input {name!r} needs a non-empty list of instances",
@@ -48,10 +48,10 @@ def to_tensor(value: Any, spec: dict[str, Any], max_batch: int, tokenizer: WordT
     return typed(name, array, dtype, dtype.name)
 
 
-def _feed(value: Any, spec: dict[str, Any], model: LoadedModel, max_batch: int) -> tuple[str, np.ndarray]:
+def _feed(value: Any, spec: TensorSpec, model: LoadedModel, max_batch: int) -> tuple[str, np.ndarray]:
     """(graph input name, array) for one manifest input."""
-    tokenizer = model.tokenizer(spec) if spec.get("tokenizer") else None
-    return graph_input(spec), to_tensor(value, spec, max_batch, tokenizer)
+    tokenizer = model.tokenizer(spec) if spec.tokenizer is not None else None
+    return spec.graph_input, to_tensor(value, spec, max_batch, tokenizer)
 
 
 def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, np.ndarray]:
@@ -61,7 +61,7 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
         raise BadRequest(
             "request body must be a JSON object", expected='{"instances": [...]}', received=type(body).__name__
         )
-    specs = model.manifest["inputs"]
+    specs = model.manifest.inputs
     has_instances, has_inputs = "instances" in body, "inputs" in body
     if has_instances == has_inputs:
         raise BadRequest(
@@ -76,23 +76,23 @@ def feeds_from_body(body: Any, model: LoadedModel, max_batch: int) -> dict[str, 
         if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
             raise BadRequest(
                 "this model has several inputs: each instance must be an object keyed by input name",
-                expected=[s["name"] for s in specs],
+                expected=[s.name for s in specs],
             )
         for instance in instances:
             check_names(list(instance), specs)
-        columns = {s["name"]: [i.get(s["name"]) for i in instances] for s in specs}
-        return dict(_feed(columns[s["name"]], s, model, max_batch) for s in specs)
+        columns = {s.name: [i.get(s.name) for i in instances] for s in specs}
+        return dict(_feed(columns[s.name], s, model, max_batch) for s in specs)
     inputs = body["inputs"]
     if len(specs) == 1 and not isinstance(inputs, dict):
-        inputs = {specs[0]["name"]: inputs}
+        inputs = {specs[0].name: inputs}
     if not isinstance(inputs, dict):
         raise BadRequest(
             "'inputs' must be an object of named tensors for a model with several inputs",
-            expected=[s["name"] for s in specs],
+            expected=[s.name for s in specs],
             received=type(inputs).__name__,
         )
     check_names(list(inputs), specs)
-    feeds = dict(_feed(inputs[s["name"]], s, model, max_batch) for s in specs)
+    feeds = dict(_feed(inputs[s.name], s, model, max_batch) for s in specs)
     check_same_count(feeds)
     return feeds
 
@@ -101,7 +101,7 @@ def run(model: LoadedModel, feeds: dict[str, np.ndarray], *, finite: bool = True
     """The model's outputs by name. With ``finite`` (the API), an instance whose outputs hold NaN or
     Infinity (which JSON cannot carry) is refused as an input error; batch scoring passes False and
     routes such rows to its errors file with ``nonfinite_rows``."""
-    names = [o["name"] for o in model.manifest["outputs"]]
+    names = [o.name for o in model.manifest.outputs]
     values = model.session.run(names, feeds)
     outputs = dict(zip(names, values, strict=True))
     if finite:
@@ -133,8 +133,8 @@ def nonfinite_rows(outputs: dict[str, np.ndarray]) -> list[int]:
 
 def _classes(model: LoadedModel, outputs: dict[str, np.ndarray], top_k: int | None) -> list[dict[str, Any]]:
     """Per instance: the best label, its score and, when asked, the k best."""
-    labels = model.labels or []
-    scores = outputs[model.manifest["outputs"][0]["name"]]
+    labels = model.labels or ()
+    scores = outputs[model.manifest.outputs[0].name]
     rows = []
     for row in scores.reshape(len(scores), -1):
         order = np.argsort(-row)
@@ -155,7 +155,7 @@ def format_predictions(model: LoadedModel, outputs: dict[str, np.ndarray], top_k
     predictions: list[dict[str, Any]] = [
         {name: value[i].tolist() for name, value in outputs.items()} for i in range(rows)
     ]
-    if model.task == "classification" and model.labels:
+    if model.task == CLASSIFICATION and model.labels:
         for row, extra in zip(predictions, _classes(model, outputs, top_k), strict=True):
             row.update(extra)
     return predictions
@@ -164,7 +164,7 @@ def format_predictions(model: LoadedModel, outputs: dict[str, np.ndarray], top_k
 def format_outputs(model: LoadedModel, outputs: dict[str, np.ndarray], top_k: int | None = None) -> dict[str, Any]:
     """Columnar format: each output as one tensor; classifiers add ``label``/``score`` (and ``top_k``) columns."""
     columns: dict[str, Any] = {name: value.tolist() for name, value in outputs.items()}
-    if model.task == "classification" and model.labels:
+    if model.task == CLASSIFICATION and model.labels:
         classes = _classes(model, outputs, top_k)
         for key in ("label", "score", "top_k"):
             if classes and key in classes[0]:

@@ -8,26 +8,27 @@ fits the declared one, and as many data elements as the shape holds.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from maas_core.shared.dtypes import DTYPES, V2_ACCEPTS, V2_DATATYPES
 from maas_core.shared.errors import InvalidInput
+from maas_core.shared.manifest import TensorSpec
 from maas_core.shared.model_cache import LoadedModel
-from maas_core.shared.model_check import graph_input
 from maas_core.shared.schemas import InferRequest, InferRequestedOutput
 from maas_core.shared.tensors import check_batch, check_names, check_same_count, check_shape, numbers, token_ids, typed
 
 PLATFORM = "onnxruntime_onnx"
 
 
-def _v2_shape(shape: list[int | None]) -> list[int]:
+def _v2_shape(shape: Sequence[int | None]) -> list[int]:
     return [-1 if d is None else d for d in shape]
 
 
-def tensor_metadata(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"name": s["name"], "datatype": V2_DATATYPES[s["dtype"]], "shape": _v2_shape(s["shape"])} for s in specs]
+def tensor_metadata(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
+    return [{"name": s.name, "datatype": V2_DATATYPES[s.dtype], "shape": _v2_shape(s.shape)} for s in specs]
 
 
 def model_metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
@@ -35,20 +36,20 @@ def model_metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
         "name": model.name,
         "versions": versions,
         "platform": PLATFORM,
-        "inputs": tensor_metadata(model.manifest["inputs"]),
-        "outputs": tensor_metadata(model.manifest["outputs"]),
+        "inputs": tensor_metadata(model.manifest.inputs),
+        "outputs": tensor_metadata(model.manifest.outputs),
     }
 
 
 def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) -> dict[str, np.ndarray]:
     """An Open Inference request's input tensors as feeds keyed by graph input. The checks live in
     ``shared.tensors``; this only reads the v2 envelope (datatype, shape, flat or nested data)."""
-    specs = {s["name"]: s for s in model.manifest["inputs"]}
-    check_names([t.name for t in request.inputs], model.manifest["inputs"])
+    specs = {s.name: s for s in model.manifest.inputs}
+    check_names([t.name for t in request.inputs], model.manifest.inputs)
     feeds: dict[str, np.ndarray] = {}
     for tensor in request.inputs:
         spec = specs[tensor.name]
-        dtype = DTYPES[spec["dtype"]]
+        dtype = DTYPES[spec.dtype]
         if tensor.datatype not in V2_ACCEPTS[dtype.v2]:
             raise InvalidInput(
                 f"input {tensor.name!r} has datatype {tensor.datatype}; the model takes {dtype.v2}",
@@ -57,15 +58,15 @@ def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) 
                 received=tensor.datatype,
             )
         shape = tensor.shape
-        check_shape(tensor.name, shape, spec["shape"], expected=_v2_shape(spec["shape"]))
+        check_shape(tensor.name, shape, spec.shape, expected=_v2_shape(spec.shape))
         if any(s < 0 for s in shape) or (shape and shape[0] == 0):
             raise InvalidInput(f"input {tensor.name!r} needs at least one instance", input=tensor.name, received=shape)
         check_batch(tensor.name, shape[0], max_batch)
-        if spec.get("tokenizer"):
+        if spec.tokenizer is not None:
             if len(shape) != 1:
                 raise InvalidInput(f"input {tensor.name!r} takes one string per instance", input=tensor.name)
             _check_size(tensor.name, len(tensor.data), shape)
-            feeds[graph_input(spec)] = token_ids(tensor.data, spec, model.tokenizer(spec), max_batch)
+            feeds[spec.graph_input] = token_ids(tensor.data, spec, model.tokenizer(spec), max_batch)
             continue
         flat = numbers(tensor.name, tensor.data, dtype, dtype.v2).reshape(-1)
         _check_size(tensor.name, int(flat.size), shape)
@@ -86,7 +87,7 @@ def _check_size(name: str, size: int, shape: list[int]) -> None:
 
 
 def _classification(model: LoadedModel, values: np.ndarray, k: int) -> dict[str, Any]:
-    labels = model.labels or []
+    labels = model.labels or ()
     rows = []
     for row in values.reshape(len(values), -1):
         best = np.argsort(-row)[:k]
@@ -100,7 +101,7 @@ def _classification(model: LoadedModel, values: np.ndarray, k: int) -> dict[str,
 
 def infer_outputs(request: InferRequest, model: LoadedModel, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """Flat, row-major output tensors; the requested ones only, when the request names any."""
-    declared = {o["name"]: o for o in model.manifest["outputs"]}
+    declared = {o.name: o for o in model.manifest.outputs}
     wanted: list[InferRequestedOutput | None] = list(request.outputs or []) or [None]
     result = []
     for requested in wanted:

@@ -1,13 +1,20 @@
-"""The manifest: metadata written beside each ``model.onnx`` and read at load time.
+"""The manifest: metadata written beside each ``model.onnx`` and read at load time (ARCHITECTURE.md,
+"Registry on S3": the manifest's fields).
 
-Training writes it, the registry refuses versions whose manifest does not verify, and serving
-derives input validation and response shaping from it.
+Training writes a :class:`Draft` (what a trainer knows), the registry adds name, version and artifact
+and refuses a :class:`Manifest` that does not verify, and serving derives input validation and
+response shaping from its typed :class:`TensorSpec` entries. The typed objects are frozen: lists are
+tuples and objects read-only mappings. ``to_json`` gives back the exact JSON object, keys the schema
+does not name (a newer or older trainer's) and their order included.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from maas_core.shared.dtypes import BY_ORT, DTYPES
@@ -16,7 +23,10 @@ from maas_core.shared.model_check import publishable_session
 from maas_core.shared.text import tokenizer_problems
 
 SCHEMA_VERSION = 1
-TASKS = ("classification", "regression")
+# The manifest's ``task``: how serving shapes predictions and which metric gates compression.
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
 
 # Fields ARCHITECTURE.md requires of every manifest.
 REQUIRED_FIELDS = (
@@ -34,6 +44,9 @@ REQUIRED_FIELDS = (
     "training_job",
     "framework",
 )
+# What only the registry knows; a trainer's draft has every other required field.
+REGISTRY_FIELDS = ("name", "version", "artifact")
+DRAFT_FIELDS = tuple(f for f in REQUIRED_FIELDS if f not in REGISTRY_FIELDS)
 
 
 def _tensor_problems(where: str, tensors: Any) -> list[str]:
@@ -58,11 +71,24 @@ def _tensor_problems(where: str, tensors: Any) -> list[str]:
     return problems
 
 
-def manifest_problems(manifest: Any) -> list[str]:
-    """Everything wrong with a manifest, as sentences; an empty list means it verifies."""
+def _artifact_problems(artifact: Any) -> list[str]:
+    if not isinstance(artifact, dict):
+        return ["artifact: expected an object"]
+    problems = []
+    sha = artifact.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        problems.append("artifact.sha256: expected 64 lowercase hex characters")
+    if not (isinstance(artifact.get("size_bytes"), int) and artifact["size_bytes"] > 0):
+        problems.append("artifact.size_bytes: expected a positive integer")
+    return problems
+
+
+def manifest_problems(manifest: Any, required: tuple[str, ...] = REQUIRED_FIELDS) -> list[str]:
+    """Everything wrong with a manifest's JSON object (a draft's, with ``required=DRAFT_FIELDS``), as
+    sentences; an empty list means it verifies."""
     if not isinstance(manifest, dict):
         return [f"manifest: expected a JSON object, got {type(manifest).__name__}"]
-    problems = [f"{field}: missing" for field in REQUIRED_FIELDS if field not in manifest]
+    problems = [f"{field}: missing" for field in required if field not in manifest]
     if problems:
         return problems
     if manifest["schema_version"] != SCHEMA_VERSION:
@@ -71,43 +97,188 @@ def manifest_problems(manifest: Any) -> list[str]:
         problems.append(f"task: expected one of {TASKS}, got {manifest['task']!r}")
     problems += _tensor_problems("inputs", manifest["inputs"])
     problems += _tensor_problems("outputs", manifest["outputs"])
-    artifact = manifest["artifact"]
-    if not isinstance(artifact, dict):
-        problems.append("artifact: expected an object")
-    else:
-        sha = artifact.get("sha256")
-        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
-            problems.append("artifact.sha256: expected 64 lowercase hex characters")
-        if not (isinstance(artifact.get("size_bytes"), int) and artifact["size_bytes"] > 0):
-            problems.append("artifact.size_bytes: expected a positive integer")
-    if manifest["task"] == "classification":
+    if "artifact" in manifest:
+        problems += _artifact_problems(manifest["artifact"])
+    if manifest["task"] == CLASSIFICATION:
         labels = manifest.get("labels")
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
             problems.append("labels: a classification model needs a non-empty list of label strings")
     return problems
 
 
-def verify_manifest(manifest: Any, *, name: str | None = None, version: str | None = None) -> dict[str, Any]:
-    """Return the manifest if it verifies (and belongs to name/version when given), else raise."""
-    problems = manifest_problems(manifest)
-    if not problems and name is not None and manifest["name"] != name:
-        problems.append(f"name: expected {name!r}, got {manifest['name']!r}")
-    if not problems and version is not None and manifest["version"] != version:
-        problems.append(f"version: expected {version!r}, got {manifest['version']!r}")
+def _raise(problems: list[str]) -> None:
     if problems:
         raise ModelIntegrityError("model manifest does not verify", problems=problems[:20])
-    return manifest
 
 
-def graph_tensors(source: bytes | str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(inputs, outputs) of an ONNX model (bytes or a path) as manifest entries: name, dtype, shape
-    (null = free). Read by the serving onnxruntime, so what training and ``maas models publish``
-    declare is what serving sees; graph initialisers are not inputs."""
+# -- the typed objects ----------------------------------------------------------------------------
+def _freeze(value: Any) -> Any:
+    """A JSON value that cannot be changed in place: objects become read-only mappings, lists tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """The JSON value of a frozen one (or of a typed manifest object)."""
+    if isinstance(value, TensorSpec | Artifact | Draft):
+        return value.to_json()
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+class _Json:
+    """What the typed manifest objects share: built from their JSON object, frozen, and written back
+    as that object. ``extra`` holds the keys the schema does not name and ``_keys`` the order the
+    keys came in, so ``to_json`` gives back what was read, key order included."""
+
+    __slots__ = ()
+    extra: Mapping[str, Any]
+    _keys: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
+
+    @classmethod
+    def _parse(cls, obj: Mapping[str, Any], **typed: Any) -> Any:
+        """An instance from a verified JSON object; ``typed`` overrides fields that hold typed objects."""
+        named = {f.name for f in fields(cls)} - {"extra", "_keys"}  # type: ignore[arg-type]
+        known = {k: v for k, v in obj.items() if k in named} | typed
+        make: Any = cls  # a dataclass below: its fields are keyword arguments
+        return make(**known, extra={k: v for k, v in obj.items() if k not in named}, _keys=tuple(obj))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object: keys in the order they came (new ones after), the extra keys kept; an
+        optional field that is None is left out unless it came as null."""
+        out = {
+            f.name: _thaw(getattr(self, f.name))
+            for f in fields(self)  # type: ignore[arg-type]
+            if f.name not in ("extra", "_keys") and (getattr(self, f.name) is not None or f.name in self._keys)
+        }
+        out.update(_thaw(self.extra))
+        order = [k for k in self._keys if k in out] + [k for k in out if k not in self._keys]
+        return {k: out[k] for k in order}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec(_Json):
+    """One input or output: its name, dtype (a row of ``shared.dtypes``) and shape (None = free)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+    # A string input's word tokenizer (``shared.text``): the graph takes its token ids instead.
+    tokenizer: Mapping[str, Any] | None = None
+    # A tabular input's feature names, which CSV batch files map columns by.
+    columns: tuple[str, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    _keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TensorSpec:
+        """From a tensor entry that verified (``manifest_problems``)."""
+        spec: TensorSpec = cls._parse(obj)
+        return spec
+
+    @property
+    def graph_input(self) -> str:
+        """The ONNX input this feeds: a tokenised string input feeds its token ids."""
+        return str(self.tokenizer["graph_input"]) if self.tokenizer is not None else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact(_Json):
+    """The published ``model.onnx``: serving refuses bytes of another size or sha256."""
+
+    sha256: str
+    size_bytes: int
+    file: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    _keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+
+def _tensors(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {where: [TensorSpec.from_json(t) for t in obj[where]] for where in ("inputs", "outputs")}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Draft(_Json):
+    """What a trainer knows of its model: a manifest before the registry adds name, version and artifact.
+
+    ``preprocessing``, ``compression``, ``metrics``, ``training_job`` and ``framework`` are free-form
+    JSON objects whose keys ARCHITECTURE.md describes; ``labels`` is None for regression.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    created_at: str
+    task: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    labels: tuple[str, ...] | None = None
+    preprocessing: Any
+    compression: Any
+    metrics: Any
+    training_job: Any
+    framework: Any
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    _keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Draft:
+        """A draft's JSON object (a job's ``manifest.json``), verified; ModelIntegrityError if it does not."""
+        _raise(manifest_problems(obj, DRAFT_FIELDS))
+        draft: Draft = cls._parse(obj, **_tensors(obj))
+        return draft
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest(Draft):
+    """A published version's manifest, verified: what serving reads (ARCHITECTURE.md, "Registry on S3")."""
+
+    name: str
+    version: str
+    artifact: Artifact
+    verified: Any = None  # {"onnxruntime", "at"}: the publish-time load check
+
+    @classmethod
+    def from_json(cls, obj: Any, *, name: str | None = None, version: str | None = None) -> Manifest:
+        """The manifest if its JSON object verifies (and belongs to name/version when given), else
+        ModelIntegrityError with every problem found."""
+        problems = manifest_problems(obj)
+        if not problems and name is not None and obj["name"] != name:
+            problems.append(f"name: expected {name!r}, got {obj['name']!r}")
+        if not problems and version is not None and obj["version"] != version:
+            problems.append(f"version: expected {version!r}, got {obj['version']!r}")
+        _raise(problems)
+        manifest: Manifest = cls._parse(obj, **_tensors(obj), artifact=Artifact._parse(obj["artifact"]))
+        return manifest
+
+    def verified_with(self, onnxruntime: str) -> Manifest:
+        """This manifest once its model loaded in the serving ``onnxruntime`` (that version), now."""
+        return replace(
+            self, verified={"onnxruntime": onnxruntime, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        )
+
+
+# -- the one graph reader -------------------------------------------------------------------------
+GraphIO = tuple[list[TensorSpec], list[TensorSpec]]  # (inputs, outputs)
+
+
+def graph_tensors(source: bytes | str | Path) -> GraphIO:
+    """(inputs, outputs) of an ONNX model (bytes or a path): name, dtype, shape (None = free). Read
+    by the serving onnxruntime, so what training and ``maas models publish`` declare is what serving
+    sees; graph initialisers are not inputs."""
     session = publishable_session(source if isinstance(source, bytes) else str(source))
     return [_tensor(i) for i in session.get_inputs()], [_tensor(o) for o in session.get_outputs()]
 
 
-def _tensor(node: Any) -> dict[str, Any]:
+def _tensor(node: Any) -> TensorSpec:
     dtype = BY_ORT.get(node.type)
     if dtype is None:
         raise ModelRejected(
@@ -116,8 +287,7 @@ def _tensor(node: Any) -> dict[str, Any]:
             received=node.type,
         )
     # onnxruntime gives a free dimension as None or its symbolic name
-    shape = [d if isinstance(d, int) and d > 0 else None for d in node.shape]
-    return {"name": node.name, "dtype": dtype.name, "shape": shape}
+    return TensorSpec(node.name, dtype.name, tuple(d if isinstance(d, int) and d > 0 else None for d in node.shape))
 
 
 def manifest_from_graph(
@@ -127,19 +297,12 @@ def manifest_from_graph(
     labels: list[str] | None,
     created_at: datetime | None = None,
     **fields: Any,
-) -> dict[str, Any]:
-    """A manifest read from its graph (ARCHITECTURE.md, "Manifest"), for training and for
-    ``maas models publish``: ``labels`` None (regression) leaves the field out; ``fields`` are the
-    rest (preprocessing, compression, metrics, training_job, framework). The registry adds name,
-    version and artifact when it publishes."""
+) -> Draft:
+    """A draft read from its graph (ARCHITECTURE.md, "Manifest"), for training and for ``maas models
+    publish``: ``labels`` None (regression) leaves the field out; ``fields`` are the rest
+    (preprocessing, compression, metrics, training_job, framework). The registry adds name, version
+    and artifact when it publishes."""
     inputs, outputs = graph_tensors(source)
-    manifest: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "created_at": (created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
-        "task": task,
-        "inputs": inputs,
-        "outputs": outputs,
-    }
-    if labels is not None:
-        manifest["labels"] = list(labels)
-    return manifest | fields
+    created = (created_at or datetime.now(UTC)).isoformat(timespec="seconds")
+    listed = None if labels is None else tuple(labels)
+    return Draft(created_at=created, task=task, inputs=tuple(inputs), outputs=tuple(outputs), labels=listed, **fields)

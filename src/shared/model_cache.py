@@ -39,6 +39,7 @@ from maas_core.shared.errors import (
     RegistryUnavailable,
     VersionNotFound,
 )
+from maas_core.shared.manifest import Manifest, TensorSpec
 from maas_core.shared.model_check import check_session
 from maas_core.shared.registry import DEFAULT_ALIAS, AliasRecord, Registry, check_alias, check_name, is_version
 from maas_core.shared.text import WordTokenizer
@@ -64,7 +65,7 @@ def lambda_vcpus(memory_mb: int | None = None) -> int:
 class LoadedModel:
     name: str
     version: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     session: Any
     load_ms: float
     memory_bytes: int = 0
@@ -72,18 +73,19 @@ class LoadedModel:
 
     @property
     def task(self) -> str:
-        return str(self.manifest["task"])
+        return self.manifest.task
 
     @property
-    def labels(self) -> list[str] | None:
-        return self.manifest.get("labels")
+    def labels(self) -> tuple[str, ...] | None:
+        return self.manifest.labels
 
-    def tokenizer(self, spec: dict[str, Any]) -> WordTokenizer:
+    def tokenizer(self, spec: TensorSpec) -> WordTokenizer:
         """The tokenizer of a string input, built once per loaded model."""
-        name = spec["name"]
-        if name not in self._tokenizers:
-            self._tokenizers[name] = WordTokenizer.from_manifest(spec["tokenizer"])
-        return self._tokenizers[name]
+        if spec.name not in self._tokenizers:
+            if spec.tokenizer is None:
+                raise ValueError(f"input {spec.name!r} is not tokenised")
+            self._tokenizers[spec.name] = WordTokenizer.from_manifest(spec.tokenizer)
+        return self._tokenizers[spec.name]
 
 
 def private_dir(configured: Path) -> Path | None:
@@ -394,7 +396,7 @@ class ModelCache:
         data = self.registry.read_model(name, version, manifest)
         rss_before = rss_bytes()
         try:
-            sha = manifest["artifact"]["sha256"]
+            sha = manifest.artifact.sha256
             folder = private_dir(self.optimized_dir) if self.optimized_dir else None
             optimized = OptimizedGraph(folder / f"{sha}.basic.onnx", sha) if folder else None
             session = build_session(data, threads=lambda_vcpus(), optimized=optimized)

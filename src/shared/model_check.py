@@ -7,49 +7,41 @@ load there is refused when it is published, not on the first request.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas_core.shared.dtypes import DTYPES
 from maas_core.shared.errors import ModelIntegrityError, ModelRejected
 
-
-def graph_input(spec: dict[str, Any]) -> str:
-    """The ONNX input a manifest input feeds: a tokenised string input feeds its token ids."""
-    tokenizer = spec.get("tokenizer")
-    return str(tokenizer["graph_input"]) if isinstance(tokenizer, dict) else str(spec["name"])
+if TYPE_CHECKING:  # the manifest module reads graphs with this one's session
+    from maas_core.shared.manifest import Draft
 
 
-def _ort_type(dtype: str) -> str | None:
-    entry = DTYPES.get(dtype)  # an unverified manifest may name any dtype: it then matches nothing
-    return entry.ort if entry else None
-
-
-def schema_problems(session: Any, manifest: dict[str, Any]) -> list[str]:
+def schema_problems(session: Any, manifest: Draft) -> list[str]:
     """Differences between the session's inputs/outputs and the manifest's, as sentences."""
     graph_inputs = {i.name: i for i in session.get_inputs()}
     graph_outputs = {o.name: o for o in session.get_outputs()}
     problems = []
-    declared = {graph_input(spec): spec for spec in manifest["inputs"]}
+    declared = {spec.graph_input: spec for spec in manifest.inputs}
     if set(declared) != set(graph_inputs):
         problems.append(f"inputs: the manifest declares {sorted(declared)}, the graph has {sorted(graph_inputs)}")
     for name, spec in declared.items():
         node = graph_inputs.get(name)
-        if node is None or "tokenizer" in spec:
+        if node is None or spec.tokenizer is not None:
             continue  # a tokenised input feeds integer ids: its dtype is the tokenizer's business
-        if node.type != _ort_type(spec["dtype"]):
-            problems.append(f"inputs.{name}: the manifest says {spec['dtype']}, the graph takes {node.type}")
-        if isinstance(node.shape, list) and len(node.shape) != len(spec["shape"]):
-            problems.append(f"inputs.{name}: rank {len(spec['shape'])} in the manifest, {len(node.shape)} in the graph")
-    for spec in manifest["outputs"]:
-        node = graph_outputs.get(spec["name"])
+        if node.type != DTYPES[spec.dtype].ort:
+            problems.append(f"inputs.{name}: the manifest says {spec.dtype}, the graph takes {node.type}")
+        if isinstance(node.shape, list) and len(node.shape) != len(spec.shape):
+            problems.append(f"inputs.{name}: rank {len(spec.shape)} in the manifest, {len(node.shape)} in the graph")
+    for spec in manifest.outputs:
+        node = graph_outputs.get(spec.name)
         if node is None:
-            problems.append(f"outputs.{spec['name']}: not an output of the graph (it has {sorted(graph_outputs)})")
-        elif node.type.startswith("tensor(") and node.type != _ort_type(spec["dtype"]):
-            problems.append(f"outputs.{spec['name']}: the manifest says {spec['dtype']}, the graph gives {node.type}")
+            problems.append(f"outputs.{spec.name}: not an output of the graph (it has {sorted(graph_outputs)})")
+        elif node.type.startswith("tensor(") and node.type != DTYPES[spec.dtype].ort:
+            problems.append(f"outputs.{spec.name}: the manifest says {spec.dtype}, the graph gives {node.type}")
     return problems
 
 
-def check_session(session: Any, manifest: dict[str, Any]) -> None:
+def check_session(session: Any, manifest: Draft) -> None:
     """At load: a graph that does not match its manifest is an integrity failure of the registry."""
     problems = schema_problems(session, manifest)
     if problems:
@@ -66,7 +58,7 @@ def _open_session(source: bytes | str) -> Any:
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def load_problems(source: bytes | str, manifest: dict[str, Any]) -> list[str]:
+def load_problems(source: bytes | str, manifest: Draft) -> list[str]:
     """Why this onnxruntime would not serve the model (bytes or a file path), as sentences; empty if it would."""
     import onnxruntime as ort
 
@@ -91,7 +83,7 @@ def publishable_session(source: bytes | str) -> Any:
         ) from None
 
 
-def check_publishable(model_bytes: bytes, manifest: dict[str, Any]) -> str:
+def check_publishable(model_bytes: bytes, manifest: Draft) -> str:
     """At publish: the model must load in this onnxruntime and match the manifest; returns that version."""
     import onnxruntime as ort
 

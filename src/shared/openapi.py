@@ -17,6 +17,7 @@ from typing import Any
 
 from maas_core.shared.dtypes import V2_DATATYPES
 from maas_core.shared.errors import MaasError, RegistryUnavailable
+from maas_core.shared.manifest import Manifest, TensorSpec
 from maas_core.shared.model_cache import ModelCache
 
 PREDICT_PATHS = ("/models/{name}/predict", "/models/{name}/versions/{version}/predict")
@@ -28,8 +29,8 @@ MAX_EXAMPLE_VALUES = 512
 MAX_EXAMPLE_MODELS = 20
 
 
-def _instance_shape(spec: dict[str, Any]) -> list[int]:
-    return [d or 1 for d in spec["shape"][1:]]
+def _instance_shape(spec: TensorSpec) -> list[int]:
+    return [d or 1 for d in spec.shape[1:]]
 
 
 def _zeros(shape: list[int], zero: Any) -> Any:
@@ -39,21 +40,21 @@ def _zeros(shape: list[int], zero: Any) -> Any:
     return value
 
 
-def example_bodies(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def example_bodies(manifest: Manifest) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """One instance of zeros in the model's shapes, as a TF Serving body and a KServe v2 body; None
     when one instance holds more than MAX_EXAMPLE_VALUES values."""
-    specs = manifest["inputs"]
+    specs = manifest.inputs
     if sum(math.prod(_instance_shape(s)) for s in specs) > MAX_EXAMPLE_VALUES:
         return None
-    zeros = {s["name"]: _zeros(_instance_shape(s), "" if s["dtype"] == "string" else 0.0) for s in specs}
-    predict = {"instances": [zeros[specs[0]["name"]] if len(specs) == 1 else zeros]}
+    zeros = {s.name: _zeros(_instance_shape(s), "" if s.dtype == "string" else 0.0) for s in specs}
+    predict = {"instances": [zeros[specs[0].name] if len(specs) == 1 else zeros]}
     infer = {
         "inputs": [
             {
-                "name": s["name"],
+                "name": s.name,
                 "shape": [1, *_instance_shape(s)],
-                "datatype": V2_DATATYPES[s["dtype"]],
-                "data": ["" if s["dtype"] == "string" else 0.0] * math.prod(_instance_shape(s)),
+                "datatype": V2_DATATYPES[s.dtype],
+                "data": ["" if s.dtype == "string" else 0.0] * math.prod(_instance_shape(s)),
             }
             for s in specs
         ]
@@ -61,16 +62,16 @@ def example_bodies(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return predict, infer
 
 
-def _shapes(manifest: dict[str, Any]) -> str:
-    return ", ".join(f"{s['name']}: {s['dtype']} {s['shape']}" for s in manifest["inputs"])
+def _shapes(manifest: Manifest) -> str:
+    return ", ".join(f"{s.name}: {s.dtype} {list(s.shape)}" for s in manifest.inputs)
 
 
-def add_model_examples(schema: Any, manifests: list[dict[str, Any]]) -> Any:
+def add_model_examples(schema: Any, manifests: list[Manifest]) -> Any:
     """Attach examples to the predict and infer request bodies; the document stays valid without them."""
     from aws_lambda_powertools.event_handler.openapi.models import Example
 
     examples: list[tuple[str, str, tuple[dict[str, Any], dict[str, Any]] | None, str]] = [
-        (m["name"], f"{m['name']} {m['version']}", example_bodies(m), _shapes(m)) for m in manifests
+        (m.name, f"{m.name} {m.version}", example_bodies(m), _shapes(m)) for m in manifests
     ]
     for paths, pick in ((PREDICT_PATHS, 0), (INFER_PATHS, 1)):
         for path in paths:
@@ -99,11 +100,11 @@ class PublishedModels:
 
     ttl_seconds: float
     state: tuple[tuple[str, str], ...] = ()
-    manifests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    manifests: dict[tuple[str, str], Manifest] = field(default_factory=dict)
     _source: ModelCache | None = None
     _read_at: float = -math.inf
 
-    def current(self, models: ModelCache) -> tuple[tuple[tuple[str, str], ...], list[dict[str, Any]]]:
+    def current(self, models: ModelCache) -> tuple[tuple[tuple[str, str], ...], list[Manifest]]:
         """((name, version) of each model, their manifests); empty while the registry cannot be read."""
         now = time.monotonic()
         if models is not self._source or now - self._read_at >= self.ttl_seconds:

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +50,7 @@ from maas_core.shared.layout import (
     s3_outcome,
     version_of,
 )
-from maas_core.shared.manifest import verify_manifest
+from maas_core.shared.manifest import Artifact, Draft, Manifest
 from maas_core.shared.model_check import check_publishable, load_problems
 
 DEFAULT_ALIAS = "production"
@@ -202,7 +202,7 @@ class Registry:
         """Aliases that split traffic: {alias: {"version": ..., "weight": ...}}."""
         return {alias: r.body["canary"] for alias, r in self.alias_records(name).items() if r.canary_version}
 
-    def read_manifest(self, name: str, version: str) -> dict[str, Any]:
+    def read_manifest(self, name: str, version: str) -> Manifest:
         try:
             raw, _ = self._get(manifest_key(name, version))
         except KeyError:
@@ -213,7 +213,7 @@ class Registry:
             manifest = json.loads(raw)
         except ValueError as exc:
             raise ModelIntegrityError("model manifest is not valid JSON", model=name, version=version) from exc
-        return verify_manifest(manifest, name=name, version=version)
+        return Manifest.from_json(manifest, name=name, version=version)
 
     def alias_changed(self, name: str, alias: str, etag: str) -> AliasRecord | None:
         """The alias if its ETag is no longer ``etag``, else None: a cheap conditional GET for warm caches."""
@@ -255,25 +255,25 @@ class Registry:
             return ref
         return self.read_alias(name, check_alias(ref)).version
 
-    def read_model(self, name: str, version: str, manifest: dict[str, Any]) -> bytes:
+    def read_model(self, name: str, version: str, manifest: Manifest) -> bytes:
         """Download model.onnx and check its size and sha256 against the manifest."""
         try:
             data, _ = self._get(model_key(name, version))
         except KeyError:
             raise ModelIntegrityError("model file is missing", model=name, version=version) from None
-        artifact = manifest["artifact"]
-        if len(data) != artifact["size_bytes"] or sha256_hex(data) != artifact["sha256"]:
+        artifact = manifest.artifact
+        if len(data) != artifact.size_bytes or sha256_hex(data) != artifact.sha256:
             raise ModelIntegrityError(
                 "model file does not match its manifest (size or sha256)",
                 model=name,
                 version=version,
-                expected_sha256=artifact["sha256"],
-                expected_size=artifact["size_bytes"],
+                expected_sha256=artifact.sha256,
+                expected_size=artifact.size_bytes,
                 received_size=len(data),
             )
         return data
 
-    def verify_version(self, name: str, version: str) -> dict[str, Any]:
+    def verify_version(self, name: str, version: str) -> Manifest:
         """The manifest of a version an alias may name, once its model.onnx is checked as serving would:
         there, of the manifest's size and sha256, loading in this onnxruntime with the manifest's
         inputs and outputs (ARCHITECTURE.md, Registry: aliases refuse a version that does not verify).
@@ -281,7 +281,7 @@ class Registry:
         manifest = self.read_manifest(name, version)
         with tempfile.TemporaryDirectory(prefix="maas-verify-") as folder:
             path = Path(folder) / "model.onnx"
-            problems = self._download_checked(model_key(name, version), manifest["artifact"], path)
+            problems = self._download_checked(model_key(name, version), manifest.artifact, path)
             if not problems:
                 problems = load_problems(str(path), manifest)
         if problems:
@@ -294,9 +294,9 @@ class Registry:
             )
         return manifest
 
-    def _download_checked(self, key: str, artifact: dict[str, Any], path: Path) -> list[str]:
+    def _download_checked(self, key: str, artifact: Artifact, path: Path) -> list[str]:
         """Stream an object to ``path`` while hashing it; what differs from ``artifact``, as sentences."""
-        size, expected = 0, artifact["size_bytes"]
+        size, expected = 0, artifact.size_bytes
         digest = hashlib.sha256()
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
@@ -315,8 +315,8 @@ class Registry:
                 sink.write(chunk)
         if size != expected:
             return [f"model.onnx has {size} bytes, the manifest says {expected}"]
-        if digest.hexdigest() != artifact["sha256"]:
-            return [f"model.onnx has sha256 {digest.hexdigest()}, the manifest says {artifact['sha256']}"]
+        if digest.hexdigest() != artifact.sha256:
+            return [f"model.onnx has sha256 {digest.hexdigest()}, the manifest says {artifact.sha256}"]
         return []
 
     # -- writing ---------------------------------------------------------------------------
@@ -335,41 +335,40 @@ class Registry:
         self,
         name: str,
         model_bytes: bytes,
-        manifest: dict[str, Any],
+        draft: Draft | Mapping[str, Any],
         *,
         version: str | None = None,
         alias_on_first_publish: str | None = DEFAULT_ALIAS,
         actor: str = "maas",
-    ) -> dict[str, Any]:
+    ) -> Manifest:
         """Write a new immutable version and return its final manifest.
 
-        The manifest given here lacks the fields only the registry knows (name, version, artifact);
-        they are filled in, the whole is verified, model.onnx is written first and manifest.json
-        last, both with If-None-Match so an existing version is never overwritten. On the first
-        publish of a model, ``alias_on_first_publish`` is created pointing at the new version.
+        The draft (typed, or its JSON object as a trainer wrote it) lacks the fields only the
+        registry knows (name, version, artifact); they are filled in, the whole is verified,
+        model.onnx is written first and manifest.json last, both with If-None-Match so an existing
+        version is never overwritten. On the first publish of a model, ``alias_on_first_publish`` is
+        created pointing at the new version.
         """
         check_name(name)
         version = check_version(version or new_version(model_bytes))
+        fields = draft.to_json() if isinstance(draft, Draft) else dict(draft)
         final = {
-            **manifest,
+            **fields,
             "name": name,
             "version": version,
             "artifact": {"file": "model.onnx", "sha256": sha256_hex(model_bytes), "size_bytes": len(model_bytes)},
         }
         final.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
-        verify_manifest(final, name=name, version=version)
+        manifest = Manifest.from_json(final, name=name, version=version)
         existing = self.list_versions(name)
         first_publish = not existing
         if version in existing:
             raise VersionExists(f"model {name!r} version {version!r} already exists", model=name, version=version)
         # Loads in the serving onnxruntime and matches the manifest's schema, or nothing is written.
-        final["verified"] = {
-            "onnxruntime": check_publishable(model_bytes, final),
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        manifest = manifest.verified_with(check_publishable(model_bytes, manifest))
         for key, body, content_type in (
             (model_key(name, version), model_bytes, "application/octet-stream"),
-            (manifest_key(name, version), json.dumps(final, indent=2).encode(), "application/json"),
+            (manifest_key(name, version), json.dumps(manifest.to_json(), indent=2).encode(), "application/json"),
         ):
             try:
                 self._put(key, body, content_type, IfNoneMatch="*")
@@ -392,7 +391,7 @@ class Registry:
                     actor=actor,
                     reason="first publish",
                 )
-        return final
+        return manifest
 
     def set_alias(
         self,

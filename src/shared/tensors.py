@@ -9,13 +9,16 @@ here once. Errors say which input, what was expected and what came.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maas_core.shared.dtypes import DType
 from maas_core.shared.errors import InvalidInput
 from maas_core.shared.text import WordTokenizer
+
+if TYPE_CHECKING:
+    from maas_core.shared.manifest import TensorSpec
 
 Shape = Sequence[int | None]
 
@@ -24,9 +27,9 @@ def shape_str(shape: Shape) -> str:
     return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
 
 
-def check_names(names: list[str], specs: list[dict[str, Any]]) -> None:
+def check_names(names: list[str], specs: Sequence[TensorSpec]) -> None:
     """Each manifest input named once, nothing else."""
-    declared = [s["name"] for s in specs]
+    declared = [s.name for s in specs]
     missing, extra = sorted(set(declared) - set(names)), sorted(set(names) - set(declared))
     if missing or extra or len(names) != len(set(names)):
         raise InvalidInput(
@@ -67,9 +70,9 @@ def check_same_count(feeds: dict[str, np.ndarray]) -> None:
         )
 
 
-def token_ids(value: Any, spec: dict[str, Any], tokenizer: WordTokenizer, max_batch: int) -> np.ndarray:
+def token_ids(value: Any, spec: TensorSpec, tokenizer: WordTokenizer, max_batch: int) -> np.ndarray:
     """A batch of raw strings for a tokenised input, as the graph's int64 token ids."""
-    name = spec["name"]
+    name = spec.name
     expected = "a non-empty list of strings (raw text, one per instance)"
     if not isinstance(value, list) or len(value) == 0:
         received = type(value).__name__ if not isinstance(value, list) else "empty list"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 WORD_PATTERN = r"[a-z0-9']+"
 PAD_TOKEN, OOV_TOKEN = "", "[UNK]"
@@ -51,6 +52,8 @@ class WordTokenizer:
 
     def encode(self, texts: Iterable[str]) -> np.ndarray:
         """int64 ids ``[len(texts), sequence_length]``."""
+        import numpy as np  # here: verifying a manifest's tokenizer needs no numpy
+
         rows = [self.ids(t) for t in texts]
         return np.asarray(rows, dtype=np.int64).reshape(len(rows), self.sequence_length)
 
@@ -69,7 +72,7 @@ class WordTokenizer:
         }
 
     @classmethod
-    def from_manifest(cls, entry: dict[str, Any]) -> WordTokenizer:
+    def from_manifest(cls, entry: Mapping[str, Any]) -> WordTokenizer:
         problems = tokenizer_problems(entry)
         if problems:
             raise ValueError("; ".join(problems))
@@ -101,14 +104,19 @@ def build_tokenizer(
 
 
 def tokenizer_problems(entry: Any, where: str = "tokenizer") -> list[str]:
-    """What is wrong with a manifest's tokenizer entry, as sentences."""
-    if not isinstance(entry, dict):
+    """What is wrong with a manifest's tokenizer entry (its JSON, or a typed manifest's frozen copy:
+    a read-only mapping whose lists are tuples), as sentences."""
+    if not isinstance(entry, Mapping):
         return [f"{where}: expected an object"]
     problems = []
     if entry.get("type") != TOKENIZER_TYPE:
         problems.append(f"{where}.type: expected {TOKENIZER_TYPE!r}, got {entry.get('type')!r}")
     vocabulary = entry.get("vocabulary")
-    if not isinstance(vocabulary, list) or len(vocabulary) < 2 or not all(isinstance(w, str) for w in vocabulary):
+    if (
+        not isinstance(vocabulary, list | tuple)
+        or len(vocabulary) < 2
+        or not all(isinstance(w, str) for w in vocabulary)
+    ):
         problems.append(f"{where}.vocabulary: expected a list of at least 2 strings (padding, unknown, words...)")
     length = entry.get("sequence_length")
     if not isinstance(length, int) or isinstance(length, bool) or length < 1:

@@ -302,7 +302,7 @@ def test_a_version_whose_model_no_longer_matches_its_sha256_gets_no_job(stack):
     from tests_support import build_digits_onnx, digits_manifest
 
     s3, bucket = stack["s3"].client(), stack["bucket"]
-    version = stack["registry"].publish("digits", build_digits_onnx(seed=1), digits_manifest())["version"]
+    version = stack["registry"].publish("digits", build_digits_onnx(seed=1), digits_manifest()).version
     s3.put_object(Bucket=bucket, Key=model_key("digits", version), Body=b"bytes that are not the model")
     jobs_before = s3.list_objects_v2(Bucket=bucket, Prefix="batch/jobs/").get("KeyCount", 0)
     status, body, _ = request(stack, "POST", "/models/digits/jobs", json.dumps({"version": version}).encode())

@@ -59,7 +59,7 @@ def get(stack, path: str) -> tuple[int, bytes]:
 
 
 def test_a_512x512x3_model_leaves_openapi_and_swagger_under_the_lambda_response_limit(stack):
-    wide = stack["registry"].publish("wide", build_wide_onnx(), wide_manifest())["version"]
+    wide = stack["registry"].publish("wide", build_wide_onnx(), wide_manifest()).version
     assert stack["registry"].resolve("wide") == wide  # the first publish made it production
 
     status, raw = get(stack, "/openapi.json")

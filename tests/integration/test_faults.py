@@ -228,7 +228,7 @@ def faulty(tmp_path_factory):
             "BatchFunction": {"ALIAS_TTL_SECONDS": "1", "BATCH_PART_BYTES": "100000", "BATCH_CHUNK_ROWS": "64"},
         },
     )
-    stack["version"] = stack["registry"].publish("digits", build_digits_onnx(), digits_manifest())["version"]
+    stack["version"] = stack["registry"].publish("digits", build_digits_onnx(), digits_manifest()).version
     yield stack
     stop_stack(stack)
 
@@ -346,7 +346,7 @@ S3_FAULTS = [
 @pytest.mark.parametrize(("how", "action", "model_only"), S3_FAULTS, ids=[f[0] for f in S3_FAULTS])
 def test_s3_failing_is_a_503_for_a_cold_model_while_warm_ones_keep_serving(faulty, how, action, model_only):
     name = f"cold-{action}"
-    version = faulty["registry"].publish(name, build_digits_onnx(seed=1), digits_manifest())["version"]
+    version = faulty["registry"].publish(name, build_digits_onnx(seed=1), digits_manifest()).version
     assert predict(faulty, "digits")[0] == 200  # warm: loaded, and its alias known
     where = s3_path(faulty, f"models/{name}/{version}/model.onnx") if model_only else s3_path(faulty, "")
     with faulty["proxy"].failing(Fault("GET", where, action)) as (fault,):
@@ -383,7 +383,7 @@ def test_ready_is_a_503_while_the_registry_cannot_be_read_and_live_stays_200(fau
 @pytest.mark.parametrize("damage", ["corrupted", "truncated"])
 def test_a_damaged_model_file_is_a_503_model_integrity_error(faulty, damage):
     name = f"{damage}-model"
-    version = faulty["registry"].publish(name, build_digits_onnx(seed=2), digits_manifest())["version"]
+    version = faulty["registry"].publish(name, build_digits_onnx(seed=2), digits_manifest()).version
     key = f"models/{name}/{version}/model.onnx"
     data = faulty["client"].get_object(Bucket=faulty["bucket"], Key=key)["Body"].read()
     damaged = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:] if damage == "corrupted" else data[: len(data) // 2]
@@ -399,7 +399,7 @@ def test_a_model_onnxruntime_cannot_load_is_a_503_model_load_failed(faulty):
     import hashlib
 
     s3, bucket = faulty["client"], faulty["bucket"]
-    version = faulty["registry"].publish("unloadable", build_digits_onnx(seed=5), digits_manifest())["version"]
+    version = faulty["registry"].publish("unloadable", build_digits_onnx(seed=5), digits_manifest()).version
     garbage = b"not an ONNX graph " * 64
     manifest_key = f"models/unloadable/{version}/manifest.json"
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
@@ -415,7 +415,7 @@ def test_a_batch_file_for_a_damaged_model_waits_in_the_dead_letter_queue_then_sc
     """A dependency failure is retried, then parked with only a failed summary written (so a job says
     why); after the model is repaired and the message redriven, every row is scored exactly once."""
     registry, s3, bucket = faulty["registry"], faulty["client"], faulty["bucket"]
-    version = registry.publish("repaired", build_digits_onnx(), digits_manifest())["version"]
+    version = registry.publish("repaired", build_digits_onnx(), digits_manifest()).version
     model_key = f"models/repaired/{version}/model.onnx"
     good = s3.get_object(Bucket=bucket, Key=model_key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=model_key, Body=good[: len(good) // 2])
@@ -454,7 +454,7 @@ def delete_version(stack: dict[str, Any], name: str, version: str) -> None:
 
 
 def test_a_warm_container_keeps_serving_a_version_deleted_behind_its_alias(faulty):
-    version = faulty["registry"].publish("vanishing", build_digits_onnx(seed=3), digits_manifest())["version"]
+    version = faulty["registry"].publish("vanishing", build_digits_onnx(seed=3), digits_manifest()).version
     assert predict(faulty, "vanishing")[0] == 200
     delete_version(faulty, "vanishing", version)
     time.sleep(1.2)  # past ALIAS_TTL_SECONDS: the alias is read again and still names the version held
@@ -463,7 +463,7 @@ def test_a_warm_container_keeps_serving_a_version_deleted_behind_its_alias(fault
 
 
 def test_an_alias_pointing_at_a_deleted_version_is_a_503_alias_target_missing(faulty):
-    version = faulty["registry"].publish("dangling", build_digits_onnx(seed=4), digits_manifest())["version"]
+    version = faulty["registry"].publish("dangling", build_digits_onnx(seed=4), digits_manifest()).version
     delete_version(faulty, "dangling", version)
     status, body, _ = predict(faulty, "dangling")
     assert (status, body.get("code")) == (503, "alias_target_missing"), body
@@ -527,7 +527,7 @@ def test_a_batch_invocation_killed_mid_file_is_retried_and_scores_every_row_once
 
 # -- S3 that never answers (last: today it costs the container) -------------------------------
 def test_s3_that_never_answers_is_a_503_within_the_api_timeout(faulty):
-    version = faulty["registry"].publish("cold-hang", build_digits_onnx(seed=6), digits_manifest())["version"]
+    version = faulty["registry"].publish("cold-hang", build_digits_onnx(seed=6), digits_manifest()).version
     try:
         with faulty["proxy"].failing(Fault("GET", s3_path(faulty, f"models/cold-hang/{version}/model.onnx"), "hang")):
             try:
@@ -548,7 +548,7 @@ def full_tmp(tmp_path_factory):
     (state / "full").write_text("a file where the cache folder would go: nothing can be written under it")
     unwritable = {"OPTIMIZED_MODEL_DIR": str(state / "full" / "maas-models")}
     stack = start_stack(state, {"ApiFunction": unwritable, "BatchFunction": unwritable})
-    stack["version"] = stack["registry"].publish("digits", build_digits_onnx(), digits_manifest())["version"]
+    stack["version"] = stack["registry"].publish("digits", build_digits_onnx(), digits_manifest()).version
     stack["registry"].publish("blend", build_two_input_onnx(), two_input_manifest())
     yield stack
     stop_stack(stack)

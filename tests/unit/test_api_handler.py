@@ -17,10 +17,10 @@ def test_health(handler):
 def test_list_and_describe(handler, published):
     status, body = handler(event("list_models"))
     assert status == 200
-    assert body["models"] == [{"name": "digits", "aliases": {"production": published["version"]}}]
+    assert body["models"] == [{"name": "digits", "aliases": {"production": published.version}}]
     status, body = handler(event("describe_model"))
     assert status == 200
-    assert body["version"] == published["version"]
+    assert body["version"] == published.version
     assert body["manifest"]["inputs"][0]["shape"] == [None, 8, 8, 1]
 
 
@@ -28,7 +28,7 @@ def test_list_and_describe(handler, published):
 def test_predict_a_real_digit(handler, published, name):
     status, body = handler(event(name))
     assert status == 200
-    assert body["model"] == "digits" and body["version"] == published["version"]
+    assert body["model"] == "digits" and body["version"] == published.version
     assert body["predictions"][0]["label"] == "0"  # load_digits sample 0 is a zero
     assert len(body["predictions"][0]["probabilities"]) == 10
 
@@ -73,8 +73,8 @@ def test_s3_failure_is_a_503_with_a_stable_code_not_a_trace(handler, s3):
 
 
 def test_pinned_version_by_query(handler, published):
-    status, body = handler(event("predict_digits", queryStringParameters={"version": published["version"]}))
-    assert status == 200 and body["version"] == published["version"]
+    status, body = handler(event("predict_digits", queryStringParameters={"version": published.version}))
+    assert status == 200 and body["version"] == published.version
     bad = base64.b64encode(b"x").decode()
     assert handler(event("predict_digits", queryStringParameters={"version": bad}))[0] in (400, 404)
 
@@ -86,7 +86,7 @@ def test_metrics_per_model_and_version_in_emf_and_no_body_in_logs(handler, publi
     names = {m["Name"] for line in emf for d in line["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"ModelLoadMs", "InferenceMs"} <= names
     assert all(
-        line["model"] == "digits" and line["version"] == published["version"] for line in emf if "InferenceMs" in line
+        line["model"] == "digits" and line["version"] == published.version for line in emf if "InferenceMs" in line
     )
     assert not any("instances" in json.dumps(line) for line in lines)  # the request body never reaches the logs
 
@@ -123,7 +123,7 @@ def raw_response(evt):
     + [("predict_digits", {"alias": "production\n"}), ("v2_model_ready", {"alias": "production\n"})],
 )
 def test_a_version_query_that_is_not_a_version_is_a_400_never_a_header(api, published, path, query):
-    evt = event(path, queryStringParameters={k: v.format(v=published["version"]) for k, v in query.items()})
+    evt = event(path, queryStringParameters={k: v.format(v=published.version) for k, v in query.items()})
     status, body, _ = api(evt)
     assert (status, body["code"]) == (400, "invalid_name"), body
     response = raw_response(evt)
@@ -134,9 +134,9 @@ def test_a_version_query_that_is_not_a_version_is_a_400_never_a_header(api, publ
 
 
 def test_the_version_header_is_the_registrys_for_alias_and_pinned_requests(api, published):
-    for query in (None, {"version": published["version"]}):
+    for query in (None, {"version": published.version}):
         status, body, headers = api(event("predict_digits", queryStringParameters=query))
-        assert status == 200 and headers["X-Model-Version"] == published["version"] == body["version"]
+        assert status == 200 and headers["X-Model-Version"] == published.version == body["version"]
         assert headers["X-Model-Variant"] == ("pinned" if query else "stable")
 
 
@@ -153,7 +153,7 @@ def test_unknown_names_and_versions_add_no_metric_dimensions(handler, published,
     assert not [line for line in emf if unknown in line or '"model"' in line], emf
     handler(event("predict_digits"))  # a resolved version still gets its dimensions
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert any(b.get("model") == "digits" and b.get("version") == published["version"] for b in emf)
+    assert any(b.get("model") == "digits" and b.get("version") == published.version for b in emf)
 
 
 def test_v2_ready_means_the_registry_can_be_read(handler, published, s3):

@@ -86,7 +86,7 @@ def test_an_unexpected_error_writes_a_failed_summary_then_a_retry_scores_the_fil
 
 def test_a_dependency_failure_says_it_is_retried_until_the_last_receive(s3, batch, registry, published):
     """A damaged model (its bytes no longer match the manifest's sha256): 503 model_integrity_error."""
-    s3.put_object(Bucket=BUCKET, Key=model_key("digits", published["version"]), Body=b"not the model")
+    s3.put_object(Bucket=BUCKET, Key=model_key("digits", published.version), Body=b"not the model")
     etag = upload(s3)
     for receive, retrying in ((1, True), (2, True), (3, False)):
         assert fails(batch, delivery(KEY, etag, receive))

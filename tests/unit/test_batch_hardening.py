@@ -14,12 +14,13 @@ from botocore.response import StreamingBody
 
 from maas_core.shared.batch import parse_key, score_object, score_part
 from maas_core.shared.batch_io import MAX_LINE_BYTES, BatchFileError, line_parts, read_csv, read_jsonl
+from maas_core.shared.manifest import TensorSpec
 from maas_core.shared.model_cache import ModelCache
 
 BUCKET = os.environ["MODEL_BUCKET"]
 DIGIT = [[[0.0]] * 8] * 8
 HEADER = ",".join(["id", *[f"image_{i}" for i in range(64)]])
-SPECS = [{"name": "image", "dtype": "float32", "shape": [None, 8, 8, 1]}]
+SPECS = [TensorSpec("image", "float32", (None, 8, 8, 1))]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from onnx import TensorProto, helper
 
 from maas_core.shared.dtypes import DTYPES, V2_DATATYPES
 from maas_core.shared.errors import ModelRejected
-from maas_core.shared.manifest import SCHEMA_VERSION, graph_tensors, manifest_from_graph, verify_manifest
+from maas_core.shared.manifest import SCHEMA_VERSION, Manifest, TensorSpec, graph_tensors, manifest_from_graph
 from tests_support import serialized
 
 
@@ -29,8 +29,9 @@ def onnx_type(name: str) -> int:
 def test_every_manifest_dtype_reads_back_from_a_graph_and_feeds_onnxruntime(name):
     model = identity(onnx_type(name))
     inputs, outputs = graph_tensors(model)
-    assert inputs == [{"name": "x", "dtype": name, "shape": [None, 3]}]
-    assert outputs == [{"name": "y", "dtype": name, "shape": [None, 3]}]
+    assert inputs == [TensorSpec("x", name, (None, 3))]
+    assert outputs == [TensorSpec("y", name, (None, 3))]
+    assert inputs[0].to_json() == {"name": "x", "dtype": name, "shape": [None, 3]}
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == DTYPES[name].ort
     if DTYPES[name].numpy is not None:  # what a JSON body is cast to is what onnxruntime takes
@@ -76,6 +77,7 @@ def test_a_manifest_read_from_a_graph_verifies_once_the_registry_adds_its_fields
         training_job={},
         framework={},
     )
-    assert manifest["schema_version"] == SCHEMA_VERSION and "labels" not in manifest
-    manifest |= {"name": "m", "version": "v", "artifact": {"sha256": "0" * 64, "size_bytes": 1}}
-    assert verify_manifest(manifest) == manifest
+    body = manifest.to_json()
+    assert body["schema_version"] == SCHEMA_VERSION and "labels" not in body
+    body |= {"name": "m", "version": "v", "artifact": {"sha256": "0" * 64, "size_bytes": 1}}
+    assert Manifest.from_json(body).to_json() == body

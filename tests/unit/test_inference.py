@@ -3,9 +3,11 @@ import pytest
 
 from maas_core.shared.errors import BadRequest, InvalidInput
 from maas_core.shared.inference import feeds_from_body, format_predictions, run, to_tensor
+from maas_core.shared.manifest import TensorSpec
 from maas_core.shared.model_cache import ModelCache
+from tests_support import verified
 
-SPEC = {"name": "image", "dtype": "float32", "shape": [None, 8, 8, 1]}
+SPEC = TensorSpec("image", "float32", (None, 8, 8, 1))
 
 
 def test_wrong_shape_names_expected_and_received():
@@ -79,9 +81,9 @@ def test_only_json_numbers_go_where_numbers_go(leaf, received):
     ("spec", "value", "why"),
     [
         (SPEC, [[[[1e39]] * 8] * 8], "outside the range of float32"),  # finite in JSON, infinite in float32
-        ({"name": "n", "dtype": "float16", "shape": [None, 1]}, [[70000.0]], "outside the range of float16"),
-        ({"name": "n", "dtype": "int8", "shape": [None, 1]}, [[200]], "outside the range of int8"),
-        ({"name": "n", "dtype": "int64", "shape": [None, 1]}, [[1e30]], "outside the range of int64"),
+        (TensorSpec("n", "float16", (None, 1)), [[70000.0]], "outside the range of float16"),
+        (TensorSpec("n", "int8", (None, 1)), [[200]], "outside the range of int8"),
+        (TensorSpec("n", "int64", (None, 1)), [[1e30]], "outside the range of int64"),
     ],
 )
 def test_values_the_input_dtype_cannot_hold_are_refused(spec, value, why):
@@ -92,7 +94,7 @@ def test_values_the_input_dtype_cannot_hold_are_refused(spec, value, why):
 
 def test_values_at_the_edge_of_the_dtype_are_kept():
     assert to_tensor([[[[3.0e38]] * 8] * 8], SPEC, max_batch=10).max() == np.float32(3.0e38)
-    assert to_tensor([[127, -128]], {"name": "n", "dtype": "int8", "shape": [None, 2]}, 10).tolist() == [[127, -128]]
+    assert to_tensor([[127, -128]], TensorSpec("n", "int8", (None, 2)), 10).tolist() == [[127, -128]]
 
 
 class NanSession:
@@ -108,7 +110,7 @@ def test_nonfinite_outputs_are_an_input_error_for_the_api_and_per_row_for_batch(
     from maas_core.shared.inference import nonfinite_rows
     from maas_core.shared.model_cache import LoadedModel
 
-    model = LoadedModel("digits", "v", make_manifest(), NanSession(), 0.0)
+    model = LoadedModel("digits", "v", verified(make_manifest()), NanSession(), 0.0)
     feeds = {"image": np.zeros((3, 8, 8, 1), dtype=np.float32)}
     with pytest.raises(InvalidInput) as err:
         run(model, feeds)

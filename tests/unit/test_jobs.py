@@ -97,8 +97,8 @@ def test_only_the_api_key_that_created_a_job_can_read_it(api, published, s3):
 
 
 def test_a_version_whose_model_no_longer_matches_its_sha256_gets_no_job(api, published, s3):
-    s3.put_object(Bucket=BUCKET, Key=model_key("digits", published["version"]), Body=b"not the published model")
-    for body in ('{"format": "jsonl"}', json.dumps({"version": published["version"]})):
+    s3.put_object(Bucket=BUCKET, Key=model_key("digits", published.version), Body=b"not the published model")
+    for body in ('{"format": "jsonl"}', json.dumps({"version": published.version})):
         status, answer, _ = api(event("create_job", body=body))
         assert (status, answer["code"]) == (503, "model_integrity_error"), answer
         assert "sha256" in answer["error"]

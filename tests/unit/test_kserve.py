@@ -19,7 +19,7 @@ def zero_digit(**changes):
 
 
 def test_metadata_marks_free_dimensions_as_minus_one(digits, published):
-    meta = model_metadata(digits, [published["version"]])
+    meta = model_metadata(digits, [published.version])
     assert meta["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
     assert meta["outputs"][0]["shape"] == [-1, 10] and meta["platform"] == "onnxruntime_onnx"
 

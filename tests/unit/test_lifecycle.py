@@ -31,14 +31,14 @@ V3 = "20991231T000001Z-0000000c"
 @pytest.fixture
 def two_versions(registry, published, digits_onnx, make_manifest):
     second = registry.publish("digits", digits_onnx, make_manifest(), version=V2)
-    return published["version"], second["version"]
+    return published.version, second.version
 
 
 # -- publishing ------------------------------------------------------------------------------
 def test_publish_records_the_onnxruntime_that_verified_it(published):
     import onnxruntime
 
-    assert published["verified"]["onnxruntime"] == onnxruntime.__version__
+    assert published.verified["onnxruntime"] == onnxruntime.__version__
 
 
 def test_a_file_onnxruntime_cannot_load_is_never_visible(registry, make_manifest):
@@ -66,13 +66,13 @@ def test_a_manifest_that_does_not_match_the_graph_is_refused(registry, digits_on
 
 def test_publishing_the_same_version_twice_is_refused(registry, digits_onnx, make_manifest, published):
     with pytest.raises(VersionExists):
-        registry.publish("digits", digits_onnx, make_manifest(), version=published["version"])
+        registry.publish("digits", digits_onnx, make_manifest(), version=published.version)
 
 
 # -- aliases -----------------------------------------------------------------------------------
 def test_two_racing_promotes_leave_one_winner_and_one_conflict(registry, two_versions, digits_onnx, make_manifest):
     first, second = two_versions
-    third = registry.publish("digits", digits_onnx, make_manifest(), version=V3)["version"]
+    third = registry.publish("digits", digits_onnx, make_manifest(), version=V3).version
     etag = registry.read_alias("digits", "production").etag
     barrier = threading.Barrier(2)
     outcomes: dict[str, object] = {}
@@ -188,7 +188,7 @@ def test_promote_and_rollback_reach_a_warm_cache_within_the_ttl(registry, two_ve
 
 def test_the_cache_keeps_recent_sessions_within_its_budget(registry, two_versions, digits_onnx, make_manifest):
     first, second = two_versions
-    third = registry.publish("digits", digits_onnx, make_manifest(), version=V3)["version"]
+    third = registry.publish("digits", digits_onnx, make_manifest(), version=V3).version
     cache = ModelCache(BUCKET, registry=registry, budget_bytes=2 * len(digits_onnx) + 1000)
     for version in (first, second, third):
         cache.get("digits", version)
@@ -200,7 +200,7 @@ def test_the_cache_keeps_recent_sessions_within_its_budget(registry, two_version
 
 
 def test_a_broken_version_is_not_downloaded_again_on_every_request(registry, s3, published, monkeypatch):
-    version = published["version"]
+    version = published.version
     s3.put_object(Bucket=BUCKET, Key=model_key("digits", version), Body=b"tampered")
     cache = ModelCache(BUCKET, registry=registry, retry_after_seconds=60)
     reads = []

@@ -21,7 +21,7 @@ def test_nothing_is_downloaded_until_the_first_request():
 def test_one_session_per_version_reused_across_requests(registry, published):
     cache = ModelCache(BUCKET, registry=registry)
     first = cache.get("digits")
-    again = cache.get("digits", published["version"])
+    again = cache.get("digits", published.version)
     assert first is again
     assert first.session is again.session
     x = np.zeros((1, 8, 8, 1), dtype=np.float32)
@@ -29,7 +29,7 @@ def test_one_session_per_version_reused_across_requests(registry, published):
 
 
 def test_a_tampered_model_is_refused_at_load(registry, s3, published):
-    key = model_key("digits", published["version"])
+    key = model_key("digits", published.version)
     data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     s3.put_object(Bucket=BUCKET, Key=key, Body=data[:-10] + b"0123456789")  # same size, other bytes
     with pytest.raises(ModelIntegrityError) as err:
@@ -39,11 +39,11 @@ def test_a_tampered_model_is_refused_at_load(registry, s3, published):
 
 def test_promote_reaches_a_warm_cache_after_the_ttl(registry, published, digits_onnx, make_manifest):
     cache = ModelCache(BUCKET, alias_ttl_seconds=0, registry=registry)
-    assert cache.get("digits").version == published["version"]
+    assert cache.get("digits").version == published.version
     second = registry.publish("digits", digits_onnx, make_manifest(), version="20991231T000000Z-0000000c")
     etag = registry.read_alias("digits", "production").etag
-    registry.set_alias("digits", "production", second["version"], expected_etag=etag)
-    assert cache.get("digits").version == second["version"]
+    registry.set_alias("digits", "production", second.version, expected_etag=etag)
+    assert cache.get("digits").version == second.version
 
 
 def test_keeps_serving_what_it_holds_when_s3_goes_away(registry, s3, published):
@@ -71,10 +71,10 @@ def test_the_optimised_graph_is_cached_in_a_private_folder_and_reused(registry, 
     first = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt")).get("digits")
     folder = cache_folder(tmp_path)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.getuid()
-    cached = folder / f"{published['artifact']['sha256']}.basic.onnx"
+    cached = folder / f"{published.artifact.sha256}.basic.onnx"
     assert cached.exists() and cached.stat().st_size > 0
     stamp = json.loads(cached.with_suffix(".stamp.json").read_text())
-    assert stamp["model_sha256"] == published["artifact"]["sha256"]
+    assert stamp["model_sha256"] == published.artifact.sha256
     loads = []
     real = OptimizedGraph.read
     again = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt"))
@@ -90,7 +90,7 @@ def test_the_optimised_graph_is_cached_in_a_private_folder_and_reused(registry, 
 
 def test_a_damaged_optimised_file_is_rebuilt_from_the_verified_model(registry, published, tmp_path):
     ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt")).get("digits")
-    (cache_folder(tmp_path) / f"{published['artifact']['sha256']}.basic.onnx").write_bytes(b"not an onnx graph")
+    (cache_folder(tmp_path) / f"{published.artifact.sha256}.basic.onnx").write_bytes(b"not an onnx graph")
     model = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt")).get("digits")
     assert model.session.run(None, {"image": np.zeros((1, 8, 8, 1), np.float32)})[0].shape == (1, 10)
 
@@ -117,19 +117,19 @@ def test_another_models_graph_put_in_the_cache_is_ignored_and_the_right_answers_
     other = registry.publish("digits", always_seven(digits_onnx), make_manifest(), version="20991231T000000Z-0000000e")
     x = np.random.default_rng(1).uniform(0, 16, (32, 8, 8, 1)).astype(np.float32)
     uncached = ModelCache(BUCKET, registry=registry)
-    right = uncached.get("digits", published["version"]).session.run(None, {"image": x})[0]
-    wrong = uncached.get("digits", other["version"]).session.run(None, {"image": x})[0]
+    right = uncached.get("digits", published.version).session.run(None, {"image": x})[0]
+    wrong = uncached.get("digits", other.version).session.run(None, {"image": x})[0]
     assert set(wrong.argmax(axis=1)) == {7} and len(set(right.argmax(axis=1))) > 3
     warm = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt"))
-    for version in (published["version"], other["version"]):
+    for version in (published.version, other.version):
         warm.get("digits", version)
     folder = cache_folder(tmp_path)
-    target = folder / f"{published['artifact']['sha256']}.basic.onnx"
-    target.write_bytes((folder / f"{other['artifact']['sha256']}.basic.onnx").read_bytes())
+    target = folder / f"{published.artifact.sha256}.basic.onnx"
+    target.write_bytes((folder / f"{other.artifact.sha256}.basic.onnx").read_bytes())
     fresh = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt"))
-    answer = fresh.get("digits", published["version"]).session.run(None, {"image": x})[0]
+    answer = fresh.get("digits", published.version).session.run(None, {"image": x})[0]
     np.testing.assert_allclose(answer, right, atol=1e-5)
-    assert OptimizedGraph(target, published["artifact"]["sha256"]).read() is not None  # rebuilt and re-stamped
+    assert OptimizedGraph(target, published.artifact.sha256).read() is not None  # rebuilt and re-stamped
 
 
 def test_a_stamp_from_another_onnxruntime_is_not_trusted(registry, published, tmp_path, monkeypatch):
@@ -137,7 +137,7 @@ def test_a_stamp_from_another_onnxruntime_is_not_trusted(registry, published, tm
 
     ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt")).get("digits")
     graph = OptimizedGraph(
-        cache_folder(tmp_path) / f"{published['artifact']['sha256']}.basic.onnx", published["artifact"]["sha256"]
+        cache_folder(tmp_path) / f"{published.artifact.sha256}.basic.onnx", published.artifact.sha256
     )
     assert graph.read() is not None
     monkeypatch.setattr(onnxruntime, "__version__", "0.0.1")

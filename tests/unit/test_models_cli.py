@@ -16,7 +16,7 @@ from tests_support import build_two_input_onnx, event
 def test_a_model_trained_elsewhere_is_published_with_its_schema_read_from_the_graph(registry, tmp_path):
     path = tmp_path / "blend.onnx"
     path.write_bytes(build_two_input_onnx())
-    manifest = publish(registry, "blend", path, labels=None)
+    manifest = publish(registry, "blend", path, labels=None).to_json()
     assert manifest["task"] == "regression" and "labels" not in manifest
     assert manifest["inputs"] == [
         {"name": "features", "dtype": "float32", "shape": [None, 3]},
@@ -49,8 +49,8 @@ def test_a_graph_with_a_tensor_type_maas_cannot_serve_is_refused_by_name(registr
 
 
 def test_promote_rollback_and_history(registry, published, digits_onnx, make_manifest):
-    first = published["version"]
-    second = registry.publish("digits", digits_onnx, make_manifest(), version="20991231T000000Z-0000000e")["version"]
+    first = published.version
+    second = registry.publish("digits", digits_onnx, make_manifest(), version="20991231T000000Z-0000000e").version
     registry.promote("digits", "production", second, actor="ana", reason="better on night shifts")
     assert registry.resolve("digits") == second
     registry.rollback("digits", "production", actor="bo", reason="latency regression")
@@ -108,7 +108,7 @@ def test_a_skl2onnx_pipeline_published_with_the_cli_answers_on_both_protocols(re
         ["models", "publish", "--name", "wine", "--onnx", str(path), "--labels", "class_0,class_1,class_2"]
     )
     version = run_command(registry, args)["version"]
-    manifest = registry.read_manifest("wine", version)
+    manifest = registry.read_manifest("wine", version).to_json()
     assert [o["name"] for o in manifest["outputs"]] == ["probabilities", "label"]
     assert manifest["inputs"] == [{"name": "X", "dtype": "float32", "shape": [None, 13]}]
 
@@ -140,8 +140,8 @@ def test_canary_and_delete_from_the_command_line(registry, published, digits_onn
     from maas.cli import build_parser
     from maas.models_cli import run as run_command
 
-    first = published["version"]
-    second = registry.publish("digits", digits_onnx, make_manifest(), version="20991231T000000Z-0000000f")["version"]
+    first = published.version
+    second = registry.publish("digits", digits_onnx, make_manifest(), version="20991231T000000Z-0000000f").version
 
     def cli(*argv: str):
         return run_command(registry, build_parser().parse_args(["models", *argv]))

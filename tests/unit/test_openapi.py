@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from maas_core.shared.openapi import MAX_EXAMPLE_MODELS, MAX_EXAMPLE_VALUES, add_model_examples, example_bodies
-from tests_support import Context, digits_manifest, event
+from tests_support import Context, digits_manifest, event, verified
 
 
 def image_model(height: int, width: int, channels: int) -> tuple[bytes, dict[str, Any]]:
@@ -68,12 +68,11 @@ def test_a_512x512x3_model_gets_a_schema_only_example_and_both_routes_stay_small
 
 def test_examples_are_capped_at_max_example_values():
     _, at_cap = image_model(8, 8, MAX_EXAMPLE_VALUES // 64)
-    at_cap.update(name="m", version="v")
-    predict, infer = example_bodies(at_cap)  # type: ignore[misc]
+    predict, infer = example_bodies(verified(at_cap, "m"))  # type: ignore[misc]
     assert len(infer["inputs"][0]["data"]) == MAX_EXAMPLE_VALUES
     assert len(json.dumps(predict["instances"][0]).split(",")) == MAX_EXAMPLE_VALUES
     _, over = image_model(8, 8, MAX_EXAMPLE_VALUES // 64 + 1)
-    assert example_bodies(over) is None
+    assert example_bodies(verified(over, "m")) is None
 
 
 def test_the_worst_case_document_fits_a_lambda_response():
@@ -84,7 +83,7 @@ def test_the_worst_case_document_fits_a_lambda_response():
     from maas_core.functions.api import app
 
     _, manifest = image_model(8, 8, MAX_EXAMPLE_VALUES // 64)
-    manifests = [{**manifest, "name": f"m{i:02d}", "version": "v"} for i in range(MAX_EXAMPLE_MODELS)]
+    manifests = [verified(manifest, f"m{i:02d}") for i in range(MAX_EXAMPLE_MODELS)]
     schema = add_model_examples(APIGatewayRestResolver.get_openapi_schema(app.app), manifests)
     size = len(model_json(schema, by_alias=True, exclude_none=True, indent=2))
     assert size < 2_500_000, size  # with Swagger's 1.7 MB page, under 6 MB
@@ -108,7 +107,7 @@ def test_the_document_reads_the_registry_once_per_ttl_and_only_what_changed(
     from maas_core.functions.api import app
 
     doc, _ = document()
-    assert examples(doc)["digits"]["summary"] == f"digits {published['version']}"
+    assert examples(doc)["digits"]["summary"] == f"digits {published.version}"
     s3_calls.clear()
     document()
     document("swagger_ui")
@@ -119,6 +118,6 @@ def test_the_document_reads_the_registry_once_per_ttl_and_only_what_changed(
     # Past it: one listing, and the alias checked by its ETag; the immutable manifest is not read again.
     assert operations == [("ListObjectsV2", False), ("GetObject", True)], operations
     newer = registry.publish("digits", *image_model(8, 8, 1), version="29990101T000000Z-0123abcd")
-    registry.promote("digits", "production", newer["version"], actor="t", reason="")
+    registry.promote("digits", "production", newer.version, actor="t", reason="")
     doc, _ = document()
-    assert examples(doc)["digits"]["summary"] == f"digits {newer['version']}"
+    assert examples(doc)["digits"]["summary"] == f"digits {newer.version}"

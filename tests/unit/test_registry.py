@@ -17,7 +17,7 @@ BUCKET = os.environ["MODEL_BUCKET"]
 
 
 def test_publish_writes_model_and_manifest_and_sets_production(registry, s3, digits_onnx, published):
-    version = published["version"]
+    version = published.version
     assert registry.list_models() == ["digits"]
     assert registry.list_versions("digits") == [version]
     assert registry.resolve("digits") == version
@@ -29,14 +29,14 @@ def test_publish_writes_model_and_manifest_and_sets_production(registry, s3, dig
 
 def test_a_version_is_never_overwritten(registry, digits_onnx, published, make_manifest):
     with pytest.raises(VersionExists):
-        registry.publish("digits", b"other bytes", make_manifest(), version=published["version"])
-    assert registry.read_model("digits", published["version"], published) == digits_onnx
+        registry.publish("digits", b"other bytes", make_manifest(), version=published.version)
+    assert registry.read_model("digits", published.version, published) == digits_onnx
 
 
 def test_second_publish_does_not_move_production(registry, digits_onnx, published, make_manifest):
     second = registry.publish("digits", digits_onnx + b"", make_manifest(), version="20991231T000000Z-0000000a")
-    assert registry.resolve("digits") == published["version"]
-    assert registry.resolve("digits", second["version"]) == second["version"]
+    assert registry.resolve("digits") == published.version
+    assert registry.resolve("digits", second.version) == second.version
 
 
 @pytest.mark.parametrize("bad", ["../etc", "Digits", "a/b", "", "x" * 64, "-lead", "a..b"])
@@ -60,11 +60,11 @@ def test_alias_refuses_missing_version_and_stale_etag(registry, digits_onnx, pub
     with pytest.raises(VersionNotFound):
         registry.set_alias("digits", "production", "20991231T000000Z-deadbeef", expected_etag=current.etag)
     second = registry.publish("digits", digits_onnx, make_manifest(), version="20991231T000000Z-0000000b")
-    moved = registry.set_alias("digits", "production", second["version"], expected_etag=current.etag)
-    assert moved.body["previous_version"] == published["version"]
+    moved = registry.set_alias("digits", "production", second.version, expected_etag=current.etag)
+    assert moved.body["previous_version"] == published.version
     with pytest.raises(AliasConflict):  # the first writer won; a second with the old ETag loses
-        registry.set_alias("digits", "production", published["version"], expected_etag=current.etag)
-    assert registry.resolve("digits") == second["version"]
+        registry.set_alias("digits", "production", published.version, expected_etag=current.etag)
+    assert registry.resolve("digits") == second.version
 
 
 def test_unknown_model_and_version(registry, published):
@@ -76,7 +76,7 @@ def test_unknown_model_and_version(registry, published):
 
 def test_a_version_without_its_manifest_is_not_visible(registry, s3, digits_onnx, published):
     s3.put_object(Bucket=BUCKET, Key=model_key("digits", "20991231T000000Z-0000000d"), Body=digits_onnx)
-    assert registry.list_versions("digits") == [published["version"]]
+    assert registry.list_versions("digits") == [published.version]
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_a_trailing_newline_is_refused_in_names_versions_and_aliases(registry, s
         registry.promote(
             bad if kind == "name" else "digits",
             bad if kind == "alias" else "staging",
-            bad if kind == "version" else published["version"],
+            bad if kind == "version" else published.version,
             actor="ana",
             reason="",
         )

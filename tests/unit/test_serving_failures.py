@@ -19,9 +19,9 @@ V2 = "20991231T000000Z-0000000b"
 def warm(api, registry, published, digits_onnx, make_manifest):
     """A container that served v1 (so it holds it) and a v2 in the registry, not yet loaded."""
     status, body, _ = api(event("predict_digits"))
-    assert status == 200 and body["version"] == published["version"]
+    assert status == 200 and body["version"] == published.version
     registry.publish("digits", digits_onnx, make_manifest(), version=V2)
-    return published["version"]
+    return published.version
 
 
 def predict_version(version: str) -> dict:

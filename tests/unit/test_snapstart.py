@@ -21,7 +21,7 @@ def test_the_snapshot_holds_the_preloaded_production_models(hooks, api, publishe
     app, before, _ = hooks
     monkeypatch.setenv("SNAPSTART_PRELOAD_MODELS", "*")
     before()
-    assert [(m["model"], m["version"]) for m in app.models.loaded()] == [("digits", published["version"])]
+    assert [(m["model"], m["version"]) for m in app.models.loaded()] == [("digits", published.version)]
 
 
 def test_a_restored_copy_renews_its_clients_id_and_aliases(hooks, api, published, registry):
@@ -36,4 +36,4 @@ def test_a_restored_copy_renews_its_clients_id_and_aliases(hooks, api, published
     assert app.models._routes == {} and app.models._registry is None
     app.models._registry = registry  # the moto registry again (a real restore builds it from the new client)
     status, body, _ = api(event("predict_digits"))
-    assert status == 200 and body["version"] == published["version"]
+    assert status == 200 and body["version"] == published.version

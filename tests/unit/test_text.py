@@ -16,6 +16,7 @@ from maas_core.shared.model_cache import LoadedModel
 from maas_core.shared.model_check import check_session
 from maas_core.shared.schemas import InferRequest
 from maas_core.shared.text import OOV_INDEX, PAD_INDEX, WordTokenizer, build_tokenizer, tokenizer_problems
+from tests_support import digits_manifest, verified
 
 TEXTS = ["Great product, great price!", "Awful product", "the product is NOT great"]
 
@@ -85,23 +86,24 @@ class EchoSession:
 def text_model() -> LoadedModel:
     spec = {"name": "text", "dtype": "string", "shape": [None], "tokenizer": tokenizer().to_manifest()}
     manifest = {
+        **digits_manifest(),
         "task": "classification",
         "inputs": [spec],
         "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [None, 4]}],
         "labels": ["a", "b", "c", "d"],
     }
-    return LoadedModel("reviews", "v1", manifest, EchoSession(), 0.0)
+    return LoadedModel("reviews", "v1", verified(manifest, "reviews"), EchoSession(), 0.0)
 
 
 def test_manifest_with_a_tokenised_input_verifies_and_matches_the_graph():
     model = text_model()
     check_session(model.session, model.manifest)
-    spec = model.manifest["inputs"][0]
+    spec = model.manifest.inputs[0].to_json()
     assert _tensor_problems("inputs", [spec]) == []
     assert _tensor_problems("inputs", [{**spec, "dtype": "int64"}]) == [
         "inputs[0].tokenizer: only a string input is tokenised"
     ]
-    assert tensor_metadata(model.manifest["inputs"]) == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert tensor_metadata(model.manifest.inputs) == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
 
 
 @pytest.mark.parametrize(

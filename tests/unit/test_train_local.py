@@ -33,11 +33,11 @@ def test_a_local_run_promotes_a_models_first_version_and_never_moves_production(
     first = registry.publish("digits", digits_onnx, make_manifest(), alias_on_first_publish=None)
     env = {"AWS_DEFAULT_REGION": "us-east-1"}
     promote_first_version(bucket, first, env)
-    assert registry.resolve("digits") == first["version"]
+    assert registry.resolve("digits") == first.version
     assert registry.alias_history("digits", "production")[-1]["updated_by"] == "maas train local"
     second = registry.publish(
         "digits", digits_onnx, make_manifest(), version="20991231T000000Z-00000000", alias_on_first_publish=None
     )
     promote_first_version(bucket, second, env)
-    assert registry.resolve("digits") == first["version"], "a later run leaves production where it is"
-    assert f"maas models promote digits {second['version']}" in capsys.readouterr().out
+    assert registry.resolve("digits") == first.version, "a later run leaves production where it is"
+    assert f"maas models promote digits {second.version}" in capsys.readouterr().out

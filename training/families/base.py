@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from maas_core.shared.manifest import CLASSIFICATION, REGRESSION
+
 if TYPE_CHECKING:  # not at run time: the CLI reads the family table without paying for numpy
     import numpy as np
 
-# The manifest's ``task`` (ARCHITECTURE.md): how labels are read and which metric gates compression.
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
+__all__ = ["CLASSIFICATION", "PROBABILITIES", "REGRESSION", "TEXT_INPUT", "Family", "rows_of_ndim"]
+
 PROBABILITIES = "probabilities"  # every classifier's output: a [N, n_classes] probability row
 TEXT_INPUT = "text"  # the manifest input of the text families: one raw string per instance
 

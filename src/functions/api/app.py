@@ -112,13 +112,13 @@ def _serve(name: str, ref: str | None, request_id: str | None = None) -> LoadedM
             _mark_served(name, version, variant)
         raise
     if variant == "pinned":
-        _mark_served(model.name, model.manifest["version"], variant)  # it exists: its manifest loaded
+        _mark_served(model.name, model.manifest.version, variant)  # it exists: its manifest loaded
     return model
 
 
 def _exists(name: str, version: str) -> bool:
     try:
-        return models.registry.read_manifest(name, version)["version"] == version
+        return models.registry.read_manifest(name, version).version == version
     except MaasError:
         return False
 
@@ -225,7 +225,7 @@ def _describe(name: str, version: str) -> dict[str, Any]:
         "aliases": {alias: record.version for alias, record in aliases.items()},
         "canaries": {alias: record.body["canary"] for alias, record in aliases.items() if record.canary_version},
         "versions": registry.list_versions(name),
-        "manifest": registry.read_manifest(name, version),
+        "manifest": registry.read_manifest(name, version).to_json(),
     }
 
 
@@ -274,7 +274,7 @@ def create_job(name: Name, body: Annotated[JobRequest, Body()]) -> dict[str, Any
     # Loaded as the batch run will load it: an unknown model, alias or version, or a version whose
     # model.onnx no longer matches its sha256, is refused now, not after the upload.
     model = models.get(name, ref)
-    return jobs.create_job(s3_client(), models.bucket, name, model.manifest["version"], ref, body.format, _caller())
+    return jobs.create_job(s3_client(), models.bucket, name, model.manifest.version, ref, body.format, _caller())
 
 
 @app.get("/jobs/<job_id>", tags=["jobs"], responses=NAMED)
