@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import pytest
 
-from maas_core.shared.manifest import graph_tensors
+from maas_core.shared.manifest import TensorSpec, graph_tensors
 from tests_support import digits_data
 from training import compress
 from training.compress import (
@@ -37,8 +37,8 @@ from training.compress import (
 pytestmark = pytest.mark.training
 
 SERVING_IO = (
-    [{"name": "image", "dtype": "float32", "shape": [None, 8, 8, 1]}],
-    [{"name": "probabilities", "dtype": "float32", "shape": [None, 10]}],
+    [TensorSpec("image", "float32", (None, 8, 8, 1))],
+    [TensorSpec("probabilities", "float32", (None, 10))],
 )
 
 

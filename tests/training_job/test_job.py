@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from maas_core.shared.aws import s3_client
 from maas_core.shared.errors import VersionExists
-from maas_core.shared.manifest import REQUIRED_FIELDS, verify_manifest
+from maas_core.shared.manifest import REQUIRED_FIELDS, Manifest
 from maas_core.shared.registry import Registry
 from training.compress import DEFAULT_MAX_ACCURACY_DROP_POINTS, METHODS, Candidate, choose
 from training.data import load_channel, split_holdout, write_digits_channel
@@ -149,8 +149,8 @@ def test_epoch_lines_match_the_metric_definitions(job):
 def test_published_manifest_is_complete_with_measured_numbers(job):
     registry = Registry(BUCKET)
     name, version = TINY["model_name"], job.published["version"]
-    manifest = registry.read_manifest(name, version)
-    verify_manifest(manifest, name=name, version=version)
+    manifest = registry.read_manifest(name, version).to_json()
+    Manifest.from_json(manifest, name=name, version=version)
     assert set(REQUIRED_FIELDS) <= set(manifest)
     assert manifest["inputs"] == [{"name": "image", "dtype": "float32", "shape": [None, 8, 8, 1]}]
     assert manifest["outputs"] == [{"name": "probabilities", "dtype": "float32", "shape": [None, 10]}]
@@ -239,7 +239,7 @@ def test_the_job_adds_an_immutable_version_and_leaves_aliases_alone(job):
     local = json.loads((job.root / "model" / "manifest.json").read_text())
     with pytest.raises(VersionExists):
         registry.publish(name, model_bytes, local, version=version)
-    assert registry.read_manifest(name, version)["created_at"] == job.published["created_at"]
+    assert registry.read_manifest(name, version).created_at == job.published["created_at"]
 
 
 def test_validation_channel_is_the_held_out_set_and_no_bucket_means_no_publish(tmp_path, monkeypatch):

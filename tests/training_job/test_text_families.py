@@ -16,11 +16,10 @@ from test_job import clean_env, mocked_registry, run_to_publish, write_hyperpara
 
 from maas_core.shared import inference, kserve
 from maas_core.shared.errors import InvalidInput
-from maas_core.shared.manifest import verify_manifest
+from maas_core.shared.manifest import Manifest
 from maas_core.shared.model_cache import ModelCache
 from maas_core.shared.registry import Registry
 from maas_core.shared.schemas import InferRequest
-from maas_core.shared.text import WordTokenizer
 from training.data import ChannelError, load_channel
 from training.job import main
 from training.text_data import LABELS, write_text_channel
@@ -53,8 +52,8 @@ def jobs(tmp_path_factory):
 @pytest.mark.parametrize("family", list(RUNS))
 def test_manifest_carries_the_tokenizer_of_the_string_input(jobs, family):
     job = jobs[family]
-    manifest = Registry(BUCKET).read_manifest(job.published["name"], job.published["version"])
-    verify_manifest(manifest)
+    manifest = Registry(BUCKET).read_manifest(job.published["name"], job.published["version"]).to_json()
+    Manifest.from_json(manifest)
     (spec,) = manifest["inputs"]
     assert {k: spec[k] for k in ("name", "dtype", "shape")} == {"name": "text", "dtype": "string", "shape": [None]}
     tokenizer = spec["tokenizer"]
@@ -80,7 +79,7 @@ def test_served_strings_get_the_labels_keras_gives(jobs, family):
 
     job = jobs[family]
     model = ModelCache(BUCKET, registry=Registry(BUCKET)).get(job.published["name"], job.published["version"])
-    tokenizer = WordTokenizer.from_manifest(model.manifest["inputs"][0]["tokenizer"])
+    tokenizer = model.tokenizer(model.manifest.inputs[0])
     keras_model = keras.saving.load_model(job.root / "model" / "model.keras")
     expected = keras_model.predict(tokenizer.encode(TEXTS), verbose=0)
 
