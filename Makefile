@@ -46,10 +46,14 @@ lint: install $(TOOLS)/.installed ## ruff, mypy, cfn-lint with AWS's serverless 
 	@# mypy has no package-dir: it reads src/ as maas_core through a link (src/__init__.py).
 	mkdir -p .maas/typecheck && ln -sfn ../../src .maas/typecheck/maas_core
 	MYPYPATH=.maas/typecheck $(BIN)/mypy -p maas_core -p training -p maas
-	$(BIN)/python -m maas.template_check template.yaml --output build/template.translated.json
-	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint -t template.yaml
-	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
-	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f build/template.translated.json
+	@# template.yaml and its nested applications (templates/*.yaml): each translated, linted and scanned.
+	rm -rf build/translated
+	$(BIN)/python -m maas.template_check template.yaml --output build/translated
+	for t in template.yaml templates/*.yaml; do AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint -t $$t || exit 1; done
+	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		$(foreach t,template.yaml $(wildcard templates/*.yaml),-f $(t))
+	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		$(foreach t,build/translated/template.json $(patsubst %.yaml,build/translated/%.json,$(wildcard templates/*.yaml)),-f $(t))
 	git ls-files -z --cached --others --exclude-standard | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline
 
 validate: lint
@@ -57,7 +61,7 @@ validate: lint
 build: install ## sam build without a container (python3.12 runtime)
 	@test -n "$(PY312_DIR)" || { echo "sam build needs python3.12 on PATH (pyenv install 3.12)"; exit 1; }
 	PATH="$(PY312_DIR):$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml
-	du -sh .aws-sam/build/ApiFunction
+	du -sh .aws-sam/build/Serving/ApiFunction
 
 bench: install ## cold start, memory, size, latency, batch, compression vs TensorFlow -> bench/results.{json,md,png}
 	$(BIN)/python -m bench

@@ -1,13 +1,20 @@
 """Read template.yaml the way the local runners need it: functions, their environment, API routes.
 
-CloudFormation intrinsics are resolved for the local stack only: parameters take their defaults
-(or overrides), pseudo parameters take local values, and !Sub / !Ref / !Join are expanded.
+template.yaml nests one application per concern (templates/*.yaml, AWS::Serverless::Application
+with a local Location): ``load_stack`` reads them as the one template CloudFormation deploys, each
+child's parameters replaced by what the parent passes, so functions, queues and buckets are found
+by their logical ids wherever they live. CloudFormation intrinsics are resolved for the local
+stack only: parameters take their defaults (or overrides), pseudo parameters take local values,
+and !Sub / !Ref / !Join are expanded.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +30,12 @@ LOCAL_PSEUDO = {
 }
 
 
-class _Loader(yaml.SafeLoader):
+# The C parser where PyYAML has one: the five templates parse in a third of the time.
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     pass
 
 
-def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+def _intrinsic(loader: Any, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
     name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)
@@ -41,6 +49,174 @@ def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dic
 
 
 _Loader.add_multi_constructor("!", _intrinsic)
+
+
+# --- nested applications --------------------------------------------------------------------------
+
+_APPLICATION = "AWS::Serverless::Application"
+# Properties that name a local file relative to the template that holds them.
+_LOCAL_PATHS = ("CodeUri", "ContentUri", "DefinitionUri")
+_PLACEHOLDER = re.compile(r"\$\{([^}!]+)\}")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A template with its short-form tags (!Ref, !Sub, ...) in their long form."""
+    doc: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    return doc
+
+
+def nested_locations(doc: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """The applications of a template whose Location is a local file, by logical id."""
+    return {
+        logical_id: (folder / resource["Properties"]["Location"]).resolve()
+        for logical_id, resource in (doc.get("Resources") or {}).items()
+        if resource.get("Type") == _APPLICATION
+        and isinstance(resource.get("Properties", {}).get("Location"), str)
+        and "://" not in resource["Properties"]["Location"]
+    }
+
+
+def stack_files(path: Path) -> list[Path]:
+    """A template and every template nested under it, parents first."""
+    files = [path.resolve()]
+    for child in nested_locations(load_yaml(path), path.parent).values():
+        files += stack_files(child)
+    return files
+
+
+def sub_text(value: Any) -> str | None:
+    """`value` written inside an Fn::Sub string, or None when only Fn::Sub's variable map can carry it."""
+    if isinstance(value, str):
+        return None if "${" in value else value
+    if isinstance(value, (int, float)):  # numbers and booleans as their JSON text
+        return json.dumps(value)
+    if isinstance(value, dict) and len(value) == 1:
+        ((function, argument),) = value.items()
+        if function == "Ref" and isinstance(argument, str):
+            return f"${{{argument}}}"
+        if function == "Fn::GetAtt" and isinstance(argument, list):
+            return f"${{{'.'.join(argument)}}}"
+        if function == "Fn::Sub" and isinstance(argument, str):
+            return argument
+    return None
+
+
+def _fill_sub(argument: Any, values: Callable[[str], Any]) -> Any:
+    """An Fn::Sub with each ${Name} that `values` knows replaced by its value (inline, or in the map)."""
+    text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], dict(argument[1]))
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = None if name in variables else values(name)
+        if value is None:
+            return match.group(0)
+        written = sub_text(value)
+        if written is None:
+            variables[name] = value
+            return match.group(0)
+        return written
+
+    text = _PLACEHOLDER.sub(fill, text)
+    return {"Fn::Sub": [text, variables] if variables else text}
+
+
+def substitute(node: Any, values: Callable[[str], Any], outputs: Callable[[str, str], Any]) -> Any:
+    """`node` with every Ref to a name `values` knows, and every GetAtt <App>.Outputs.<Name> `outputs`
+    knows, replaced by that value (None from either: left as it is)."""
+    if isinstance(node, list):
+        return [substitute(v, values, outputs) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if len(node) == 1:
+        ((function, argument),) = node.items()
+        if function == "Ref" and isinstance(argument, str) and values(argument) is not None:
+            return copy.deepcopy(values(argument))
+        if function == "Fn::GetAtt" and isinstance(argument, list) and str(argument[1]).startswith("Outputs."):
+            found = outputs(argument[0], argument[1].removeprefix("Outputs."))
+            if found is not None:
+                return copy.deepcopy(found)
+        if function == "Fn::Sub":
+
+            def named(name: str) -> Any:
+                app, _, output = name.partition(".Outputs.")
+                return outputs(app, output) if output else values(name)
+
+            filled = _fill_sub(argument, named)
+            argument = filled["Fn::Sub"]
+            if isinstance(argument, list):
+                argument = [argument[0], substitute(argument[1], values, outputs)]
+            return {"Fn::Sub": argument}
+    return {k: substitute(v, values, outputs) for k, v in node.items()}
+
+
+def _rebase(resource: dict[str, Any], child: Path, root: Path) -> None:
+    """Point a child's local paths (CodeUri: ../src/) at the same files from the root's folder."""
+    props = resource.get("Properties") or resource
+    for prop in _LOCAL_PATHS:
+        value = props.get(prop)
+        if isinstance(value, str) and "://" not in value:
+            relative = os.path.relpath(child.parent / value, root)
+            props[prop] = relative + ("/" if value.endswith("/") else "")
+
+
+def _merge(into: dict[str, Any], section: str, found: dict[str, Any], origin: Path) -> None:
+    """Add a child's Resources or Conditions to the stack; a name may mean one thing only."""
+    merged = into.setdefault(section, {})
+    for name, value in found.items():
+        if name in merged and (section == "Resources" or merged[name] != value):
+            raise SystemExit(f"maas: {origin} redefines {section[:-1].lower()} {name!r}")
+        merged[name] = value
+
+
+def load_stack(path: Path, load: Callable[[Path], dict[str, Any]] = load_yaml) -> dict[str, Any]:
+    """template.yaml and its nested applications as the one template CloudFormation deploys.
+
+    Each child's Refs (and ${Names} of its Subs) to its parameters become what the parent passes
+    (ARCHITECTURE.md, "The template by concern"), its resources and conditions join the parent's,
+    its local paths are rebased on the parent's folder, and the parent's GetAtt
+    <App>.Outputs.<Name> (a sibling's too) become that output's value. Children inherit no
+    Globals: those they declare must all be the same, and are the stack's. `load` reads one file
+    (cfn-lint's loader for template_check, this module's for the local runners).
+    """
+    root = path.parent.resolve()
+    doc = copy.deepcopy(load(path))
+    outputs: dict[str, dict[str, Any]] = {}
+    for app, location in nested_locations(doc, path.parent).items():
+        child = load_stack(location, load)
+        passed = doc["Resources"].pop(app)["Properties"].get("Parameters") or {}
+        given = _parameters(passed, child.pop("Parameters", {}) or {}, f"{path.name} -> {location.name}")
+        child = substitute(child, given.get, lambda _app, _name: None)
+        for resource in child.get("Resources", {}).values():
+            _rebase(resource, location, root)
+        _merge(doc, "Resources", child.get("Resources") or {}, location)
+        _merge(doc, "Conditions", child.get("Conditions") or {}, location)
+        if "Globals" in child:
+            _rebase(child["Globals"].get("Function", {}), location, root)
+            if doc.setdefault("Globals", child["Globals"]) != child["Globals"]:
+                raise SystemExit(f"maas: {location} has Globals unlike its siblings'")
+        outputs[app] = {name: spec["Value"] for name, spec in (child.get("Outputs") or {}).items()}
+
+    def output(app: str, name: str) -> Any:
+        if app in outputs and name not in outputs[app]:
+            raise SystemExit(f"maas: {path.name} reads {app}.Outputs.{name}, which {app} does not declare")
+        return outputs.get(app, {}).get(name)
+
+    # A sibling's output may name another's (Monitoring's ApiName is Serving's): repeat until none is left.
+    for _ in range(len(outputs) + 1):
+        doc = substitute(doc, lambda _name: None, output)
+    return doc
+
+
+def _parameters(passed: dict[str, Any], declared: dict[str, Any], where: str) -> dict[str, Any]:
+    """Each parameter a child declares -> what its parent passes, else its default. CloudFormation
+    refuses a parameter the child does not declare, and one without a default that is not passed."""
+    unknown = sorted(set(passed) - set(declared))
+    missing = sorted(set(declared) - set(passed) - {name for name, spec in declared.items() if "Default" in spec})
+    if unknown or missing:
+        raise SystemExit(
+            f"maas: {where}: parameters passed but not declared {unknown}, declared but not passed {missing}"
+        )
+    return {name: passed.get(name, declared[name].get("Default")) for name in declared}
 
 
 @dataclass
@@ -118,7 +294,7 @@ class Template:
         self.env_vars = env_vars or {}
         self.path = path
         self.root = path.parent
-        self.doc = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        self.doc = load_stack(path)
         self.parameters = {
             name: str(spec.get("Default", "")) for name, spec in (self.doc.get("Parameters") or {}).items()
         }

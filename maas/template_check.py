@@ -6,11 +6,14 @@ This translates the template with aws-sam-translator, offline, and runs cfn-lint
 with AWS's serverless rules (cfn-lint-serverless: log retention, dead-letter queues, on-failure
 destinations, tracing) besides cfn-lint's own: they see the rules, mappings and permissions SAM
 makes, which the SAM source does not show.
-`--output` keeps that result for other scanners: `make lint` runs checkov on it as on the source.
-A state machine whose definition is a local ASL file (DefinitionUri) is checked with that file
-inlined, its DefinitionSubstitutions applied (inline_definitions).
+Every template of the stack is checked on its own, as CloudFormation transforms each: template.yaml
+and each nested application it names with a local Location (templates/*.yaml).
+`--output` keeps those results for other scanners (DIR/template.json, DIR/templates/<name>.json):
+`make lint` runs checkov on them as on the sources. A state machine whose definition is a local
+ASL file (DefinitionUri) is checked with that file inlined, its DefinitionSubstitutions applied
+(inline_definitions).
 
-    python -m maas.template_check [template.yaml] [--region us-east-1] [--output translated.json]
+    python -m maas.template_check [template.yaml] [--region us-east-1] [--output build/translated]
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from cfnlint.match import Match
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
+from maas.template import stack_files, sub_text
+
 DEFAULT_TEMPLATE = Path("template.yaml")
 DEFAULT_REGION = "us-east-1"
 # awslabs/serverless-rules, as `cfn-lint -a cfn_lint_serverless.rules` loads them.
@@ -49,6 +54,8 @@ def _plain(value: Any) -> Any:
 
 # Where `sam build`/`sam package` would put an uploaded artifact; the transform only checks the form.
 _PACKAGED_URI = "s3://maas-template-check/artifact.zip"
+# ...and a nested template: CloudFormation takes an https S3 URL, which cfn-lint does not try to read.
+_PACKAGED_TEMPLATE_URL = "https://maas-template-check.s3.amazonaws.com/nested.template"
 _LOCAL_URI_PROPERTIES = {
     "AWS::Serverless::Function": "CodeUri",
     "AWS::Serverless::LayerVersion": "ContentUri",
@@ -68,28 +75,15 @@ def _as_packaged(template: dict[str, Any]) -> dict[str, Any]:
         for prop in ("CodeUri", "ContentUri", "DefinitionUri"):
             if isinstance(section.get(prop), str) and not section[prop].startswith("s3://"):
                 section[prop] = _PACKAGED_URI
+    for resource in template.get("Resources", {}).values():
+        props = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::Serverless::Application" and "://" not in str(props.get("Location")):
+            props["Location"] = _PACKAGED_TEMPLATE_URL
     return template
 
 
 # A DefinitionSubstitutions placeholder in an ASL file: ${Name}.
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-
-
-def _as_sub_text(value: Any) -> str | None:
-    """`value` written inside an Fn::Sub string, or None when only Fn::Sub's variable map can carry it."""
-    if isinstance(value, str):
-        return None if "${" in value else value
-    if isinstance(value, (int, float)):  # numbers and booleans as their JSON text
-        return json.dumps(value)
-    if isinstance(value, dict) and len(value) == 1:
-        ((function, argument),) = value.items()
-        if function == "Ref" and isinstance(argument, str):
-            return f"${{{argument}}}"
-        if function == "Fn::GetAtt" and isinstance(argument, list):
-            return f"${{{'.'.join(argument)}}}"
-        if function == "Fn::Sub" and isinstance(argument, str):
-            return argument
-    return None
 
 
 def _substitute(text: str, substitutions: dict[str, Any], source: Path) -> Any:
@@ -109,7 +103,7 @@ def _substitute(text: str, substitutions: dict[str, Any], source: Path) -> Any:
     variables: dict[str, Any] = {}
 
     def fill(match: re.Match[str]) -> str:
-        written = _as_sub_text(substitutions[match.group(1)])
+        written = sub_text(substitutions[match.group(1)])
         if written is None:
             variables[match.group(1)] = substitutions[match.group(1)]
             return match.group(0)
@@ -238,12 +232,24 @@ def lint(translated: dict[str, Any], region: str = DEFAULT_REGION, output: Path 
 
 
 def check(path: Path = DEFAULT_TEMPLATE, region: str = DEFAULT_REGION, output: Path | None = None) -> list[Match]:
-    """Every cfn-lint finding on the translated template (errors, warnings and informational).
+    """Every cfn-lint finding on one translated template (errors, warnings and informational).
 
     The file linted, and kept at `output`, carries skips onto the resources SAM makes (carry_skips).
     """
     template = load_template(path)
     return lint(carry_skips(_plain(template), translate(template, region, root=path.parent)), region, output)
+
+
+def check_stack(
+    path: Path = DEFAULT_TEMPLATE, region: str = DEFAULT_REGION, output: Path | None = None
+) -> dict[Path, list[Match]]:
+    """`check` of the template and of every template nested under it, by file; with `output`, each
+    translation is kept under that folder at the file's place relative to the template's folder."""
+    root = path.resolve().parent
+    return {
+        file: check(file, region, output / file.relative_to(root).with_suffix(".json") if output else None)
+        for file in stack_files(path)
+    }
 
 
 def failures(matches: list[Match]) -> list[Match]:
@@ -255,20 +261,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m maas.template_check", description=__doc__.splitlines()[0])
     parser.add_argument("template", nargs="?", type=Path, default=DEFAULT_TEMPLATE)
     parser.add_argument("--region", default=DEFAULT_REGION)
-    parser.add_argument("--output", type=Path, help="keep the translated CloudFormation JSON here (for checkov)")
+    parser.add_argument(
+        "--output", type=Path, help="keep each translated template (JSON) under this folder (for checkov)"
+    )
     args = parser.parse_args(argv)
 
     try:
-        matches = check(args.template, args.region, args.output)
+        found = check_stack(args.template, args.region, args.output)
     except Exception as error:  # the translator reports a bad SAM template by raising
         print(f"{args.template}: SAM transform failed: {error}", file=sys.stderr)
         return 2
 
-    for match in matches:
-        print(f"{match.rule.severity}: [{match.rule.id}] {match.message} ({match.filename}:{match.linenumber})")
-    failed = failures(matches)
-    summary = f"{len(matches)} finding(s), {len(failed)} error(s) or warning(s)"
-    print(f"{args.template}: translated and linted with cfn-lint: {summary}")
+    failed = []
+    for path, matches in found.items():
+        for match in matches:
+            print(f"{match.rule.severity}: [{match.rule.id}] {match.message} ({path.name}:{match.linenumber})")
+        failed += failures(matches)
+        summary = f"{len(matches)} finding(s), {len(failures(matches))} error(s) or warning(s)"
+        print(f"{path}: translated and linted with cfn-lint: {summary}")
     return 1 if failed else 0
 
 

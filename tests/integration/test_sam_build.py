@@ -55,7 +55,8 @@ def build(tmp_path_factory) -> tuple[Path, str]:
         capture_output=True,
         timeout=600,
     )
-    return out / "build" / "ApiFunction", py312
+    # template.yaml nests ApiFunction in its Serving application: sam build puts it under that folder.
+    return out / "build" / "Serving" / "ApiFunction", py312
 
 
 def test_the_package_is_src_and_its_requirements_only(build):
