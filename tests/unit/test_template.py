@@ -532,3 +532,14 @@ def test_every_event_is_an_api_or_a_batch_event() -> None:
     assert API_EVENTS and BATCH_EVENTS and ALARM_EVENTS
     assert sorted(API_EVENTS + BATCH_EVENTS + ALARM_EVENTS) == EVENTS, "an event in events/ that no test checks"
     assert len(set(API_EVENTS) | set(BATCH_EVENTS) | set(ALARM_EVENTS)) == len(EVENTS)
+
+
+def test_sam_deploy_acknowledges_the_nested_applications() -> None:
+    # CloudFormation refuses a stack with nested applications unless CAPABILITY_AUTO_EXPAND is given.
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    capabilities = config["default"]["deploy"]["parameters"]["capabilities"].split()
+    root = template_check.load_template(TEMPLATE)
+    assert any(r["Type"] == "AWS::Serverless::Application" for r in root["Resources"].values())
+    assert {"CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"} <= set(capabilities)
