@@ -50,7 +50,9 @@ def sam_build(py312: str, log: Path) -> Path:
         code = subprocess.call(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=900)
     if code != 0:
         raise RuntimeError(f"sam build failed (exit {code}); see {log}")
-    return SAM / "build" / "ApiFunction"
+    # A function of a nested application (templates/serving.yaml) builds under build/<App>/<Function>.
+    (package,) = (SAM / "build").glob("*/ApiFunction")
+    return package
 
 
 def artifact_runtime(py312: str, package: Path) -> Runtime:
