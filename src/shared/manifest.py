@@ -112,24 +112,30 @@ def _raise(problems: list[str]) -> None:
 
 
 # -- the typed objects ----------------------------------------------------------------------------
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _freeze(value: Any) -> Any:
     """A JSON value that cannot be changed in place: objects become read-only mappings, lists tuples."""
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
         return MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
+    if kind is list:
+        return tuple([v if type(v) in _SCALARS else _freeze(v) for v in value])
     return value
 
 
 def _thaw(value: Any) -> Any:
-    """The JSON value of a frozen one (or of a typed manifest object)."""
-    if isinstance(value, TensorSpec | Artifact | Draft):
-        return value.to_json()
-    if isinstance(value, Mapping):
+    """The JSON value of a frozen one (or of a typed manifest object). Exact type checks first: a
+    tokenizer's vocabulary is tens of thousands of strings, and an ABC check on each costs."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is tuple or kind is list:
+        return [v if type(v) in _SCALARS else _thaw(v) for v in value]
+    if kind is MappingProxyType or kind is dict:
         return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_thaw(v) for v in value]
-    return value
+    return value.to_json() if isinstance(value, _Json) else value
 
 
 class _Json:
