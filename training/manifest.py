@@ -65,9 +65,9 @@ def build_manifest(
     if text_input is not None:
         name, tokenizer = text_input
         if [i.name for i in inputs] != [tokenizer["graph_input"]]:
-            raise ValueError(f"graph inputs {inputs} are not the tokenizer's {tokenizer['graph_input']!r}")
-        text = TensorSpec.from_json({"name": name, "dtype": "string", "shape": [None], "tokenizer": tokenizer})
-        return replace(draft, inputs=(text,))
+            found = [i.to_json() for i in inputs]
+            raise ValueError(f"graph inputs {found} are not the tokenizer's {tokenizer['graph_input']!r}")
+        return replace(draft, inputs=(TensorSpec(name, "string", (None,), tokenizer=tokenizer),))
     if input_columns is not None:
         return replace(draft, inputs=(replace(inputs[0], columns=tuple(input_columns)), *inputs[1:]))
     return draft

@@ -308,3 +308,20 @@ def test_a_version_whose_model_no_longer_matches_its_sha256_gets_no_job(stack):
     status, body, _ = request(stack, "POST", "/models/digits/jobs", json.dumps({"version": version}).encode())
     assert (status, body["code"]) == (503, "model_integrity_error"), body
     assert s3.list_objects_v2(Bucket=bucket, Prefix="batch/jobs/").get("KeyCount", 0) == jobs_before
+
+
+def test_a_manifest_is_described_over_http_exactly_as_it_was_published(stack):
+    """Keys MaaS does not know (a newer trainer's) and the key order survive the typed manifest."""
+    from maas_core.shared.layout import manifest_key
+    from tests_support import build_digits_onnx, digits_manifest
+
+    draft = {**digits_manifest(), "model_card": {"owner": "team-a", "tags": ["digits"]}}
+    draft["inputs"] = [{**draft["inputs"][0], "description": "8x8 grey pixels"}]
+    version = stack["registry"].publish("carded", build_digits_onnx(seed=7), draft).version
+    stored = stack["s3"].client().get_object(Bucket=stack["bucket"], Key=manifest_key("carded", version))
+    written = json.loads(stored["Body"].read())
+    assert written["model_card"] == draft["model_card"] and written["inputs"][0]["description"] == "8x8 grey pixels"
+    status, body = http("GET", f"{stack['url']}/models/carded/versions/{version}")
+    assert status == 200 and json.dumps(body["manifest"]) == json.dumps(written)  # key order included
+    status, meta = http("GET", f"{stack['url']}/v2/models/carded/versions/{version}")
+    assert status == 200 and meta["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
