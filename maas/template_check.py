@@ -171,7 +171,12 @@ def translate(
     )
     translator = Translator(managed_policy_map={}, sam_parser=Parser(), boto_session=session)
     packaged = _as_packaged(inline_definitions(_plain(template), root))
-    return translator.translate(packaged, parameter_values=dict(parameters or {}))
+    try:
+        return translator.translate(packaged, parameter_values=dict(parameters or {}))
+    finally:
+        # The transform counts what it expands (a nested application, for one) for a publisher that
+        # goes nowhere; publishing here keeps it from warning about "unpublished metrics" at exit.
+        translator.metrics.publish()
 
 
 # Resources SAM makes from an AWS::Serverless::Api besides the RestApi, found by the RestApiId they refer to.
