@@ -6,9 +6,22 @@ import os
 from typing import Any
 
 import pytest
+from template_support import stack, translated_stack
 
 from maas_core.shared.model_cache import ModelCache
 from tests_support import calling
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    """The whole nested stack as CloudFormation deploys it (tests/template_support.py)."""
+    return stack()
+
+
+@pytest.fixture(scope="session")
+def translated() -> dict[str, Any]:
+    """The same after the SAM transform."""
+    return translated_stack()
 
 
 @pytest.fixture

@@ -29,23 +29,10 @@ from template_support import (
     copy_stack,
     deployed,
     inline_statements,
-    stack,
-    translated_stack,
 )
 
 from maas import template_check
 from maas.template import load_stack, stack_files
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return stack()
-
-
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
-    return translated_stack()
-
 
 # template.yaml and each nested application it names, in that order.
 STACK_FILES = stack_files(TEMPLATE)

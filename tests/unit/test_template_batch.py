@@ -24,21 +24,9 @@ from template_support import (
     environ_reads,
     handler_source,
     inline_statements,
-    stack,
-    translated_stack,
 )
 
 from maas import template_check
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return stack()
-
-
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
-    return translated_stack()
 
 
 def _expiring_rules(bucket: dict[str, Any], key: str) -> list[dict[str, Any]]:

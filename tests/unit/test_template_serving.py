@@ -25,24 +25,11 @@ from template_support import (
     handler_source,
     iam_routes,
     inline_statements,
-    stack,
     swagger,
-    translated_stack,
 )
 
 from maas import template_check
 from maas.template import Template
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return stack()
-
-
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
-    return translated_stack()
-
 
 # What the API handler serves; the events and the README's curl lines use these.
 REQUIRED_ROUTES = {

@@ -21,22 +21,10 @@ from template_support import (
     deployed,
     only_this_rule_may_send,
     parked_with_an_alarm,
-    stack,
     statements_of,
-    translated_stack,
 )
 
 from maas import template_check
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return stack()
-
-
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
-    return translated_stack()
 
 
 @pytest.mark.parametrize("topic", ["", "arn:aws:sns:us-east-1:123456789012:on-call"], ids=["no-topic", "topic"])
