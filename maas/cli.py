@@ -175,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
+    _local_commands(commands)
+    _train_commands(commands)
+    _models_commands(commands)
+
+    # Its options are bench's own (python -m bench --help): passed through as they come.
+    commands.add_parser(
+        "bench", add_help=False, help="benchmarks against a TensorFlow handler -> bench/results.{json,md,png}"
+    )
+
+    demo = commands.add_parser("demo", help="train, publish, serve and query the digits model locally")
+    demo.add_argument("--epochs", type=int, default=20)
+    demo.add_argument("--samples", type=int, default=12)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _local_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """maas local invoke | start-api | batch: the template's functions on this machine."""
     local = commands.add_parser("local", help="run functions from template.yaml on this machine, no Docker")
     local_cmds = local.add_subparsers(dest="local_command", required=True)
     invoke = local_cmds.add_parser("invoke", help="invoke one function once through the Lambda RIE")
@@ -195,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--timeout", type=float, default=600, help="seconds to wait for the summary")
     batch.set_defaults(run=_local_batch)
 
+
+def _hyperparameter_options(parser: argparse.ArgumentParser) -> None:
+    """The job's hyperparameters both `train local` and `train submit` take (defaults: training.job.DEFAULTS)."""
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", dest="batch_size", type=int)
+    parser.add_argument("--learning-rate", dest="learning_rate", type=float)
+    parser.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", type=float)
+    parser.add_argument("--seed", type=int)
+
+
+def _train_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """maas train local | submit: the SageMaker-contract job here, or on SageMaker."""
     train = commands.add_parser("train", help="training jobs")
     train_cmds = train.add_subparsers(dest="train_command", required=True)
     train_local = train_cmds.add_parser("local", help="run the SageMaker-contract job here and publish")
@@ -215,11 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="model_name",
         help="model name in the registry (default: the family's: digits, breast-cancer, diabetes, ...)",
     )
-    train_local.add_argument("--epochs", type=int)
-    train_local.add_argument("--batch-size", dest="batch_size", type=int)
-    train_local.add_argument("--learning-rate", dest="learning_rate", type=float)
-    train_local.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", type=float)
-    train_local.add_argument("--seed", type=int)
+    _hyperparameter_options(train_local)
     train_local.add_argument("--bucket", help="registry bucket (default: the template's MODEL_BUCKET)")
     train_local.add_argument("--no-publish", action="store_true", help="train and export only")
     train_local.set_defaults(run=_train_local)
@@ -234,11 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--name", dest="model_name", help="model name in the registry (default: the family's, digits for image)"
     )
-    submit.add_argument("--epochs", type=int)
-    submit.add_argument("--batch-size", dest="batch_size", type=int)
-    submit.add_argument("--learning-rate", dest="learning_rate", type=float)
-    submit.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", type=float)
-    submit.add_argument("--seed", type=int)
+    _hyperparameter_options(submit)
     submit.add_argument(
         "--hyperparameter", "-H", action="append", type=_hyperparameter, metavar="KEY=VALUE", help="any other"
     )
@@ -259,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --wait")
     submit.set_defaults(run=_train_submit)
 
+
+def _models_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """maas models ...: the registry."""
     models = commands.add_parser(
         "models", help="the registry: list, describe, publish, promote, rollback, canary, delete, history"
     )
@@ -302,17 +327,6 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("name")
     history.add_argument("--alias", default="production")
     history.set_defaults(run=_models)
-
-    # Its options are bench's own (python -m bench --help): passed through as they come.
-    commands.add_parser(
-        "bench", add_help=False, help="benchmarks against a TensorFlow handler -> bench/results.{json,md,png}"
-    )
-
-    demo = commands.add_parser("demo", help="train, publish, serve and query the digits model locally")
-    demo.add_argument("--epochs", type=int, default=20)
-    demo.add_argument("--samples", type=int, default=12)
-    demo.set_defaults(run=_demo)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
