@@ -112,7 +112,11 @@ def _train_submit(args: argparse.Namespace) -> int:
         _given(args, "model_name", "epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed")
     )
     # None: training.submit's defaults, the one place they are written.
-    limits = {"instance_type": args.instance_type, "max_runtime_s": args.max_runtime}
+    limits = {
+        "instance_type": args.instance_type,
+        "instance_count": args.instance_count,
+        "max_runtime_s": args.max_runtime,
+    }
     try:
         submission = submit(
             role_arn=args.role_arn,
@@ -265,6 +269,13 @@ def _train_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "--hyperparameter", "-H", action="append", type=_hyperparameter, metavar="KEY=VALUE", help="any other"
     )
     submit.add_argument("--instance-type", dest="instance_type", help="default: one NVIDIA A10G GPU (ml.g5.xlarge)")
+    submit.add_argument(
+        "--instance-count",
+        dest="instance_count",
+        type=int,
+        help="instances to train on together, data parallel (MultiWorkerMirroredStrategy; default 1); "
+        "--batch-size is then per replica (per GPU)",
+    )
     submit.add_argument("--spot", action="store_true", help="managed spot training, checkpoints kept in S3")
     submit.add_argument("--max-runtime", dest="max_runtime", type=int, help="seconds (default 4 hours)")
     submit.add_argument("--max-wait", dest="max_wait", type=int, help="seconds, with --spot (default 2 x runtime)")

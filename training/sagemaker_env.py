@@ -3,6 +3,11 @@
 Follows aws/sagemaker-training-toolkit (``ENVIRONMENT_VARIABLES.md``): every path has an ``SM_*``
 variable and a default under ``/opt/ml``. The root is overridable (``SM_ROOT`` or an argument) so
 the same job runs on a laptop or in tests against a fake tree.
+
+The cluster comes from ``<root>/input/config/resourceconfig.json`` (``current_host``, ``hosts``,
+``network_interface_name``), which SageMaker writes on every instance of the job, with the
+toolkit's ``SM_HOSTS`` (a JSON list), ``SM_CURRENT_HOST`` and ``SM_NUM_GPUS`` over it; without
+either, the job is one host, ``local``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ROOT = "/opt/ml"
+LOCAL_HOST = "local"
 # SageMaker keeps the first 1024 characters of the failure file as the job's FailureReason.
 FAILURE_REASON_CHARS = 1024
 
@@ -32,6 +38,9 @@ class TrainingEnv:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     job_name: str = ""
     instance_type: str = "local"
+    hosts: tuple[str, ...] = (LOCAL_HOST,)  # every instance of the job, in SageMaker's order
+    current_host: str = LOCAL_HOST
+    num_gpus: int = 0
 
     @property
     def failure_file(self) -> Path:
@@ -70,6 +79,33 @@ def read_hyperparameters(root: Path, environ: Mapping[str, str]) -> dict[str, An
     return {k.replace("-", "_"): v for k, v in found.items()}
 
 
+def read_cluster(root: Path, environ: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+    """(hosts, current host): resourceconfig.json, then ``SM_HOSTS`` / ``SM_CURRENT_HOST`` over it."""
+    path = root / "input" / "config" / "resourceconfig.json"
+    config: dict[str, Any] = {}
+    if path.exists():
+        try:
+            config = json.loads(path.read_text())
+        except ValueError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(config, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    hosts: Any = config.get("hosts")
+    if environ.get("SM_HOSTS"):
+        try:
+            hosts = json.loads(environ["SM_HOSTS"])
+        except ValueError as exc:
+            raise ValueError(f"SM_HOSTS must be a JSON list of host names, got {environ['SM_HOSTS']!r}") from exc
+    current = environ.get("SM_CURRENT_HOST") or config.get("current_host")
+    if hosts is None and current is None:
+        return (LOCAL_HOST,), LOCAL_HOST
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise ValueError(f"the job's hosts must be a non-empty list of host names, got {hosts!r}")
+    if len(set(hosts)) != len(hosts) or current not in hosts:
+        raise ValueError(f"the current host {current!r} must be one of the distinct hosts {hosts}")
+    return tuple(hosts), str(current)
+
+
 def read_env(root: str | Path | None = None, environ: Mapping[str, str] | None = None) -> TrainingEnv:
     """Read the contract from the environment; ``root`` (or ``SM_ROOT``) replaces ``/opt/ml``."""
     env = os.environ if environ is None else environ
@@ -81,6 +117,7 @@ def read_env(root: str | Path | None = None, environ: Mapping[str, str] | None =
         channels["validation"] = Path(validation)
     elif default_validation.is_dir():
         channels["validation"] = default_validation
+    hosts, current_host = read_cluster(base, env)
     return TrainingEnv(
         root=base,
         model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),
@@ -89,6 +126,9 @@ def read_env(root: str | Path | None = None, environ: Mapping[str, str] | None =
         hyperparameters=read_hyperparameters(base, env),
         job_name=env.get("TRAINING_JOB_NAME") or local_job_id(),
         instance_type=env.get("SM_CURRENT_INSTANCE_TYPE") or "local",
+        hosts=hosts,
+        current_host=current_host,
+        num_gpus=int(env.get("SM_NUM_GPUS") or 0),
     )
 
 

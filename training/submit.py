@@ -55,6 +55,13 @@ IMAGE_TENSORFLOW = "2.21.0"
 IMAGE_KERAS = "3.15.0"
 IMAGE_TAG = f"{IMAGE_TENSORFLOW}-gpu-py{IMAGE_PYTHON.replace('.', '')}-cu129-amzn2023-sagemaker"
 DEFAULT_MAX_RUNTIME_S = 4 * 3600
+DEFAULT_INSTANCE_COUNT = 1
+# With more than one instance, what asks the SageMaker TensorFlow toolkit to set TF_CONFIG for
+# MultiWorkerMirroredStrategy on every instance before it starts entry.py: the hyperparameter the SDK's
+# TensorFlow estimator sends for distribution={"multi_worker_mirrored_strategy": {"enabled": True}}
+# (aws/sagemaker-python-sdk, EstimatorBase.LAUNCH_MWMS_ENV_NAME, sent as json.dumps(True) in
+# tests/unit/sagemaker/tensorflow/test_estimator.py::test_fit_mwms). training.distributed reads the cluster.
+MWMS_HYPERPARAMETER = "sagemaker_multi_worker_mirrored_strategy_enabled"
 DEFAULT_VOLUME_GB = 30
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 PROGRAM = "entry.py"
@@ -231,8 +238,10 @@ def build_request(
     max_runtime_s: int = DEFAULT_MAX_RUNTIME_S,
     max_wait_s: int | None = None,
     volume_gb: int = DEFAULT_VOLUME_GB,
+    instance_count: int = DEFAULT_INSTANCE_COUNT,
 ) -> dict[str, Any]:
     """The CreateTrainingJob request; no AWS call."""
+    check_instance_count(instance_count, spot=spot)
     if spot and max_wait_s is not None and max_wait_s < max_runtime_s:
         raise SubmitError(f"--max-wait ({max_wait_s} s) must be at least --max-runtime ({max_runtime_s} s)")
     script_mode = {
@@ -241,6 +250,8 @@ def build_request(
         "sagemaker_region": region,
         "sagemaker_container_log_level": 20,
     }
+    if instance_count > 1:
+        script_mode[MWMS_HYPERPARAMETER] = True
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_runtime_s}
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
@@ -269,7 +280,11 @@ def build_request(
         ],
         # SageMaker adds <job name>/output/model.tar.gz under this.
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{TRAINING_JOBS_PREFIX}"},
-        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": volume_gb},
+        "ResourceConfig": {
+            "InstanceType": instance_type,
+            "InstanceCount": instance_count,
+            "VolumeSizeInGB": volume_gb,
+        },
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": spot,
         # The region for the job's own boto3 calls (the registry publish), and the Keras backend
@@ -289,6 +304,19 @@ def build_request(
             "LocalPath": CHECKPOINT_LOCAL_PATH,
         }
     return request
+
+
+def check_instance_count(instance_count: Any, *, spot: bool) -> None:
+    """Refuse a cluster the job cannot run on, before anything is uploaded."""
+    if isinstance(instance_count, bool) or not isinstance(instance_count, int) or instance_count < 1:
+        raise SubmitError(f"--instance-count must be a whole number of instances, at least 1; got {instance_count!r}")
+    if spot and instance_count > 1:
+        # A spot job resumes from /opt/ml/checkpoints, which only the chief writes (training.distributed):
+        # every worker would have to restore the same checkpoint, which nothing here has shown.
+        raise SubmitError(
+            f"--spot runs on one instance only (checkpoints are the chief's); got --instance-count {instance_count}: "
+            "drop --spot, or train on one instance"
+        )
 
 
 def _check_inputs(role_arn: str, bucket: str, job_name: str, instance_type: str) -> None:
@@ -316,6 +344,7 @@ def submit(
     max_runtime_s: int = DEFAULT_MAX_RUNTIME_S,
     max_wait_s: int | None = None,
     volume_gb: int = DEFAULT_VOLUME_GB,
+    instance_count: int = DEFAULT_INSTANCE_COUNT,
     job_name: str | None = None,
     start: bool = True,
     session: Any = None,
@@ -337,6 +366,7 @@ def submit(
         raise SubmitError("no region: pass --region or set AWS_REGION")
     name = job_name or default_job_name(hp["model_name"])
     _check_inputs(role_arn, bucket, name, instance_type)
+    check_instance_count(instance_count, spot=spot)
     image = image or training_image(region)
 
     s3 = session.client("s3", region_name=region)
@@ -364,11 +394,13 @@ def submit(
         max_runtime_s=max_runtime_s,
         max_wait_s=max_wait_s,
         volume_gb=volume_gb,
+        instance_count=instance_count,
     )
     if not start:
         return Submission(name, "", region, request, source_uri, channels)
     response = session.client("sagemaker", region_name=region).create_training_job(**request)
-    log(f"training job {name} started on {instance_type}{' (spot)' if spot else ''} with {image}")
+    where = f"{instance_count} x {instance_type}" if instance_count > 1 else instance_type
+    log(f"training job {name} started on {where}{' (spot)' if spot else ''} with {image}")
     return Submission(name, response["TrainingJobArn"], region, request, source_uri, channels)
 
 
@@ -376,6 +408,8 @@ def execution_input(request: Mapping[str, Any]) -> dict[str, Any]:
     """TrainingStateMachine's execution input for a built request (the template fixes role and output)."""
     if request.get("EnableManagedSpotTraining"):
         raise SubmitError("TrainingStateMachine runs on-demand instances: drop --spot")
+    if request["ResourceConfig"]["InstanceCount"] != 1:
+        raise SubmitError("TrainingStateMachine runs one instance: drop --instance-count, or submit the job directly")
     return {
         "job_name": request["TrainingJobName"],
         "image": request["AlgorithmSpecification"]["TrainingImage"],

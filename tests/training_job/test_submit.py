@@ -19,13 +19,14 @@ import pytest
 from moto import mock_aws
 
 from maas.cli import main as cli_main
-from training.job import METRIC_DEFINITIONS
-from training.sagemaker_env import read_hyperparameters
+from training.job import METRIC_DEFINITIONS, build_parser
+from training.sagemaker_env import read_env, read_hyperparameters
 from training.submit import (
     CHECKPOINT_LOCAL_PATH,
     DEFAULT_INSTANCE_TYPE,
     IMAGE_PYTHON,
     IMAGE_TENSORFLOW,
+    MWMS_HYPERPARAMETER,
     SubmitError,
     package_source,
     submit,
@@ -179,6 +180,30 @@ def test_metric_definitions_scrape_the_jobs_epoch_lines() -> None:
     assert not any(re.search(d["Regex"], "data: 1437 training rows, 360 held-out rows") for d in METRIC_DEFINITIONS)
 
 
+def test_instance_count_runs_the_job_on_that_many_instances_with_tf_config_asked_for(aws: Any, tmp_path: Path) -> None:
+    submission = _submit(aws, instance_count=3)
+    job = _described(aws, submission.job_name)
+    assert job["ResourceConfig"]["InstanceCount"] == 3
+    (request,) = aws.sent
+    assert request["ResourceConfig"]["InstanceCount"] == 3
+    # What the SDK's estimator sends for distribution={"multi_worker_mirrored_strategy": {"enabled": True}}:
+    # the toolkit then sets TF_CONFIG on every instance.
+    assert request["HyperParameters"][MWMS_HYPERPARAMETER] == "true"
+    # The job takes it (sagemaker_* entries are the toolkit's) and trains as it was asked.
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
+    args = build_parser(read_env(tmp_path, {})).parse_args([])
+    assert (args.epochs, args.model_name) == (3, "digits")
+
+
+def test_one_instance_by_default_and_no_distribution_asked_for(aws: Any) -> None:
+    _submit(aws)
+    (request,) = aws.sent
+    assert request["ResourceConfig"]["InstanceCount"] == 1
+    assert MWMS_HYPERPARAMETER not in request["HyperParameters"]
+
+
 def test_spot_waits_at_least_the_runtime_and_checkpoints_under_the_bucket(aws: Any) -> None:
     submission = _submit(aws, spot=True, max_runtime_s=3600, instance_type="ml.g5.2xlarge")
     job = _described(aws, submission.job_name)
@@ -282,6 +307,10 @@ def test_a_local_channel_folder_is_uploaded_first(aws: Any, tmp_path: Path) -> N
         ({"train": "s3://"}, "s3://bucket/prefix"),
         ({"instance_type": "g5.xlarge"}, "instance type"),
         ({"job_name": "bad_name"}, "job name"),
+        ({"instance_count": 0}, "--instance-count must be a whole number of instances, at least 1; got 0"),
+        ({"instance_count": -2}, "at least 1; got -2"),
+        ({"instance_count": 2.5}, "at least 1; got 2.5"),
+        ({"instance_count": 2, "spot": True}, "--spot runs on one instance only"),
     ],
 )
 def test_refuses_what_the_job_or_sagemaker_would(aws: Any, overrides: dict[str, Any], message: str) -> None:
@@ -409,3 +438,22 @@ def test_cli_names_an_unnamed_job_after_its_family(aws: Any, capsys: pytest.Capt
     assert given["job_name"].startswith("breast-cancer-")
     assert cli_main([*argv, "-H", "family=svm", "--execution-input"]) == 2
     assert "family must be one of image, tabular" in capsys.readouterr().err
+
+
+def test_cli_instance_count(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "submit", "--role-arn", ROLE, "--bucket", BUCKET, "--train", TRAIN, "--region", REGION]
+    assert cli_main([*argv, "--instance-count", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "started on 2 x ml.g5.xlarge" in out
+    (arn,) = re.findall(r"^job: (arn:aws:sagemaker:\S+)$", out, re.MULTILINE)
+    job = _described(aws, arn.rsplit("/", 1)[1])
+    assert job["ResourceConfig"]["InstanceCount"] == 2
+    assert job["HyperParameters"][MWMS_HYPERPARAMETER] == "true"
+    assert cli_main([*argv, "--instance-count", "0"]) == 2
+    assert "--instance-count must be a whole number of instances, at least 1; got 0" in capsys.readouterr().err
+    assert cli_main([*argv, "--instance-count", "2", "--spot"]) == 2
+    assert "--spot runs on one instance only" in capsys.readouterr().err
+    # The state machine's job is one instance (statemachines/training.asl.json): refused, not shrunk.
+    assert cli_main([*argv, "--instance-count", "2", "--execution-input"]) == 2
+    assert "TrainingStateMachine runs one instance" in capsys.readouterr().err
+    assert len(aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 1

@@ -1,0 +1,255 @@
+"""Training past one machine: SageMaker's cluster read back, and two real workers training one model.
+
+The two-worker test starts two processes on 127.0.0.1, each with its own ``/opt/ml`` tree and the
+environment SageMaker and its TensorFlow toolkit give an instance of a two-instance job
+(``resourceconfig.json``, ``SM_HOSTS``, ``SM_CURRENT_HOST``, ``SM_NUM_GPUS``, ``TF_CONFIG``), and runs the
+job's training step through ``training.distributed`` as ``training/job.py`` does: build under
+``scope()``, ``fit`` with the global batch, and only the chief goes on to export and publish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from training.distributed import DistributedError, chief_in, setup, tf_config
+from training.sagemaker_env import LOCAL_HOST, read_env
+
+HOSTS = ["algo-1", "algo-2"]
+PER_REPLICA_BATCH = 16
+EPOCHS = 3
+ROWS = 256
+
+
+def _opt_ml(root: Path, current_host: str, hosts: list[str] = HOSTS) -> Path:
+    """An instance's /opt/ml as SageMaker lays it out, with its resourceconfig.json."""
+    config = root / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text("{}")
+    (config / "resourceconfig.json").write_text(
+        json.dumps({"current_host": current_host, "hosts": hosts, "network_interface_name": "eth0"})
+    )
+    (root / "input" / "data" / "train").mkdir(parents=True)
+    return root
+
+
+# --- the cluster, read back -----------------------------------------------------------------------
+
+
+def test_one_host_when_sagemaker_names_none(tmp_path: Path) -> None:
+    env = read_env(tmp_path, {})
+    assert (env.hosts, env.current_host, env.num_gpus) == ((LOCAL_HOST,), LOCAL_HOST, 0)
+    dist = setup(env, {})
+    # The job as it always ran: no strategy, the batch as given, this worker publishes.
+    assert dist.strategy is None and dist.is_chief and dist.workers == 1
+    assert dist.global_batch_size(32) == 32
+
+
+def test_the_cluster_from_resourceconfig_and_sm_variables(tmp_path: Path) -> None:
+    root = _opt_ml(tmp_path, "algo-2")
+    env = read_env(root, {"SM_NUM_GPUS": "4"})
+    assert (env.hosts, env.current_host, env.num_gpus) == (tuple(HOSTS), "algo-2", 4)
+    # The toolkit's SM_HOSTS / SM_CURRENT_HOST win over the file, as they do in its own environment.
+    env = read_env(root, {"SM_HOSTS": json.dumps(["algo-1", "algo-2", "algo-3"]), "SM_CURRENT_HOST": "algo-3"})
+    assert (env.hosts, env.current_host) == (("algo-1", "algo-2", "algo-3"), "algo-3")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SM_HOSTS": "algo-1,algo-2"}, "SM_HOSTS must be a JSON list"),
+        ({"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-9"}, "'algo-9' must be one of"),
+        ({"SM_HOSTS": "[]", "SM_CURRENT_HOST": "algo-1"}, "non-empty list of host names"),
+        ({"SM_HOSTS": '["algo-1", "algo-1"]', "SM_CURRENT_HOST": "algo-1"}, "distinct hosts"),
+    ],
+)
+def test_a_cluster_that_makes_no_sense_is_refused(tmp_path: Path, environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        read_env(tmp_path, environ)
+
+
+def test_the_chief_is_worker_zero_unless_tf_config_names_a_chief() -> None:
+    cluster = {"worker": ["a:1", "b:1"]}
+    assert chief_in({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    assert not chief_in({"cluster": cluster, "task": {"type": "worker", "index": 1}})
+    with_chief = {"chief": ["c:1"], **cluster}
+    assert chief_in({"cluster": with_chief, "task": {"type": "chief", "index": 0}})
+    assert not chief_in({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
+
+
+def test_a_tf_config_for_another_cluster_is_refused(tmp_path: Path) -> None:
+    env = read_env(_opt_ml(tmp_path, "algo-1"), {})
+    wrong = {"cluster": {"worker": ["a:1", "b:1", "c:1"]}, "task": {"type": "worker", "index": 0}}
+    with pytest.raises(DistributedError, match=r"names 3 chief/worker tasks.*the job has 2 hosts"):
+        setup(env, {"TF_CONFIG": json.dumps(wrong)})
+    with pytest.raises(DistributedError, match="TF_CONFIG is not JSON"):
+        setup(env, {"TF_CONFIG": "worker=0"})
+
+
+def test_other_keras_backends_train_on_one_worker_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    env = read_env(_opt_ml(tmp_path, "algo-1"), {})
+    monkeypatch.setattr(keras.config, "backend", lambda: "jax")  # neither JAX nor torch is installed here
+    with pytest.raises(DistributedError, match=r"2 instances need the tensorflow Keras backend.*'jax'"):
+        setup(env, {})
+
+
+@pytest.mark.training
+def test_tf_config_built_here_is_tensorflows_own_reading_of_the_sagemaker_hosts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the toolkit's TF_CONFIG the job builds one; TensorFlow's SageMakerClusterResolver,
+    reading SM_HOSTS and SM_CURRENT_HOST, sees the same cluster and the same task."""
+    from tensorflow.python.distribute.cluster_resolver.sagemaker_cluster_resolver import SageMakerClusterResolver
+
+    hosts = ("algo-2", "algo-10", "algo-1")
+    for current in hosts:
+        monkeypatch.setenv("SM_HOSTS", json.dumps(list(hosts)))
+        monkeypatch.setenv("SM_CURRENT_HOST", current)
+        resolver = SageMakerClusterResolver()
+        built = tf_config(hosts, current)
+        assert built["cluster"] == resolver.cluster_spec().as_dict()
+        assert (built["task"]["type"], built["task"]["index"]) == (resolver.task_type, resolver.task_id)
+    # Exactly one of them is the chief: the first in TensorFlow's order.
+    assert [chief_in(tf_config(hosts, h)) for h in hosts] == [False, False, True]
+
+
+# --- two workers, one model -----------------------------------------------------------------------
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(ROWS, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 1.5]) > 0).astype("int64")
+    return x, y
+
+
+def _worker(root: Path) -> None:
+    """One instance's training step, through the API training/job.py uses; writes what it did."""
+    import keras
+
+    from training import checkpoints
+
+    env = read_env(root)
+    dist = setup(env)  # first: MultiWorkerMirroredStrategy must exist before TensorFlow's first tensor
+    keras.utils.set_random_seed(env.hosts.index(env.current_host))  # different seeds: fit must agree anyway
+    x, y = _data()
+    with dist.scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)])
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.01),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    saved_in = root / "checkpoints"
+    saved_in.mkdir()
+    # Checkpoints on the chief only: SageMaker syncs every instance's folder to the same S3 prefix.
+    callbacks = [checkpoints.SaveEveryEpoch(saved_in, "fingerprint")] if dist.is_chief else []
+    history = dist.fit(model, x, y, batch_size=PER_REPLICA_BATCH, epochs=EPOCHS, callbacks=callbacks, verbose=0)
+    out = root / "output" / "data"
+    out.mkdir(parents=True)
+    np.savez(out / "weights.npz", *model.get_weights())
+    report: dict[str, Any] = {
+        "host": env.current_host,
+        "is_chief": dist.is_chief,
+        "replicas": dist.replicas,
+        "global_batch": dist.global_batch_size(PER_REPLICA_BATCH),
+        "loss": history.history["loss"],
+        "published": False,
+    }
+    if dist.is_chief:  # what the job does next on the chief alone: measure on every held-out row, publish
+        alone = dist.detach(model)
+        report["predicted_rows"] = int(alone.predict(x, verbose=0).shape[0])
+        report["accuracy"] = float(np.mean(np.argmax(alone.predict(x, verbose=0), axis=1) == y))
+        report["published"] = True
+    (out / "report.json").write_text(json.dumps(report))
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.training
+def test_two_workers_train_one_model_and_only_the_chief_publishes(tmp_path: Path) -> None:
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(len(HOSTS))]
+    roots, workers = [], []
+    for index, host in enumerate(HOSTS):
+        root = _opt_ml(tmp_path / host, host)
+        environ = {
+            **os.environ,
+            # What SageMaker's training toolkit sets on this instance of a two-instance job...
+            "SM_HOSTS": json.dumps(HOSTS),
+            "SM_CURRENT_HOST": host,
+            "SM_NUM_GPUS": "0",
+            # ...and the TF_CONFIG its multi-worker mirrored strategy option adds, on the loopback here.
+            "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}),
+            "KERAS_BACKEND": "tensorflow",
+            "CUDA_VISIBLE_DEVICES": "",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_NUM_INTRAOP_THREADS": "1",
+            "TF_NUM_INTEROP_THREADS": "1",
+        }
+        roots.append(root)
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, __file__, str(root)],
+                env=environ,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    try:
+        logs = [w.communicate(timeout=150)[0] for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(log[-3000:] for log in logs)
+
+    reports = [json.loads((r / "output" / "data" / "report.json").read_text()) for r in roots]
+    # Two replicas in step; the per-replica batch doubles into the global one.
+    assert [r["replicas"] for r in reports] == [2, 2]
+    assert [r["global_batch"] for r in reports] == [2 * PER_REPLICA_BATCH] * 2
+    # One model: the same weights on both workers (they began from different seeds), and the loss
+    # each one reports is the all-reduced one.
+    weights = [np.load(r / "output" / "data" / "weights.npz") for r in roots]
+    assert len(weights[0].files) == len(weights[1].files) == 4
+    for name in weights[0].files:
+        np.testing.assert_array_equal(weights[0][name], weights[1][name])
+    assert reports[0]["loss"] == pytest.approx(reports[1]["loss"])
+    assert reports[0]["loss"][-1] < reports[0]["loss"][0]
+    # Exactly one publishes, the chief (algo-1, worker 0), and only it checkpoints.
+    assert [(r["host"], r["is_chief"], r["published"]) for r in reports] == [
+        ("algo-1", True, True),
+        ("algo-2", False, False),
+    ]
+    assert (roots[0] / "checkpoints" / checkpoints_file()).exists()
+    assert list((roots[1] / "checkpoints").iterdir()) == []
+    # The chief's own measurement covers every row, not its shard of them.
+    assert reports[0]["predicted_rows"] == ROWS and reports[0]["accuracy"] > 0.8
+
+
+def checkpoints_file() -> str:
+    from training.checkpoints import MODEL_FILE
+
+    return MODEL_FILE
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]))
