@@ -1,15 +1,23 @@
-"""The word tokenizer of the text models, used by training (to build the id sequences it trains on)
-and by serving (to turn a client's raw string into the graph's token ids), so the two cannot differ.
+"""The tokenizers of the text models, used by training (to build the id sequences it trains on) and
+by serving (to turn a client's raw string into the graph's token ids), so the two cannot differ.
+
+- ``word`` (:class:`WordTokenizer`): lowercase words by a pattern, one id per known word, left-padded.
+- ``wordpiece`` (:class:`WordPieceTokenizer`, BERT's): lowercase, accents stripped, words and single
+  punctuation marks, each word cut greedily into the longest vocabulary pieces (``##`` marks a piece
+  that continues a word), ``[CLS] pieces [SEP]`` then ``[PAD]``; the transformer family's.
 
 TensorFlow's string ops do not export to plain ONNX, so the vocabulary lives in the manifest
-(``inputs[i].tokenizer``) and the graph takes int64 ids ``[None, sequence_length]``. Pure Python and
-numpy: it runs in the Lambda layer.
+(``inputs[i].tokenizer``, ARCHITECTURE.md "The manifest") and the graph takes int64 ids
+``[None, sequence_length]``. Pure Python and numpy: it runs in the Lambda layer.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
-from collections import Counter
+import unicodedata
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +31,20 @@ PAD_INDEX, OOV_INDEX = 0, 1
 TOKENIZER_TYPE = "word"
 # Ids are left-padded so a recurrent layer ends on the last real word; longer texts keep their start.
 PADDING, TRUNCATION = "pre", "post"
+
+WORDPIECE_TYPE = "wordpiece"
+# BERT's basic tokenizer: a run of letters and digits is a word, every other visible character
+# (punctuation, symbols, the underscore) a word of its own.
+WORDPIECE_PATTERN = r"[^\W_]+|[^\w\s]|_"
+CONTINUATION = "##"
+# [PAD] and [UNK] where the word tokenizer keeps padding and unknown words (ids 0 and 1), then
+# BERT's sequence markers; the vocabulary starts with these four.
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+CLS_INDEX, SEP_INDEX = 2, 3
+WORDPIECE_PADDING = "post"  # the graph masks [PAD] itself, so padding follows the text as in BERT
+# BERT's max_input_chars_per_word: a longer "word" is one [UNK], which bounds the greedy search that
+# runs on the request path (a 10 kB run of letters costs one comparison, not 10^8/2 slices).
+MAX_WORD_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -73,16 +95,86 @@ class WordTokenizer:
 
     @classmethod
     def from_manifest(cls, entry: Mapping[str, Any]) -> WordTokenizer:
+        """The tokenizer a manifest entry describes, of the class its ``type`` names (``word``, or
+        ``wordpiece``: a :class:`WordPieceTokenizer`)."""
         problems = tokenizer_problems(entry)
         if problems:
             raise ValueError("; ".join(problems))
-        return cls(
-            vocabulary=list(entry["vocabulary"]),
-            sequence_length=int(entry["sequence_length"]),
-            graph_input=str(entry["graph_input"]),
-            pattern=str(entry["pattern"]),
-            lowercase=bool(entry["lowercase"]),
-        )
+        common = {
+            "vocabulary": list(entry["vocabulary"]),
+            "sequence_length": int(entry["sequence_length"]),
+            "graph_input": str(entry["graph_input"]),
+            "pattern": str(entry["pattern"]),
+            "lowercase": bool(entry["lowercase"]),
+        }
+        if entry["type"] == WORDPIECE_TYPE:
+            return WordPieceTokenizer(**common, strip_accents=bool(entry["strip_accents"]))
+        return WordTokenizer(**common)
+
+
+@dataclass(frozen=True)
+class WordPieceTokenizer(WordTokenizer):
+    """BERT's WordPiece: ``words`` (lowercased, accents stripped, punctuation split off) cut into the
+    longest vocabulary pieces from the left (``##`` + piece inside a word; a word with a part no
+    piece covers is one ``[UNK]``), then ``[CLS]``, at most ``sequence_length - 2`` pieces (the
+    text's start), ``[SEP]``, and ``[PAD]`` to ``sequence_length``."""
+
+    pattern: str = WORDPIECE_PATTERN
+    strip_accents: bool = True
+
+    def __post_init__(self) -> None:
+        if tuple(self.vocabulary[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS or self.sequence_length < 3:
+            raise ValueError(f"a wordpiece vocabulary starts with {SPECIAL_TOKENS} and holds 3+ ids per text")
+        object.__setattr__(self, "_index", {w: i for i, w in enumerate(self.vocabulary)})
+        object.__setattr__(self, "_regex", re.compile(self.pattern))
+
+    def words(self, text: str) -> list[str]:
+        if self.lowercase:
+            text = text.lower()
+        if self.strip_accents:  # "café" is "cafe", as in BERT's uncased vocabularies
+            text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+        return self._regex.findall(text)
+
+    def pieces(self, word: str) -> list[str]:
+        """Greedy longest-match-first, as BERT's WordpieceTokenizer."""
+        if len(word) > MAX_WORD_CHARS:
+            return [OOV_TOKEN]
+        index, out, start = self._index, [], 0
+        while start < len(word):
+            for end in range(len(word), start, -1):
+                piece = word[start:end] if start == 0 else CONTINUATION + word[start:end]
+                if piece in index:
+                    break
+            else:
+                return [OOV_TOKEN]
+            out.append(piece)
+            start = end
+        return out
+
+    def tokens(self, text: str) -> list[str]:
+        return [p for w in self.words(text) for p in self.pieces(w)]
+
+    def ids(self, text: str) -> list[int]:
+        ids, room = [], self.sequence_length - 2
+        for word in self.words(text):
+            ids += [self._index[p] for p in self.pieces(word)]
+            if len(ids) >= room:  # a long request stops here, not after tokenising all of it
+                break
+        ids = [CLS_INDEX, *ids[:room], SEP_INDEX]
+        return ids + [PAD_INDEX] * (self.sequence_length - len(ids))
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            **super().to_manifest(),
+            "type": WORDPIECE_TYPE,
+            "strip_accents": self.strip_accents,
+            "continuation_prefix": CONTINUATION,
+            "special_tokens": list(SPECIAL_TOKENS),
+            "cls_index": CLS_INDEX,
+            "sep_index": SEP_INDEX,
+            "max_word_chars": MAX_WORD_CHARS,
+            "padding": WORDPIECE_PADDING,
+        }
 
 
 def build_tokenizer(
@@ -103,14 +195,87 @@ def build_tokenizer(
     return WordTokenizer([PAD_TOKEN, OOV_TOKEN, *common], sequence_length, graph_input)
 
 
+def build_wordpiece(
+    texts: Iterable[str],
+    *,
+    max_tokens: int,
+    sequence_length: int,
+    graph_input: str = "tokens",
+    min_count: int = 2,
+) -> WordPieceTokenizer:
+    """A WordPiece vocabulary of at most ``max_tokens`` entries learnt from ``texts``.
+
+    The special tokens, every character seen (alone and as a ``##`` continuation), then the pieces
+    of merges as in BPE: the most frequent adjacent pair of pieces (counted over distinct words,
+    weighted by their counts; ties to the pair that sorts first) becomes one piece, until the
+    vocabulary is full or no pair is seen ``min_count`` times. This is what Hugging Face's
+    ``WordPieceTrainer`` does; it indexes which words hold which pair, so a merge touches only those.
+    """
+    probe = WordPieceTokenizer(list(SPECIAL_TOKENS), sequence_length, graph_input)
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w in probe.words(text) if len(w) <= MAX_WORD_CHARS)
+    words = [[w[0], *(CONTINUATION + c for c in w[1:])] for w in counts]
+    weights = list(counts.values())
+    vocabulary = dict.fromkeys([*SPECIAL_TOKENS, *(p for w in words for p in w)])
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, word in enumerate(words):
+        for pair in itertools.pairwise(word):
+            pairs[pair] += weights[i]
+            where[pair].add(i)
+    # A max-heap of (count, pair) with stale entries skipped when popped: a merge costs the words it
+    # touches, not a scan of every pair (30k merges over 300k lines: 5 s instead of 5 min).
+    heap = [(-n, pair) for pair, n in pairs.items()]
+    heapq.heapify(heap)
+    while len(vocabulary) < max_tokens and heap:
+        negative, best = heapq.heappop(heap)
+        if -negative != pairs.get(best):
+            continue
+        if -negative < min_count:
+            break
+        merged = best[0] + best[1].removeprefix(CONTINUATION)
+        vocabulary[merged] = None
+        del pairs[best]
+        changed: set[tuple[str, str]] = set()
+        for i in sorted(where.pop(best)):
+            old, new = words[i], _merge(words[i], best, merged)
+            for pair in itertools.pairwise(old):
+                if pair != best:
+                    pairs[pair] -= weights[i]
+                    changed.add(pair)
+            for pair in itertools.pairwise(new):
+                pairs[pair] += weights[i]
+                where[pair].add(i)
+                changed.add(pair)
+            words[i] = new
+        for pair in changed:
+            if pairs[pair] > 0:
+                heapq.heappush(heap, (-pairs[pair], pair))
+    return WordPieceTokenizer(list(vocabulary)[:max_tokens], sequence_length, graph_input)
+
+
+def _merge(word: list[str], pair: tuple[str, str], merged: str) -> list[str]:
+    out, k = [], 0
+    while k < len(word):
+        if k + 1 < len(word) and (word[k], word[k + 1]) == pair:
+            out.append(merged)
+            k += 2
+        else:
+            out.append(word[k])
+            k += 1
+    return out
+
+
 def tokenizer_problems(entry: Any, where: str = "tokenizer") -> list[str]:
     """What is wrong with a manifest's tokenizer entry (its JSON, or a typed manifest's frozen copy:
     a read-only mapping whose lists are tuples), as sentences."""
     if not isinstance(entry, Mapping):
         return [f"{where}: expected an object"]
     problems = []
-    if entry.get("type") != TOKENIZER_TYPE:
-        problems.append(f"{where}.type: expected {TOKENIZER_TYPE!r}, got {entry.get('type')!r}")
+    kind = entry.get("type")
+    if kind not in (TOKENIZER_TYPE, WORDPIECE_TYPE):
+        problems.append(f"{where}.type: expected {TOKENIZER_TYPE!r} or {WORDPIECE_TYPE!r}, got {kind!r}")
     vocabulary = entry.get("vocabulary")
     if (
         not isinstance(vocabulary, list | tuple)
@@ -123,8 +288,9 @@ def tokenizer_problems(entry: Any, where: str = "tokenizer") -> list[str]:
         problems.append(f"{where}.sequence_length: expected a positive integer, got {length!r}")
     if entry.get("pad_index") != PAD_INDEX or entry.get("oov_index") != OOV_INDEX:
         problems.append(f"{where}: expected pad_index {PAD_INDEX} and oov_index {OOV_INDEX}")
-    if entry.get("padding", PADDING) != PADDING or entry.get("truncation", TRUNCATION) != TRUNCATION:
-        problems.append(f"{where}: expected padding {PADDING!r} and truncation {TRUNCATION!r}")
+    padding = WORDPIECE_PADDING if kind == WORDPIECE_TYPE else PADDING
+    if entry.get("padding", PADDING) != padding or entry.get("truncation", TRUNCATION) != TRUNCATION:
+        problems.append(f"{where}: expected padding {padding!r} and truncation {TRUNCATION!r}")
     if not isinstance(entry.get("graph_input"), str) or not entry["graph_input"]:
         problems.append(f"{where}.graph_input: expected the ONNX input's name")
     if not isinstance(entry.get("lowercase"), bool):
@@ -136,4 +302,34 @@ def tokenizer_problems(entry: Any, where: str = "tokenizer") -> list[str]:
         re.compile(pattern)
     except (re.error, TypeError):
         problems.append(f"{where}.pattern: expected a regular expression")
+    if kind == WORDPIECE_TYPE:
+        problems += _wordpiece_problems(entry, where)
+    return problems
+
+
+def _wordpiece_problems(entry: Mapping[str, Any], where: str) -> list[str]:
+    """The rules a ``wordpiece`` entry adds: the encoding this module implements, stated, so a
+    manifest asking for another one is refused rather than served with different ids."""
+    expected = {
+        "continuation_prefix": CONTINUATION,
+        "cls_index": CLS_INDEX,
+        "sep_index": SEP_INDEX,
+        "max_word_chars": MAX_WORD_CHARS,
+    }
+    problems = [
+        f"{where}.{key}: expected {value!r}, got {entry.get(key)!r}"
+        for key, value in expected.items()
+        if entry.get(key) != value
+    ]
+    specials = entry.get("special_tokens")
+    vocabulary = entry.get("vocabulary")
+    if not isinstance(specials, list | tuple) or tuple(specials) != SPECIAL_TOKENS:
+        problems.append(f"{where}.special_tokens: expected {list(SPECIAL_TOKENS)}, got {specials!r}")
+    elif not isinstance(vocabulary, list | tuple) or tuple(vocabulary[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+        problems.append(f"{where}.vocabulary: expected to start with {list(SPECIAL_TOKENS)}")
+    length = entry.get("sequence_length")
+    if isinstance(length, int) and length < 3:
+        problems.append(f"{where}.sequence_length: expected at least 3 ([CLS], a piece, [SEP]), got {length}")
+    if not isinstance(entry.get("strip_accents"), bool):
+        problems.append(f"{where}.strip_accents: expected true or false")
     return problems

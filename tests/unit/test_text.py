@@ -3,6 +3,7 @@ core and the KServe v2 reader, on a LoadedModel whose session echoes the token i
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,18 @@ from maas_core.shared.manifest import _tensor_problems
 from maas_core.shared.model_cache import LoadedModel
 from maas_core.shared.model_check import check_session
 from maas_core.shared.schemas import InferRequest
-from maas_core.shared.text import OOV_INDEX, PAD_INDEX, WordTokenizer, build_tokenizer, tokenizer_problems
+from maas_core.shared.text import (
+    CLS_INDEX,
+    MAX_WORD_CHARS,
+    OOV_INDEX,
+    PAD_INDEX,
+    SEP_INDEX,
+    WordPieceTokenizer,
+    WordTokenizer,
+    build_tokenizer,
+    build_wordpiece,
+    tokenizer_problems,
+)
 from tests_support import digits_manifest, verified
 
 TEXTS = ["Great product, great price!", "Awful product", "the product is NOT great"]
@@ -148,3 +160,92 @@ def test_v2_bad_text_tensors_name_the_input(tensor, why):
     with pytest.raises(InvalidInput) as err:
         feeds_from_infer(request, text_model(), max_batch=8)
     assert why in err.value.message and "'text'" in err.value.message
+
+
+# -- WordPiece (the transformer family's tokenizer) -------------------------------------------
+
+PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "un", "##aff", "##able", "great", "!", ",", "a", "##ff", "cafe"]
+
+
+def wordpiece(length: int = 8, vocabulary: list[str] = PIECES) -> WordPieceTokenizer:
+    return WordPieceTokenizer(vocabulary, length)
+
+
+def test_wordpiece_splits_punctuation_lowercases_and_strips_accents():
+    assert wordpiece().words("UnAffable, GREAT café!") == ["unaffable", ",", "great", "cafe", "!"]
+    assert wordpiece().words("snake_case") == ["snake", "_", "case"]
+
+
+def test_wordpiece_takes_the_longest_piece_first_and_a_word_it_cannot_cover_is_one_unknown():
+    t = wordpiece()
+    assert t.pieces("unaffable") == ["un", "##aff", "##able"]  # not "un", "##a"...: longest first
+    assert t.pieces("unaffablex") == ["[UNK]"]  # BERT: one uncovered part makes the whole word unknown
+    assert t.pieces("a" * (MAX_WORD_CHARS + 1)) == ["[UNK]"]
+
+
+def test_wordpiece_ids_are_cls_pieces_sep_then_right_padding():
+    assert wordpiece().ids("Unaffable!") == [CLS_INDEX, 4, 5, 6, 8, SEP_INDEX, PAD_INDEX, PAD_INDEX]
+    assert wordpiece().ids("") == [CLS_INDEX, SEP_INDEX] + [PAD_INDEX] * 6
+
+
+def test_a_long_wordpiece_text_keeps_its_first_pieces_and_ends_with_sep():
+    ids = wordpiece(length=5).ids("unaffable great great")
+    assert ids == [CLS_INDEX, 4, 5, 6, SEP_INDEX]
+
+
+def test_learnt_wordpiece_vocabulary_covers_the_training_words_and_splits_new_ones():
+    texts = ["the unbreakable mug", "an unbreakable lamp", "the breakable mug", "a lamp, a mug"] * 3
+    t = build_wordpiece(texts, max_tokens=60, sequence_length=16)
+    assert t.vocabulary[:4] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] and len(t.vocabulary) <= 60
+    assert [t.pieces(w) for w in ("unbreakable", "mug")] == [["unbreakable"], ["mug"]]
+    assert t.pieces("lampmug") == ["lamp", "##m", "##ug"]  # an unseen word is cut into known pieces
+    assert OOV_INDEX not in t.ids("The unbreakable lamp")
+
+
+def test_wordpiece_manifest_round_trip_gives_the_same_ids():
+    t = build_wordpiece(TEXTS, max_tokens=40, sequence_length=12, graph_input="token_ids")
+    entry = t.to_manifest()
+    assert entry["type"] == "wordpiece" and entry["padding"] == "post" and tokenizer_problems(entry) == []
+    again = WordTokenizer.from_manifest(entry)
+    assert isinstance(again, WordPieceTokenizer) and again == t
+    assert again.encode(TEXTS).tolist() == t.encode(TEXTS).tolist()
+
+
+def test_a_word_tokenizer_manifest_still_reads_as_a_word_tokenizer():
+    again = WordTokenizer.from_manifest(tokenizer().to_manifest())
+    assert type(again) is WordTokenizer and again.ids("GREAT, Product!") == [PAD_INDEX, PAD_INDEX, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"type": "bpe"}, "type: expected 'word' or 'wordpiece', got 'bpe'"),
+        ({"padding": "pre"}, "expected padding 'post'"),
+        ({"continuation_prefix": "@@"}, "continuation_prefix: expected '##'"),
+        ({"special_tokens": ["[PAD]"]}, "special_tokens: expected"),
+        ({"vocabulary": ["[UNK]", "[PAD]", "[CLS]", "[SEP]"]}, "vocabulary: expected to start with"),
+        ({"sequence_length": 2}, "sequence_length: expected at least 3"),
+        ({"strip_accents": "yes"}, "strip_accents: expected true or false"),
+        ({"max_word_chars": 5}, "max_word_chars: expected 100"),
+    ],
+)
+def test_a_broken_wordpiece_entry_does_not_verify(change, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
+        WordTokenizer.from_manifest({**wordpiece().to_manifest(), **change})
+
+
+def test_a_wordpiece_input_is_served_as_its_ids():
+    spec = {"name": "text", "dtype": "string", "shape": [None], "tokenizer": wordpiece().to_manifest()}
+    manifest = {**verified_text_manifest(), "inputs": [spec]}
+    model = LoadedModel("reviews", "v1", verified(manifest, "reviews"), EchoSession(), 0.0)
+    feeds = feeds_from_body({"instances": ["Unaffable!", "great"]}, model, max_batch=8)
+    assert feeds["tokens"].tolist() == [[2, 4, 5, 6, 8, 3, 0, 0], [2, 7, 3, 0, 0, 0, 0, 0]]
+
+
+def verified_text_manifest() -> dict[str, Any]:
+    return {
+        **digits_manifest(),
+        "task": "classification",
+        "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [None, 4]}],
+        "labels": ["a", "b", "c", "d"],
+    }
