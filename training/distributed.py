@@ -106,8 +106,8 @@ class Distribution:
             return keras.models.load_model(path)
 
     def describe(self) -> str:
-        role = "chief: exports and publishes" if self.is_chief else "not the chief: trains only"
-        return f"{self.workers} worker(s), {self.replicas} replica(s) in sync, this one the {role}"
+        role = "the chief: it exports and publishes" if self.is_chief else "not the chief: it trains only"
+        return f"{self.workers} worker(s), {self.replicas} replica(s) in sync; this one is {role}"
 
 
 def setup(env: TrainingEnv, environ: MutableMapping[str, str] = os.environ) -> Distribution:

@@ -22,7 +22,9 @@ import pytest
 
 from training.distributed import DistributedError, chief_in, setup, tf_config
 from training.sagemaker_env import LOCAL_HOST, read_env
+from training.submit import MWMS_HYPERPARAMETER
 
+ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ["algo-1", "algo-2"]
 PER_REPLICA_BATCH = 16
 EPOCHS = 3
@@ -183,19 +185,19 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-@pytest.mark.training
-def test_two_workers_train_one_model_and_only_the_chief_publishes(tmp_path: Path) -> None:
+def _run_workers(roots: list[Path], command: list[str], environ: dict[str, str] | None = None) -> list[str]:
+    """One process per host of HOSTS, each with its /opt/ml root (``{root}`` in ``command``) and the
+    environment SageMaker's training toolkit gives that instance of a multi-instance job; their logs."""
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(len(HOSTS))]
-    roots, workers = [], []
-    for index, host in enumerate(HOSTS):
-        root = _opt_ml(tmp_path / host, host)
-        environ = {
+    workers = []
+    for index, (host, root) in enumerate(zip(HOSTS, roots, strict=True)):
+        instance = {
             **os.environ,
-            # What SageMaker's training toolkit sets on this instance of a two-instance job...
+            **(environ or {}),
             "SM_HOSTS": json.dumps(HOSTS),
             "SM_CURRENT_HOST": host,
             "SM_NUM_GPUS": "0",
-            # ...and the TF_CONFIG its multi-worker mirrored strategy option adds, on the loopback here.
+            # The TF_CONFIG the toolkit's multi-worker mirrored strategy option adds, on the loopback here.
             "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}),
             "KERAS_BACKEND": "tensorflow",
             "CUDA_VISIBLE_DEVICES": "",
@@ -203,24 +205,25 @@ def test_two_workers_train_one_model_and_only_the_chief_publishes(tmp_path: Path
             "TF_NUM_INTRAOP_THREADS": "1",
             "TF_NUM_INTEROP_THREADS": "1",
         }
-        roots.append(root)
+        argv = [part.replace("{root}", str(root)) for part in command]
         workers.append(
-            subprocess.Popen(
-                [sys.executable, __file__, str(root)],
-                env=environ,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+            subprocess.Popen(argv, env=instance, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
         )
     try:
-        logs = [w.communicate(timeout=150)[0] for w in workers]
+        logs = [w.communicate(timeout=240)[0] for w in workers]
     finally:
         for w in workers:
             if w.poll() is None:
                 w.kill()
                 w.wait()
-    assert [w.returncode for w in workers] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert [w.returncode for w in workers] == [0] * len(HOSTS), "\n".join(log[-3000:] for log in logs)
+    return logs
+
+
+@pytest.mark.training
+def test_two_workers_train_one_model_and_only_the_chief_publishes(tmp_path: Path) -> None:
+    roots = [_opt_ml(tmp_path / host, host) for host in HOSTS]
+    _run_workers(roots, [sys.executable, __file__, "{root}"])
 
     reports = [json.loads((r / "output" / "data" / "report.json").read_text()) for r in roots]
     # Two replicas in step; the per-replica batch doubles into the global one.
@@ -243,6 +246,57 @@ def test_two_workers_train_one_model_and_only_the_chief_publishes(tmp_path: Path
     assert list((roots[1] / "checkpoints").iterdir()) == []
     # The chief's own measurement covers every row, not its shard of them.
     assert reports[0]["predicted_rows"] == ROWS and reports[0]["accuracy"] > 0.8
+
+
+@pytest.mark.training
+@pytest.mark.skipif(
+    "distributed.setup" not in (ROOT / "training" / "job.py").read_text(),
+    reason="training/job.py does not train through training.distributed yet",
+)
+def test_the_job_on_two_instances_publishes_one_version(tmp_path: Path) -> None:
+    """The whole job, as `maas train submit --instance-count 2` runs it: both instances train, the
+    chief alone exports, compresses and publishes, to a real S3 API (moto's server on 127.0.0.1)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from training.data import write_digits_channel
+
+    roots = []
+    for host in HOSTS:
+        root = _opt_ml(tmp_path / host, host)
+        write_digits_channel(root / "input" / "data" / "train", seed=1)
+        hyperparameters = {"epochs": 2, "compression": "int8-dynamic", "seed": 7, MWMS_HYPERPARAMETER: True}
+        (root / "input" / "config" / "hyperparameters.json").write_text(
+            json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()})
+        )
+        roots.append(root)
+    port = _free_ports(1)[0]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1", **{k.lower(): v for k, v in aws.items() if "KEY" in k}
+        )
+        s3.create_bucket(Bucket="maas-distributed")
+        environ = {
+            **aws,
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "MAAS_MODEL_BUCKET": "maas-distributed",
+            "TRAINING_JOB_NAME": "digits-2x",
+        }
+        logs = _run_workers(roots, [sys.executable, "-m", "training.job", "--sm-root", "{root}"], environ)
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="maas-distributed")["Contents"])
+    finally:
+        server.stop()
+    (version,) = {key.split("/")[2] for key in keys if key.startswith("models/digits/")}
+    assert keys == [f"models/digits/{version}/manifest.json", f"models/digits/{version}/model.onnx"]
+    assert "published: s3://maas-distributed/models/digits/" in logs[0]
+    assert "published: no (not the chief" in logs[1] and not (roots[1] / "model").exists()
+    # Both trained the one model: every epoch's all-reduced metrics read the same on both.
+    epochs = [[line for line in log.splitlines() if line.startswith("epoch=")] for log in logs]
+    assert len(epochs[0]) == 2 and epochs[0] == epochs[1]
 
 
 def checkpoints_file() -> str:
