@@ -41,6 +41,29 @@ def _client(service: str) -> Any:
     return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 
+# A model is fetched in ranged GETs of this size, several at once (ARCHITECTURE.md, Serving).
+MODEL_PART_BYTES = 8 * 2**20
+MODEL_PART_CONCURRENCY = 8
+
+
+def model_transfer_config() -> Any:
+    """How boto3's transfer manager downloads a model: parts of MODEL_PART_BYTES, MODEL_PART_CONCURRENCY at
+    a time, each GET under the client's timeouts and retries above. A part whose body stalls is not read
+    again from the start (``num_download_attempts=1``): the client's 2 attempts per request are the bound,
+    so a stalled download still ends inside the 29 s with a 503. Reads of 256 KiB keep the bytes queued for
+    the one thread that hashes and writes them small."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(
+        multipart_threshold=MODEL_PART_BYTES,
+        multipart_chunksize=MODEL_PART_BYTES,
+        max_concurrency=MODEL_PART_CONCURRENCY,
+        num_download_attempts=1,
+        io_chunksize=256 * 2**10,
+        use_threads=True,
+    )
+
+
 @cache
 def s3_client() -> Any:
     return _client("s3")

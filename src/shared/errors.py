@@ -105,6 +105,19 @@ class ModelRejected(MaasError):
     code = "model_rejected"
 
 
+class ModelTooLarge(MaasError):
+    """A model offered for publishing needs more memory or ephemeral storage than the function that serves it has."""
+
+    status = 422
+    code = "model_too_large"
+
+
+class ModelTooLargeHere(ModelTooLarge):
+    """A request for a model this function is configured too small to load; it keeps serving what it holds."""
+
+    status = 507
+
+
 class RegistryUnavailable(MaasError):
     """S3 could not be reached or answered with an error we cannot act on."""
 

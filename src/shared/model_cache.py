@@ -14,6 +14,7 @@ splits requests by its weight, deterministically per request id when the client 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import math
@@ -36,17 +37,24 @@ from maas_core.shared.errors import (
     MaasError,
     ModelIntegrityError,
     ModelLoadError,
+    ModelTooLargeHere,
     RegistryUnavailable,
     VersionNotFound,
 )
 from maas_core.shared.manifest import Manifest, TensorSpec
 from maas_core.shared.model_check import check_session
+from maas_core.shared.model_files import ModelFiles
 from maas_core.shared.registry import DEFAULT_ALIAS, AliasRecord, Registry, check_alias, check_name, is_version
+from maas_core.shared.sizing import RUNTIME_RSS_MIB, Limits, check_fits
 from maas_core.shared.text import WordTokenizer
 
 logger = Logger(child=True)
 metrics = Metrics()  # Powertools shares the metric set: the handler's log_metrics flushes it
 
+# Writing the optimised graph serialises the whole model once more in memory (about twice the peak RSS of
+# a plain load: bench/loading.py, path_save), so only models up to this size keep one; larger ones keep
+# their verified file in /tmp instead and reload from it.
+OPTIMIZED_GRAPH_MAX_BYTES = 64 * 2**20
 # Lambda allocates CPU in proportion to memory: one full vCPU per 1,769 MB, up to 6.
 MB_PER_VCPU = 1769
 MAX_VCPUS = 6
@@ -153,8 +161,9 @@ class OptimizedGraph:
                 path.unlink(missing_ok=True)
 
 
-def build_session(model_bytes: bytes, threads: int, optimized: OptimizedGraph | None = None) -> Any:
-    """One CPU session. With ``optimized``, the graph optimised once is saved on disk and later sessions
+def build_session(model: bytes | str, threads: int, optimized: OptimizedGraph | None = None) -> Any:
+    """One CPU session from the model's bytes or, better, its path (half the peak memory: bench/loading.py).
+    With ``optimized``, the graph optimised once is saved on disk and later sessions
     in this container (after an eviction, or after a SnapStart restore) load it as is, if its stamp
     still matches; otherwise it is rebuilt from the verified bytes, never served."""
     import onnxruntime as ort  # lazily: only containers that serve a model pay for it
@@ -167,11 +176,11 @@ def build_session(model_bytes: bytes, threads: int, optimized: OptimizedGraph | 
         opts.graph_optimization_level = level
         return opts
 
-    def session(source: bytes, opts: Any) -> Any:
+    def session(source: bytes | str, opts: Any) -> Any:
         return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
 
     if optimized is None:
-        return session(model_bytes, options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL))
+        return session(model, options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL))
     # The bytes checked against the stamp are the bytes loaded: no path is opened twice.
     cached = optimized.read()
     if cached is not None:
@@ -185,11 +194,11 @@ def build_session(model_bytes: bytes, threads: int, optimized: OptimizedGraph | 
     opts = options(ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     opts.optimized_model_filepath = str(written)
     try:
-        built = session(model_bytes, opts)
+        built = session(model, opts)
     except Exception:
         # onnxruntime could not write the graph (disk full), or the model does not load: try without the cache.
         optimized.discard(written)
-        return build_session(model_bytes, threads, None)
+        return build_session(model, threads, None)
     try:
         optimized.keep(written)
     except OSError:  # the session is good; only the cache is lost
@@ -255,6 +264,7 @@ class ModelCache:
         on_load: Callable[[LoadedModel], None] | None = None,
         budget_bytes: int | None = None,
         retry_after_seconds: float = 5.0,
+        storage_budget_bytes: int | None = None,
     ) -> None:
         self.bucket = bucket
         self.alias_ttl_seconds = alias_ttl_seconds
@@ -262,6 +272,7 @@ class ModelCache:
         self.on_load = on_load
         self.budget_bytes = budget_bytes if budget_bytes is not None else default_budget_bytes()
         self.retry_after_seconds = retry_after_seconds
+        self.storage_budget_bytes = storage_budget_bytes  # None: the function's ephemeral storage (model_files.py)
         self._registry = registry
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._routes: dict[tuple[str, str], tuple[Route, float]] = {}
@@ -390,20 +401,37 @@ class ModelCache:
                 break
             del self._models[oldest]
 
+    def _make_memory_room(self, name: str, size_bytes: int) -> None:
+        """Refuse (507 ``model_too_large``, nothing evicted) a model this function is too small to load; else
+        evict least recently used sessions until its cold load's peak fits beside what stays."""
+        limits = Limits.of_this_function()
+        if limits is None:
+            return
+        needs = check_fits(size_bytes, limits, model=name, error=ModelTooLargeHere)
+        added = (needs.memory_mb - RUNTIME_RSS_MIB) * 2**20
+        while self._models and rss_bytes() + added > limits.memory_mb * 2**20:
+            self._models.popitem(last=False)
+            gc.collect()
+
     def _load(self, name: str, version: str) -> LoadedModel:
         started = time.perf_counter()
         manifest = self.registry.read_manifest(name, version)
-        data = self.registry.read_model(name, version, manifest)
-        rss_before = rss_bytes()
-        try:
-            sha = manifest.artifact.sha256
-            folder = private_dir(self.optimized_dir) if self.optimized_dir else None
+        sha, size = manifest.artifact.sha256, manifest.artifact.size_bytes
+        self._make_memory_room(name, size)
+        folder = private_dir(self.optimized_dir) if self.optimized_dir else None
+        files = ModelFiles(folder, self.storage_budget_bytes)
+        # The file is downloaded (ranged GETs, hashed as they arrive) unless a verified copy is on disk.
+        with files.local(self.registry, name, version, manifest) as path:
+            rss_before = rss_bytes()
             optimized = OptimizedGraph(folder / f"{sha}.basic.onnx", sha) if folder else None
-            session = build_session(data, threads=lambda_vcpus(), optimized=optimized)
-        except MaasError:
-            raise
-        except Exception as exc:
-            raise ModelLoadError("onnxruntime could not load the model", model=name, version=version) from exc
+            if optimized and (size > OPTIMIZED_GRAPH_MAX_BYTES or not files.try_room(size, name)):
+                optimized = None
+            try:
+                session = build_session(str(path), threads=lambda_vcpus(), optimized=optimized)
+            except MaasError:
+                raise
+            except Exception as exc:
+                raise ModelLoadError("onnxruntime could not load the model", model=name, version=version) from exc
         check_session(session, manifest)
         return LoadedModel(
             name=name,
@@ -412,5 +440,5 @@ class ModelCache:
             session=session,
             load_ms=(time.perf_counter() - started) * 1000,
             # What the session holds: at least its weights, more where onnxruntime's arenas grew.
-            memory_bytes=max(len(data), rss_bytes() - rss_before),
+            memory_bytes=max(size, rss_bytes() - rss_before),
         )

@@ -12,11 +12,14 @@ import contextlib
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
+
+from s3transfer.manager import TransferManager
+from s3transfer.subscribers import BaseSubscriber
 
 from maas_core.shared.errors import (
     AliasConflict,
@@ -52,11 +55,10 @@ from maas_core.shared.layout import (
 )
 from maas_core.shared.manifest import Artifact, Draft, Manifest
 from maas_core.shared.model_check import check_publishable, load_problems
+from maas_core.shared.sizing import Limits, check_fits
 
 DEFAULT_ALIAS = "production"
 KEEP: Any = object()  # update_alias: leave the canary as it is
-# A model is checked in parts of this size, so checking a 400 MB model never holds 400 MB.
-CHUNK_BYTES = 8 * 2**20
 
 
 def new_version(model_bytes: bytes, now: datetime | None = None) -> str:
@@ -124,16 +126,39 @@ def _unreadable(name: str, alias: str, found: dict[str, Any], what: str) -> Alia
     )
 
 
-def _chunks(body: Any, key: str) -> Iterator[bytes]:
-    """An S3 body in parts; a connection that fails midway is the registry being unavailable."""
-    while True:
-        try:
-            chunk = body.read(CHUNK_BYTES)
-        except Exception as exc:
-            raise RegistryUnavailable("the model registry could not be read", key=key) from exc
-        if not chunk:
-            return
-        yield chunk
+class _TooLong(Exception):
+    """More bytes came than the manifest's size (the object changed after its size was read)."""
+
+
+class _HashingSink:
+    """Where the transfer manager writes model.onnx: counted and hashed as the bytes arrive, so the file
+    is never read a second time. Not seekable, so s3transfer hands the ranged parts over in order."""
+
+    def __init__(self, file: BinaryIO, expected_size: int) -> None:
+        self.file = file
+        self.expected_size = expected_size
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.expected_size:
+            raise _TooLong
+        self.digest.update(data)
+        return self.file.write(data)
+
+
+class _KnownSize(BaseSubscriber):
+    """Tells the transfer manager the size already read, so it does not ask S3 a second time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self.size)
 
 
 class Registry:
@@ -255,23 +280,33 @@ class Registry:
             return ref
         return self.read_alias(name, check_alias(ref)).version
 
-    def read_model(self, name: str, version: str, manifest: Manifest) -> bytes:
-        """Download model.onnx and check its size and sha256 against the manifest."""
+    def download_model(self, name: str, version: str, manifest: Manifest, path: Path) -> None:
+        """Download model.onnx to ``path`` in parallel ranged GETs, checked against the manifest's size and
+        sha256 as it arrives; ModelIntegrityError (503) when it differs. ``path`` holds the model only when
+        this returns: on any error it is removed."""
         try:
-            data, _ = self._get(model_key(name, version))
-        except KeyError:
-            raise ModelIntegrityError("model file is missing", model=name, version=version) from None
-        artifact = manifest.artifact
-        if len(data) != artifact.size_bytes or sha256_hex(data) != artifact.sha256:
+            problems, received = self._download_checked(model_key(name, version), manifest.artifact, path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if problems:
+            path.unlink(missing_ok=True)
             raise ModelIntegrityError(
                 "model file does not match its manifest (size or sha256)",
                 model=name,
                 version=version,
-                expected_sha256=artifact.sha256,
-                expected_size=artifact.size_bytes,
-                received_size=len(data),
+                problems=problems,
+                expected_sha256=manifest.artifact.sha256,
+                expected_size=manifest.artifact.size_bytes,
+                received_size=received,
             )
-        return data
+
+    def read_model(self, name: str, version: str, manifest: Manifest) -> bytes:
+        """model.onnx as bytes, checked as :meth:`download_model` checks it (for tools; serving loads the file)."""
+        with tempfile.TemporaryDirectory(prefix="maas-read-") as folder:
+            path = Path(folder) / "model.onnx"
+            self.download_model(name, version, manifest, path)
+            return path.read_bytes()
 
     def verify_version(self, name: str, version: str) -> Manifest:
         """The manifest of a version an alias may name, once its model.onnx is checked as serving would:
@@ -281,7 +316,7 @@ class Registry:
         manifest = self.read_manifest(name, version)
         with tempfile.TemporaryDirectory(prefix="maas-verify-") as folder:
             path = Path(folder) / "model.onnx"
-            problems = self._download_checked(model_key(name, version), manifest.artifact, path)
+            problems, _ = self._download_checked(model_key(name, version), manifest.artifact, path)
             if not problems:
                 problems = load_problems(str(path), manifest)
         if problems:
@@ -294,30 +329,43 @@ class Registry:
             )
         return manifest
 
-    def _download_checked(self, key: str, artifact: Artifact, path: Path) -> list[str]:
-        """Stream an object to ``path`` while hashing it; what differs from ``artifact``, as sentences."""
-        size, expected = 0, artifact.size_bytes
-        digest = hashlib.sha256()
+    def _download_checked(self, key: str, artifact: Artifact, path: Path) -> tuple[list[str], int]:
+        """Download an object to ``path`` while hashing it: what differs from ``artifact``, as sentences, and
+        the size the object has (or the bytes read before it was found too long).
+
+        One HEAD gives the size, refused before any byte is read when it is not the manifest's; then
+        boto3's transfer manager fetches parts of ``MODEL_PART_BYTES`` in parallel (``aws.py``: the
+        client's timeouts and retries bound each), and the sink hashes them in order as they are written.
+        """
+        from maas_core.shared.aws import model_transfer_config
+
+        expected = artifact.size_bytes
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            size = int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
         except Exception as exc:
             if s3_outcome(exc) is S3Outcome.MISSING:
-                return ["model.onnx is missing"]
+                return ["model.onnx is missing"], 0
             raise RegistryUnavailable("the model registry could not be read", key=key) from exc
-        if response.get("ContentLength", expected) != expected:
-            return [f"model.onnx has {response['ContentLength']} bytes, the manifest says {expected}"]
-        with path.open("wb") as sink:
-            for chunk in _chunks(response["Body"], key):
-                size += len(chunk)
-                if size > expected:
-                    return [f"model.onnx has more than the {expected} bytes the manifest says"]
-                digest.update(chunk)
-                sink.write(chunk)
         if size != expected:
-            return [f"model.onnx has {size} bytes, the manifest says {expected}"]
-        if digest.hexdigest() != artifact.sha256:
-            return [f"model.onnx has sha256 {digest.hexdigest()}, the manifest says {artifact.sha256}"]
-        return []
+            return [f"model.onnx has {size} bytes, the manifest says {expected}"], size
+        with path.open("wb") as file:
+            sink = _HashingSink(file, expected)
+            try:
+                with TransferManager(self.s3, model_transfer_config()) as transfer:
+                    transfer.download(
+                        self.bucket, key, cast(BinaryIO, sink), subscribers=[_KnownSize(expected)]
+                    ).result()
+            except _TooLong:
+                return [f"model.onnx has more than the {expected} bytes the manifest says"], sink.size
+            except Exception as exc:
+                if s3_outcome(exc) is S3Outcome.MISSING:
+                    return ["model.onnx is missing"], 0
+                raise RegistryUnavailable("the model registry could not be read", key=key) from exc
+        if sink.size != expected:
+            return [f"model.onnx has {sink.size} bytes, the manifest says {expected}"], sink.size
+        if sink.digest.hexdigest() != artifact.sha256:
+            return [f"model.onnx has sha256 {sink.digest.hexdigest()}, the manifest says {artifact.sha256}"], size
+        return [], size
 
     # -- writing ---------------------------------------------------------------------------
     def _put(self, key: str, body: bytes, content_type: str, **conditions: str) -> str:
@@ -340,6 +388,7 @@ class Registry:
         version: str | None = None,
         alias_on_first_publish: str | None = DEFAULT_ALIAS,
         actor: str = "maas",
+        limits: Limits | None = None,
     ) -> Manifest:
         """Write a new immutable version and return its final manifest.
 
@@ -347,9 +396,13 @@ class Registry:
         registry knows (name, version, artifact); they are filled in, the whole is verified,
         model.onnx is written first and manifest.json last, both with If-None-Match so an existing
         version is never overwritten. On the first publish of a model, ``alias_on_first_publish`` is
-        created pointing at the new version.
+        created pointing at the new version. With ``limits`` (the serving function's memory and ephemeral
+        storage), a model that needs more is refused (422 ``model_too_large``) before anything is read or
+        written, rather than failing its first request.
         """
         check_name(name)
+        if limits is not None:
+            check_fits(len(model_bytes), limits, model=name)
         version = check_version(version or new_version(model_bytes))
         fields = draft.to_json() if isinstance(draft, Draft) else dict(draft)
         final = {

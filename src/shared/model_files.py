@@ -1,0 +1,139 @@
+"""Verified model files on the function's local disk (/tmp), named by their sha256, within its ephemeral storage.
+
+Why a file: onnxruntime builds a session from a path with about half the peak memory of building it
+from the same bytes held in Python (``python -m bench.loading``), and a version whose session was
+evicted from memory loads again without a download.
+
+Why the file can be trusted: the folder is private (``private_dir``: this process owner's, mode
+0700), and a file is renamed to ``<sha256>.onnx`` only after its size and sha256 matched the
+manifest as the bytes arrived (``Registry.download_model``), so a file of that name is that model.
+
+The folder holds at most the function's ephemeral storage less ``STORAGE_RESERVE_MIB`` (ARCHITECTURE.md,
+Serving): before a download, the least recently used files go first, never one in use (being
+downloaded, or a session being built from it); a model that cannot fit is refused with
+``ModelTooLargeHere`` (507) and nothing held is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from maas_core.shared.errors import ModelTooLargeHere
+from maas_core.shared.sizing import MIB, STORAGE_RESERVE_MIB, storage_mib
+
+if TYPE_CHECKING:
+    from maas_core.shared.manifest import Manifest
+    from maas_core.shared.registry import Registry
+
+_in_use: Counter[str] = Counter()  # sha256 -> users in this process; their files are never evicted
+_in_use_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def in_use(sha256: str) -> Iterator[None]:
+    """Every file of this model (its .onnx, its optimised graph and stamp) is kept while the block runs."""
+    with _in_use_lock:
+        _in_use[sha256] += 1
+    try:
+        yield
+    finally:
+        with _in_use_lock:
+            _in_use[sha256] -= 1
+            if not _in_use[sha256]:
+                del _in_use[sha256]
+
+
+def _owner(path: Path) -> str:
+    """The sha256 a cached file belongs to: every file of the folder is named ``<sha256>.<...>``."""
+    return path.name.split(".", 1)[0]
+
+
+class ModelFiles:
+    """The verified model files of one folder (None: a temporary folder per load, nothing kept)."""
+
+    def __init__(self, folder: Path | None, budget_bytes: int | None = None) -> None:
+        self.folder = folder
+        self._budget = budget_bytes
+
+    @property
+    def budget_bytes(self) -> int:
+        if self._budget is None:
+            self._budget = max(0, storage_mib(str(self.folder or tempfile.gettempdir())) - STORAGE_RESERVE_MIB) * MIB
+        return self._budget
+
+    @contextlib.contextmanager
+    def local(self, registry: Registry, name: str, version: str, manifest: Manifest) -> Iterator[Path]:
+        """The verified model.onnx of a version on local disk, downloaded if it is not there, in use while
+        the block runs."""
+        sha, size = manifest.artifact.sha256, manifest.artifact.size_bytes
+        if self.folder is None:
+            self.make_room(size, name)
+            with tempfile.TemporaryDirectory(prefix="maas-model-") as folder:
+                path = Path(folder) / "model.onnx"
+                registry.download_model(name, version, manifest, path)
+                yield path
+            return
+        path = self.folder / f"{sha}.onnx"
+        with in_use(sha):
+            if path.is_file() and path.stat().st_size == size:
+                os.utime(path)  # most recently used
+            else:
+                self.make_room(size, name)
+                part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+                try:
+                    registry.download_model(name, version, manifest, part)
+                    os.replace(part, path)
+                finally:
+                    part.unlink(missing_ok=True)
+            yield path
+
+    def make_room(self, size: int, name: str) -> None:
+        """Evict least recently used files not in use until ``size`` more bytes fit the budget; ModelTooLargeHere
+        when they cannot."""
+        if self.folder is None:
+            if size > self.budget_bytes:
+                raise self._refusal(size, name, 0)
+            return
+        files = []
+        for path in self.folder.iterdir():
+            with contextlib.suppress(OSError):
+                info = path.lstat()
+                files.append((info.st_mtime, info.st_size, path))
+        used = sum(size for _, size, _ in files)
+        with _in_use_lock:
+            held = set(_in_use)
+        for _, file_size, path in sorted(files):
+            if used + size <= self.budget_bytes:
+                break
+            if _owner(path) in held:
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                used -= file_size
+        if used + size > self.budget_bytes:
+            raise self._refusal(size, name, used)
+
+    def try_room(self, size: int, name: str) -> bool:
+        """Room for something optional (an optimised graph): True when it fits, after evicting what may go."""
+        try:
+            self.make_room(size, name)
+        except ModelTooLargeHere:
+            return False
+        return True
+
+    def _refusal(self, size: int, name: str, in_use_bytes: int) -> ModelTooLargeHere:
+        return ModelTooLargeHere(
+            f"model {name!r} needs {size} bytes of ephemeral storage; this function keeps at most "
+            f"{self.budget_bytes} for models, {in_use_bytes} of them in use; give it more EphemeralStorage",
+            model=name,
+            size_bytes=size,
+            budget_bytes=self.budget_bytes,
+            in_use_bytes=in_use_bytes,
+        )
