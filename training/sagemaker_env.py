@@ -61,18 +61,24 @@ def decode_value(raw: Any) -> Any:
     return value
 
 
+def _config_file(root: Path, name: str) -> dict[str, Any]:
+    """``<root>/input/config/<name>``, a JSON object SageMaker writes; empty when it is not there."""
+    path = root / "input" / "config" / name
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_hyperparameters(root: Path, environ: Mapping[str, str]) -> dict[str, Any]:
     """hyperparameters.json, then ``SM_HP_<NAME>`` variables over it; names normalised to snake_case."""
-    found: dict[str, Any] = {}
-    path = root / "input" / "config" / "hyperparameters.json"
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
-        found.update({str(k): decode_value(v) for k, v in data.items()})
+    data = _config_file(root, "hyperparameters.json")
+    found: dict[str, Any] = {str(k): decode_value(v) for k, v in data.items()}
     for key, value in environ.items():
         if key.startswith("SM_HP_"):
             found[key[len("SM_HP_") :].lower()] = decode_value(value)
@@ -81,15 +87,7 @@ def read_hyperparameters(root: Path, environ: Mapping[str, str]) -> dict[str, An
 
 def read_cluster(root: Path, environ: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
     """(hosts, current host): resourceconfig.json, then ``SM_HOSTS`` / ``SM_CURRENT_HOST`` over it."""
-    path = root / "input" / "config" / "resourceconfig.json"
-    config: dict[str, Any] = {}
-    if path.exists():
-        try:
-            config = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(config, dict):
-            raise ValueError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    config = _config_file(root, "resourceconfig.json")
     hosts: Any = config.get("hosts")
     if environ.get("SM_HOSTS"):
         try:

@@ -78,6 +78,14 @@ def test_a_cluster_that_makes_no_sense_is_refused(tmp_path: Path, environ: dict[
         read_env(tmp_path, environ)
 
 
+def test_a_resourceconfig_that_is_not_a_json_object_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "resourceconfig.json").write_text('["algo-1"]')
+    with pytest.raises(ValueError, match=r"resourceconfig\.json must hold a JSON object, got list"):
+        read_env(tmp_path, {})
+
+
 def test_the_chief_is_worker_zero_unless_tf_config_names_a_chief() -> None:
     cluster = {"worker": ["a:1", "b:1"]}
     assert chief_in({"cluster": cluster, "task": {"type": "worker", "index": 0}})
