@@ -2,7 +2,9 @@
 
 ``publish`` brings a model trained anywhere (PyTorch, scikit-learn via skl2onnx, ...): its manifest
 schema is read from the ONNX graph, and the registry refuses it unless it loads in the serving
-onnxruntime and matches that schema.
+onnxruntime and matches that schema, and fits the functions that serve it (their MemorySize and
+EphemeralStorage in template.yaml, or ``--memory-mb`` / ``--storage-mb``). ``publish`` and ``describe``
+say what the model needs (``maas_core.shared.sizing``) beside those limits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from typing import Any
 
 from maas_core.shared.manifest import CLASSIFICATION, REGRESSION, Draft, Manifest, TensorSpec, manifest_from_graph
 from maas_core.shared.registry import Registry
+from maas_core.shared.sizing import Limits, Needs
+
+# The functions that download and load a model: the one with the least memory, and the one with the
+# least /tmp, bound what may be published.
+SERVING_FUNCTIONS = ("ApiFunction", "AdminFunction", "BatchFunction")
 
 
 def _scores_first(outputs: Sequence[TensorSpec]) -> tuple[TensorSpec, ...]:
@@ -51,9 +58,32 @@ def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> Dr
     return replace(manifest, outputs=_scores_first(manifest.outputs)) if labels else manifest
 
 
-def publish(registry: Registry, name: str, onnx_file: Path, labels: list[str] | None) -> Manifest:
+def serving_limits(args: Any) -> Limits:
+    """The smallest MemorySize and EphemeralStorage among SERVING_FUNCTIONS in the template (with
+    ``--env-vars`` applied), each replaced by ``--memory-mb`` / ``--storage-mb`` when given."""
+    from maas.stack import load_template
+
+    template = load_template(getattr(args, "template", None), getattr(args, "env_vars", None))
+    specs = [template.function(name) for name in SERVING_FUNCTIONS]
+    return Limits(
+        memory_mb=getattr(args, "memory_mb", None) or min(spec.memory_mb for spec in specs),
+        storage_mb=getattr(args, "storage_mb", None)
+        or min(int(spec.environment["EPHEMERAL_STORAGE_MB"]) for spec in specs),
+    )
+
+
+def sizing(size_bytes: int, limits: Limits) -> dict[str, Any]:
+    """What a model of ``size_bytes`` needs, the functions' limits, and whether it fits them."""
+    needs = Needs.of(size_bytes)
+    return {"needs": needs.to_json(), "limits": limits.to_json(), "fits": limits.refusal(needs) is None}
+
+
+def publish(
+    registry: Registry, name: str, onnx_file: Path, labels: list[str] | None, limits: Limits | None = None
+) -> Manifest:
     data = onnx_file.read_bytes()
-    return registry.publish(name, data, manifest_from_onnx(data, labels, onnx_file.name), actor=getpass.getuser())
+    draft = manifest_from_onnx(data, labels, onnx_file.name)
+    return registry.publish(name, data, draft, actor=getpass.getuser(), limits=limits)
 
 
 def run(registry: Registry, args: Any) -> Any:
@@ -63,12 +93,14 @@ def run(registry: Registry, args: Any) -> Any:
         return [{"name": n, "aliases": registry.list_aliases(n)} for n in registry.list_models()]
     if args.models_command == "describe":
         version = registry.resolve(args.name, args.version or args.alias)
+        manifest = registry.read_manifest(args.name, version)
         return {
             "name": args.name,
             "version": version,
             "versions": registry.list_versions(args.name),
             "aliases": registry.list_aliases(args.name),
-            "manifest": registry.read_manifest(args.name, version).to_json(),
+            "serving": sizing(manifest.artifact.size_bytes, serving_limits(args)),
+            "manifest": manifest.to_json(),
         }
     if args.models_command == "publish":
         labels = (
@@ -76,8 +108,14 @@ def run(registry: Registry, args: Any) -> Any:
             if args.labels and Path(args.labels).is_file()
             else (args.labels.split(",") if args.labels else None)
         )
-        published = publish(registry, args.name, Path(args.onnx), labels)
-        return {"name": args.name, "version": published.version, "aliases": registry.list_aliases(args.name)}
+        limits = serving_limits(args)
+        published = publish(registry, args.name, Path(args.onnx), labels, limits)
+        return {
+            "name": args.name,
+            "version": published.version,
+            "aliases": registry.list_aliases(args.name),
+            "serving": sizing(published.artifact.size_bytes, limits),
+        }
     if args.models_command == "promote":
         record = registry.promote(args.name, args.alias, args.version, actor=who, reason=args.reason)
         return record.body

@@ -154,3 +154,44 @@ def test_canary_and_delete_from_the_command_line(registry, published, digits_onn
     assert cli("canary", "digits", "--end", "--reason", "enough")["canary"] is None
     assert cli("delete", "digits", second) == {"name": "digits", "version": second, "deleted": True}
     assert registry.list_versions("digits") == [first]
+
+
+def test_publish_and_describe_say_what_the_model_needs_and_the_functions_limits(registry, tmp_path):
+    import argparse
+
+    from maas.models_cli import run as run_command
+
+    path = tmp_path / "blend.onnx"
+    path.write_bytes(build_two_input_onnx())
+    published = run_command(
+        registry, argparse.Namespace(models_command="publish", name="blend", onnx=str(path), labels=None)
+    )
+    # A model of a few hundred bytes: the runtime's 128 MB + 25 MB of load, and 64 MB of /tmp beside its file;
+    # the limits are template.yaml's smallest serving function (ApiFunction's 1024 MB and 512 MB of /tmp).
+    serving = {
+        "needs": {"memory_mb": 154, "storage_mb": 65},
+        "limits": {"memory_mb": 1024, "storage_mb": 512},
+        "fits": True,
+    }
+    assert published["serving"] == serving
+    described = run_command(
+        registry, argparse.Namespace(models_command="describe", name="blend", alias=None, version=None)
+    )
+    assert described["serving"] == serving
+
+
+def test_publish_refuses_a_model_larger_than_the_function_flags_give(registry, tmp_path):
+    import argparse
+
+    from maas.models_cli import run as run_command
+    from maas_core.shared.errors import ModelTooLarge
+
+    path = tmp_path / "blend.onnx"
+    path.write_bytes(build_two_input_onnx())
+    args = argparse.Namespace(models_command="publish", name="blend", onnx=str(path), labels=None, memory_mb=150)
+    with pytest.raises(ModelTooLarge) as refused:  # the CLI prints its body and exits 1
+        run_command(registry, args)
+    assert refused.value.code == "model_too_large" and refused.value.status == 422
+    assert "needs memory 154 MB (this function has 150 MB)" in refused.value.message
+    assert refused.value.details["limits"] == {"memory_mb": 150, "storage_mb": 512}
+    assert registry.list_models() == []

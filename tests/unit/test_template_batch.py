@@ -294,3 +294,17 @@ def test_batch_test_event_is_the_message_s3_sends_when_the_notification_is_set()
     assert (
         message["Bucket"] == json.loads(_sqs_record("batch_s3_put.json")["body"])["Records"][0]["s3"]["bucket"]["name"]
     )
+
+
+def test_batch_function_knows_its_ephemeral_storage(template: dict[str, Any]) -> None:
+    function = template["Resources"]["BatchFunction"]["Properties"]
+    assert function["EphemeralStorage"] == {"Size": {"Ref": "BatchEphemeralStorage"}}
+    # The handler sizes its /tmp model cache to the same value (src/shared/model_files.py).
+    assert function["Environment"]["Variables"]["EPHEMERAL_STORAGE_MB"] == {"Ref": "BatchEphemeralStorage"}
+    storage = template["Parameters"]["BatchEphemeralStorage"]
+    assert (storage["Type"], storage["Default"], storage["MinValue"], storage["MaxValue"]) == (
+        "Number",
+        512,
+        512,
+        10240,
+    )

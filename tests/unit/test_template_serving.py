@@ -443,3 +443,29 @@ def test_snapstart_is_a_parameter_of_the_api_function(template: dict[str, Any], 
     assert any(
         r["Type"] == "AWS::Lambda::Alias" and r["Properties"]["Name"] == "live" for r in stack["Resources"].values()
     )
+
+
+@pytest.mark.parametrize("function", ["ApiFunction", "AdminFunction"])
+def test_serving_functions_take_their_memory_and_ephemeral_storage_from_parameters(
+    template: dict[str, Any], function: str
+) -> None:
+    properties = template["Resources"][function]["Properties"]
+    assert properties["MemorySize"] == {"Ref": "MemorySize"}
+    assert properties["EphemeralStorage"] == {"Size": {"Ref": "EphemeralStorage"}}
+    # The handler sizes its /tmp model cache to the same value (src/shared/model_files.py).
+    assert properties["Environment"]["Variables"]["EPHEMERAL_STORAGE_MB"] == {"Ref": "EphemeralStorage"}
+    storage = template["Parameters"]["EphemeralStorage"]
+    assert (storage["Type"], storage["Default"], storage["MinValue"], storage["MaxValue"]) == (
+        "Number",
+        512,
+        512,
+        10240,
+    )
+
+
+def test_maas_models_publish_reads_the_smallest_function_limits_from_the_template() -> None:
+    import argparse
+
+    from maas.models_cli import serving_limits
+
+    assert serving_limits(argparse.Namespace()).to_json() == {"memory_mb": 1024, "storage_mb": 512}
