@@ -121,3 +121,33 @@ def test_the_document_reads_the_registry_once_per_ttl_and_only_what_changed(
     registry.promote("digits", "production", newer.version, actor="t", reason="")
     doc, _ = document()
     assert examples(doc)["digits"]["summary"] == f"digits {newer.version}"
+
+
+@pytest.mark.parametrize(
+    ("shape", "values"),
+    [
+        ([None, None], 1),  # a free sequence length: one token in the example
+        ([None, 512], 512),  # a 512-token input: exactly at the cap
+        ([None, 2**40], None),  # a declared dimension nobody could send: schema only, nothing allocated
+        ([None, 4096, 4096, 3], None),
+    ],
+)
+def test_an_example_is_bounded_by_the_declared_input_not_by_the_model(shape, values):
+    _, manifest = image_model(8, 8, 1)
+    manifest.update(inputs=[{"name": "image", "dtype": "float32", "shape": shape}])
+    bodies = example_bodies(verified(manifest, "m"))
+    if values is None:
+        assert bodies is None
+    else:
+        assert bodies is not None and len(bodies[1]["inputs"][0]["data"]) == values
+
+
+def test_a_model_of_large_weights_gets_a_small_example(api, published, registry):
+    from bench.loading import matmul_chain
+    from maas.models_cli import manifest_from_onnx
+
+    data = matmul_chain(16 * 2**20, side=512)  # 16 MiB of weights, a [batch, 512] input
+    registry.publish("weights", data, manifest_from_onnx(data, None, "weights.onnx"))
+    doc, size = document()
+    assert len(examples(doc, "/v2/models/{name}/infer")["weights"]["value"]["inputs"][0]["data"]) == 512
+    assert size < 200_000  # the document does not grow with the model's file
