@@ -69,8 +69,13 @@ DEFAULTS: dict[str, Any] = {
     "label_column": DEFAULT_LABEL_COLUMN,
     "max_rmse_increase_pct": DEFAULT_MAX_RMSE_INCREASE_PCT,
     "text_column": DEFAULT_TEXT_COLUMN,
-    "sequence_length": 24,
-    "vocabulary_size": 5000,
+    "sequence_length": 0,  # 0 here and below: the family's (text: 24 and 5000; transformer: its preset's)
+    "vocabulary_size": 0,
+    "preset": "",  # transformer: tiny, small or base (empty: small); each size below overrides it
+    "layers": 0,
+    "hidden_size": 0,
+    "heads": 0,
+    "feed_forward_size": 0,
 }
 # Candidates that retrain a Keras model: only for the families whose students they build.
 RETRAINED_COMPRESSION = (PRUNED, DISTILLED)
@@ -93,6 +98,11 @@ HYPERPARAMETERS = (
     "text_column",
     "sequence_length",
     "vocabulary_size",
+    "preset",
+    "layers",
+    "hidden_size",
+    "heads",
+    "feed_forward_size",
 )
 
 # For CreateTrainingJob's AlgorithmSpecification.MetricDefinitions: scraped from the epoch lines.
@@ -137,12 +147,21 @@ def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> a
     parser.add_argument("--family", help=f"model family: {', '.join(FAMILIES)} (default {DEFAULT_FAMILY})")
     parser.add_argument("--label-column", help="the CSV column / JSON Lines key that holds the label")
     parser.add_argument("--text-column", help="text families: the CSV column / JSON Lines key that holds the text")
-    parser.add_argument("--sequence-length", type=int, help="text families: words per text the model reads")
+    parser.add_argument(
+        "--sequence-length", type=int, help="text families: words (transformer: WordPiece ids) per text the model reads"
+    )
     parser.add_argument(
         "--vocabulary-size",
         type=int,
-        help="text families: most frequent training words kept, padding and unknown included",
+        help="text families: most frequent training words (transformer: WordPiece entries) kept, specials included",
     )
+    parser.add_argument("--preset", help="transformer: its sizes, tiny, small or base (default small)")
+    parser.add_argument("--layers", type=int, help="transformer: encoder blocks (0: the preset's)")
+    parser.add_argument("--hidden-size", type=int, help="transformer: width of embeddings and blocks (0: the preset's)")
+    parser.add_argument(
+        "--heads", type=int, help="transformer: attention heads, dividing hidden-size (0: the preset's)"
+    )
+    parser.add_argument("--feed-forward-size", type=int, help="transformer: feed-forward width (0: the preset's)")
     parser.add_argument(
         "--max-rmse-increase-pct",
         type=float,
@@ -195,6 +214,11 @@ def check_arguments(args: argparse.Namespace) -> None:
     if math.isnan(args.learning_rate):
         args.learning_rate = chosen.learning_rate
     check_name(args.model_name)
+    try:
+        for key, value in chosen.settings(vars(args)).items():
+            setattr(args, key, value)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     problems = [
         f"{name} must be {rule}, got {getattr(args, name)}"
         for name, rule, ok in (
@@ -211,8 +235,8 @@ def check_arguments(args: argparse.Namespace) -> None:
             ("max_rmse_increase_pct", ">= 0 (percent)", args.max_rmse_increase_pct >= 0),
             ("label_column", "a column name", bool(args.label_column.strip())),
             ("text_column", "a column name", bool(args.text_column.strip())),
-            ("sequence_length", ">= 1", args.sequence_length >= 1),
-            ("vocabulary_size", ">= 3", args.vocabulary_size >= 3),
+            ("sequence_length", ">= 1", not chosen.text or args.sequence_length >= 1),
+            ("vocabulary_size", ">= 3", not chosen.text or args.vocabulary_size >= 3),
         )
         if not ok
     ]
@@ -273,9 +297,10 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
 
     tokenizer = None
     if chosen.text:
-        from maas_core.shared.text import build_tokenizer
+        from maas_core.shared.text import WORDPIECE_TYPE, build_tokenizer, build_wordpiece
 
-        tokenizer = build_tokenizer(
+        learn = build_wordpiece if chosen.tokenizer == WORDPIECE_TYPE else build_tokenizer
+        tokenizer = learn(
             train.x,
             max_tokens=args.vocabulary_size,
             sequence_length=args.sequence_length,
@@ -283,7 +308,8 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         )
         # The tokenizer serving uses, run here: the model trains and is measured on the same ids.
         train, held = (Dataset(tokenizer.encode(d.x), d.y, d.labels, d.columns) for d in (train, held))
-        print(f"tokenizer: {len(tokenizer.vocabulary)} words, sequence length {args.sequence_length}", flush=True)
+        size = f"{len(tokenizer.vocabulary)} entries, sequence length {args.sequence_length}"
+        print(f"tokenizer: {chosen.tokenizer}, {size}", flush=True)
 
     models.set_seed(args.seed)
     from training import checkpoints
@@ -298,6 +324,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             len(train.labels),
             learning_rate=args.learning_rate,
             vocabulary_size=len(tokenizer.vocabulary) if tokenizer else 0,
+            **{key: getattr(args, key) for key in chosen.architecture},
         )
     print(f"model: {model.name}, {model.count_params():,} parameters, backend {models.keras_versions()}", flush=True)
     callbacks: list[Any] = [models.MetricLines(args.epochs)]

@@ -100,16 +100,12 @@ class WordTokenizer:
         problems = tokenizer_problems(entry)
         if problems:
             raise ValueError("; ".join(problems))
-        common = {
-            "vocabulary": list(entry["vocabulary"]),
-            "sequence_length": int(entry["sequence_length"]),
-            "graph_input": str(entry["graph_input"]),
-            "pattern": str(entry["pattern"]),
-            "lowercase": bool(entry["lowercase"]),
-        }
+        vocabulary, length = list(entry["vocabulary"]), int(entry["sequence_length"])
+        graph_input, pattern, lowercase = str(entry["graph_input"]), str(entry["pattern"]), bool(entry["lowercase"])
         if entry["type"] == WORDPIECE_TYPE:
-            return WordPieceTokenizer(**common, strip_accents=bool(entry["strip_accents"]))
-        return WordTokenizer(**common)
+            strip = bool(entry["strip_accents"])
+            return WordPieceTokenizer(vocabulary, length, graph_input, pattern, lowercase, strip)
+        return WordTokenizer(vocabulary, length, graph_input, pattern, lowercase)
 
 
 @dataclass(frozen=True)

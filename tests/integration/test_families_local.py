@@ -91,3 +91,60 @@ def test_text_families_take_raw_strings(stack, tmp_path, family, epochs):
     train(stack, family, f"fam-{family}", tmp_path / "channel", epochs=epochs)
     predictions = predict(stack, f"fam-{family}", [row["text"] for row in held])
     assert np.mean([p["label"] == row["label"] for p, row in zip(predictions, held, strict=True)]) >= 0.8
+
+
+def test_transformer_answers_raw_text_as_keras_does(stack, tmp_path):
+    """The `tiny` transformer through the local stack: TF Serving body, v2 BYTES and a JSON Lines batch
+    file give the labels and probabilities Keras gives the same strings (the fp32 export is published
+    here, so they are the same to the export's parity; compressed candidates are gated in training)."""
+    import keras
+    from test_batch_local import wait_for
+
+    from maas.train_local import run_job
+    from maas_core.shared.text import WordTokenizer
+    from training.text_data import write_text_channel
+
+    name = "fam-transformer"
+    write_text_channel(tmp_path / "channel", rows=1500, seed=5)
+    held = split_csv(tmp_path / "channel" / "reviews.csv")
+    texts = [row["text"] for row in held] + ["Café-style KETTLE: superb!!", "", "x" * 5000]
+    hyperparameters = {
+        "family": "transformer",
+        "preset": "tiny",
+        "epochs": 4,
+        "compression": "fp32",
+        "model_name": name,
+    }
+    env = {**stack["s3"].client_env(), "MAAS_MODEL_BUCKET": stack["bucket"]}
+    assert run_job(tmp_path / "opt_ml", tmp_path / "channel", hyperparameters, env) == 0
+
+    manifest = stack["registry"].read_manifest(name, stack["registry"].resolve(name, "production"))
+    tokenizer = WordTokenizer.from_manifest(manifest.inputs[0].tokenizer)
+    expected = keras.saving.load_model(tmp_path / "opt_ml" / "model" / "model.keras").predict(
+        tokenizer.encode(texts), verbose=0
+    )
+    labels = [manifest.labels[i] for i in expected.argmax(1)]
+
+    predictions = predict(stack, name, texts)
+    assert [p["label"] for p in predictions] == labels
+    assert np.allclose([p["probabilities"] for p in predictions], expected, atol=1e-4)
+    assert np.mean([label == row["label"] for label, row in zip(labels, held, strict=False)]) >= 0.8
+
+    infer = {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+    status, body = http("POST", f"{stack['url']}/v2/models/{name}/infer", json.dumps(infer).encode())
+    assert status == 200, body
+    (output,) = body["outputs"]
+    assert np.allclose(np.reshape(output["data"], output["shape"]), expected, atol=1e-4)
+
+    s3, bucket = stack["s3"].client(), stack["bucket"]
+    key = f"batch/in/{name}/production/reviews.jsonl"
+    lines = "".join(json.dumps({"id": i, "instances": [t]}) + "\n" for i, t in enumerate(texts))
+    etag = s3.put_object(Bucket=bucket, Key=key, Body=lines.encode())["ETag"].strip('"')
+    summary = wait_for(s3, bucket, f"batch/out/{name}/production/reviews.jsonl/{etag}/summary.json", timeout=180)
+    assert (summary["rows"], summary["scored"], summary["failed"]) == (len(texts), len(texts), 0)
+    results = [
+        json.loads(line)
+        for uri in summary["results"]
+        for line in s3.get_object(Bucket=bucket, Key=uri.removeprefix(f"s3://{bucket}/"))["Body"].read().splitlines()
+    ]
+    assert [r["prediction"]["label"] for r in sorted(results, key=lambda r: r["id"])] == labels

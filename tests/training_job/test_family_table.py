@@ -24,6 +24,7 @@ EXAMPLES = {
     "linear": ((10,), "diabetes"),
     "text": ((), "reviews"),
     "text-rnn": ((), "reviews-rnn"),
+    "transformer": ((), "reviews-transformer"),
 }
 
 
@@ -31,7 +32,9 @@ def test_the_table_lists_every_family_once_by_its_name():
     assert list(FAMILIES) == list(EXAMPLES)
     assert all(family(name).name == name for name in FAMILIES)
     assert DEFAULT_FAMILY == "image"
-    with pytest.raises(ValueError, match="family must be one of image, tabular, logistic, linear, text, text-rnn"):
+    with pytest.raises(
+        ValueError, match="family must be one of image, tabular, logistic, linear, text, text-rnn, transformer"
+    ):
         family("svm")
 
 
@@ -61,7 +64,7 @@ def test_the_cli_offers_the_tables_families():
     assert args.family == "text-rnn"
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
         build_parser().parse_args(["train", "local", "--family", "svm"])
-    assert "--family {image,tabular,logistic,linear,text,text-rnn}" in err.getvalue()
+    assert "--family {image,tabular,logistic,linear,text,text-rnn,transformer}" in err.getvalue()
     assert "invalid choice: 'svm'" in err.getvalue()
 
 

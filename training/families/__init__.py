@@ -1,6 +1,6 @@
 """The model families a job can train (hyperparameter ``family``): one module each, listed here.
 
-Each module (``image``, ``tabular``, ``logistic``, ``linear``, ``text``) owns its Keras builder, the
+Each module (``image``, ``tabular``, ``logistic``, ``linear``, ``text``, ``transformer``) owns its Keras builder, the
 manifest's preprocessing, its check of the train channel's rows, its bundled example data, its task
 and defaults, as a :class:`~training.families.base.Family`. Adding a family is one module and one
 line in ``FAMILIES``. Nothing here imports Keras: the builders import it when they run.
@@ -8,12 +8,21 @@ line in ``FAMILIES``. Nothing here imports Keras: the builders import it when th
 
 from __future__ import annotations
 
-from training.families import image, linear, logistic, tabular, text
+from training.families import image, linear, logistic, tabular, text, transformer
 from training.families.base import CLASSIFICATION, REGRESSION, TEXT_INPUT, Family
 
 # In this order in help texts and error messages.
 FAMILIES: dict[str, Family] = {
-    f.name: f for f in (image.FAMILY, tabular.FAMILY, logistic.FAMILY, linear.FAMILY, text.BAG_OF_WORDS, text.RNN)
+    f.name: f
+    for f in (
+        image.FAMILY,
+        tabular.FAMILY,
+        logistic.FAMILY,
+        linear.FAMILY,
+        text.BAG_OF_WORDS,
+        text.RNN,
+        transformer.FAMILY,
+    )
 }
 DEFAULT_FAMILY = image.FAMILY.name
 

@@ -5,7 +5,7 @@ A family module (``training.families.<name>``) builds one of these; ``training.f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ from maas_core.shared.manifest import CLASSIFICATION, REGRESSION
 if TYPE_CHECKING:  # not at run time: the CLI reads the family table without paying for numpy
     import numpy as np
 
-__all__ = ["CLASSIFICATION", "PROBABILITIES", "REGRESSION", "TEXT_INPUT", "Family", "rows_of_ndim"]
+__all__ = ["CLASSIFICATION", "PROBABILITIES", "REGRESSION", "TEXT_INPUT", "Family", "defaults_for_zero", "rows_of_ndim"]
 
 PROBABILITIES = "probabilities"  # every classifier's output: a [N, n_classes] probability row
 TEXT_INPUT = "text"  # the manifest input of the text families: one raw string per instance
@@ -39,6 +39,11 @@ class Family:
     write_example: Callable[[Path], Path]  # the bundled data a local run trains on when it names none
     text: bool = False  # raw text plus a label per row, tokenised by shared.text; the graph takes token ids
     retrained_compression: bool = False  # the pruned and distilled candidates (their students fit this family)
+    tokenizer: str = "word"  # text families: shared.text's tokenizer type, "word" or "wordpiece"
+    # (the job's hyperparameters) -> the ones the family fills in where the job left them at 0 or empty
+    # (a transformer preset's sizes); raises ValueError naming what does not fit. The job records them.
+    settings: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda hyperparameters: {}
+    architecture: tuple[str, ...] = ()  # the hyperparameters ``build`` also takes, by name
 
     @property
     def classification(self) -> bool:
@@ -47,6 +52,15 @@ class Family:
     @property
     def input_dtype(self) -> str:
         return "int64" if self.text else "float32"
+
+
+def defaults_for_zero(**defaults: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A ``settings`` that gives each of ``defaults`` its value where the job left it at 0."""
+
+    def settings(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: hyperparameters.get(k) or v for k, v in defaults.items()}
+
+    return settings
 
 
 def rows_of_ndim(ndim: int, refusal: str) -> Callable[[str, np.ndarray], str | None]:

@@ -8,7 +8,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.families.base import CLASSIFICATION, PROBABILITIES, Family
+from training.families.base import CLASSIFICATION, PROBABILITIES, Family, defaults_for_zero
 
 if TYPE_CHECKING:
     import numpy as np
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 INPUT_NAME = "tokens"
 EMBEDDING_DIM = 32
 UNITS = 32
+SEQUENCE_LENGTH = 24  # words per text, when the job is given no sequence_length
+VOCABULARY_SIZE = 5000  # most frequent training words kept, padding and unknown included
 
 
 def build(
@@ -77,6 +79,7 @@ def _text_family(name: str, default_model_name: str, learning_rate: float, *, re
         rows_problem=rows_problem,
         write_example=write_example,
         text=True,
+        settings=defaults_for_zero(sequence_length=SEQUENCE_LENGTH, vocabulary_size=VOCABULARY_SIZE),
     )
 
 
