@@ -18,9 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from s3transfer.manager import TransferManager
-from s3transfer.subscribers import BaseSubscriber
-
 from maas_core.shared.errors import (
     AliasConflict,
     AliasNotFound,
@@ -151,8 +148,9 @@ class _HashingSink:
         return self.file.write(data)
 
 
-class _KnownSize(BaseSubscriber):
-    """Tells the transfer manager the size already read, so it does not ask S3 a second time."""
+class _KnownSize:
+    """Tells the transfer manager the size already read, so it does not ask S3 a second time (an
+    s3transfer subscriber: only the hooks it has are called)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -337,6 +335,8 @@ class Registry:
         boto3's transfer manager fetches parts of ``MODEL_PART_BYTES`` in parallel (``aws.py``: the
         client's timeouts and retries bound each), and the sink hashes them in order as they are written.
         """
+        from s3transfer.manager import TransferManager  # lazily: ~0.2 s of imports a cold start needs only here
+
         from maas_core.shared.aws import model_transfer_config
 
         expected = artifact.size_bytes
