@@ -1,8 +1,11 @@
 """Lazy, per-container cache of ONNX Runtime sessions, keyed by (model, version).
 
-Nothing is downloaded at import. The first request for a version downloads it, checks its sha256
-against the manifest and builds one InferenceSession sized to the function's vCPUs; later requests
-reuse it. The few most recently used sessions are kept within a memory budget; the rest are evicted.
+Nothing is downloaded at import. The first request for a version downloads it into /tmp in parallel
+ranged GETs, checking its size and sha256 against the manifest as the bytes arrive (``model_files.py``,
+``Registry.download_model``), and builds one InferenceSession from that file, sized to the function's
+vCPUs; later requests reuse it. The few most recently used sessions are kept within a memory budget; the
+rest are evicted. A model the function is too small for (``sizing.py``) is refused with a 507 before
+anything is downloaded or evicted.
 
 Aliases are re-checked after a short TTL with a conditional GET on their ETag, so a promote or
 rollback reaches warm containers without a redeploy; if the registry is unreachable at that moment,
