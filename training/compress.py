@@ -257,6 +257,29 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
+def optimize_transformer(src: str | Path, dst: str | Path, model_type: str) -> tuple[Path | None, dict[str, Any]]:
+    """onnxruntime's transformer optimiser (``onnxruntime.transformers.optimizer``): its offline
+    fusions (Attention, SkipLayerNormalization, Gelu, ...) for ``model_type`` ("bert"). Returns the
+    fused file, or None when it fused nothing, and what it fused (recorded in the manifest either way).
+
+    ``opt_level=0``: only the transformer fusions; onnxruntime's own graph optimisations are
+    hardware-specific and run where the model is served (the model cache keeps their result)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model = optimize_model(str(src), model_type=model_type, opt_level=0)
+    fused = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
+    outcome: dict[str, Any] = {"model_type": model_type, "fused": fused}
+    if not fused:
+        outcome["why_not"] = (
+            "no pattern matched: tf2onnx writes Keras 3's LayerNormalization as mean/variance arithmetic "
+            "(GlobalAveragePool, Reciprocal(Sqrt)) and folds GELU's 1/sqrt(2) into a Mul, not the ReduceMean/Pow/Div "
+            "and Div/Erf forms the fusions match; attention fusion starts from a fused layer norm"
+        )
+        return None, outcome
+    model.save_model_to_file(str(dst))
+    return Path(dst), outcome
+
+
 def build(method: str, fp32_path: Path, dst: Path, *, calibration: np.ndarray) -> Path:
     if method == INT8_DYNAMIC:
         return quantize_int8(fp32_path, dst)

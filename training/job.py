@@ -451,10 +451,13 @@ def _compression_menu(
     io = graph_tensors(fp32_path)
     fp32_probabilities = compress.predict(fp32_path, held.x)
     calibration = compress.calibration_sample(train.x, args.calibration_rows, args.seed)
+    start, optimizer = _transformer_optimizer(chosen, fp32_path, work)
 
     def from_fp32(method: str) -> compress.Built:
-        dst = compress.build(method, fp32_path, work / compress.FILES[method], calibration=calibration)
+        dst = compress.build(method, start, work / compress.FILES[method], calibration=calibration)
         details = {"calibration_rows": len(calibration), "calibration_set": "train"} if method == "int8-static" else {}
+        if start != fp32_path:
+            details["built_from"] = "fp32 after onnxruntime's transformer optimiser"
         return compress.Built(dst, reference=fp32_probabilities, details=details)
 
     def pruned() -> compress.Built:
@@ -515,7 +518,7 @@ def _compression_menu(
     candidates = [
         compress.evaluate(
             "fp32",
-            lambda: compress.Built(fp32_path, parity=parity),
+            lambda: compress.Built(fp32_path, parity=parity, details=optimizer),
             held.x,
             held.y,
             io=io,
@@ -540,6 +543,19 @@ def _compression_menu(
         task=chosen.task,
         max_rmse_increase_pct=args.max_rmse_increase_pct,
     )
+
+
+def _transformer_optimizer(chosen: Family, fp32_path: Path, work: Path) -> tuple[Path, dict[str, Any]]:
+    """The graph the ONNX-level candidates start from: fp32 fused by onnxruntime's transformer
+    optimiser where the family names a model type and it fuses something, else fp32 itself; and the
+    optimiser's outcome for the fp32 candidate's details."""
+    if not chosen.onnx_model_type:
+        return fp32_path, {}
+    from training import compress
+
+    optimized, outcome = compress.optimize_transformer(fp32_path, work / "model.optimized.onnx", chosen.onnx_model_type)
+    print(f"transformer optimiser ({chosen.onnx_model_type}): fused {outcome['fused'] or 'nothing'}", flush=True)
+    return optimized or fp32_path, {"transformer_optimizer": outcome}
 
 
 def main(argv: list[str] | None = None, *, root: str | Path | None = None) -> int:

@@ -104,6 +104,24 @@ def test_manifest_carries_the_wordpiece_tokenizer_and_the_resolved_sizes(job):
     assert "model: text_transformer" in job.stdout and "tokenizer: wordpiece" in job.stdout
 
 
+def test_compression_tries_the_transformer_optimiser_then_gates_int8_and_fp16_on_accuracy(job):
+    manifest = Registry(BUCKET).read_manifest(job.published["name"], job.published["version"]).to_json()
+    candidates = {c["method"]: c for c in manifest["compression"]["candidates"]}
+    assert list(candidates) == ["fp32", "int8-dynamic", "fp16"]
+    outcome = candidates["fp32"]["details"]["transformer_optimizer"]
+    assert outcome["model_type"] == "bert"
+    assert outcome["fused"] or "no pattern matched" in outcome["why_not"]  # measured, and said why not
+    assert "transformer optimiser (bert): fused" in job.stdout
+    assert (
+        candidates["int8-dynamic"]["size_bytes"] < candidates["fp16"]["size_bytes"] < candidates["fp32"]["size_bytes"]
+    )
+    assert all(c["accuracy"] is not None and c["latency_ms"] > 0 for c in candidates.values())
+    chosen = candidates[manifest["compression"]["method"]]
+    assert chosen["accepted"] and (
+        chosen["method"] == "fp32" or chosen["size_bytes"] < candidates["fp32"]["size_bytes"]
+    )
+
+
 def test_served_strings_get_the_labels_keras_gives(job):
     import keras
 

@@ -44,6 +44,7 @@ class Family:
     # (a transformer preset's sizes); raises ValueError naming what does not fit. The job records them.
     settings: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda hyperparameters: {}
     architecture: tuple[str, ...] = ()  # the hyperparameters ``build`` also takes, by name
+    onnx_model_type: str = ""  # onnxruntime's transformer optimiser's model type ("bert"), tried before compression
 
     @property
     def classification(self) -> bool:

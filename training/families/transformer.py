@@ -174,4 +174,5 @@ FAMILY = Family(
     tokenizer=WORDPIECE_TYPE,
     settings=settings,
     architecture=ARCHITECTURE,
+    onnx_model_type="bert",
 )
