@@ -17,6 +17,13 @@ under a temporary folder and deleted at the end; nothing large is committed.
   through the Python binding (onnxruntime 1.32) the session's weights then point into a buffer the
   binding frees, and it answers garbage (2.7e20 where the model gives -23.3) or crashes.
 
+With ``--download``, the same files are also fetched from moto's S3 server on 127.0.0.1 into a file,
+sha256 checked: one streamed GET (read in 8 MiB parts, as AdminFunction checked a version before) and
+the registry's ranged parallel GETs hashed as they are written (``Registry.download_model``). This
+measures moto, not S3: moto copies the whole object, under a lock, for every ranged GET (``FakeKey.value``),
+so here the ranged path costs about one full copy per 8 MiB part (12.7 s against 1.0 s for 400 MiB);
+on S3 each connection has its own bandwidth and parallel byte ranges are what AWS recommends.
+
 Printed per size and mode: peak RSS over the child's baseline (onnxruntime and numpy imported), the
 session build time, each the median of the rounds with its min and max (the spread of this one run);
 then the fit ``rss = a x size + b`` (least squares over every round of the ``path`` mode) that
@@ -109,6 +116,64 @@ def load_once(mode: str, path: Path) -> dict[str, float]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def download_times(model: Path, rounds: int) -> dict[str, Stat]:
+    """Seconds to fetch ``model`` from moto's S3 server into a checked file: one GET, and ranged GETs."""
+    import hashlib
+    import logging
+    import time
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from maas.embedded_s3 import free_port
+    from maas_core.shared.manifest import Artifact
+    from maas_core.shared.registry import Registry
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",  # noqa: S106 - moto's, not a secret
+        )
+        s3.create_bucket(Bucket="bench")
+        data = model.read_bytes()
+        s3.put_object(Bucket="bench", Key="model.onnx", Body=data)
+        artifact = Artifact(sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+        del data
+        target = model.with_suffix(".downloaded")
+
+        def one_get() -> None:
+            digest = hashlib.sha256()
+            body = s3.get_object(Bucket="bench", Key="model.onnx")["Body"]
+            with target.open("wb") as sink:
+                while chunk := body.read(8 * MIB):
+                    digest.update(chunk)
+                    sink.write(chunk)
+            assert digest.hexdigest() == artifact.sha256
+
+        def ranged() -> None:
+            assert Registry("bench", s3)._download_checked("model.onnx", artifact, target)[0] == []
+
+        timed: dict[str, Stat] = {}
+        for name, fetch in (("one GET", one_get), ("ranged", ranged)):
+            runs = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                fetch()
+                runs.append(time.perf_counter() - started)
+            timed[name] = Stat.of(runs)
+        target.unlink(missing_ok=True)
+        return timed
+    finally:
+        server.stop()
+
+
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Least squares ``y = a x + b``."""
     n = len(points)
@@ -124,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="25,100,400", help="model sizes in MiB, comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", default="path,path_save,bytes,ort_bytes")
+    parser.add_argument("--download", action="store_true", help="also time fetching each model from moto's S3")
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     points: list[tuple[float, float]] = []
@@ -146,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{file_mib:9.1f} {mode:>10} {rss.spread('{:.0f}'):>34} {seconds.spread('{:.2f}'):>28}",
                     flush=True,
                 )
+            if args.download:
+                for name, stat in download_times(model, args.rounds).items():
+                    print(f"{file_mib:9.1f} {'download':>10} {name:>34} {stat.spread('{:.2f}'):>28}", flush=True)
             for path in {*sources.values(), model.with_name(model.name + ".basic.onnx")}:
                 path.unlink(missing_ok=True)
     if len({x for x, _ in points}) > 1:
