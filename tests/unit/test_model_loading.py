@@ -229,3 +229,15 @@ def test_a_promote_checks_the_model_in_ranged_parts(registry, chain_onnx, small_
     parts = [g for g in gets if g["Key"] == model_key("chain", second.version)]
     assert len(parts) >= 8 and all("Range" in g for g in parts)
     assert registry.resolve("chain") == second.version
+
+
+def test_sessions_are_evicted_least_recently_used_first_to_make_room_for_a_cold_load(
+    registry, published, chain_onnx, monkeypatch
+):
+    cache = ModelCache(BUCKET, registry=registry)
+    cache.get("digits")
+    publish_chain(registry, chain_onnx)
+    # The chain fits this function (154 MB) but not beside what this test process already holds.
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "160")
+    assert cache.get("chain").name == "chain"
+    assert [m["model"] for m in cache.loaded()] == ["chain"]
