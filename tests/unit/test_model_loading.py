@@ -241,3 +241,14 @@ def test_sessions_are_evicted_least_recently_used_first_to_make_room_for_a_cold_
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "160")
     assert cache.get("chain").name == "chain"
     assert [m["model"] for m in cache.loaded()] == ["chain"]
+
+
+def test_a_large_model_keeps_its_verified_file_but_no_optimised_graph(registry, chain_onnx, monkeypatch, tmp_path):
+    import maas_core.shared.model_cache as model_cache
+
+    # Writing the optimised graph doubles a cold load's peak memory (bench/loading.py, path_save).
+    monkeypatch.setattr(model_cache, "OPTIMIZED_GRAPH_MAX_BYTES", len(chain_onnx) - 1)
+    published = publish_chain(registry, chain_onnx)
+    ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt")).get("chain")
+    folder = tmp_path / f"opt-{os.getuid()}"
+    assert sorted(p.name for p in folder.iterdir()) == [f"{published.artifact.sha256}.onnx"]
