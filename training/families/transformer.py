@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maas_core.shared.text import PAD_INDEX, WORDPIECE_TYPE
+from training.families import text
 from training.families.base import CLASSIFICATION, PROBABILITIES, Family
 
 if TYPE_CHECKING:
@@ -149,16 +149,6 @@ def preprocessing(train_rows: int, columns: list[str] | None) -> dict[str, Any]:
     }
 
 
-def rows_problem(name: str, x: np.ndarray) -> str | None:
-    return None  # load_channel read a text column: one string per row
-
-
-def write_example(folder: Path) -> Path:
-    from training.text_data import write_text_channel
-
-    return write_text_channel(folder)
-
-
 FAMILY = Family(
     name="transformer",
     task=CLASSIFICATION,
@@ -168,8 +158,8 @@ FAMILY = Family(
     learning_rate=1e-3,
     build=build,
     preprocessing=preprocessing,
-    rows_problem=rows_problem,
-    write_example=write_example,
+    rows_problem=text.rows_problem,  # the text families' rows and bundled reviews
+    write_example=text.write_example,
     text=True,
     tokenizer=WORDPIECE_TYPE,
     settings=settings,
