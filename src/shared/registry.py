@@ -353,7 +353,7 @@ class Registry:
             try:
                 with TransferManager(self.s3, model_transfer_config()) as transfer:
                     transfer.download(
-                        self.bucket, key, cast(BinaryIO, sink), subscribers=[_KnownSize(expected)]
+                        self.bucket, key, cast(BinaryIO, sink), subscribers=[cast(Any, _KnownSize(expected))]
                     ).result()
             except _TooLong:
                 return [f"model.onnx has more than the {expected} bytes the manifest says"], sink.size
