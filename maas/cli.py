@@ -293,6 +293,22 @@ def _train_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     submit.set_defaults(run=_train_submit)
 
 
+def _sizing_options(parser: argparse.ArgumentParser) -> None:
+    """The serving functions' limits a model is sized against (ARCHITECTURE.md, "Serving rules")."""
+    parser.add_argument(
+        "--memory-mb",
+        dest="memory_mb",
+        type=int,
+        help="the serving functions' memory (default: the smallest in the template)",
+    )
+    parser.add_argument(
+        "--storage-mb",
+        dest="storage_mb",
+        type=int,
+        help="their ephemeral storage (default: the smallest in the template)",
+    )
+
+
 def _models_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """maas models ...: the registry."""
     models = commands.add_parser(
@@ -305,11 +321,13 @@ def _models_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     describe.add_argument("name")
     describe.add_argument("--alias")
     describe.add_argument("--version")
+    _sizing_options(describe)
     describe.set_defaults(run=_models)
     byo = models_cmds.add_parser("publish", help="publish an ONNX file trained anywhere (schema read from the graph)")
     byo.add_argument("--name", required=True)
     byo.add_argument("--onnx", required=True, help="the .onnx file")
     byo.add_argument("--labels", help="class names, comma-separated or a JSON file (makes it a classifier)")
+    _sizing_options(byo)
     byo.set_defaults(run=_models)
     promote = models_cmds.add_parser("promote", help="point an alias at a version (compare-and-swap)")
     promote.add_argument("name")

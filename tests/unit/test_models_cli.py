@@ -181,14 +181,16 @@ def test_publish_and_describe_say_what_the_model_needs_and_the_functions_limits(
 
 
 def test_publish_refuses_a_model_larger_than_the_function_flags_give(registry, tmp_path):
-    import argparse
-
+    from maas.cli import build_parser
     from maas.models_cli import run as run_command
     from maas_core.shared.errors import ModelTooLarge
 
     path = tmp_path / "blend.onnx"
     path.write_bytes(build_two_input_onnx())
-    args = argparse.Namespace(models_command="publish", name="blend", onnx=str(path), labels=None, memory_mb=150)
+    # As the command line gives it: maas models publish --name blend --onnx F --memory-mb 150
+    args = build_parser().parse_args(
+        ["models", "publish", "--name", "blend", "--onnx", str(path), "--memory-mb", "150"]
+    )
     with pytest.raises(ModelTooLarge) as refused:  # the CLI prints its body and exits 1
         run_command(registry, args)
     assert refused.value.code == "model_too_large" and refused.value.status == 422
