@@ -265,7 +265,7 @@ def bare_batch(model_path: str, rows_path: str, sizes: str) -> dict[str, Any]:
     from maas_core.shared.model_cache import build_session, lambda_vcpus
 
     threads = lambda_vcpus()
-    session = build_session(Path(model_path).read_bytes(), threads=threads)
+    session = build_session(str(model_path), threads=threads)  # from the file, as serving builds it
     x = np.load(rows_path)
     name = session.get_inputs()[0].name
     batch_sizes = [int(s) for s in sizes.split(",")]
@@ -290,7 +290,7 @@ def compression(files_path: str, rows_path: str, calls: int, repeats: int) -> di
     x = np.load(rows_path)[:1]
     targets: dict[str, Callable[[], Any]] = {}
     for method, path in json.loads(Path(files_path).read_text()).items():
-        session = build_session(Path(path).read_bytes(), threads=1)
+        session = build_session(str(path), threads=1)
         targets[method] = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
     return _interleaved(targets, calls, repeats)
 
