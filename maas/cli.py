@@ -105,18 +105,20 @@ def _hyperparameter(text: str) -> tuple[str, Any]:
 
 
 def _train_submit(args: argparse.Namespace) -> int:
-    from training.submit import SubmitError, execution_input, submit, wait
+    from training.submit import Compute, SubmitError, execution_input, submit, wait
 
     hyperparameters: dict[str, Any] = dict(args.hyperparameter or [])
     hyperparameters.update(
         _given(args, "model_name", "epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed")
     )
-    # None: training.submit's defaults, the one place they are written.
-    limits = {
+    # None: training.submit's defaults (Compute), the one place they are written.
+    given = {
         "instance_type": args.instance_type,
         "instance_count": args.instance_count,
         "max_runtime_s": args.max_runtime,
+        "max_wait_s": args.max_wait,
     }
+    compute = Compute(spot=args.spot, **{k: v for k, v in given.items() if v is not None})
     try:
         submission = submit(
             role_arn=args.role_arn,
@@ -126,9 +128,7 @@ def _train_submit(args: argparse.Namespace) -> int:
             hyperparameters=hyperparameters,
             region=args.region,
             image=args.image,
-            spot=args.spot,
-            **{k: v for k, v in limits.items() if v is not None},
-            max_wait_s=args.max_wait,
+            compute=compute,
             job_name=args.job_name,
             start=not args.execution_input,
             log=lambda line: print(line, file=sys.stderr if args.execution_input else sys.stdout),

@@ -115,6 +115,44 @@ class SubmitError(ValueError):
 
 
 @dataclass(frozen=True)
+class Compute:
+    """What a job runs on: CreateTrainingJob's ResourceConfig and StoppingCondition, and spot capacity."""
+
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    instance_count: int = DEFAULT_INSTANCE_COUNT
+    spot: bool = False
+    max_runtime_s: int = DEFAULT_MAX_RUNTIME_S
+    max_wait_s: int | None = None  # spot only; default 2 x max_runtime_s
+    volume_gb: int = DEFAULT_VOLUME_GB
+
+    def check(self) -> None:
+        """Refuse what the job or SageMaker cannot run, before anything is uploaded."""
+        count = self.instance_count
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise SubmitError(f"--instance-count must be a whole number of instances, at least 1; got {count!r}")
+        if self.spot and count > 1:
+            # A spot job resumes from /opt/ml/checkpoints, which only the chief writes (training.distributed):
+            # every worker would have to restore the same checkpoint, which nothing here has shown.
+            raise SubmitError(
+                f"--spot runs on one instance only (checkpoints are the chief's); got --instance-count {count}: "
+                "drop --spot, or train on one instance"
+            )
+        if not self.instance_type.startswith("ml."):
+            raise SubmitError(f"--instance-type {self.instance_type!r} is not a SageMaker instance type (ml.g5.xlarge)")
+        if self.spot and self.max_wait_s is not None and self.max_wait_s < self.max_runtime_s:
+            raise SubmitError(
+                f"--max-wait ({self.max_wait_s} s) must be at least --max-runtime ({self.max_runtime_s} s)"
+            )
+
+    def describe(self) -> str:
+        where = f"{self.instance_count} x {self.instance_type}" if self.instance_count > 1 else self.instance_type
+        return where + (" (spot)" if self.spot else "")
+
+
+DEFAULT_COMPUTE = Compute()
+
+
+@dataclass(frozen=True)
 class Submission:
     job_name: str
     job_arn: str
@@ -233,17 +271,12 @@ def build_request(
     source_uri: str,
     channels: Mapping[str, str],
     hyperparameters: Mapping[str, Any],
-    instance_type: str = DEFAULT_INSTANCE_TYPE,
-    spot: bool = False,
-    max_runtime_s: int = DEFAULT_MAX_RUNTIME_S,
-    max_wait_s: int | None = None,
-    volume_gb: int = DEFAULT_VOLUME_GB,
-    instance_count: int = DEFAULT_INSTANCE_COUNT,
+    compute: Compute = DEFAULT_COMPUTE,
 ) -> dict[str, Any]:
     """The CreateTrainingJob request; no AWS call."""
-    check_instance_count(instance_count, spot=spot)
-    if spot and max_wait_s is not None and max_wait_s < max_runtime_s:
-        raise SubmitError(f"--max-wait ({max_wait_s} s) must be at least --max-runtime ({max_runtime_s} s)")
+    compute.check()
+    instance_type, instance_count, spot = compute.instance_type, compute.instance_count, compute.spot
+    max_runtime_s, max_wait_s = compute.max_runtime_s, compute.max_wait_s
     script_mode = {
         "sagemaker_program": PROGRAM,
         "sagemaker_submit_directory": source_uri,
@@ -283,7 +316,7 @@ def build_request(
         "ResourceConfig": {
             "InstanceType": instance_type,
             "InstanceCount": instance_count,
-            "VolumeSizeInGB": volume_gb,
+            "VolumeSizeInGB": compute.volume_gb,
         },
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": spot,
@@ -306,28 +339,13 @@ def build_request(
     return request
 
 
-def check_instance_count(instance_count: Any, *, spot: bool) -> None:
-    """Refuse a cluster the job cannot run on, before anything is uploaded."""
-    if isinstance(instance_count, bool) or not isinstance(instance_count, int) or instance_count < 1:
-        raise SubmitError(f"--instance-count must be a whole number of instances, at least 1; got {instance_count!r}")
-    if spot and instance_count > 1:
-        # A spot job resumes from /opt/ml/checkpoints, which only the chief writes (training.distributed):
-        # every worker would have to restore the same checkpoint, which nothing here has shown.
-        raise SubmitError(
-            f"--spot runs on one instance only (checkpoints are the chief's); got --instance-count {instance_count}: "
-            "drop --spot, or train on one instance"
-        )
-
-
-def _check_inputs(role_arn: str, bucket: str, job_name: str, instance_type: str) -> None:
+def _check_inputs(role_arn: str, bucket: str, job_name: str) -> None:
     if not _ROLE_ARN_RE.match(role_arn):
         raise SubmitError(f"--role-arn {role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
     if not _BUCKET_RE.match(bucket):
         raise SubmitError(f"--bucket {bucket!r} is not an S3 bucket name (a name, not an s3:// URI)")
     if not _JOB_NAME_RE.match(job_name):
         raise SubmitError(f"job name {job_name!r} must match [a-zA-Z0-9](-*[a-zA-Z0-9]){{0,62}}")
-    if not instance_type.startswith("ml."):
-        raise SubmitError(f"--instance-type {instance_type!r} is not a SageMaker instance type (ml.g5.xlarge)")
 
 
 def submit(
@@ -339,12 +357,7 @@ def submit(
     hyperparameters: Mapping[str, Any] | None = None,
     region: str | None = None,
     image: str | None = None,
-    instance_type: str = DEFAULT_INSTANCE_TYPE,
-    spot: bool = False,
-    max_runtime_s: int = DEFAULT_MAX_RUNTIME_S,
-    max_wait_s: int | None = None,
-    volume_gb: int = DEFAULT_VOLUME_GB,
-    instance_count: int = DEFAULT_INSTANCE_COUNT,
+    compute: Compute = DEFAULT_COMPUTE,
     job_name: str | None = None,
     start: bool = True,
     session: Any = None,
@@ -365,8 +378,8 @@ def submit(
     if not region:
         raise SubmitError("no region: pass --region or set AWS_REGION")
     name = job_name or default_job_name(hp["model_name"])
-    _check_inputs(role_arn, bucket, name, instance_type)
-    check_instance_count(instance_count, spot=spot)
+    _check_inputs(role_arn, bucket, name)
+    compute.check()
     image = image or training_image(region)
 
     s3 = session.client("s3", region_name=region)
@@ -389,18 +402,12 @@ def submit(
         source_uri=source_uri,
         channels=channels,
         hyperparameters=hp,
-        instance_type=instance_type,
-        spot=spot,
-        max_runtime_s=max_runtime_s,
-        max_wait_s=max_wait_s,
-        volume_gb=volume_gb,
-        instance_count=instance_count,
+        compute=compute,
     )
     if not start:
         return Submission(name, "", region, request, source_uri, channels)
     response = session.client("sagemaker", region_name=region).create_training_job(**request)
-    where = f"{instance_count} x {instance_type}" if instance_count > 1 else instance_type
-    log(f"training job {name} started on {where}{' (spot)' if spot else ''} with {image}")
+    log(f"training job {name} started on {compute.describe()} with {image}")
     return Submission(name, response["TrainingJobArn"], region, request, source_uri, channels)
 
 

@@ -27,6 +27,7 @@ from training.submit import (
     IMAGE_PYTHON,
     IMAGE_TENSORFLOW,
     MWMS_HYPERPARAMETER,
+    Compute,
     SubmitError,
     package_source,
     submit,
@@ -72,7 +73,9 @@ def _submit(session: Any, **overrides: Any) -> Any:
         "session": session,
         "log": lambda _: None,
     }
-    return submit(**{**options, **overrides})
+    # The Compute fields (instance type and count, spot, runtime, wait, volume) go in one Compute.
+    compute = {k: overrides.pop(k) for k in list(overrides) if k in Compute.__dataclass_fields__}
+    return submit(**{**options, **overrides}, compute=Compute(**compute))
 
 
 def _described(session: Any, name: str) -> dict[str, Any]:
