@@ -4,7 +4,8 @@ Nothing can be downloaded here, so reviews are composed from templates and word 
 seed. Most carry plain lexical signal (a bag of words separates them); about one in ten of the
 sentiment rows turns on "not" ("not good" is negative, "not bad" positive), and as many are contrasts
 ("sturdy, not flimsy" vs "flimsy, not sturdy") whose bag of words is the same in both classes: only
-an order-aware model (text-rnn) can read those.
+an order-aware model (text-rnn, transformer) can read those. ``negated_fraction=HARD_NEGATED_FRACTION``
+makes most sentiment rows turn on order: a harder set, on which a bag of words falls short.
 """
 
 from __future__ import annotations
@@ -52,10 +53,15 @@ SHIPPING = [
 NEGATED = ["the {p} is not {w}", "not {w} at all, this {p}", "this {p} is not {w}, honestly"]
 CONTRAST = ["{a}, not {b}, this {p}", "the {p} is {a} and not {b}"]
 NEGATED_FRACTION = 0.16
+HARD_NEGATED_FRACTION = 0.6
 
 
-def generate_reviews(rows: int = 3000, seed: int = 0) -> list[tuple[str, str]]:
-    """``rows`` (text, label) pairs, balanced over the classes, shuffled with ``seed``."""
+def generate_reviews(
+    rows: int = 3000, seed: int = 0, negated_fraction: float = NEGATED_FRACTION
+) -> list[tuple[str, str]]:
+    """``rows`` (text, label) pairs, balanced over the classes, shuffled with ``seed``; of the
+    sentiment rows, ``negated_fraction`` turn on word order (``HARD_NEGATED_FRACTION``: a set where
+    a bag of words falls short and an order-aware model is needed)."""
     rng = np.random.default_rng(seed)
 
     def pick(words: list[str]) -> str:
@@ -65,7 +71,7 @@ def generate_reviews(rows: int = 3000, seed: int = 0) -> list[tuple[str, str]]:
     for i in range(rows):
         label = LABELS[i % len(LABELS)]
         p = pick(PRODUCTS)
-        if label != "shipping" and rng.random() < NEGATED_FRACTION:
+        if label != "shipping" and rng.random() < negated_fraction:
             # "not <bad word>" is positive, "not <good word>" negative
             stated, denied = (GOOD, BAD) if label == "positive" else (BAD, GOOD)
             if rng.random() < 0.5:
@@ -85,11 +91,13 @@ def generate_reviews(rows: int = 3000, seed: int = 0) -> list[tuple[str, str]]:
     return [out[i] for i in order]
 
 
-def write_text_channel(folder: str | Path, rows: int = 3000, seed: int = 0, fmt: str = "csv") -> Path:
+def write_text_channel(
+    folder: str | Path, rows: int = 3000, seed: int = 0, fmt: str = "csv", negated_fraction: float = NEGATED_FRACTION
+) -> Path:
     """Write the generated reviews as a channel: ``reviews.csv`` (``text,label``) or ``reviews.jsonl``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    reviews = generate_reviews(rows, seed)
+    reviews = generate_reviews(rows, seed, negated_fraction)
     if fmt == "csv":
         with (folder / FILE).open("w", newline="") as f:
             writer = csv.writer(f)

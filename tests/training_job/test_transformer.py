@@ -142,3 +142,14 @@ def test_served_strings_get_the_labels_keras_gives(job):
     request = InferRequest(inputs=[{"name": "text", "shape": [len(TEXTS)], "datatype": "BYTES", "data": TEXTS}])
     outputs = inference.run(model, kserve.feeds_from_infer(request, model, max_batch=16))
     assert [model.labels[i] for i in outputs["probabilities"].argmax(1)] == labels
+
+
+def test_the_hard_review_set_turns_most_sentiment_rows_on_word_order():
+    from training.text_data import HARD_NEGATED_FRACTION, NEGATED_FRACTION, generate_reviews
+
+    def order_rows(fraction: float) -> float:
+        sentiment = [t for t, label in generate_reviews(1500, 2, fraction) if label != "shipping"]
+        return sum(" not " in f" {t.lower()} " for t in sentiment) / len(sentiment)
+
+    assert generate_reviews(60, 1) == generate_reviews(60, 1, NEGATED_FRACTION)  # the bundled set is unchanged
+    assert order_rows(NEGATED_FRACTION) < 0.25 < 0.5 < order_rows(HARD_NEGATED_FRACTION)
