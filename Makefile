@@ -10,7 +10,7 @@ PY312_DIR := $(shell d=$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin 2>
 # No telemetry from sam (and no network attempt for it).
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install demo test test-unit fuzz lint build validate api bench bench-quick clean lock
+.PHONY: install demo test test-unit fuzz lint build validate api bench bench-quick bench-large clean lock
 
 install: $(VENV)/.installed
 
@@ -68,6 +68,9 @@ bench: install ## cold start, memory, size, latency, batch, compression vs Tenso
 
 bench-quick: install ## the same with fewer runs, a smaller batch file and no load test
 	$(BIN)/python -m bench --quick
+
+bench-large: install ## size ladder (1-400 MB transformer encoders) and transformer serving -> bench/results-large.{json,md,png}
+	$(BIN)/python -m bench.ladder
 
 api: install ## the local API on 127.0.0.1:3000
 	$(BIN)/maas local start-api --port 3000

@@ -1,0 +1,106 @@
+"""The size ladder's arithmetic, goals and report (bench/ladder.py, bench/ladder_report.py) on a synthetic run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bench import ladder_report
+from bench.ladder import figures_of, parse_args
+from bench.ladder_models import BASE, RUNGS
+from bench.stats import MIB, Stat
+
+
+def _model(rung: str, form: str, size_mib: float, runs: list[dict[str, float]]) -> dict[str, Any]:
+    manifest = SimpleNamespace(artifact=SimpleNamespace(size_bytes=int(size_mib * MIB)))
+    return {"rung": rung, "form": form, "manifest": manifest, "runs": runs}
+
+
+def _run(cold: float, rss: float, ranged: float, one_get: float, build: float) -> dict[str, float]:
+    return {
+        "cold_s": cold,
+        "peak_rss_mib": rss,
+        "download_ranged_s": ranged,
+        "download_one_get_s": one_get,
+        "build_s": build,
+        "build_peak_rss_over_baseline_mib": rss / 2,
+    }
+
+
+def _results(base_int8_runs: list[dict[str, float]], int8_p50_ms: float) -> dict[str, Any]:
+    ladder = {
+        f"{BASE}/fp32": figures_of(_model(BASE, "fp32", 416.0, [_run(20.0, 900.0, 14.0, 1.0, 2.0)])),
+        f"{BASE}/int8": figures_of(_model(BASE, "int8", 105.0, base_int8_runs)),
+    }
+    latency = {"handler": {"p50_ms": Stat.of([100.0]).to_dict()}, "bare": {"p50_ms": Stat.of([90.0]).to_dict()}}
+    int8 = {"handler": {"p50_ms": Stat.of([int8_p50_ms]).to_dict()}, "bare": {"p50_ms": Stat.of([40.0]).to_dict()}}
+    for entry in (latency, int8):
+        for target in entry.values():
+            target["p99_ms"] = target["p50_ms"]
+    return {
+        "command": "python -m bench.ladder",
+        "settings": {"runs": len(base_int8_runs)},
+        "rungs": {BASE: {**RUNGS[-1].__dict__, "parameters": RUNGS[-1].parameters(), "trained": False}},
+        "ladder": ladder,
+        "serving": {"fp32 x1": latency, "int8 x1": int8},
+        "small_compression": {"missing": "no trained small transformer"},
+    }
+
+
+def test_each_run_is_held_against_its_own_download_and_build_then_the_median_taken() -> None:
+    model = figures_of(_model(BASE, "int8", 105.0, [_run(4.0, 300.0, 2.0, 0.5, 0.5), _run(6.0, 310.0, 4.0, 1.0, 1.0)]))
+    assert model["size_bytes"] == 105 * MIB
+    assert Stat.from_dict(model["cold_over_parts_ranged"]).runs == (1.6, 1.2)  # 4 / 2.5, 6 / 5
+    assert Stat.from_dict(model["cold_over_parts_one_get"]).runs == (4.0, 3.0)  # 4 / 1, 6 / 2
+    assert Stat.from_dict(model["cold_s"]).median == 5.0
+
+
+def test_goals_say_met_or_miss_with_the_figures_behind_them() -> None:
+    met = ladder_report.goals(_results([_run(3.0, 250.0, 2.0, 0.5, 0.5)], int8_p50_ms=40.0))
+    assert [g["met"] for g in met] == [True, False, True]
+    cold, rss, speed = met
+    assert cold["measured"].startswith("1.20x (cold 3.00 s; download 2.00 s + build 0.50 s)")
+    assert rss["holds_it_back"] == f"over the limit: {BASE}/fp32"  # 900 MiB > 1.5 x 416 + 120
+    assert speed["measured"].startswith("2.50x (100.0 vs 40.0 ms); bare session.run 2.25x")
+    missed = ladder_report.goals(_results([_run(4.0, 250.0, 2.0, 0.5, 0.5)], int8_p50_ms=60.0))
+    assert [g["met"] for g in missed] == [False, False, False]
+    assert "1.60x" in missed[0]["measured"]
+
+
+def test_a_run_without_serving_figures_has_no_speed_goal() -> None:
+    results = _results([_run(3.0, 250.0, 2.0, 0.5, 0.5)], int8_p50_ms=40.0)
+    del results["serving"]
+    assert len(ladder_report.goals(results)) == 2
+
+
+def test_render_writes_the_json_without_runs_the_tables_and_the_plot(tmp_path: Path) -> None:
+    results = _results([_run(3.0, 250.0, 2.0, 0.5, 0.5), _run(3.2, 260.0, 2.1, 0.5, 0.6)], int8_p50_ms=40.0)
+    assert ladder_report.render(results, tmp_path) == 0
+    stored = json.loads((tmp_path / "results-large.json").read_text())
+    assert "runs" not in stored["ladder"][f"{BASE}/int8"]
+    assert stored["ladder"][f"{BASE}/int8"]["cold_s"] == {"median": 3.1, "min": 3.0, "max": 3.2, "n": 2}
+    text = (tmp_path / "results-large.md").read_text()
+    assert f"| {BASE}/int8 | 105.0 | 3.10 (3.00-3.20) | 255 (250-260) | 278 |" in text
+    assert "moto serves each ranged GET" in text and "no trained small transformer" in text
+    assert (tmp_path / "results-large.png").stat().st_size > 10_000
+    # --render-only gives the same report from the stored figures alone.
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "results-large.json").write_text(json.dumps(stored))
+    from bench.ladder import main
+
+    assert main(["--render-only", "--out", str(again)]) == 0
+    assert (again / "results-large.md").read_text() == text
+
+
+def test_unknown_rungs_and_zero_runs_are_refused_naming_what_is_allowed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--rungs", "1mb,2gb"])
+    assert "--rungs takes 100mb, 10mb, 1mb, 400mb; got 1mb, 2gb" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--runs", "0"])
+    assert parse_args([]).rungs == [r.name for r in RUNGS]
