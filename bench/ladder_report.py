@@ -8,6 +8,7 @@ from typing import Any
 from bench.common import say, write_json
 from bench.goals import _goal
 from bench.ladder_models import BASE, FORMS
+from bench.report import _latency_table
 from bench.stats import MIB, as_stat, figure, lookup, markdown_table, spread_of, summary
 
 COLD_RATIO_MAX = 1.3  # issue 17: cold start of the ~110M int8 model <= 1.3 x (download alone + build alone)
@@ -115,23 +116,6 @@ def _ladder_rows(results: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def _serving_rows(results: dict[str, Any]) -> list[list[Any]]:
-    rows = []
-    for label, entry in (results.get("serving") or {}).items():
-        if not isinstance(entry, dict) or "handler" not in entry:
-            continue
-        rows.append(
-            [
-                label,
-                spread_of(entry["handler"]["p50_ms"], "{:.1f}"),
-                spread_of(entry["handler"]["p99_ms"], "{:.1f}"),
-                spread_of(entry["bare"]["p50_ms"], "{:.1f}"),
-                spread_of(entry["bare"]["p99_ms"], "{:.1f}"),
-            ]
-        )
-    return rows
-
-
 def markdown(results: dict[str, Any]) -> str:
     machine = results.get("machine") or {}
     lines = [
@@ -195,11 +179,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"\n## Transformer serving ({BASE}, 128 tokens)\n",
         "Warm latency per request through the handler (raw text in: tokenising, validation, JSON) and a bare "
         "`session.run` on the handler's own session with the same ids; one warm process per model.\n",
-        markdown_table(
-            ("model, batch", "handler p50 ms", "handler p99 ms", "bare p50 ms", "bare p99 ms"),
-            _serving_rows(results),
-            "lrrrr",
-        ),
+        _latency_table({"latency": results.get("serving") or {}}),
         "\n## The trained small transformer: fp32 vs int8 vs fp16\n",
         str((results.get("small_compression") or {}).get("missing", "")) + "\n",
         "\n## Goals\n",
