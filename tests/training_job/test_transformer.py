@@ -49,7 +49,7 @@ def job(tmp_path_factory):
 
 
 def test_a_preset_gives_the_sizes_and_each_given_size_overrides_it():
-    assert settings({}) == {"preset": "small", **{k: v for k, v in vars(PRESETS["small"]).items() if k != "dropout"}}
+    assert settings({}) == {"preset": "small", **vars(PRESETS["small"])}
     tiny = settings({"preset": "tiny", "layers": 3, "sequence_length": 0})
     assert tiny["layers"] == 3 and tiny["sequence_length"] == PRESETS["tiny"].sequence_length
 
@@ -60,6 +60,7 @@ def test_a_preset_gives_the_sizes_and_each_given_size_overrides_it():
         ({"preset": "huge"}, "preset must be one of tiny, small, base; got 'huge'"),
         ({"preset": "tiny", "heads": 3}, "hidden_size (32) must be a multiple of heads (3)"),
         ({"preset": "tiny", "sequence_length": 2}, "sequence_length must be >= 3"),
+        ({"preset": "tiny", "layers": -1}, "transformer sizes must be >= 1 (0: the preset's); got layers -1"),
     ],
 )
 def test_sizes_that_do_not_fit_fail_the_job_before_training(tmp_path, monkeypatch, hyperparameters, why):

@@ -40,7 +40,6 @@ class Preset:
     feed_forward_size: int
     sequence_length: int  # WordPiece ids per text, [CLS] and [SEP] included
     vocabulary_size: int  # the most WordPiece entries learnt from the train channel
-    dropout: float = 0.1
 
 
 PRESETS = {
@@ -66,11 +65,13 @@ def settings(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
     chosen = asdict(PRESETS[name])
     given = {k: hyperparameters.get(k) for k in (*ARCHITECTURE, "sequence_length", "vocabulary_size")}
     chosen.update({k: int(v) for k, v in given.items() if v})
+    negative = [f"{k} {v}" for k, v in chosen.items() if v < 1]
+    if negative:
+        raise ValueError(f"transformer sizes must be >= 1 (0: the preset's); got {', '.join(negative)}")
     if chosen["hidden_size"] % chosen["heads"]:
         raise ValueError(f"hidden_size ({chosen['hidden_size']}) must be a multiple of heads ({chosen['heads']})")
     if chosen["sequence_length"] < 3:
         raise ValueError(f"sequence_length must be >= 3 ([CLS], a piece, [SEP]); got {chosen['sequence_length']}")
-    chosen.pop("dropout")
     return {"preset": name, **chosen}
 
 
