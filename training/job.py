@@ -127,7 +127,7 @@ class _Parser(argparse.ArgumentParser):
 @dataclass
 class JobResult:
     model_dir: Path
-    manifest: Draft
+    manifest: Draft | None  # None on a worker that is not the chief: it trains only
     published: Manifest | None
 
 
@@ -311,36 +311,46 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         size = f"{len(tokenizer.vocabulary)} entries, sequence length {args.sequence_length}"
         print(f"tokenizer: {chosen.tokenizer}, {size}", flush=True)
 
-    models.set_seed(args.seed)
-    from training import checkpoints
+    from training import checkpoints, distributed
 
+    # Several instances (maas train submit --instance-count): MultiWorkerMirroredStrategy, made before
+    # TensorFlow's first tensor; one: no strategy at all (ARCHITECTURE.md, "The training job").
+    dist = distributed.setup(env)
+    print(f"cluster: {dist.describe()}", flush=True)
+    models.set_seed(args.seed)
     saved_in = checkpoints.checkpoint_dir(env.root)
     config = checkpoints.fingerprint({**vars(args), "train_rows": len(train), "held_rows": len(held)})
-    model, done = checkpoints.restore(saved_in, config)
-    if model is None:
-        model = chosen.build(
-            train.x,
-            train.y,
-            len(train.labels),
-            learning_rate=args.learning_rate,
-            vocabulary_size=len(tokenizer.vocabulary) if tokenizer else 0,
-            **{key: getattr(args, key) for key in chosen.architecture},
-        )
+    with dist.scope():  # the model's variables mirrored on every worker
+        model, done = checkpoints.restore(saved_in, config)
+        if model is None:
+            model = chosen.build(
+                train.x,
+                train.y,
+                len(train.labels),
+                learning_rate=args.learning_rate,
+                vocabulary_size=len(tokenizer.vocabulary) if tokenizer else 0,
+                **{key: getattr(args, key) for key in chosen.architecture},
+            )
     print(f"model: {model.name}, {model.count_params():,} parameters, backend {models.keras_versions()}", flush=True)
     callbacks: list[Any] = [models.MetricLines(args.epochs)]
-    if saved_in is not None:
+    if saved_in is not None and dist.is_chief:
         callbacks.append(checkpoints.SaveEveryEpoch(saved_in, config))
-    model.fit(
+    dist.fit(  # batch_size per replica: global batch = batch_size x replicas
+        model,
         train.x,
         train.y,
+        batch_size=args.batch_size,
         epochs=args.epochs,
         initial_epoch=done,
-        batch_size=args.batch_size,
         validation_data=(held.x, held.y),
         callbacks=callbacks,
         verbose=0,
     )
     train_seconds = time.perf_counter() - started
+    if not dist.is_chief:
+        print("published: no (not the chief: it exports, compresses and publishes the model all trained)")
+        return JobResult(model_dir=Path(args.model_dir), manifest=None, published=None)
+    model = dist.detach(model)  # the chief's export and measurements see every held-out row
 
     model_dir = Path(args.model_dir)
     with tempfile.TemporaryDirectory(prefix="maas-train-") as tmp:
@@ -385,6 +395,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             training_job={
                 "id": env.job_name,
                 "instance_type": env.instance_type,
+                "instance_count": dist.workers,
                 "duration_s": round(time.perf_counter() - started, 2),
                 "train_s": round(train_seconds, 2),
                 "train_rows": len(train),
