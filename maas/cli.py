@@ -12,6 +12,11 @@ from typing import Any
 
 from maas.paths import state_dir
 from training.families import DEFAULT_FAMILY, FAMILIES
+from training.families.transformer import DEFAULT_PRESET
+from training.families.transformer import PRESETS as TRANSFORMER_PRESETS
+
+# The job's hyperparameters `train local` and `train submit` both take as options.
+HYPERPARAMETER_OPTIONS = ("epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed", "preset")
 
 
 def _local_invoke(args: argparse.Namespace) -> int:
@@ -74,17 +79,7 @@ def _train_local(args: argparse.Namespace) -> int:
     from maas.stack import load_template, s3_for
     from maas.train_local import run_job
 
-    hyperparameters = _given(
-        args,
-        "model_name",
-        "family",
-        "label_column",
-        "epochs",
-        "batch_size",
-        "learning_rate",
-        "max_accuracy_drop",
-        "seed",
-    )
+    hyperparameters = _given(args, "model_name", "family", "label_column", *HYPERPARAMETER_OPTIONS)
     template = load_template(args.template, args.env_vars)
     with s3_for(template) as s3_env:
         bucket = args.bucket or template.function("ApiFunction").environment["MODEL_BUCKET"]
@@ -108,9 +103,7 @@ def _train_submit(args: argparse.Namespace) -> int:
     from training.submit import Compute, SubmitError, execution_input, submit, wait
 
     hyperparameters: dict[str, Any] = dict(args.hyperparameter or [])
-    hyperparameters.update(
-        _given(args, "model_name", "epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed")
-    )
+    hyperparameters.update(_given(args, "model_name", *HYPERPARAMETER_OPTIONS))
     # None: training.submit's defaults (Compute), the one place they are written.
     given = {
         "instance_type": args.instance_type,
@@ -219,12 +212,16 @@ def _local_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _hyperparameter_options(parser: argparse.ArgumentParser) -> None:
-    """The job's hyperparameters both `train local` and `train submit` take (defaults: training.job.DEFAULTS)."""
+    """The job's hyperparameters both `train local` and `train submit` take (defaults: training.job.DEFAULTS
+    and the family's); their names are HYPERPARAMETER_OPTIONS."""
     parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", dest="batch_size", type=int)
+    parser.add_argument("--batch-size", dest="batch_size", type=int, help="per replica on several instances")
     parser.add_argument("--learning-rate", dest="learning_rate", type=float)
     parser.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--preset", choices=list(TRANSFORMER_PRESETS), help=f"transformer sizes (default {DEFAULT_PRESET})"
+    )
 
 
 def _train_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

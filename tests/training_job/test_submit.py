@@ -460,3 +460,14 @@ def test_cli_instance_count(aws: Any, capsys: pytest.CaptureFixture[str]) -> Non
     assert cli_main([*argv, "--instance-count", "2", "--execution-input"]) == 2
     assert "TrainingStateMachine runs one instance" in capsys.readouterr().err
     assert len(aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 1
+
+
+def test_cli_preset_reaches_the_job_as_a_hyperparameter(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "submit", "--role-arn", ROLE, "--bucket", BUCKET, "--train", TRAIN, "--region", REGION]
+    assert cli_main([*argv, "-H", "family=transformer", "--preset", "tiny"]) == 0
+    (arn,) = re.findall(r"^job: (arn:aws:sagemaker:\S+)$", capsys.readouterr().out, re.MULTILINE)
+    job = _described(aws, arn.rsplit("/", 1)[1])
+    assert json.loads(job["HyperParameters"]["preset"]) == "tiny"
+    with pytest.raises(SystemExit):  # argparse names the presets it takes
+        cli_main([*argv, "--preset", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
