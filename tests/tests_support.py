@@ -232,6 +232,11 @@ def start_api(state: Path, env_vars: dict[str, dict[str, str]]) -> dict[str, Any
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
+            # Never leave it running: a start-api that answers but not 200 would outlive the test run.
+            if process.poll() is None:
+                stop_api({"process": process, "log": log}, timeout=10)
+            else:
+                log.close()
             raise AssertionError(f"start-api did not come up:\n{(state / 'start-api.log').read_text()}")
         time.sleep(0.2)
     return {"url": url, "container": health["container"], "process": process, "log": log, "env": env}
@@ -239,8 +244,14 @@ def start_api(state: Path, env_vars: dict[str, dict[str, str]]) -> dict[str, Any
 
 def stop_api(api: dict[str, Any], timeout: float = 30) -> None:
     api["process"].send_signal(signal.SIGINT)
-    api["process"].wait(timeout=timeout)
-    api["log"].close()
+    try:
+        api["process"].wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        api["process"].kill()
+        api["process"].wait(timeout=timeout)
+        raise
+    finally:
+        api["log"].close()
 
 
 @contextmanager
@@ -252,14 +263,14 @@ def running_stack(state: Path, env_vars: dict[str, dict[str, str]]) -> Iterator[
     from maas.stack import load_template
     from maas_core.shared.registry import Registry
 
-    template = load_template(str(ROOT / "template.yaml"))
-    s3 = EmbeddedS3(state, template.bucket_names()).start()  # reuses the server start-api runs
-    assert not s3.owns_server
-    bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
-    registry = Registry(bucket, s3.client())
-    published = registry.publish("digits", build_digits_onnx(), digits_manifest())
-    registry.publish("blend", build_two_input_onnx(), two_input_manifest())
     try:
+        template = load_template(str(ROOT / "template.yaml"))
+        s3 = EmbeddedS3(state, template.bucket_names()).start()  # reuses the server start-api runs
+        assert not s3.owns_server
+        bucket = template.function("ApiFunction").environment["MODEL_BUCKET"]
+        registry = Registry(bucket, s3.client())
+        published = registry.publish("digits", build_digits_onnx(), digits_manifest())
+        registry.publish("blend", build_two_input_onnx(), two_input_manifest())
         yield {**api, "state": state, "version": published.version, "s3": s3, "bucket": bucket, "registry": registry}
     finally:
         stop_api(api)
