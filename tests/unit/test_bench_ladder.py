@@ -47,7 +47,18 @@ def _results(base_int8_runs: list[dict[str, float]], int8_p50_ms: float) -> dict
         "rungs": {BASE: {**RUNGS[-1].__dict__, "parameters": RUNGS[-1].parameters(), "trained": False}},
         "ladder": ladder,
         "serving": {"fp32 x1": latency, "int8 x1": int8},
-        "small_compression": {"missing": "no trained small transformer"},
+        "small_compression": {
+            "hyperparameters": {"family": "transformer", "preset": "small"},
+            "trained_now_s": None,
+            "sequence_length": 48,
+            "eval_rows": 600,
+            "published_by_the_job": "int8-dynamic",
+            "candidates": {
+                "fp32": {"size_bytes": 4 * MIB, "accuracy": 0.95, "accepted": True, "latency": latency["handler"]},
+                "int8-dynamic": {"size_bytes": MIB, "accuracy": 0.945, "accepted": True, "latency": int8["handler"]},
+                "fp16": {"size_bytes": 2 * MIB, "accuracy": 0.95, "accepted": False, "reason": "slower than fp32"},
+            },
+        },
     }
 
 
@@ -65,14 +76,20 @@ def test_goals_say_met_or_miss_with_the_figures_behind_them() -> None:
     cold, rss, speed = met
     assert cold["measured"].startswith("1.20x (cold 3.00 s; download 2.00 s + build 0.50 s)")
     assert rss["holds_it_back"] == f"over the limit: {BASE}/fp32"  # 900 MiB > 1.5 x 416 + 120
-    assert speed["measured"].startswith("2.50x (100.0 vs 40.0 ms); bare session.run 2.25x")
+    assert speed["measured"] == (
+        "2.50x (100.0 vs 40.0 ms); bare session.run 2.25x; accuracy lost, trained small model: 0.5 points"
+    )
     missed = ladder_report.goals(_results([_run(4.0, 250.0, 2.0, 0.5, 0.5)], int8_p50_ms=60.0))
     assert [g["met"] for g in missed] == [False, False, False]
     assert "1.60x" in missed[0]["measured"]
 
 
-def test_a_run_without_serving_figures_has_no_speed_goal() -> None:
+def test_int8_speed_is_not_met_without_the_trained_models_accuracy_and_absent_without_serving() -> None:
     results = _results([_run(3.0, 250.0, 2.0, 0.5, 0.5)], int8_p50_ms=40.0)
+    results["small_compression"] = {"error": "RuntimeError: the training job failed"}
+    speed = ladder_report.goals(results)[2]
+    assert not speed["met"] and speed["measured"].endswith("; accuracy not measured")
+    assert "Not measured: RuntimeError: the training job failed" in ladder_report.markdown({**results, "goals": []})
     del results["serving"]
     assert len(ladder_report.goals(results)) == 2
 
@@ -85,7 +102,9 @@ def test_render_writes_the_json_without_runs_the_tables_and_the_plot(tmp_path: P
     assert stored["ladder"][f"{BASE}/int8"]["cold_s"] == {"median": 3.1, "min": 3.0, "max": 3.2, "n": 2}
     text = (tmp_path / "results-large.md").read_text()
     assert f"| {BASE}/int8 | 105.0 | 3.10 (3.00-3.20) | 255 (250-260) | 278 |" in text
-    assert "moto serves each ranged GET" in text and "no trained small transformer" in text
+    assert "moto serves each ranged GET" in text
+    assert "| int8-dynamic | 1,024 | 0.9450 | 40.000 | 40.000 | yes |  |" in text
+    assert "| fp16 | 2,048 | 0.9500 | - | - | **no** | slower than fp32 |" in text
     assert (tmp_path / "results-large.png").stat().st_size > 10_000
     # --render-only gives the same report from the stored figures alone.
     again = tmp_path / "again"
