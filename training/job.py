@@ -293,64 +293,14 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
     print(f"data: {len(train)} training rows, {len(held)} held-out rows ({held_from}), {target}")
 
     # Imported only once the data is known good: Keras/TensorFlow take seconds to import.
-    from training import export, manifest, models
+    from training import export, manifest
 
-    tokenizer = None
-    if chosen.text:
-        from maas_core.shared.text import WORDPIECE_TYPE, build_tokenizer, build_wordpiece
-
-        learn = build_wordpiece if chosen.tokenizer == WORDPIECE_TYPE else build_tokenizer
-        tokenizer = learn(
-            train.x,
-            max_tokens=args.vocabulary_size,
-            sequence_length=args.sequence_length,
-            graph_input=chosen.input_name,
-        )
-        # The tokenizer serving uses, run here: the model trains and is measured on the same ids.
-        train, held = (Dataset(tokenizer.encode(d.x), d.y, d.labels, d.columns) for d in (train, held))
-        size = f"{len(tokenizer.vocabulary)} entries, sequence length {args.sequence_length}"
-        print(f"tokenizer: {chosen.tokenizer}, {size}", flush=True)
-
-    from training import checkpoints, distributed
-
-    # Several instances (maas train submit --instance-count): MultiWorkerMirroredStrategy, made before
-    # TensorFlow's first tensor; one: no strategy at all (ARCHITECTURE.md, "The training job").
-    dist = distributed.setup(env)
-    print(f"cluster: {dist.describe()}", flush=True)
-    models.set_seed(args.seed)
-    saved_in = checkpoints.checkpoint_dir(env.root)
-    config = checkpoints.fingerprint({**vars(args), "train_rows": len(train), "held_rows": len(held)})
-    with dist.scope():  # the model's variables mirrored on every worker
-        model, done = checkpoints.restore(saved_in, config)
-        if model is None:
-            model = chosen.build(
-                train.x,
-                train.y,
-                len(train.labels),
-                learning_rate=args.learning_rate,
-                vocabulary_size=len(tokenizer.vocabulary) if tokenizer else 0,
-                **{key: getattr(args, key) for key in chosen.architecture},
-            )
-    print(f"model: {model.name}, {model.count_params():,} parameters, backend {models.keras_versions()}", flush=True)
-    callbacks: list[Any] = [models.MetricLines(args.epochs)]
-    if saved_in is not None and dist.is_chief:
-        callbacks.append(checkpoints.SaveEveryEpoch(saved_in, config))
-    dist.fit(  # batch_size per replica: global batch = batch_size x replicas
-        model,
-        train.x,
-        train.y,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        initial_epoch=done,
-        validation_data=(held.x, held.y),
-        callbacks=callbacks,
-        verbose=0,
-    )
-    train_seconds = time.perf_counter() - started
-    if not dist.is_chief:
-        print("published: no (not the chief: it exports, compresses and publishes the model all trained)")
+    tokenizer, train, held = _tokenized(args, chosen, train, held)
+    trained = _train(args, env, chosen, train, held, vocabulary_size=len(tokenizer.vocabulary) if tokenizer else 0)
+    if trained is None:
         return JobResult(model_dir=Path(args.model_dir), manifest=None, published=None)
-    model = dist.detach(model)  # the chief's export and measurements see every held-out row
+    model, workers = trained
+    train_seconds = time.perf_counter() - started
 
     model_dir = Path(args.model_dir)
     with tempfile.TemporaryDirectory(prefix="maas-train-") as tmp:
@@ -395,7 +345,7 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             training_job={
                 "id": env.job_name,
                 "instance_type": env.instance_type,
-                "instance_count": dist.workers,
+                "instance_count": workers,
                 "duration_s": round(time.perf_counter() - started, 2),
                 "train_s": round(train_seconds, 2),
                 "train_rows": len(train),
@@ -411,27 +361,94 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
             shutil.copyfile(work / name, model_dir / name)
     print(f"artifacts: {', '.join(artifacts)} in {model_dir}")
 
-    published = None
-    if args.registry_bucket:
-        from maas_core.shared.registry import Registry
+    return JobResult(model_dir=model_dir, manifest=draft, published=_publish(args, model_dir, draft))
 
-        model_bytes = (model_dir / "model.onnx").read_bytes()
-        # The job only adds a version (its role may write nothing else under models/, ARCHITECTURE.md):
-        # an alias changes through a promote, with compare-and-swap and history.
-        published = Registry(args.registry_bucket).publish(
-            args.model_name, model_bytes, draft, alias_on_first_publish=None
-        )
-        print(
-            f"published: s3://{args.registry_bucket}/{model_key(published.name, published.version)} "
-            f"name={published.name} version={published.version}",
-            flush=True,
-        )
-        output_dir = Path(args.output_data_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "published.json").write_text(json.dumps(published.to_json(), indent=2) + "\n")
-    else:
+
+def _publish(args: argparse.Namespace, model_dir: Path, draft: Draft) -> Manifest | None:
+    """The job's last step: one new version in the registry (none without a registry bucket)."""
+    if not args.registry_bucket:
         print("published: no (no registry bucket: set MAAS_MODEL_BUCKET or --registry-bucket)")
-    return JobResult(model_dir=model_dir, manifest=draft, published=published)
+        return None
+    from maas_core.shared.registry import Registry
+
+    model_bytes = (model_dir / "model.onnx").read_bytes()
+    # The job only adds a version (its role may write nothing else under models/, ARCHITECTURE.md):
+    # an alias changes through a promote, with compare-and-swap and history.
+    published = Registry(args.registry_bucket).publish(args.model_name, model_bytes, draft, alias_on_first_publish=None)
+    print(
+        f"published: s3://{args.registry_bucket}/{model_key(published.name, published.version)} "
+        f"name={published.name} version={published.version}",
+        flush=True,
+    )
+    output_dir = Path(args.output_data_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "published.json").write_text(json.dumps(published.to_json(), indent=2) + "\n")
+    return published
+
+
+def _tokenized(args: argparse.Namespace, chosen: Family, train: Dataset, held: Dataset) -> tuple[Any, Dataset, Dataset]:
+    """A text family's tokenizer, learnt from the train rows, and both sets as its ids (others: as they are)."""
+    if not chosen.text:
+        return None, train, held
+    from maas_core.shared.text import WORDPIECE_TYPE, build_tokenizer, build_wordpiece
+
+    learn = build_wordpiece if chosen.tokenizer == WORDPIECE_TYPE else build_tokenizer
+    tokenizer = learn(
+        train.x,
+        max_tokens=args.vocabulary_size,
+        sequence_length=args.sequence_length,
+        graph_input=chosen.input_name,
+    )
+    # The tokenizer serving uses, run here: the model trains and is measured on the same ids.
+    train, held = (Dataset(tokenizer.encode(d.x), d.y, d.labels, d.columns) for d in (train, held))
+    size = f"{len(tokenizer.vocabulary)} entries, sequence length {args.sequence_length}"
+    print(f"tokenizer: {chosen.tokenizer}, {size}", flush=True)
+    return tokenizer, train, held
+
+
+def _train(
+    args: argparse.Namespace, env: TrainingEnv, chosen: Family, train: Dataset, held: Dataset, *, vocabulary_size: int
+) -> tuple[Any, int] | None:
+    """The trained model and how many instances trained it; None on a worker that is not the chief."""
+    from training import checkpoints, distributed, models
+
+    # Several instances (maas train submit --instance-count): MultiWorkerMirroredStrategy, made before
+    # TensorFlow's first tensor; one: no strategy at all (ARCHITECTURE.md, "The training job").
+    dist = distributed.setup(env)
+    print(f"cluster: {dist.describe()}", flush=True)
+    models.set_seed(args.seed)
+    saved_in = checkpoints.checkpoint_dir(env.root)
+    config = checkpoints.fingerprint({**vars(args), "train_rows": len(train), "held_rows": len(held)})
+    with dist.scope():  # the model's variables mirrored on every worker
+        model, done = checkpoints.restore(saved_in, config)
+        if model is None:
+            model = chosen.build(
+                train.x,
+                train.y,
+                len(train.labels),
+                learning_rate=args.learning_rate,
+                vocabulary_size=vocabulary_size,
+                **{key: getattr(args, key) for key in chosen.architecture},
+            )
+    print(f"model: {model.name}, {model.count_params():,} parameters, backend {models.keras_versions()}", flush=True)
+    callbacks: list[Any] = [models.MetricLines(args.epochs)]
+    if saved_in is not None and dist.is_chief:
+        callbacks.append(checkpoints.SaveEveryEpoch(saved_in, config))
+    dist.fit(  # batch_size per replica: global batch = batch_size x replicas
+        model,
+        train.x,
+        train.y,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        initial_epoch=done,
+        validation_data=(held.x, held.y),
+        callbacks=callbacks,
+        verbose=0,
+    )
+    if not dist.is_chief:
+        print("published: no (not the chief: it exports, compresses and publishes the model all trained)")
+        return None
+    return dist.detach(model), dist.workers  # the chief's export and measurements see every held-out row
 
 
 def _candidate_line(c: Any) -> str:
