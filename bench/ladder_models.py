@@ -91,7 +91,8 @@ def exported(rung: Rung) -> Path:
     if (folder / "done").exists():
         say(f"   {rung.name}: reusing {folder.relative_to(ROOT)}")
         return folder
-    shutil.rmtree(folder, ignore_errors=True)
+    for stale in CACHE.glob(f"{rung.name}-*"):  # an earlier key's files: hundreds of MB no run reads again
+        shutil.rmtree(stale, ignore_errors=True)
     folder.mkdir(parents=True)
     log = folder / "export.log"
     say(f"   {rung.name}: exporting ({rung.parameters():,} parameters); log in {log.relative_to(ROOT)}")
