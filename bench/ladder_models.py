@@ -85,17 +85,21 @@ def files(folder: Path, form: str) -> tuple[Path, Path]:
     return folder / f"{form}.onnx", folder / f"{form}.manifest.json"
 
 
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def exported(rung: Rung) -> Path:
     """The rung's folder with both forms, from the cache or from a fresh export in a child process."""
     folder = CACHE / f"{rung.name}-{cache_key(rung)}"
     if (folder / "done").exists():
-        say(f"   {rung.name}: reusing {folder.relative_to(ROOT)}")
+        say(f"   {rung.name}: reusing {_shown(folder)}")
         return folder
     for stale in CACHE.glob(f"{rung.name}-*"):  # an earlier key's files: hundreds of MB no run reads again
         shutil.rmtree(stale, ignore_errors=True)
     folder.mkdir(parents=True)
     log = folder / "export.log"
-    say(f"   {rung.name}: exporting ({rung.parameters():,} parameters); log in {log.relative_to(ROOT)}")
+    say(f"   {rung.name}: exporting ({rung.parameters():,} parameters); log in {_shown(log)}")
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     with log.open("w") as handle:
         code = subprocess.call(

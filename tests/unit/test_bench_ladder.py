@@ -127,3 +127,27 @@ def test_unknown_rungs_and_zero_runs_are_refused_naming_what_is_allowed(capsys: 
     with pytest.raises(SystemExit):
         parse_args(["--runs", "0"])
     assert parse_args([]).rungs == [r.name for r in RUNGS]
+
+
+def test_the_smallest_rung_runs_end_to_end_export_publish_cold_start_and_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 1 MB rung for real (about 15 s: TensorFlow's export, then two cold starts through the RIE): its
+    files cached by configuration, both forms served 200 from the embedded S3, the report written."""
+    from bench import ladder, ladder_models
+
+    monkeypatch.setattr(ladder_models, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(ladder, "WORK", tmp_path / "cache")
+    out = tmp_path / "out"
+    assert ladder.main(["--rungs", "1mb", "--runs", "1", "--no-serving", "--no-small", "--out", str(out)]) == 0
+    (folder,) = (tmp_path / "cache").glob("1mb-*")
+    fp32, int8 = (ladder_models.files(folder, form)[0].stat().st_size for form in ("fp32", "int8"))
+    assert int8 < fp32 / 2  # quantised: int8 weights
+    stored = json.loads((out / "results-large.json").read_text())
+    for form in ("fp32", "int8"):
+        model = stored["ladder"][f"1mb/{form}"]
+        assert model["cold_s"]["n"] == 1 and 0 < model["cold_s"]["median"] < 60
+        assert model["peak_rss_mib"]["median"] > 50  # the handler's process: Python, onnxruntime, the model
+    assert stored["rungs"]["1mb"]["trained"] is False
+    assert "| 1mb/int8 |" in (out / "results-large.md").read_text()
+    assert not (tmp_path / "cache" / "state").exists()  # the benchmark's registry goes with the run
