@@ -8,6 +8,9 @@
 - ``latency EVENTS CALLS REPEATS``: warm handler latency per event, against a bare ``session.run`` (or the
   SavedModel call) on the same session and the same input;
 - ``batch KEY ETAG CHUNK``: BatchFunction's core on one file, its rows/s, peak RSS and where the time went;
+- ``build MODEL``: the session built from a local file as a cold ApiFunction builds it
+  (``model_cache.build_session`` with the function's vCPU threads), its seconds and the process's peak
+  RSS over its baseline (onnxruntime and numpy imported): the size ladder's "build alone";
 - ``bare-batch MODEL ROWS.npy SIZES``: a bare ``session.run`` over the same rows at each batch size;
 - ``compression FILES ROWS.npy CALLS REPEATS``: batch-1 latency of each compression candidate;
 - ``machine-speed REPEATS``: a fixed pure-Python workload, to tell a slower machine from a slower build.
@@ -26,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import vm_hwm_mib
+from bench.common import vm_hwm_mib, vm_rss_mib
 from bench.stats import Stat, percentile
 
 MARK = "maas-bench: import done"
@@ -131,14 +134,17 @@ def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str
         response = handler(event, context)
         if response.get("statusCode") != 200:
             raise RuntimeError(f"{label}: {response.get('statusCode')} {str(response.get('body'))[:300]}")
-        x = np.asarray(json.loads(event["body"])["instances"], dtype=np.float32)
-        if hasattr(app, "models"):  # ours: the very session the handler holds
-            session = app.models.get(event["pathParameters"]["name"]).session
+        given = json.loads(event["body"])["instances"]
+        if hasattr(app, "models"):  # ours: the very session the handler holds, fed what the handler feeds it
+            loaded = app.models.get(event["pathParameters"]["name"])
+            spec, session = loaded.manifest.inputs[0], loaded.session
+            # A text model's ids come from the handler's own tokenizer; other models take the numbers.
+            x = loaded.tokenizer(spec).encode(given) if spec.tokenizer else np.asarray(given, dtype=np.float32)
             targets[f"{label}/bare"] = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
         else:  # the TensorFlow handler: its loaded SavedModel, called directly
-            targets[f"{label}/bare"] = functools.partial(app._model[0].serve, x)
+            targets[f"{label}/bare"] = functools.partial(app._model[0].serve, np.asarray(given, dtype=np.float32))
         targets[f"{label}/handler"] = functools.partial(handler, event, context)
-        instances[label] = len(x)
+        instances[label] = len(given)
     figures = _interleaved(targets, calls, repeats)
     return {
         label: {
@@ -257,6 +263,20 @@ def batch(key: str, etag: str, chunk_rows: int) -> dict[str, Any]:
     }
 
 
+def build(model: str) -> dict[str, Any]:
+    import numpy  # noqa: F401 - in the baseline, as in the handler before its first model
+    import onnxruntime  # noqa: F401
+
+    from maas_core.shared.model_cache import build_session, lambda_vcpus
+
+    base = vm_rss_mib()
+    started = time.perf_counter()
+    session = build_session(model, threads=lambda_vcpus())
+    seconds = time.perf_counter() - started
+    del session
+    return {"build_s": seconds, "peak_rss_over_baseline_mib": vm_hwm_mib() - base, "baseline_mib": base}
+
+
 def bare_batch(model_path: str, rows_path: str, sizes: str) -> dict[str, Any]:
     """rows/s of a bare ``session.run`` over the rows of a .npy file at each batch size (the function's
     threads), three passes each, every pass a run, the sizes taking turns."""
@@ -318,6 +338,8 @@ def main(argv: list[str]) -> int:
         result = latency(args[0], args[1], int(args[2]), int(args[3]))
     elif what == "batch":
         result = batch(args[0], args[1], int(args[2]))
+    elif what == "build":
+        result = build(args[0])
     elif what == "bare-batch":
         result = bare_batch(args[0], args[1], args[2])
     elif what == "compression":

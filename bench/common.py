@@ -67,6 +67,12 @@ def venv_runtime() -> Runtime:
     return Runtime("venv " + sys.version.split()[0] + " + src/", (sys.executable,))
 
 
+def vm_rss_mib() -> float:
+    """This process's resident set now (VmRSS)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
 def vm_hwm_mib(pid: int | str = "self") -> float:
     """Peak resident set (VmHWM) of one process. ru_maxrss would carry a parent's peak across fork/exec."""
     with open(f"/proc/{pid}/status") as status:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import coldstart, ladder_models
-from bench.common import BENCH, ROOT, Runtime, predict_event, say, step, write_json
+from bench.common import BENCH, ROOT, Runtime, child, predict_event, say, step, write_json
 from bench.ladder_models import BASE, FORMS, RUNGS
 from bench.stats import MIB, Stat
 
@@ -47,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=10, help="warm calls per latency run (after 10 warm-up calls)")
     parser.add_argument("--repeats", type=int, default=3, help="latency runs per figure")
     parser.add_argument("--no-serving", action="store_true", help="skip the warm latency of the base model")
+    parser.add_argument(
+        "--serving-rung", default=BASE, help=f"the model whose warm latency is measured (default {BASE})"
+    )
     parser.add_argument("--no-small", action="store_true", help="skip training and measuring the small transformer")
     parser.add_argument("--out", default=str(BENCH), help="folder for results-large.{json,md,png}")
     parser.add_argument("--render-only", action="store_true", help="measure nothing: render results-large.json")
@@ -91,23 +93,6 @@ def _one_get(client: Any, bucket: str, key: str, target: Path, sha256: str) -> N
         raise RuntimeError(f"{key}: the single GET's sha256 differs from the manifest's")
 
 
-def _child(runtime: Runtime, args: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
-    out = log.with_suffix(".json")
-    out.unlink(missing_ok=True)
-    with log.open("w") as handle:
-        code = subprocess.call(
-            [*runtime.python, "-m", "bench.ladder_child", *args, str(out)],
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=1800,
-        )
-    if code != 0 or not out.exists():
-        raise RuntimeError(f"bench.ladder_child {args[0]} exited {code}; the end of {log}:\n{log.read_text()[-2000:]}")
-    return dict(json.loads(out.read_text()))
-
-
 class Ladder:
     """The published models and the runs of each: cold start, download alone, build alone."""
 
@@ -149,9 +134,8 @@ class Ladder:
             sha = manifest.artifact.sha256
             single = _timed(lambda: _one_get(self.client, self.bucket, model["key"], target, sha))
         env = self.runtime.environment(self.spec, self.s3_env)
-        built = _child(
-            self.runtime, ["build", str(model["path"])], env, self.logs / f"build-{key.replace('/', '-')}.log"
-        )
+        log = self.logs / f"build-{key.replace('/', '-')}.log"
+        built = child(self.runtime, ["build", str(model["path"])], env, log, timeout=1800)
         model["runs"].append(
             {
                 "cold_s": cold["cold_s"],
@@ -207,7 +191,7 @@ def serving(
         env = runtime.environment(spec, {**s3_env, "OPTIMIZED_MODEL_DIR": str(logs / f"serving-{form}-tmp")})
         module = "maas_core.functions.api.app"
         args = ["latency", module, str(events_path), str(calls), str(repeats)]
-        out.update(_child(runtime, args, env, logs / f"serving-{form}.log"))
+        out.update(child(runtime, args, env, logs / f"serving-{form}.log", timeout=1800))
     return out
 
 
@@ -309,9 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                             f"build {r['build_s']:.2f} s"
                         )
             results["ladder"] = ladder.figures()
-            if not args.no_serving and BASE in folders:
-                with step(f"serving: {BASE} fp32 and int8, 128 tokens, batch 1 and 8, handler vs bare"):
-                    results["serving"] = serving(runtime, spec, s3.client_env(), args.calls, args.repeats, logs)
+            if not args.no_serving and args.serving_rung in folders:
+                with step(f"serving: {args.serving_rung} fp32 and int8, 128 tokens, batch 1 and 8, handler vs bare"):
+                    results["serving"] = serving(
+                        runtime, spec, s3.client_env(), args.calls, args.repeats, logs, rung=args.serving_rung
+                    )
             if not args.no_small:
                 with step("the small transformer, trained by the job (cached): fp32 vs int8 vs fp16"):
                     try:

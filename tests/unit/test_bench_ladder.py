@@ -139,7 +139,9 @@ def test_the_smallest_rung_runs_end_to_end_export_publish_cold_start_and_report(
     monkeypatch.setattr(ladder_models, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(ladder, "WORK", tmp_path / "cache")
     out = tmp_path / "out"
-    assert ladder.main(["--rungs", "1mb", "--runs", "1", "--no-serving", "--no-small", "--out", str(out)]) == 0
+    argv = ["--rungs", "1mb", "--runs", "1", "--no-small", "--out", str(out)]
+    # The warm latency of raw-text requests too, on the 1 MB model: handler and bare on the handler's ids.
+    assert ladder.main([*argv, "--serving-rung", "1mb", "--calls", "2", "--repeats", "1"]) == 0
     (folder,) = (tmp_path / "cache").glob("1mb-*")
     fp32, int8 = (ladder_models.files(folder, form)[0].stat().st_size for form in ("fp32", "int8"))
     assert int8 < fp32 / 2  # quantised: int8 weights
@@ -149,5 +151,10 @@ def test_the_smallest_rung_runs_end_to_end_export_publish_cold_start_and_report(
         assert model["cold_s"]["n"] == 1 and 0 < model["cold_s"]["median"] < 60
         assert model["peak_rss_mib"]["median"] > 50  # the handler's process: Python, onnxruntime, the model
     assert stored["rungs"]["1mb"]["trained"] is False
+    for form in ("fp32", "int8"):  # a batch of 1 and of 8 texts, each through the handler and bare
+        for batch in (1, 8):
+            timed = stored["serving"][f"{form} x{batch}"]
+            assert timed["instances"] == batch
+            assert timed["handler"]["p50_ms"]["median"] >= timed["bare"]["p50_ms"]["median"] > 0
     assert "| 1mb/int8 |" in (out / "results-large.md").read_text()
     assert not (tmp_path / "cache" / "state").exists()  # the benchmark's registry goes with the run
