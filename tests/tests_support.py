@@ -76,7 +76,9 @@ def build_digits_onnx(seed: int = 0) -> bytes:
             helper.make_node("Add", ["logits0", "bias"], ["logits"]),
             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
         ],
-        "digits",
+        # lbfgs ignores the seed, so the seed goes in the graph's name: each seed is other bytes (another
+        # sha256), which the serving file cache, keyed by sha256, downloads on its own.
+        "digits" if seed == 0 else f"digits-{seed}",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 8, 8, 1])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 10])],
         initializer=[

@@ -346,7 +346,9 @@ S3_FAULTS = [
 @pytest.mark.parametrize(("how", "action", "model_only"), S3_FAULTS, ids=[f[0] for f in S3_FAULTS])
 def test_s3_failing_is_a_503_for_a_cold_model_while_warm_ones_keep_serving(faulty, how, action, model_only):
     name = f"cold-{action}"
-    version = faulty["registry"].publish(name, build_digits_onnx(seed=1), digits_manifest()).version
+    # Bytes of their own: the container keeps verified files by sha256, and would serve a copy it holds.
+    seed = 10 + [f[1] for f in S3_FAULTS].index(action)
+    version = faulty["registry"].publish(name, build_digits_onnx(seed=seed), digits_manifest()).version
     assert predict(faulty, "digits")[0] == 200  # warm: loaded, and its alias known
     where = s3_path(faulty, f"models/{name}/{version}/model.onnx") if model_only else s3_path(faulty, "")
     with faulty["proxy"].failing(Fault("GET", where, action)) as (fault,):
@@ -383,7 +385,8 @@ def test_ready_is_a_503_while_the_registry_cannot_be_read_and_live_stays_200(fau
 @pytest.mark.parametrize("damage", ["corrupted", "truncated"])
 def test_a_damaged_model_file_is_a_503_model_integrity_error(faulty, damage):
     name = f"{damage}-model"
-    version = faulty["registry"].publish(name, build_digits_onnx(seed=2), digits_manifest()).version
+    seed = 20 if damage == "corrupted" else 21  # bytes no earlier test loaded (the file cache is by sha256)
+    version = faulty["registry"].publish(name, build_digits_onnx(seed=seed), digits_manifest()).version
     key = f"models/{name}/{version}/model.onnx"
     data = faulty["client"].get_object(Bucket=faulty["bucket"], Key=key)["Body"].read()
     damaged = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:] if damage == "corrupted" else data[: len(data) // 2]
@@ -415,7 +418,7 @@ def test_a_batch_file_for_a_damaged_model_waits_in_the_dead_letter_queue_then_sc
     """A dependency failure is retried, then parked with only a failed summary written (so a job says
     why); after the model is repaired and the message redriven, every row is scored exactly once."""
     registry, s3, bucket = faulty["registry"], faulty["client"], faulty["bucket"]
-    version = registry.publish("repaired", build_digits_onnx(), digits_manifest()).version
+    version = registry.publish("repaired", build_digits_onnx(seed=8), digits_manifest()).version
     model_key = f"models/repaired/{version}/model.onnx"
     good = s3.get_object(Bucket=bucket, Key=model_key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=model_key, Body=good[: len(good) // 2])
