@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -25,6 +27,7 @@ from maas.template import FunctionSpec
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+LAMBDA_TMP = "/tmp"  # noqa: S108 - Lambda's writable folder, which each local container gets its own of
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -76,6 +79,7 @@ class LocalFunction:
         self.log = log
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None  # this container's /tmp, from start() to stop()
         self._lock = threading.Lock()  # one invoke at a time per container, as in Lambda
 
     def environment(self) -> dict[str, str]:
@@ -100,9 +104,17 @@ class LocalFunction:
         }
         env.update(self.spec.environment)
         env.update(self.extra_env)
+        if self._tmp is not None:
+            # Each Lambda execution environment has a /tmp of its own that starts empty: so does each
+            # local container, or one run's verified model files would serve the next run.
+            for name, value in env.items():
+                if value == LAMBDA_TMP or value.startswith(f"{LAMBDA_TMP}/"):
+                    env[name] = str(self._tmp) + value.removeprefix(LAMBDA_TMP)
+            env["TMPDIR"] = str(self._tmp)
         return env
 
     def start(self) -> LocalFunction:
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"maas-{self.spec.logical_id}-tmp-"))
         self.port = free_port()
         runtime_api_port = free_port()
         command = [
@@ -146,6 +158,9 @@ class LocalFunction:
             except subprocess.TimeoutExpired:
                 self._process.kill()
         self._process = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def __enter__(self) -> LocalFunction:
         return self.start()

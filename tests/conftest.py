@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +15,11 @@ from tests_support import HANDLER_ENV, build_digits_onnx, digits_manifest
 
 # The handler reads its configuration at import, as it does on Lambda; give it the template's names.
 os.environ.update(HANDLER_ENV)
+# Lambda's /tmp starts empty: so does this run's, or verified model files an earlier run left (kept by
+# sha256) would be served instead of downloaded.
+_TMP = tempfile.mkdtemp(prefix="maas-tests-tmp-")
+os.environ["OPTIMIZED_MODEL_DIR"] = os.path.join(_TMP, "maas-models")
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 for _var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_var, None)
 

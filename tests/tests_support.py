@@ -34,7 +34,7 @@ HANDLER_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "AWS_DEFAULT_REGION": "us-east-1",
     "CORS_ALLOW_ORIGIN": "",
-    "OPTIMIZED_MODEL_DIR": "/tmp/maas-test-optimized",
+    "OPTIMIZED_MODEL_DIR": "/tmp/maas-test-optimized",  # tests/conftest.py: a fresh folder per run
     "BATCH_CHUNK_ROWS": "64",
     "BATCH_PART_BYTES": "268435456",
     "BATCH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/BatchQueue",
