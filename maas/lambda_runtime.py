@@ -103,14 +103,15 @@ class LocalFunction:
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
         env.update(self.spec.environment)
-        env.update(self.extra_env)
         if self._tmp is not None:
             # Each Lambda execution environment has a /tmp of its own that starts empty: so does each
-            # local container, or one run's verified model files would serve the next run.
-            for name, value in env.items():
-                if value == LAMBDA_TMP or value.startswith(f"{LAMBDA_TMP}/"):
+            # local container, or one run's verified model files would serve the next run. Only the
+            # template's own /tmp paths move there; a folder given with --env-vars is used as given.
+            for name, value in self.spec.environment.items():
+                if name not in self.spec.overridden and (value == LAMBDA_TMP or value.startswith(f"{LAMBDA_TMP}/")):
                     env[name] = str(self._tmp) + value.removeprefix(LAMBDA_TMP)
             env["TMPDIR"] = str(self._tmp)
+        env.update(self.extra_env)
         return env
 
     def start(self) -> LocalFunction:

@@ -246,6 +246,7 @@ class FunctionSpec:
     routes: list[Route] = field(default_factory=list)
     queues: list[tuple[str, int]] = field(default_factory=list)  # (queue logical id, batch size)
     env_refs: dict[str, str] = field(default_factory=dict)  # variable -> logical id its !Ref names
+    overridden: set[str] = field(default_factory=set)  # variables --env-vars set, not the template
     project_root: Path | None = None  # the folder of template.yaml (task roots go in its .maas/)
 
     def task_root(self) -> Path:
@@ -351,8 +352,11 @@ class Template:
             **((((resource.get("Properties") or {}).get("Environment") or {}).get("Variables")) or {}),
         }
         declared = {k: str(self.resolve(v)) for k, v in env.items()}
+        overridden: set[str] = set()
         for scope in ("Parameters", logical_id):
-            declared.update({k: str(v) for k, v in (self.env_vars.get(scope) or {}).items() if k in declared})
+            given = {k: str(v) for k, v in (self.env_vars.get(scope) or {}).items() if k in declared}
+            declared.update(given)
+            overridden.update(given)
         routes = [
             _route(str(ev["Properties"]["Method"]), str(ev["Properties"]["Path"]))
             for ev in (props.get("Events") or {}).values()
@@ -368,6 +372,7 @@ class Template:
             handler=str(props["Handler"]),
             code_uri=(self.root / str(props.get("CodeUri", "."))).resolve(),
             project_root=self.root.resolve(),
+            overridden=overridden,
             runtime=str(props.get("Runtime", "")),
             timeout=int(self.resolve(props.get("Timeout", 3))),
             memory_mb=int(self.resolve(props.get("MemorySize", 128))),

@@ -34,3 +34,16 @@ def test_without_a_running_container_the_template_paths_are_kept() -> None:
     spec = Template(ROOT / "template.yaml").function("ApiFunction")
     env = LocalFunction(spec, {}).environment()
     assert "TMPDIR" not in env and env["OPTIMIZED_MODEL_DIR"] == spec.environment["OPTIMIZED_MODEL_DIR"]
+
+
+def test_a_folder_given_with_env_vars_is_used_as_given(tmp_path: Path) -> None:
+    chosen = tmp_path / "models"  # under /tmp on most machines, and still the user's own choice
+    spec = Template(ROOT / "template.yaml", env_vars={"ApiFunction": {"OPTIMIZED_MODEL_DIR": str(chosen)}}).function(
+        "ApiFunction"
+    )
+    fn = LocalFunction(spec, {}).start()
+    try:
+        env = fn.environment()
+        assert env["OPTIMIZED_MODEL_DIR"] == str(chosen) and env["TMPDIR"] != str(tmp_path)
+    finally:
+        fn.stop()
