@@ -119,15 +119,17 @@ def _export(rung: Rung, folder: Path) -> None:
     """Build, export, check and quantise one rung; write both forms and their manifest drafts."""
     import numpy as np
 
-    from maas_core.shared.text import build_wordpiece
     from training import compress, export, manifest, models
     from training.families import TEXT_INPUT
-    from training.families.transformer import FAMILY, build
+    from training.families.base import BuildInputs
+    from training.families.transformer import ARCHITECTURE, FAMILY, build
     from training.text_data import generate_reviews
+    from training.vocabulary import learn_tokenizer
 
     reviews = generate_reviews()
     labels = sorted({label for _, label in reviews})
-    tokenizer = build_wordpiece(
+    tokenizer = learn_tokenizer(
+        FAMILY.tokenizer,
         [t for t, _ in reviews],
         max_tokens=rung.vocabulary_size,
         sequence_length=SEQUENCE_LENGTH,
@@ -135,17 +137,9 @@ def _export(rung: Rung, folder: Path) -> None:
     )
     x = tokenizer.encode([t for t, _ in reviews[:8]])
     models.set_seed(0)
-    model = build(
-        x,
-        np.zeros(len(x), np.int64),
-        len(labels),
-        learning_rate=FAMILY.learning_rate,
-        vocabulary_size=rung.vocabulary_size,
-        layers=rung.layers,
-        hidden_size=rung.hidden_size,
-        heads=rung.heads,
-        feed_forward_size=rung.feed_forward_size,
-    )
+    sizes = {k: getattr(rung, k) for k in ARCHITECTURE}
+    given = BuildInputs(x, np.zeros(len(x), np.int64), len(labels), FAMILY.learning_rate, rung.vocabulary_size, sizes)
+    model = build(given)
     print(f"{rung.name}: {model.count_params():,} parameters", flush=True)
     fp32, _ = files(folder, "fp32")
     export.export_onnx(model, fp32, input_name=FAMILY.input_name, output_name=FAMILY.output_name, input_dtype="int64")

@@ -48,7 +48,7 @@ from training.compress import (
     parse_menu,
 )
 from training.data import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN, Dataset, load_channel, split_holdout
-from training.families import DEFAULT_FAMILY, FAMILIES, TEXT_INPUT, Family, family
+from training.families import DEFAULT_FAMILY, FAMILIES, TEXT_INPUT, BuildInputs, Family, family
 from training.sagemaker_env import DEFAULT_ROOT, TrainingEnv, read_env, write_failure
 
 DEFAULTS: dict[str, Any] = {
@@ -390,10 +390,10 @@ def _tokenized(args: argparse.Namespace, chosen: Family, train: Dataset, held: D
     """A text family's tokenizer, learnt from the train rows, and both sets as its ids (others: as they are)."""
     if not chosen.text:
         return None, train, held
-    from maas_core.shared.text import WORDPIECE_TYPE, build_tokenizer, build_wordpiece
+    from training.vocabulary import learn_tokenizer
 
-    learn = build_wordpiece if chosen.tokenizer == WORDPIECE_TYPE else build_tokenizer
-    tokenizer = learn(
+    tokenizer = learn_tokenizer(
+        chosen.tokenizer,
         train.x,
         max_tokens=args.vocabulary_size,
         sequence_length=args.sequence_length,
@@ -422,14 +422,15 @@ def _train(
     with dist.scope():  # the model's variables mirrored on every worker
         model, done = checkpoints.restore(saved_in, config)
         if model is None:
-            model = chosen.build(
+            given = BuildInputs(
                 train.x,
                 train.y,
                 len(train.labels),
-                learning_rate=args.learning_rate,
-                vocabulary_size=vocabulary_size,
-                **{key: getattr(args, key) for key in chosen.architecture},
+                args.learning_rate,
+                vocabulary_size,
+                {key: getattr(args, key) for key in chosen.architecture},
             )
+            model = chosen.build(given)
     print(f"model: {model.name}, {model.count_params():,} parameters, backend {models.keras_versions()}", flush=True)
     callbacks: list[Any] = [models.MetricLines(args.epochs)]
     if saved_in is not None and dist.is_chief:

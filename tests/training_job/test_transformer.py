@@ -19,7 +19,7 @@ from maas_core.shared.model_cache import ModelCache
 from maas_core.shared.registry import Registry
 from maas_core.shared.schemas import InferRequest
 from maas_core.shared.text import WordPieceTokenizer
-from training.families import family
+from training.families import BuildInputs, family
 from training.families.transformer import PRESETS, settings
 from training.job import main
 from training.text_data import LABELS, write_text_channel
@@ -77,9 +77,7 @@ def test_base_has_bert_base_dimensions_and_about_110m_parameters():
     sizes = {k: base[k] for k in ("layers", "hidden_size", "heads", "feed_forward_size")}
     assert sizes == {"layers": 12, "hidden_size": 768, "heads": 12, "feed_forward_size": 3072}
     ids = np.zeros((1, base["sequence_length"]), dtype=np.int64)
-    model = family("transformer").build(
-        ids, np.zeros(1), 2, learning_rate=1e-4, vocabulary_size=base["vocabulary_size"], **sizes
-    )
+    model = family("transformer").build(BuildInputs(ids, np.zeros(1), 2, 1e-4, base["vocabulary_size"], sizes))
     assert 105e6 < model.count_params() < 115e6, model.count_params()  # BERT-base: 109.5M with its pooler
     keras.backend.clear_session()
 

@@ -12,15 +12,15 @@ import pytest
 
 from maas_core.shared.errors import ModelIntegrityError
 from maas_core.shared.manifest import DRAFT_FIELDS, REQUIRED_FIELDS, Draft, Manifest, TensorSpec
-from maas_core.shared.text import build_tokenizer
 from tests_support import digits_manifest
+from training.vocabulary import learn_tokenizer
 
 SHA = "ab" * 32
 
 
 def published_json() -> dict[str, Any]:
     """A manifest as a newer trainer might write it: keys in another order, keys MaaS does not know."""
-    tokenizer = build_tokenizer(["good", "bad"], max_tokens=4, sequence_length=3).to_manifest()
+    tokenizer = learn_tokenizer("word", ["good", "bad"], max_tokens=4, sequence_length=3).to_manifest()
     body = {
         "name": "reviews",
         "version": "20260101T000000Z-abababab",

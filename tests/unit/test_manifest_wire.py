@@ -16,8 +16,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from maas_core.shared.layout import manifest_key
-from maas_core.shared.text import build_tokenizer
 from tests_support import build_digits_onnx, digits_manifest, event, serialized
+from training.vocabulary import learn_tokenizer
 
 VERSION = "20260101T000000Z-00000000"  # the version the describe events name
 
@@ -40,7 +40,7 @@ def reviews_onnx() -> bytes:
 
 def reviews_manifest() -> dict[str, Any]:
     """A text model's draft, with keys no schema field names, at the top and in a tensor."""
-    tokenizer = build_tokenizer(["great product", "awful price"], max_tokens=6, sequence_length=4)
+    tokenizer = learn_tokenizer("word", ["great product", "awful price"], max_tokens=6, sequence_length=4)
     manifest = digits_manifest()
     manifest.update(
         inputs=[

@@ -24,17 +24,16 @@ from maas_core.shared.text import (
     SEP_INDEX,
     WordPieceTokenizer,
     WordTokenizer,
-    build_tokenizer,
-    build_wordpiece,
     tokenizer_problems,
 )
 from tests_support import digits_manifest, verified
+from training.vocabulary import learn_tokenizer
 
 TEXTS = ["Great product, great price!", "Awful product", "the product is NOT great"]
 
 
 def tokenizer(length: int = 4) -> WordTokenizer:
-    return build_tokenizer(TEXTS, max_tokens=6, sequence_length=length)
+    return learn_tokenizer("word", TEXTS, max_tokens=6, sequence_length=length)
 
 
 def test_vocabulary_is_padding_unknown_then_most_frequent_words():
@@ -195,7 +194,7 @@ def test_a_long_wordpiece_text_keeps_its_first_pieces_and_ends_with_sep():
 
 def test_learnt_wordpiece_vocabulary_covers_the_training_words_and_splits_new_ones():
     texts = ["the unbreakable mug", "an unbreakable lamp", "the breakable mug", "a lamp, a mug"] * 3
-    t = build_wordpiece(texts, max_tokens=60, sequence_length=16)
+    t = learn_tokenizer("wordpiece", texts, max_tokens=60, sequence_length=16)
     assert t.vocabulary[:4] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] and len(t.vocabulary) <= 60
     assert [t.pieces(w) for w in ("unbreakable", "mug")] == [["unbreakable"], ["mug"]]
     assert t.pieces("lampmug") == ["lamp", "##m", "##ug"]  # an unseen word is cut into known pieces
@@ -203,7 +202,7 @@ def test_learnt_wordpiece_vocabulary_covers_the_training_words_and_splits_new_on
 
 
 def test_wordpiece_manifest_round_trip_gives_the_same_ids():
-    t = build_wordpiece(TEXTS, max_tokens=40, sequence_length=12, graph_input="token_ids")
+    t = learn_tokenizer("wordpiece", TEXTS, max_tokens=40, sequence_length=12, graph_input="token_ids")
     entry = t.to_manifest()
     assert entry["type"] == "wordpiece" and entry["padding"] == "post" and tokenizer_problems(entry) == []
     again = WordTokenizer.from_manifest(entry)

@@ -9,7 +9,7 @@ line in ``FAMILIES``. Nothing here imports Keras: the builders import it when th
 from __future__ import annotations
 
 from training.families import image, linear, logistic, tabular, text, transformer
-from training.families.base import CLASSIFICATION, REGRESSION, TEXT_INPUT, Family
+from training.families.base import CLASSIFICATION, REGRESSION, TEXT_INPUT, BuildInputs, Family
 
 # In this order in help texts and error messages.
 FAMILIES: dict[str, Family] = {
@@ -26,7 +26,16 @@ FAMILIES: dict[str, Family] = {
 }
 DEFAULT_FAMILY = image.FAMILY.name
 
-__all__ = ["CLASSIFICATION", "DEFAULT_FAMILY", "FAMILIES", "REGRESSION", "TEXT_INPUT", "Family", "family"]
+__all__ = [
+    "CLASSIFICATION",
+    "DEFAULT_FAMILY",
+    "FAMILIES",
+    "REGRESSION",
+    "TEXT_INPUT",
+    "BuildInputs",
+    "Family",
+    "family",
+]
 
 
 def family(name: str) -> Family:

@@ -6,7 +6,7 @@ A family module (``training.families.<name>``) builds one of these; ``training.f
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,10 +15,32 @@ from maas_core.shared.manifest import CLASSIFICATION, REGRESSION
 if TYPE_CHECKING:  # not at run time: the CLI reads the family table without paying for numpy
     import numpy as np
 
-__all__ = ["CLASSIFICATION", "PROBABILITIES", "REGRESSION", "TEXT_INPUT", "Family", "defaults_for_zero", "rows_of_ndim"]
+__all__ = [
+    "CLASSIFICATION",
+    "PROBABILITIES",
+    "REGRESSION",
+    "TEXT_INPUT",
+    "BuildInputs",
+    "Family",
+    "defaults_for_zero",
+    "rows_of_ndim",
+]
 
 PROBABILITIES = "probabilities"  # every classifier's output: a [N, n_classes] probability row
 TEXT_INPUT = "text"  # the manifest input of the text families: one raw string per instance
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What every family's ``build`` is given: the training split, the classes, the job's step size,
+    and for text families the vocabulary size and (transformer) the architecture's sizes by name."""
+
+    x: np.ndarray  # the train split's rows (token ids for text families): the input's shape comes from it
+    y: np.ndarray  # its labels or targets
+    num_classes: int
+    learning_rate: float
+    vocabulary_size: int = 0
+    sizes: Mapping[str, int] = field(default_factory=dict)  # the family's ``architecture`` hyperparameters
 
 
 @dataclass(frozen=True)
@@ -29,9 +51,9 @@ class Family:
     output_name: str
     default_model_name: str  # the registry name when the job is given none
     learning_rate: float  # Adam's step when the job is given none; a linear model needs big steps
-    # (x_train, y_train, num_classes, *, learning_rate, vocabulary_size) -> an untrained, compiled
-    # keras.Model. Family modules import Keras inside it: the job checks its data before paying for that.
-    build: Callable[..., Any]
+    # BuildInputs -> an untrained, compiled keras.Model. Family modules import Keras inside it: the
+    # job checks its data before paying for that.
+    build: Callable[[BuildInputs], Any]
     # (training rows, feature column names or None) -> the manifest's ``preprocessing``
     preprocessing: Callable[[int, list[str] | None], dict[str, Any]]
     # (family name, the train channel's x) -> why the rows do not fit this family, or None
@@ -43,7 +65,7 @@ class Family:
     # (the job's hyperparameters) -> the ones the family fills in where the job left them at 0 or empty
     # (a transformer preset's sizes); raises ValueError naming what does not fit. The job records them.
     settings: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda hyperparameters: {}
-    architecture: tuple[str, ...] = ()  # the hyperparameters ``build`` also takes, by name
+    architecture: tuple[str, ...] = ()  # the hyperparameters ``build`` reads from ``BuildInputs.sizes``
     onnx_model_type: str = ""  # onnxruntime's transformer optimiser's model type ("bert"), tried before compression
 
     @property

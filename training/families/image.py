@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.families.base import CLASSIFICATION, PROBABILITIES, Family, rows_of_ndim
+from training.families.base import CLASSIFICATION, PROBABILITIES, BuildInputs, Family, rows_of_ndim
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 INPUT_NAME = "image"
 OUTPUT_NAME = PROBABILITIES
@@ -18,13 +18,13 @@ CLIENT_PREPROCESSING = "send raw 8x8x1 pixel intensities 0..16 as float32; do no
 PIXEL_MAX = 16.0
 
 
-def build(x_train: np.ndarray, y_train: np.ndarray, num_classes: int, *, learning_rate: float, **_: Any) -> Any:
+def build(given: BuildInputs) -> Any:
     """Two convolutions, pooling and a dense layer; rescaling is the graph's first layer."""
     import keras
 
     from training.models import softmax_classifier
 
-    inputs = keras.Input(shape=x_train.shape[1:], name=INPUT_NAME)
+    inputs = keras.Input(shape=given.x.shape[1:], name=INPUT_NAME)
     x = keras.layers.Rescaling(1.0 / PIXEL_MAX, name="rescale")(inputs)
     x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(x)
     x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
@@ -33,7 +33,7 @@ def build(x_train: np.ndarray, y_train: np.ndarray, num_classes: int, *, learnin
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(128, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(0.3, name="dropout2")(x)
-    return softmax_classifier(inputs, x, num_classes, "digits_cnn", learning_rate)
+    return softmax_classifier(inputs, x, given.num_classes, "digits_cnn", given.learning_rate)
 
 
 def preprocessing(train_rows: int, columns: list[str] | None) -> dict[str, Any]:

@@ -5,25 +5,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from training.families.base import REGRESSION
+from training.families.base import REGRESSION, BuildInputs
 from training.families.features import feature_family, standardise
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 OUTPUT_NAME = "prediction"
 
 
-def build(x_train: np.ndarray, y_train: np.ndarray, num_classes: int, *, learning_rate: float, **_: Any) -> Any:
+def build(given: BuildInputs) -> Any:
     """The bias starts at the training targets' mean, so the steps go to the slopes."""
     import keras
 
-    inputs, x = standardise(x_train)
-    bias = keras.initializers.Constant(float(y_train.mean()))
+    inputs, x = standardise(given.x)
+    bias = keras.initializers.Constant(float(given.y.mean()))
     outputs = keras.layers.Dense(1, bias_initializer=bias, name=OUTPUT_NAME)(x)
     model = keras.Model(inputs, outputs, name="linear_regression")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(given.learning_rate),
         loss="mean_squared_error",
         metrics=[keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")],
     )

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from training.families.base import CLASSIFICATION
+from training.families.base import CLASSIFICATION, BuildInputs
 from training.families.features import feature_family, standardise
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 
-def build(x_train: np.ndarray, y_train: np.ndarray, num_classes: int, *, learning_rate: float, **_: Any) -> Any:
+def build(given: BuildInputs) -> Any:
     from training.models import softmax_classifier
 
-    inputs, x = standardise(x_train)
-    return softmax_classifier(inputs, x, num_classes, "logistic_regression", learning_rate)
+    inputs, x = standardise(given.x)
+    return softmax_classifier(inputs, x, given.num_classes, "logistic_regression", given.learning_rate)
 
 
 FAMILY = feature_family(

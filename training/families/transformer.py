@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from maas_core.shared.text import PAD_INDEX, WORDPIECE_TYPE
 from training.families import text
-from training.families.base import CLASSIFICATION, PROBABILITIES, Family
+from training.families.base import BuildInputs
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 INPUT_NAME = "token_ids"
 NEGATIVE = -1e9  # added to the attention scores of [PAD] keys: softmax gives them 0
@@ -75,43 +75,31 @@ def settings(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
     return {"preset": name, **chosen}
 
 
-def build(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    num_classes: int,
-    *,
-    learning_rate: float,
-    vocabulary_size: int,
-    layers: int,
-    hidden_size: int,
-    heads: int,
-    feed_forward_size: int,
-    dropout: float = 0.1,
-) -> Any:
-    """The encoder on ids ``[N, sequence_length]``, compiled with Adam (warm-up free: the presets are
-    shallow enough) for integer labels."""
+def build(given: BuildInputs, dropout: float = 0.1) -> Any:
+    """The encoder on ids ``[N, sequence_length]`` with the sizes ``given.sizes`` names
+    (``ARCHITECTURE``), compiled with Adam (warm-up free: the presets are shallow enough) for integer
+    labels."""
     import keras
     from keras import ops
 
     from training.models import softmax_classifier
 
-    length = int(x_train.shape[1])
+    length = int(given.x.shape[1])
+    hidden_size, heads, ff = (given.sizes[k] for k in ("hidden_size", "heads", "feed_forward_size"))
     ids = keras.Input(shape=(length,), dtype="int64", name=INPUT_NAME)
     keep = ops.cast(ops.not_equal(ids, PAD_INDEX), "float32")  # [N, L]: 1 for text, 0 for [PAD]
     bias = ops.reshape((1.0 - keep) * NEGATIVE, (-1, 1, 1, length))  # broadcast over heads and queries
     positions = ops.cumsum(ops.ones_like(ids), axis=1) - 1  # 0..L-1 per row, from the input's own shape
-    x = keras.layers.Embedding(vocabulary_size, hidden_size, name="token_embedding")(ids)
+    x = keras.layers.Embedding(given.vocabulary_size, hidden_size, name="token_embedding")(ids)
     x = x + keras.layers.Embedding(length, hidden_size, name="position_embedding")(positions)
     x = keras.layers.LayerNormalization(epsilon=1e-12, name="embedding_norm")(x)
     x = keras.layers.Dropout(dropout)(x)
-    for i in range(layers):
-        x = _block(
-            x, bias, f"layer_{i}", length=length, width=hidden_size, heads=heads, ff=feed_forward_size, dropout=dropout
-        )
+    for i in range(given.sizes["layers"]):
+        x = _block(x, bias, f"layer_{i}", length=length, width=hidden_size, heads=heads, ff=ff, dropout=dropout)
     cls = x[:, 0, :]  # [CLS]: shared.text puts it first in every row
     pooled = keras.layers.Dense(hidden_size, activation="tanh", name="pooler")(cls)
     pooled = keras.layers.Dropout(dropout)(pooled)
-    return softmax_classifier(ids, pooled, num_classes, "text_transformer", learning_rate)
+    return softmax_classifier(ids, pooled, given.num_classes, "text_transformer", given.learning_rate)
 
 
 def _block(x: Any, bias: Any, name: str, *, length: int, width: int, heads: int, ff: int, dropout: float) -> Any:
@@ -138,30 +126,20 @@ def _block(x: Any, bias: Any, name: str, *, length: int, width: int, heads: int,
     return keras.layers.LayerNormalization(epsilon=1e-12, name=f"{name}_output_norm")(x + out)
 
 
-def preprocessing(train_rows: int, columns: list[str] | None) -> dict[str, Any]:
-    return {
-        "client": "send raw text, one string per instance; do not tokenise",
-        "server": [
-            "tokenise with inputs[0].tokenizer (shared.text, wordpiece): lowercase, accents stripped, words and "
-            "punctuation, greedy longest vocabulary pieces (## continues a word), [CLS] pieces [SEP], "
-            "cut to its sequence_length (the text's start is kept) and padded with [PAD] after"
-        ],
-        "in_graph": ["padding mask (ids != 0)", "token + position embeddings", "encoder blocks", "[CLS] pooler"],
-    }
+TOKENIZING = (
+    "tokenise with inputs[0].tokenizer (shared.text, wordpiece): lowercase, accents stripped, words and "
+    "punctuation, greedy longest vocabulary pieces (## continues a word), [CLS] pieces [SEP], "
+    "cut to its sequence_length (the text's start is kept) and padded with [PAD] after"
+)
+IN_GRAPH = ["padding mask (ids != 0)", "token + position embeddings", "encoder blocks", "[CLS] pooler"]
 
-
-FAMILY = Family(
-    name="transformer",
-    task=CLASSIFICATION,
+FAMILY = text.text_family(
+    "transformer",
+    "reviews-transformer",
+    1e-3,
+    build,
     input_name=INPUT_NAME,
-    output_name=PROBABILITIES,
-    default_model_name="reviews-transformer",
-    learning_rate=1e-3,
-    build=build,
-    preprocessing=preprocessing,
-    rows_problem=text.rows_problem,  # the text families' rows and bundled reviews
-    write_example=text.write_example,
-    text=True,
+    preprocessing=text.text_preprocessing(TOKENIZING, IN_GRAPH),
     tokenizer=WORDPIECE_TYPE,
     settings=settings,
     architecture=ARCHITECTURE,
