@@ -99,6 +99,8 @@ class LocalFunction:
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{self.spec.runtime}",
+            # A local container starts for the request that is waiting, as Lambda's on-demand ones do.
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             # No X-Ray daemon locally: Powertools' tracer would only warn.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }

@@ -1,7 +1,7 @@
 """Lambda SnapStart (python3.12+): what goes into the snapshot, and what each restored copy renews.
 
-Before the snapshot: the production versions of the models named in ``SNAPSTART_PRELOAD_MODELS``
-(comma-separated, ``*`` for every model) are downloaded, verified and loaded, so a restored
+Before the snapshot: the production versions of the models named in ``PRELOAD_MODELS`` are loaded
+(``shared.preload``: INIT waits for them in a ``snap-start`` initialisation), so a restored
 environment answers its first request without touching S3. After each restore: what must not be
 shared between copies of the snapshot is made again — AWS clients (their connections and
 credentials), random state (canary picks without a request id), the container id — and aliases are
@@ -18,11 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 from maas_core.shared.aws import s3_client, sqs_client
-
-
-def preload_names(registry: Any, setting: str) -> list[str]:
-    names = [n.strip() for n in setting.split(",") if n.strip()]
-    return registry.list_models() if names == ["*"] else names
 
 
 def renew_shared_state() -> None:

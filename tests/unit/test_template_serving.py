@@ -433,12 +433,12 @@ def test_every_admin_route_is_iam_signed_and_served_by_the_admin_function(templa
 @pytest.mark.parametrize("snapstart", ["None", "PublishedVersions"])
 def test_snapstart_is_a_parameter_of_the_api_function(template: dict[str, Any], snapstart: str) -> None:
     stack = deployed(
-        template_check.translate(template, root=ROOT), {"SnapStart": snapstart, "SnapStartPreloadModels": "digits"}
+        template_check.translate(template, root=ROOT), {"SnapStart": snapstart, "PreloadModels": "digits"}
     )
     function = stack["Resources"]["ApiFunction"]["Properties"]
     assert function["SnapStart"] == {"ApplyOn": snapstart}
     assert function["Runtime"] >= "python3.12"  # SnapStart for Python starts at 3.12
-    assert function["Environment"]["Variables"]["SNAPSTART_PRELOAD_MODELS"] == "digits"
+    assert function["Environment"]["Variables"]["PRELOAD_MODELS"] == "digits"
     # API Gateway invokes the published alias, where SnapStart applies.
     assert any(
         r["Type"] == "AWS::Lambda::Alias" and r["Properties"]["Name"] == "live" for r in stack["Resources"].values()

@@ -4,6 +4,8 @@ Two conventions clients already speak: TensorFlow Serving's REST bodies under /m
 Open Inference Protocol (KServe v2) under /v2. Both run the same inference core.
 """
 
+# ruff: noqa: E402 - the preload starts between the imports, so its download overlaps the later ones
+
 import math
 import os
 import time
@@ -11,6 +13,18 @@ import uuid
 import weakref
 from contextvars import ContextVar
 from typing import Annotated, Any
+
+from maas_core.shared.model_cache import LoadedModel, ModelCache
+from maas_core.shared.preload import Preload
+
+# Before the heavier imports below: PRELOAD_MODELS download while they run (ARCHITECTURE.md, Serving:
+# preloading); on_load is set once the metrics it records exist.
+models = ModelCache(
+    bucket=os.environ["MODEL_BUCKET"],
+    alias_ttl_seconds=float(os.environ["ALIAS_TTL_SECONDS"]),
+    optimized_dir=os.environ["OPTIMIZED_MODEL_DIR"],
+)
+preload = Preload(models, os.environ.get("PRELOAD_MODELS", "")).start()
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
@@ -24,7 +38,6 @@ from maas_core.shared.aws import s3_client
 from maas_core.shared.errors import MaasError
 from maas_core.shared.http import check_body, error_response
 from maas_core.shared.inference import feeds_from_body, format_outputs, format_predictions, run
-from maas_core.shared.model_cache import LoadedModel, ModelCache
 from maas_core.shared.openapi import PublishedModels, add_model_examples
 from maas_core.shared.registry import DEFAULT_ALIAS, Registry, check_version
 from maas_core.shared.schemas import (
@@ -141,18 +154,12 @@ def _count_served(response: dict[str, Any]) -> None:
     headers["X-Model-Variant"] = [served["variant"]]
 
 
-models = ModelCache(
-    bucket=os.environ["MODEL_BUCKET"],
-    alias_ttl_seconds=float(os.environ["ALIAS_TTL_SECONDS"]),
-    optimized_dir=os.environ["OPTIMIZED_MODEL_DIR"],
-    on_load=lambda model: _record("ModelLoadMs", model.load_ms),
-)
+models.on_load = lambda model: _record("ModelLoadMs", model.load_ms)
 
 
 def _before_snapshot() -> None:
-    """SnapStart: load the production versions of SNAPSTART_PRELOAD_MODELS into the snapshot."""
-    for name in snapstart.preload_names(models.registry, os.environ.get("SNAPSTART_PRELOAD_MODELS", "")):
-        models.get(name)
+    """SnapStart: the snapshot holds what PRELOAD_MODELS loaded (INIT waited for it: shared.preload)."""
+    preload.wait()
     logger.info("models loaded before the snapshot", extra={"loaded": models.loaded()})
 
 
@@ -391,3 +398,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     response = app.resolve(event, context)
     _count_served(response)
     return response
+
+
+# The end of INIT: where Lambda may freeze or snapshot the environment next, the preload finishes first.
+preload.finish_init()

@@ -1,0 +1,60 @@
+"""PRELOAD_MODELS: the production versions an environment loads during INIT (shared.preload)."""
+
+import logging
+
+import pytest
+
+from maas_core.shared.model_cache import ModelCache
+from maas_core.shared.preload import Preload, wanted
+from tests_support import digits_manifest
+
+
+@pytest.fixture
+def models(registry):
+    loads = []
+    cache = ModelCache(registry.bucket, registry=registry, on_load=loads.append)
+    cache.loads = loads  # type: ignore[attr-defined]
+    return cache
+
+
+def test_the_setting_names_models_or_every_model():
+    assert wanted(" digits, reviews ,") == ["digits", "reviews"]
+    assert wanted("*") == ["*"] and wanted("") == []
+
+
+def test_preloaded_production_version_serves_the_first_request_without_a_second_load(models, published):
+    Preload(models, "digits").start().wait()
+    assert [(m["model"], m["version"]) for m in models.loaded()] == [("digits", published.version)]
+    assert models.get("digits").version == published.version
+    assert len(models.loads) == 1  # the request found the session the preload built
+
+
+def test_star_preloads_every_model(models, published, registry, digits_onnx):
+    registry.publish("digits-two", digits_onnx, digits_manifest())
+    Preload(models, "*").start().wait()
+    assert sorted(m["model"] for m in models.loaded()) == ["digits", "digits-two"]
+
+
+def test_a_model_that_cannot_load_is_logged_and_the_others_still_load(models, published, caplog):
+    caplog.set_level(logging.WARNING)
+    Preload(models, "no-such-model,digits").start().wait()
+    assert [m["model"] for m in models.loaded()] == ["digits"]
+    (warning,) = [r for r in caplog.records if r.getMessage() == "model not preloaded"]
+    assert (warning.model, warning.code) == ("no-such-model", "model_not_found")
+
+
+def test_on_demand_init_does_not_wait_for_the_preload(models, published, monkeypatch):
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    with models._lock:  # a load in progress elsewhere holds the cache: the preload waits behind it
+        preload = Preload(models, "digits").start()
+        preload.finish_init()  # returns at once: INIT ends while the model is still loading
+        assert models.loaded() == []
+    preload.wait()
+    assert [m["model"] for m in models.loaded()] == ["digits"]
+
+
+@pytest.mark.parametrize("init_type", ["provisioned-concurrency", "snap-start"])
+def test_a_frozen_or_snapshotted_init_waits_for_the_preload(models, published, monkeypatch, init_type):
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", init_type)
+    Preload(models, "digits").start().finish_init()
+    assert [m["model"] for m in models.loaded()] == ["digits"]
