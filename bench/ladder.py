@@ -5,9 +5,14 @@ the first run) and each of its cold starts tens of seconds, which would push `ma
 minutes. The models are bench/ladder_models.py's untrained transformer encoders of about 1, 10, 100
 and 400 MB fp32 and their int8 forms, published to the embedded S3 with the registry's code.
 
+The functions run as Lambda runs them: the ``sam build`` package on python3.12 (``--venv``: this
+project's virtualenv with src/ instead, where no python3.12 is installed).
+
 For each model, ``--runs`` times (interleaved over the models, so a busy moment is shared):
 - cold start: spawn -> first 200 through the Lambda RIE (ApiFunction's spec from template.yaml, an
   empty /tmp and OPTIMIZED_MODEL_DIR per run), one 128-token text; the runtime process's peak RSS;
+  twice: the model loaded by that request, and preloaded (``PRELOAD_MODELS`` naming it: its download
+  starts during INIT, overlapping the handler's imports);
 - download alone: the same object from the same S3 into a file, by the registry's download path
   (``Registry.download_model``: ranged parallel GETs hashed as they arrive) and by one streamed GET;
 - session build alone: ``model_cache.build_session`` on the local file in a fresh process.
@@ -50,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--serving-rung", default=BASE, help=f"the model whose warm latency is measured (default {BASE})"
     )
     parser.add_argument("--no-small", action="store_true", help="skip training and measuring the small transformer")
+    parser.add_argument("--venv", action="store_true", help="run the functions on the venv, not the sam build package")
     parser.add_argument("--out", default=str(BENCH), help="folder for results-large.{json,md,png}")
     parser.add_argument("--render-only", action="store_true", help="measure nothing: render results-large.json")
     args = parser.parse_args(argv)
@@ -126,6 +132,8 @@ class Ladder:
         model = self.models[key]
         log = self.logs / f"cold-{key.replace('/', '-')}.log"
         cold = coldstart.one_run(self.spec, self.runtime, self.s3_env, event, log, warm=0)
+        preloaded_env = {**self.s3_env, "PRELOAD_MODELS": model["name"]}
+        preloaded = coldstart.one_run(self.spec, self.runtime, preloaded_env, event, log, warm=0)
         with tempfile.TemporaryDirectory(prefix="maas-bench-ladder-") as tmp:
             target = Path(tmp) / "model.onnx"
             manifest = model["manifest"]
@@ -140,6 +148,8 @@ class Ladder:
             {
                 "cold_s": cold["cold_s"],
                 "peak_rss_mib": cold["peak_rss_mib"],
+                "cold_preloaded_s": preloaded["cold_s"],
+                "peak_rss_preloaded_mib": preloaded["peak_rss_mib"],
                 "download_ranged_s": ranged,
                 "download_one_get_s": single,
                 "build_s": built["build_s"],
@@ -157,6 +167,8 @@ def figures_of(model: dict[str, Any]) -> dict[str, Any]:
     names = (
         "cold_s",
         "peak_rss_mib",
+        "cold_preloaded_s",
+        "peak_rss_preloaded_mib",
         "download_ranged_s",
         "download_one_get_s",
         "build_s",
@@ -171,9 +183,10 @@ def figures_of(model: dict[str, Any]) -> dict[str, Any]:
     }
     for way in ("ranged", "one_get"):
         # Per run, then the median: the parts and the cold start of a run share its moment on the machine.
-        out[f"cold_over_parts_{way}"] = Stat.of(
-            r["cold_s"] / (r[f"download_{way}_s"] + r["build_s"]) for r in runs
-        ).to_dict()
+        for cold in ("cold", "cold_preloaded"):
+            out[f"{cold}_over_parts_{way}"] = Stat.of(
+                r[f"{cold}_s"] / (r[f"download_{way}_s"] + r["build_s"]) for r in runs
+            ).to_dict()
     return out
 
 
@@ -241,6 +254,19 @@ def small_compression(
     }
 
 
+def function_runtime(venv: bool) -> Runtime:
+    """The sam build package on python3.12, as Lambda runs it; the venv with src/ when asked or without one."""
+    from bench import size
+    from bench.common import venv_runtime
+
+    py312 = None if venv else size.python312()
+    if py312 is None:
+        return venv_runtime()
+    with step("sam build (cached): the functions as Lambda runs them"):
+        package = size.sam_build(py312, WORK / "sam-build.log")
+    return size.artifact_runtime(py312, package)
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench import ladder_report
 
@@ -250,7 +276,6 @@ def main(argv: list[str] | None = None) -> int:
         return ladder_report.render(json.loads((out / "results-large.json").read_text()), out)
     started = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from bench.common import venv_runtime
     from bench.run import machine
     from maas.embedded_s3 import EmbeddedS3
     from maas.stack import load_template
@@ -268,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         folders = {r.name: ladder_models.exported(r) for r in rungs}
     template = load_template(str(ROOT / "template.yaml"))
     spec = template.function("ApiFunction")
-    runtime = venv_runtime()
+    runtime = function_runtime(args.venv)
     results["machine"]["function_runtime"] = runtime.label
     results["function"] = {"memory_mb": spec.memory_mb, "environment": spec.environment}
     logs = WORK / "logs"
@@ -288,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                         ladder.run_once(key, event[key])
                         r = ladder.models[key]["runs"][-1]
                         say(
-                            f"   {key}: cold {r['cold_s']:.2f} s, {r['peak_rss_mib']:.0f} MiB; download "
+                            f"   {key}: cold {r['cold_s']:.2f} s, {r['peak_rss_mib']:.0f} MiB; preloaded "
+                            f"{r['cold_preloaded_s']:.2f} s, {r['peak_rss_preloaded_mib']:.0f} MiB; download "
                             f"{r['download_ranged_s']:.2f} s ranged, {r['download_one_get_s']:.2f} s one GET; "
                             f"build {r['build_s']:.2f} s"
                         )

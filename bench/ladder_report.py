@@ -37,18 +37,19 @@ def _cold_ratio_goal(r: dict[str, Any]) -> dict[str, Any] | None:
     model = lookup(r, "ladder", f"{BASE}/int8")
     if model is None:
         return None
-    ratio = as_stat(model["cold_over_parts_ranged"])
-    cold, download, build = (as_stat(model[k]) for k in ("cold_s", "download_ranged_s", "build_s"))
-    one_get = as_stat(model["cold_over_parts_one_get"])
-    assert ratio and cold and download and build and one_get
+    ratio = as_stat(model["cold_preloaded_over_parts_ranged"])
+    on_request = as_stat(model["cold_over_parts_ranged"])
+    cold, download, build = (as_stat(model[k]) for k in ("cold_preloaded_s", "download_ranged_s", "build_s"))
+    one_get = as_stat(model["cold_preloaded_over_parts_one_get"])
+    assert ratio and on_request and cold and download and build and one_get
     measured = (
-        f"{ratio.spread('{:.2f}')}x (cold {cold.median:.2f} s; download {download.median:.2f} s + build "
-        f"{build.median:.2f} s)"
+        f"preloaded (PRELOAD_MODELS): {ratio.spread('{:.2f}')}x (cold {cold.median:.2f} s; download "
+        f"{download.median:.2f} s + build {build.median:.2f} s); loaded by the request: {on_request.median:.2f}x"
     )
     why = (
-        f"the cold start adds the interpreter, the handler's import and the request ({cold.median:.2f} s against "
-        f"{download.median + build.median:.2f} s of parts); against one streamed GET instead of the ranged download "
-        f"the ratio is {one_get.median:.2f}x"
+        f"the cold start adds the interpreter, the handler's import and the request to the parts; preloading "
+        f"overlaps the download with them, loading on the request does not; against one streamed GET instead of "
+        f"the ranged download the preloaded ratio is {one_get.median:.2f}x"
     )
     floor = figure(r, "ladder", "1mb/int8", "cold_s")
     if floor:
@@ -69,18 +70,19 @@ def _rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
         return None
     worst, worst_share, missed = "", 0.0, []
     for key, model in ladder.items():
-        rss = as_stat(model["peak_rss_mib"])
-        assert rss
         limit = rss_limit_mib(model["size_bytes"])
-        if rss.median / limit > worst_share:
-            worst, worst_share = key, rss.median / limit
-        if rss.median > limit:
+        # Either cold request, loaded by it or preloaded: the higher peak is the one the function must hold.
+        rss = max(as_stat(model[k]).median for k in ("peak_rss_mib", "peak_rss_preloaded_mib"))  # type: ignore[union-attr]
+        if rss / limit > worst_share:
+            worst, worst_share = key, rss / limit
+        if rss > limit:
             missed.append(key)
     model = ladder[worst]
-    rss, built = as_stat(model["peak_rss_mib"]), as_stat(model["build_peak_rss_over_baseline_mib"])
-    assert rss and built
+    peak = max(as_stat(model[k]).median for k in ("peak_rss_mib", "peak_rss_preloaded_mib"))  # type: ignore[union-attr]
+    built = as_stat(model["build_peak_rss_over_baseline_mib"])
+    assert built
     limit, size_mib = rss_limit_mib(model["size_bytes"]), model["size_bytes"] / MIB
-    why = [f"over the limit: {', '.join(missed)}"]
+    why = [f"over the limit: {', '.join(missed) or 'none'}"]
     floor = figure(r, "ladder", "1mb/int8", "peak_rss_mib")
     if floor:
         why.append(
@@ -90,7 +92,7 @@ def _rss_goal(r: dict[str, Any]) -> dict[str, Any] | None:
     return _goal(
         "peak RSS of a cold request, every model of the ladder",
         f"≤ {RSS_PER_BYTE} x file + {RSS_FIXED_MIB} MiB",
-        f"closest to its limit: {worst}, {rss.median:.0f} MiB of {limit:.0f} MiB allowed",
+        f"closest to its limit: {worst}, {peak:.0f} MiB of {limit:.0f} MiB allowed",
         not missed,
         "; ".join(why),
     )
@@ -170,12 +172,14 @@ def _ladder_rows(results: dict[str, Any]) -> list[list[Any]]:
                 f"{model['size_bytes'] / MIB:.1f}",
                 spread_of(model["cold_s"], "{:.2f}"),
                 spread_of(model["peak_rss_mib"], "{:.0f}"),
+                spread_of(model["cold_preloaded_s"], "{:.2f}"),
+                spread_of(model["peak_rss_preloaded_mib"], "{:.0f}"),
                 f"{rss_limit_mib(model['size_bytes']):.0f}",
                 spread_of(model["download_ranged_s"], "{:.2f}"),
                 spread_of(model["download_one_get_s"], "{:.2f}"),
                 spread_of(model["build_s"], "{:.2f}"),
                 spread_of(model["cold_over_parts_ranged"], "{:.2f}"),
-                spread_of(model["cold_over_parts_one_get"], "{:.2f}"),
+                spread_of(model["cold_preloaded_over_parts_ranged"], "{:.2f}"),
             ]
         )
     return rows
@@ -220,7 +224,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "\n## Size ladder\n",
         "Cold start: spawn to the first 200 through the Lambda RIE, one 128-token text, the model fetched from the "
-        "embedded S3 into an empty /tmp; peak RSS: the runtime process's VmHWM after that request. In the same run, "
+        "embedded S3 into an empty /tmp; peak RSS: the runtime process's VmHWM after that request. Each model twice: "
+        "loaded by that request, and preloaded (`PRELOAD_MODELS` naming it: the download starts during INIT, "
+        "overlapping the handler's imports, and the request waits for what is left). In the same run, "
         "alone: the download (registry's ranged GETs, and one GET) and the session build from the local file "
         "(`model_cache.build_session`, a fresh process). Ratios are per run, then the median.\n",
         MOTO_NOTE + "\n",
@@ -230,15 +236,17 @@ def markdown(results: dict[str, Any]) -> str:
                 "MiB",
                 "cold start s",
                 "peak RSS MiB",
+                "preloaded cold s",
+                "preloaded RSS MiB",
                 "RSS goal MiB",
                 "download ranged s",
                 "download one GET s",
                 "build s",
                 "cold / (ranged + build)",
-                "cold / (one GET + build)",
+                "preloaded / (ranged + build)",
             ),
             _ladder_rows(results),
-            "lrrrrrrrrr",
+            "lrrrrrrrrrrr",
         ),
         "\n![cold start and peak RSS against model size](results-large.png)\n",
         f"\n## Transformer serving ({BASE}, 128 tokens)\n",
@@ -269,12 +277,13 @@ def draw(results: dict[str, Any], path: Path) -> None:
         if not models:
             continue
         x = [m["size_bytes"] / MIB for m in models]
-        for ax, key in ((cold_ax, "cold_s"), (rss_ax, "peak_rss_mib")):
+        for ax, key in ((cold_ax, "cold_s"), (cold_ax, "cold_preloaded_s"), (rss_ax, "peak_rss_mib")):
             stats = [as_stat(m[key]) for m in models]
             median = [s.median for s in stats if s]
             low = [s.median - s.min for s in stats if s]
             high = [s.max - s.median for s in stats if s]
-            ax.errorbar(x, median, yerr=[low, high], marker="o", color=colour, capsize=3, label=f"{form}: {key}")
+            marker = "s" if "preloaded" in key else "o"
+            ax.errorbar(x, median, yerr=[low, high], marker=marker, color=colour, capsize=3, label=f"{form}: {key}")
         parts = [as_stat(m["download_ranged_s"]).median + as_stat(m["build_s"]).median for m in models]  # type: ignore[union-attr]
         cold_ax.plot(x, parts, "--", color=colour, label=f"{form}: download (ranged) + build alone")
     sizes = sorted(m["size_bytes"] / MIB for m in ladder.values())
