@@ -1,6 +1,6 @@
 """Loading a large ONNX model: peak RSS and time of a cold session build, by how the weights reach onnxruntime.
 
-    .venv/bin/python -m bench.loading [--sizes 25,100,400] [--rounds 3] [--modes path,bytes,ort_bytes]
+    .venv/bin/python -m bench.loading [--sizes 25,100,400] [--rounds 3] [--modes path,external,bytes,ort_bytes]
 
 Each load runs in a fresh child process (one process per load, so ``ru_maxrss`` is that load's peak)
 on a generated model: a chain of MatMuls with float32 initialisers of 1024 x 1024 (4 MiB each) until
@@ -8,6 +8,9 @@ the file has the size asked for. Random weights, size only: nothing is trained. 
 under a temporary folder and deleted at the end; nothing large is committed.
 
 - ``path``: ``InferenceSession(path)``, the file on local disk (how the model cache loads).
+- ``external``: the same model saved split (``training.weights.save_split``: the graph in
+  ``model.onnx``, every weight in ``model.onnx.data`` beside it), ``InferenceSession(path)`` of the
+  graph: how the model cache loads a split version.
 - ``path_save``: the same, also writing the optimised graph (the model cache's first load of a version
   when it keeps optimised graphs in ``/tmp``).
 - ``bytes``: the file read into one Python ``bytes`` first, then ``InferenceSession(bytes)`` (how the
@@ -26,8 +29,9 @@ on S3 each connection has its own bandwidth and parallel byte ranges are what AW
 
 Printed per size and mode: peak RSS over the child's baseline (onnxruntime and numpy imported), the
 session build time, each the median of the rounds with its min and max (the spread of this one run);
-then the fit ``rss = a x size + b`` (least squares over every round of the ``path`` mode) that
-``maas_core.shared.sizing`` uses.
+then the fits ``rss = a x size + b`` (least squares over every round of the ``path`` and of the
+``external`` mode; size is the graph's and the weights' files together) that ``maas_core.shared.sizing``
+uses.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import tempfile
 from pathlib import Path
 
 from bench.stats import MIB, Stat
+from maas_core.shared.layout import DATA_FILE
 
 SIDE = 1024  # each initialiser is SIDE x SIDE float32: 4 MiB
 
@@ -56,7 +61,7 @@ opts = ort.SessionOptions()
 opts.intra_op_num_threads = 1
 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
 started = time.perf_counter()
-if mode.startswith("path"):
+if mode.startswith("path") or mode == "external":
     source = path
     if mode == "path_save":
         opts.optimized_model_filepath = path + ".basic.onnx"
@@ -188,11 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loading", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="25,100,400", help="model sizes in MiB, comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--modes", default="path,path_save,bytes,ort_bytes")
+    parser.add_argument("--modes", default="path,external,path_save,bytes,ort_bytes")
     parser.add_argument("--download", action="store_true", help="also time fetching each model from moto's S3")
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
-    points: list[tuple[float, float]] = []
+    points: dict[str, list[tuple[float, float]]] = {"path": [], "external": []}
     print(f"{'size MiB':>9} {'mode':>10} {'peak RSS over baseline, MiB':>34} {'session build, s':>28}")
     with tempfile.TemporaryDirectory(prefix="maas-bench-loading-") as folder:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -202,12 +207,18 @@ def main(argv: list[str] | None = None) -> int:
             sources = {"path": model, "path_save": model, "bytes": model}
             if "ort_bytes" in modes:
                 sources["ort_bytes"] = to_ort(model)
+            if "external" in modes:
+                from training.weights import save_split
+
+                split = Path(folder) / f"chain-{size}-split"
+                split.mkdir()
+                sources["external"] = save_split(model, split)
             for mode in modes:
                 runs = [load_once(mode, sources[mode]) for _ in range(args.rounds)]
                 rss = Stat.of(r["rss_mib"] for r in runs)
                 seconds = Stat.of(r["load_s"] for r in runs)
-                if mode == "path":
-                    points += [(file_mib, r["rss_mib"]) for r in runs]
+                if mode in points:
+                    points[mode] += [(file_mib, r["rss_mib"]) for r in runs]
                 print(
                     f"{file_mib:9.1f} {mode:>10} {rss.spread('{:.0f}'):>34} {seconds.spread('{:.2f}'):>28}",
                     flush=True,
@@ -217,9 +228,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{file_mib:9.1f} {'download':>10} {name:>34} {stat.spread('{:.2f}'):>28}", flush=True)
             for path in {*sources.values(), model.with_name(model.name + ".basic.onnx")}:
                 path.unlink(missing_ok=True)
-    if len({x for x, _ in points}) > 1:
-        a, b = fit(points)
-        print(f"\npath mode, every round: peak RSS over baseline = {a:.3f} x file size + {b:.1f} MiB")
+                path.with_name(DATA_FILE).unlink(missing_ok=True)
+    for mode, measured in points.items():
+        if len({x for x, _ in measured}) > 1:
+            a, b = fit(measured)
+            print(f"\n{mode} mode, every round: peak RSS over baseline = {a:.3f} x file size + {b:.1f} MiB")
     return 0
 
 

@@ -4,7 +4,9 @@
 schema is read from the ONNX graph, and the registry refuses it unless it loads in the serving
 onnxruntime and matches that schema, and fits the functions that serve it (their MemorySize and
 EphemeralStorage in template.yaml, or ``--memory-mb`` / ``--storage-mb``). ``publish`` and ``describe``
-say what the model needs (``maas_core.shared.sizing``) beside those limits.
+say what the model needs (``maas_core.shared.sizing``) beside those limits. A large model is published
+split, its weights in ``model.onnx.data`` beside the graph (``training.weights``); a model split already
+is published with the ``model.onnx.data`` beside it, and one naming any other weights' file is refused.
 """
 
 from __future__ import annotations
@@ -16,9 +18,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from maas_core.shared.manifest import CLASSIFICATION, REGRESSION, Draft, Manifest, TensorSpec, manifest_from_graph
+from maas_core.shared.manifest import (
+    CLASSIFICATION,
+    REGRESSION,
+    Artifact,
+    Draft,
+    Manifest,
+    TensorSpec,
+    manifest_from_graph,
+)
 from maas_core.shared.registry import Registry
 from maas_core.shared.sizing import Limits, Needs
+from training.weights import publish_model_file
 
 # The functions that download and load a model: the one with the least memory, and the one with the
 # least /tmp, bound what may be published.
@@ -31,14 +42,19 @@ def _scores_first(outputs: Sequence[TensorSpec]) -> tuple[TensorSpec, ...]:
     return tuple(sorted(outputs, key=lambda o: not (o.dtype.startswith("float") and len(o.shape) == 2)))
 
 
-def manifest_from_onnx(data: bytes, labels: list[str] | None, source: str) -> Draft:
-    """The manifest of a model trained elsewhere, from its graph (the registry then loads it in onnxruntime)."""
+def manifest_from_onnx(data: bytes | Path, labels: list[str] | None, source: str) -> Draft:
+    """The manifest of a model trained elsewhere, from its graph (its bytes, or its path: a split model's
+    weights are read from beside it); the registry then loads it in onnxruntime."""
     import onnx
     import onnxruntime as ort
 
     try:
-        model = onnx.load_from_string(data)
-        onnx.checker.check_model(model)
+        if isinstance(data, bytes):
+            model = onnx.load_from_string(data)
+            onnx.checker.check_model(model)
+        else:
+            model = onnx.load(str(data), load_external_data=False)
+            onnx.checker.check_model(str(data))  # by path: the weights beside it are checked too
     except Exception as exc:
         raise SystemExit(f"maas: not a valid ONNX model: {exc}") from None
     manifest = manifest_from_graph(
@@ -72,18 +88,18 @@ def serving_limits(args: Any) -> Limits:
     )
 
 
-def sizing(size_bytes: int, limits: Limits) -> dict[str, Any]:
-    """What a model of ``size_bytes`` needs, the functions' limits, and whether it fits them."""
-    needs = Needs.of(size_bytes)
+def sizing(artifact: Artifact, limits: Limits) -> dict[str, Any]:
+    """What a published model needs (its graph and, when split, its weights), the functions' limits, and
+    whether it fits them."""
+    needs = Needs.of(artifact.size_bytes, artifact.external_data.size_bytes if artifact.external_data else 0)
     return {"needs": needs.to_json(), "limits": limits.to_json(), "fits": limits.refusal(needs) is None}
 
 
 def publish(
     registry: Registry, name: str, onnx_file: Path, labels: list[str] | None, limits: Limits | None = None
 ) -> Manifest:
-    data = onnx_file.read_bytes()
-    draft = manifest_from_onnx(data, labels, onnx_file.name)
-    return registry.publish(name, data, draft, actor=getpass.getuser(), limits=limits)
+    draft = manifest_from_onnx(onnx_file, labels, onnx_file.name)
+    return publish_model_file(registry, name, onnx_file, draft, actor=getpass.getuser(), limits=limits)
 
 
 def run(registry: Registry, args: Any) -> Any:
@@ -99,7 +115,7 @@ def run(registry: Registry, args: Any) -> Any:
             "version": version,
             "versions": registry.list_versions(args.name),
             "aliases": registry.list_aliases(args.name),
-            "serving": sizing(manifest.artifact.size_bytes, serving_limits(args)),
+            "serving": sizing(manifest.artifact, serving_limits(args)),
             "manifest": manifest.to_json(),
         }
     if args.models_command == "publish":
@@ -114,7 +130,7 @@ def run(registry: Registry, args: Any) -> Any:
             "name": args.name,
             "version": published.version,
             "aliases": registry.list_aliases(args.name),
-            "serving": sizing(published.artifact.size_bytes, limits),
+            "serving": sizing(published.artifact, limits),
         }
     if args.models_command == "promote":
         record = registry.promote(args.name, args.alias, args.version, actor=who, reason=args.reason)

@@ -370,11 +370,13 @@ def _publish(args: argparse.Namespace, model_dir: Path, draft: Draft) -> Manifes
         print("published: no (no registry bucket: set MAAS_MODEL_BUCKET or --registry-bucket)")
         return None
     from maas_core.shared.registry import Registry
+    from training.weights import publish_model_file
 
-    model_bytes = (model_dir / "model.onnx").read_bytes()
     # The job only adds a version (its role may write nothing else under models/, ARCHITECTURE.md):
-    # an alias changes through a promote, with compare-and-swap and history.
-    published = Registry(args.registry_bucket).publish(args.model_name, model_bytes, draft, alias_on_first_publish=None)
+    # an alias changes through a promote, with compare-and-swap and history. A large model goes split.
+    registry = Registry(args.registry_bucket)
+    model = model_dir / "model.onnx"
+    published = publish_model_file(registry, args.model_name, model, draft, alias_on_first_publish=None)
     print(
         f"published: s3://{args.registry_bucket}/{model_key(published.name, published.version)} "
         f"name={published.name} version={published.version}",

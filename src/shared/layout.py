@@ -4,6 +4,7 @@ This module is the one place the bucket's layout lives in code (ARCHITECTURE.md,
 and "Batch layout"; the training prefixes are those of ``training/submit.py``'s docstring)::
 
     models/<name>/<version>/model.onnx
+    models/<name>/<version>/model.onnx.data      a split model's weights (ONNX external data), optional
     models/<name>/<version>/manifest.json
     models/<name>/aliases/<alias>.json
     models/<name>/history/<alias>/<entry>.json
@@ -49,6 +50,9 @@ TRAINING_DATA_PREFIX = "training-data/"
 TRAINING_JOBS_PREFIX = "training-jobs/"
 
 MODEL_FILE = "model.onnx"
+# A split model's weights (ONNX external data). The graph names this file as every initialiser's
+# ``location``, and onnxruntime resolves it beside the graph: the one name allowed.
+DATA_FILE = "model.onnx.data"
 MANIFEST_FILE = "manifest.json"
 RESULTS_FILE = "results.jsonl"
 ERRORS_FILE = "errors.jsonl"
@@ -97,12 +101,19 @@ def model_prefix(name: str) -> str:
 
 
 def version_prefix(name: str, version: str) -> str:
-    """One version's two objects, each written once with If-None-Match: * (a version is immutable)."""
+    """One version's objects (two; three for a split model), each written once with If-None-Match: *
+    (a version is immutable)."""
     return f"{model_prefix(name)}{check_version(version)}/"
 
 
 def model_key(name: str, version: str) -> str:
     return version_prefix(name, version) + MODEL_FILE
+
+
+def data_key(name: str, version: str) -> str:
+    """A split model's weights: written before model.onnx (If-None-Match: *), present only when the
+    manifest's ``artifact.external_data`` says so."""
+    return version_prefix(name, version) + DATA_FILE
 
 
 def manifest_key(name: str, version: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from maas_core.shared.dtypes import BY_ORT, DTYPES
 from maas_core.shared.errors import ModelIntegrityError, ModelRejected
+from maas_core.shared.layout import DATA_FILE
 from maas_core.shared.model_check import publishable_session
 from maas_core.shared.text import tokenizer_problems
 
@@ -71,15 +72,28 @@ def _tensor_problems(where: str, tensors: Any) -> list[str]:
     return problems
 
 
-def _artifact_problems(artifact: Any) -> list[str]:
-    if not isinstance(artifact, dict):
-        return ["artifact: expected an object"]
+def _file_problems(where: str, described: Any) -> list[str]:
+    """A stored file's sha256 and size: serving refuses bytes that differ from them."""
+    if not isinstance(described, dict):
+        return [f"{where}: expected an object"]
     problems = []
-    sha = artifact.get("sha256")
+    sha = described.get("sha256")
     if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
-        problems.append("artifact.sha256: expected 64 lowercase hex characters")
-    if not (isinstance(artifact.get("size_bytes"), int) and artifact["size_bytes"] > 0):
-        problems.append("artifact.size_bytes: expected a positive integer")
+        problems.append(f"{where}.sha256: expected 64 lowercase hex characters")
+    size = described.get("size_bytes")
+    if not (type(size) is int and size > 0):
+        problems.append(f"{where}.size_bytes: expected a positive integer")
+    return problems
+
+
+def _artifact_problems(artifact: Any) -> list[str]:
+    problems = _file_problems("artifact", artifact)
+    if isinstance(artifact, dict) and "external_data" in artifact:
+        data = artifact["external_data"]
+        problems += _file_problems("artifact.external_data", data)
+        if isinstance(data, dict) and data.get("file") != DATA_FILE:
+            # onnxruntime opens the file the graph names beside the graph: one fixed name, no path.
+            problems.append(f"artifact.external_data.file: expected {DATA_FILE!r}, got {data.get('file')!r}")
     return problems
 
 
@@ -199,14 +213,39 @@ class TensorSpec(_Json):
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalData(_Json):
+    """A split model's weights, ``model.onnx.data`` beside its graph (ONNX external data)."""
+
+    sha256: str
+    size_bytes: int
+    file: str = DATA_FILE
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    _keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Artifact(_Json):
-    """The published ``model.onnx``: serving refuses bytes of another size or sha256."""
+    """The published ``model.onnx`` and, for a split model, its weights' file (ARCHITECTURE.md, "The
+    manifest": ``artifact.external_data``): serving refuses bytes of another size or sha256."""
 
     sha256: str
     size_bytes: int
     file: str | None = None
+    external_data: ExternalData | None = None  # None: every weight is inline in model.onnx
     extra: Mapping[str, Any] = field(default_factory=dict)
     _keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Artifact:
+        """From an artifact that verified (``manifest_problems``)."""
+        data = obj.get("external_data")
+        artifact: Artifact = cls._parse(obj, external_data=ExternalData._parse(data) if data else None)
+        return artifact
+
+    @property
+    def total_bytes(self) -> int:
+        """What the model stores and loads: its graph and, when split, its weights' file."""
+        return self.size_bytes + (self.external_data.size_bytes if self.external_data else 0)
 
 
 def _tensors(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,7 +301,7 @@ class Manifest(Draft):
         if not problems and version is not None and obj["version"] != version:
             problems.append(f"version: expected {version!r}, got {obj['version']!r}")
         _raise(problems)
-        manifest: Manifest = cls._parse(obj, **_tensors(obj), artifact=Artifact._parse(obj["artifact"]))
+        manifest: Manifest = cls._parse(obj, **_tensors(obj), artifact=Artifact.from_json(obj["artifact"]))
         return manifest
 
     def verified_with(self, onnxruntime: str) -> Manifest:

@@ -419,14 +419,19 @@ class ModelCache:
     def _load(self, name: str, version: str) -> LoadedModel:
         started = time.perf_counter()
         manifest = self.registry.read_manifest(name, version)
-        sha, size = manifest.artifact.sha256, manifest.artifact.size_bytes
+        artifact = manifest.artifact
+        sha, size = artifact.sha256, artifact.total_bytes
         self._make_memory_room(name, size)
         folder = private_dir(self.optimized_dir) if self.optimized_dir else None
         files = ModelFiles(folder, self.storage_budget_bytes)
-        # The file is downloaded (ranged GETs, hashed as they arrive) unless a verified copy is on disk.
+        # The files are downloaded (ranged GETs, hashed as they arrive) unless verified copies are on disk.
         with files.local(self.registry, name, version, manifest) as path:
             rss_before = rss_bytes()
-            optimized = OptimizedGraph(folder / f"{sha}.basic.onnx", sha) if folder else None
+            # A split model (its weights in model.onnx.data) keeps no optimised graph: onnxruntime would
+            # write it with every weight inline, one more whole copy on disk and serialised in memory, which
+            # undoes what the split saves; its graph alone is small and quick to optimise again.
+            keep_optimized = folder is not None and artifact.external_data is None
+            optimized = OptimizedGraph(folder / f"{sha}.basic.onnx", sha) if folder and keep_optimized else None
             if optimized and (size > OPTIMIZED_GRAPH_MAX_BYTES or not files.try_room(size, name)):
                 optimized = None
             try:

@@ -7,17 +7,22 @@ evicted from memory loads again without a download.
 Why the file can be trusted: the folder is private (``private_dir``: this process owner's, mode
 0700), and a file is renamed to ``<sha256>.onnx`` only after its size and sha256 matched the
 manifest as the bytes arrived (``Registry.download_model``), so a file of that name is that model.
+A split model (ARCHITECTURE.md, "Registry layout": its weights in ``model.onnx.data``) is a folder
+``<sha256 of its graph>/`` holding ``model.onnx`` and ``model.onnx.data`` side by side, the names its graph
+gives onnxruntime, which resolves them beside the graph's path; the folder takes that name only once
+both files verified.
 
 The folder holds at most the function's ephemeral storage less ``STORAGE_RESERVE_MIB`` (ARCHITECTURE.md,
 Serving): before a download, the least recently used files go first, never one in use (being
-downloaded, or a session being built from it); a model that cannot fit is refused with
-``ModelTooLargeHere`` (507) and nothing held is lost.
+downloaded, or a session being built from it); a split model's folder counts, and goes, as one entry of
+both its files. A model that cannot fit is refused with ``ModelTooLargeHere`` (507) and nothing held is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import threading
 from collections import Counter
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maas_core.shared.errors import ModelTooLargeHere
+from maas_core.shared.layout import DATA_FILE, MODEL_FILE
 from maas_core.shared.sizing import MIB, STORAGE_RESERVE_MIB, storage_mib
 
 if TYPE_CHECKING:
@@ -51,8 +57,33 @@ def in_use(sha256: str) -> Iterator[None]:
 
 
 def _owner(path: Path) -> str:
-    """The sha256 a cached file belongs to: every file of the folder is named ``<sha256>.<...>``."""
+    """The sha256 a cached entry belongs to: every entry of the folder is named ``<sha256>`` (a split model's
+    folder) or ``<sha256>.<...>``."""
     return path.name.split(".", 1)[0]
+
+
+def _footprint(path: Path) -> tuple[float, int]:
+    """(last use, bytes) of a cached entry: a split model's folder counts both its files."""
+    info = path.lstat()
+    if not os.path.isdir(path) or path.is_symlink():
+        return info.st_mtime, info.st_size
+    return info.st_mtime, sum(child.lstat().st_size for child in path.iterdir())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _complete(graph: Path, manifest: Manifest) -> bool:
+    """Whether the verified files of ``manifest`` are there (sizes checked: names are given only after the hash)."""
+    artifact = manifest.artifact
+    files = [(graph, artifact.size_bytes)]
+    if artifact.external_data is not None:
+        files.append((graph.with_name(DATA_FILE), artifact.external_data.size_bytes))
+    return all(path.is_file() and path.stat().st_size == size for path, size in files)
 
 
 class ModelFiles:
@@ -70,28 +101,41 @@ class ModelFiles:
 
     @contextlib.contextmanager
     def local(self, registry: Registry, name: str, version: str, manifest: Manifest) -> Iterator[Path]:
-        """The verified model.onnx of a version on local disk, downloaded if it is not there, in use while
-        the block runs."""
-        sha, size = manifest.artifact.sha256, manifest.artifact.size_bytes
+        """The verified model.onnx of a version on local disk (a split model's weights beside it), downloaded
+        if it is not there, in use while the block runs."""
+        sha, size = manifest.artifact.sha256, manifest.artifact.total_bytes
         if self.folder is None:
             self.make_room(size, name)
             with tempfile.TemporaryDirectory(prefix="maas-model-") as folder:
-                path = Path(folder) / "model.onnx"
+                path = Path(folder) / MODEL_FILE
                 registry.download_model(name, version, manifest, path)
                 yield path
             return
-        path = self.folder / f"{sha}.onnx"
+        split = manifest.artifact.external_data is not None
+        entry = self.folder / (sha if split else f"{sha}.onnx")
+        path = entry / MODEL_FILE if split else entry
         with in_use(sha):
-            if path.is_file() and path.stat().st_size == size:
-                os.utime(path)  # most recently used
+            if _complete(path, manifest):
+                os.utime(entry)  # most recently used
             else:
                 self.make_room(size, name)
-                part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+                part = entry.with_name(f"{entry.name}.{os.getpid()}.{threading.get_ident()}.part")
                 try:
-                    registry.download_model(name, version, manifest, part)
-                    os.replace(part, path)
+                    if split:
+                        part.mkdir()
+                        registry.download_model(name, version, manifest, part / MODEL_FILE)
+                        # A folder cannot replace another: one left incomplete goes (a complete one stays:
+                        # another load of the same graph may be reading it).
+                        if not _complete(path, manifest):
+                            with contextlib.suppress(FileNotFoundError):
+                                shutil.rmtree(entry)
+                            os.replace(part, entry)
+                    else:
+                        registry.download_model(name, version, manifest, part)
+                        os.replace(part, entry)
                 finally:
-                    part.unlink(missing_ok=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        _remove(part)
             yield path
 
     def make_room(self, size: int, name: str) -> None:
@@ -104,8 +148,7 @@ class ModelFiles:
         files = []
         for path in self.folder.iterdir():
             with contextlib.suppress(OSError):
-                info = path.lstat()
-                files.append((info.st_mtime, info.st_size, path))
+                files.append((*_footprint(path), path))
         used = sum(size for _, size, _ in files)
         with _in_use_lock:
             held = set(_in_use)
@@ -115,7 +158,7 @@ class ModelFiles:
             if _owner(path) in held:
                 continue
             with contextlib.suppress(OSError):
-                path.unlink()
+                _remove(path)
                 used -= file_size
         if used + size > self.budget_bytes:
             raise self._refusal(size, name, used)

@@ -1,9 +1,9 @@
 """The S3 model registry: the contract between training and serving (see ARCHITECTURE.md).
 
-The keys (``models/<name>/<version>/model.onnx``, ``manifest.json``, ``aliases/``, ``history/``) are
-built and parsed in ``shared.layout``. Versions are written once (conditional put) with the manifest
-last, so a version is visible only when both objects exist. Aliases are rewritten with
-compare-and-swap on their ETag.
+The keys (``models/<name>/<version>/model.onnx``, a split model's ``model.onnx.data``, ``manifest.json``,
+``aliases/``, ``history/``) are built and parsed in ``shared.layout``. Versions are written once
+(conditional put) with the manifest last, so a version is visible only when all its objects exist.
+Aliases are rewritten with compare-and-swap on their ETag.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from maas_core.shared.errors import (
     InvalidRequest,
     ModelIntegrityError,
     ModelNotFound,
+    ModelRejected,
     RegistryUnavailable,
     VersionCorrupt,
     VersionExists,
@@ -32,6 +35,8 @@ from maas_core.shared.errors import (
     VersionNotFound,
 )
 from maas_core.shared.layout import (
+    DATA_FILE,
+    MODEL_FILE,
     MODELS_PREFIX,
     NAME_RE,
     S3Outcome,
@@ -41,6 +46,7 @@ from maas_core.shared.layout import (
     check_alias,
     check_name,
     check_version,
+    data_key,
     history_key,
     history_prefix,
     is_version,
@@ -50,7 +56,7 @@ from maas_core.shared.layout import (
     s3_outcome,
     version_of,
 )
-from maas_core.shared.manifest import Artifact, Draft, Manifest
+from maas_core.shared.manifest import Artifact, Draft, ExternalData, Manifest
 from maas_core.shared.model_check import check_publishable, load_problems
 from maas_core.shared.sizing import Limits, check_fits
 
@@ -121,6 +127,46 @@ def _unreadable(name: str, alias: str, found: dict[str, Any], what: str) -> Alia
         alias=alias,
         etag=found["etag"],
     )
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """A split model's weights offered for publishing: their file, read once here for its sha256 and size,
+    then streamed to S3 (a 400 MiB file is never held in memory)."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+
+    @classmethod
+    def of(cls, path: Path) -> _Weights:
+        with path.open("rb") as file:
+            sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+            return cls(path, sha256, os.fstat(file.fileno()).st_size)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": DATA_FILE, "sha256": self.sha256, "size_bytes": self.size_bytes}
+
+
+def _split_publishable(graph: bytes, weights: _Weights, manifest: Manifest) -> str:
+    """``check_publishable`` for a split model: onnxruntime finds the weights beside the graph's path only,
+    so both go into one fresh folder (the weights linked, or copied across filesystems) and load from there.
+    Nothing but ``model.onnx.data`` is in it, so a graph naming any other file does not load."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="maas-publish-") as folder:
+        path = Path(folder) / MODEL_FILE
+        path.write_bytes(graph)
+        try:
+            os.link(weights.path, path.with_name(DATA_FILE))
+        except OSError:
+            shutil.copyfile(weights.path, path.with_name(DATA_FILE))
+        problems = load_problems(str(path), manifest)
+    if problems:
+        raise ModelRejected(
+            "the split ONNX model does not load with its weights or does not match the manifest", problems=problems
+        )
+    return str(ort.__version__)
 
 
 class _TooLong(Exception):
@@ -279,30 +325,38 @@ class Registry:
         return self.read_alias(name, check_alias(ref)).version
 
     def download_model(self, name: str, version: str, manifest: Manifest, path: Path) -> None:
-        """Download model.onnx to ``path`` in parallel ranged GETs, checked against the manifest's size and
-        sha256 as it arrives; ModelIntegrityError (503) when it differs. ``path`` holds the model only when
-        this returns: on any error it is removed."""
+        """Download model.onnx to ``path`` and, for a split version, its weights beside it as
+        ``model.onnx.data`` (the name its graph gives onnxruntime), each in parallel ranged GETs checked
+        against the manifest's size and sha256 as it arrives; ModelIntegrityError (503) when one differs.
+        The files are there only when this returns: on any error both are removed."""
+        artifact = manifest.artifact
+        files: list[tuple[str, Artifact | ExternalData, Path]] = [(model_key(name, version), artifact, path)]
+        if artifact.external_data is not None:
+            files.append((data_key(name, version), artifact.external_data, path.with_name(DATA_FILE)))
         try:
-            problems, received = self._download_checked(model_key(name, version), manifest.artifact, path)
+            for key, described, target in files:
+                problems, received = self._download_checked(key, described, target)
+                if problems:
+                    raise ModelIntegrityError(
+                        "model file does not match its manifest (size or sha256)",
+                        model=name,
+                        version=version,
+                        problems=problems,
+                        file=target.name,
+                        expected_sha256=described.sha256,
+                        expected_size=described.size_bytes,
+                        received_size=received,
+                    )
         except BaseException:
-            path.unlink(missing_ok=True)
+            for _, _, target in files:
+                target.unlink(missing_ok=True)
             raise
-        if problems:
-            path.unlink(missing_ok=True)
-            raise ModelIntegrityError(
-                "model file does not match its manifest (size or sha256)",
-                model=name,
-                version=version,
-                problems=problems,
-                expected_sha256=manifest.artifact.sha256,
-                expected_size=manifest.artifact.size_bytes,
-                received_size=received,
-            )
 
     def read_model(self, name: str, version: str, manifest: Manifest) -> bytes:
-        """model.onnx as bytes, checked as :meth:`download_model` checks it (for tools; serving loads the file)."""
+        """model.onnx as bytes, checked as :meth:`download_model` checks it (for tools; serving loads the file).
+        A split version's graph only: its weights are checked too, then left in their file."""
         with tempfile.TemporaryDirectory(prefix="maas-read-") as folder:
-            path = Path(folder) / "model.onnx"
+            path = Path(folder) / MODEL_FILE
             self.download_model(name, version, manifest, path)
             return path.read_bytes()
 
@@ -313,10 +367,12 @@ class Registry:
         """
         manifest = self.read_manifest(name, version)
         with tempfile.TemporaryDirectory(prefix="maas-verify-") as folder:
-            path = Path(folder) / "model.onnx"
-            problems, _ = self._download_checked(model_key(name, version), manifest.artifact, path)
-            if not problems:
+            path = Path(folder) / MODEL_FILE
+            try:
+                self.download_model(name, version, manifest, path)  # a split version's weights beside it
                 problems = load_problems(str(path), manifest)
+            except ModelIntegrityError as error:
+                problems = list(error.details["problems"])
         if problems:
             raise VersionCorrupt(
                 f"version {version!r} of model {name!r} cannot be served, so no alias may name it: {problems[0]}; "
@@ -327,9 +383,10 @@ class Registry:
             )
         return manifest
 
-    def _download_checked(self, key: str, artifact: Artifact, path: Path) -> tuple[list[str], int]:
-        """Download an object to ``path`` while hashing it: what differs from ``artifact``, as sentences, and
-        the size the object has (or the bytes read before it was found too long).
+    def _download_checked(self, key: str, artifact: Artifact | ExternalData, path: Path) -> tuple[list[str], int]:
+        """Download an object to ``path`` while hashing it: what differs from ``artifact`` (model.onnx's, or a
+        split model's weights'), as sentences, and the size the object has (or the bytes read before it was
+        found too long).
 
         One HEAD gives the size, refused before any byte is read when it is not the manifest's; then
         boto3's transfer manager fetches parts of ``MODEL_PART_BYTES`` in parallel (``aws.py``: the
@@ -339,15 +396,15 @@ class Registry:
 
         from maas_core.shared.aws import model_transfer_config
 
-        expected = artifact.size_bytes
+        expected, what = artifact.size_bytes, key.rsplit("/", 1)[-1]
         try:
             size = int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
         except Exception as exc:
             if s3_outcome(exc) is S3Outcome.MISSING:
-                return ["model.onnx is missing"], 0
+                return [f"{what} is missing"], 0
             raise RegistryUnavailable("the model registry could not be read", key=key) from exc
         if size != expected:
-            return [f"model.onnx has {size} bytes, the manifest says {expected}"], size
+            return [f"{what} has {size} bytes, the manifest says {expected}"], size
         with path.open("wb") as file:
             sink = _HashingSink(file, expected)
             try:
@@ -356,19 +413,19 @@ class Registry:
                         self.bucket, key, cast(BinaryIO, sink), subscribers=[cast(Any, _KnownSize(expected))]
                     ).result()
             except _TooLong:
-                return [f"model.onnx has more than the {expected} bytes the manifest says"], sink.size
+                return [f"{what} has more than the {expected} bytes the manifest says"], sink.size
             except Exception as exc:
                 if s3_outcome(exc) is S3Outcome.MISSING:
-                    return ["model.onnx is missing"], 0
+                    return [f"{what} is missing"], 0
                 raise RegistryUnavailable("the model registry could not be read", key=key) from exc
         if sink.size != expected:
-            return [f"model.onnx has {sink.size} bytes, the manifest says {expected}"], sink.size
+            return [f"{what} has {sink.size} bytes, the manifest says {expected}"], sink.size
         if sink.digest.hexdigest() != artifact.sha256:
-            return [f"model.onnx has sha256 {sink.digest.hexdigest()}, the manifest says {artifact.sha256}"], size
+            return [f"{what} has sha256 {sink.digest.hexdigest()}, the manifest says {artifact.sha256}"], size
         return [], size
 
     # -- writing ---------------------------------------------------------------------------
-    def _put(self, key: str, body: bytes, content_type: str, **conditions: str) -> str:
+    def _put(self, key: str, body: bytes | BinaryIO, content_type: str, **conditions: str) -> str:
         try:
             response = self.s3.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **conditions
@@ -379,12 +436,24 @@ class Registry:
                 raise
             raise RegistryUnavailable("the model registry could not be written", key=key) from exc
 
+    def _put_new(self, name: str, version: str, key: str, body: bytes | BinaryIO, content_type: str) -> None:
+        """One object of a new version, written only if absent (a version is immutable)."""
+        try:
+            self._put(key, body, content_type, IfNoneMatch="*")
+        except RegistryUnavailable:
+            raise
+        except Exception as exc:
+            raise VersionExists(
+                f"model {name!r} version {version!r} already exists", model=name, version=version
+            ) from exc
+
     def publish(
         self,
         name: str,
         model_bytes: bytes,
         draft: Draft | Mapping[str, Any],
         *,
+        external_data: Path | None = None,
         version: str | None = None,
         alias_on_first_publish: str | None = DEFAULT_ALIAS,
         actor: str = "maas",
@@ -394,23 +463,28 @@ class Registry:
 
         The draft (typed, or its JSON object as a trainer wrote it) lacks the fields only the
         registry knows (name, version, artifact); they are filled in, the whole is verified,
-        model.onnx is written first and manifest.json last, both with If-None-Match so an existing
-        version is never overwritten. On the first publish of a model, ``alias_on_first_publish`` is
-        created pointing at the new version. With ``limits`` (the serving function's memory and ephemeral
+        and the objects are written with If-None-Match so an existing version is never overwritten:
+        a split model's weights first (``external_data``: the path of the ``model.onnx.data`` that
+        ``model_bytes``, its graph, names; streamed, not read into memory), then model.onnx, then
+        manifest.json last. On the first publish of a model, ``alias_on_first_publish`` is created
+        pointing at the new version. With ``limits`` (the serving function's memory and ephemeral
         storage), a model that needs more is refused (422 ``model_too_large``) before anything is read or
         written, rather than failing its first request.
         """
         check_name(name)
+        weights = _Weights.of(Path(external_data)) if external_data is not None else None
         if limits is not None:
-            check_fits(len(model_bytes), limits, model=name)
+            check_fits(len(model_bytes), limits, model=name, external_bytes=weights.size_bytes if weights else 0)
         version = check_version(version or new_version(model_bytes))
         fields = draft.to_json() if isinstance(draft, Draft) else dict(draft)
-        final = {
-            **fields,
-            "name": name,
-            "version": version,
-            "artifact": {"file": "model.onnx", "sha256": sha256_hex(model_bytes), "size_bytes": len(model_bytes)},
+        artifact: dict[str, Any] = {
+            "file": MODEL_FILE,
+            "sha256": sha256_hex(model_bytes),
+            "size_bytes": len(model_bytes),
         }
+        if weights is not None:
+            artifact["external_data"] = weights.to_json()
+        final = {**fields, "name": name, "version": version, "artifact": artifact}
         final.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
         manifest = Manifest.from_json(final, name=name, version=version)
         existing = self.list_versions(name)
@@ -418,19 +492,18 @@ class Registry:
         if version in existing:
             raise VersionExists(f"model {name!r} version {version!r} already exists", model=name, version=version)
         # Loads in the serving onnxruntime and matches the manifest's schema, or nothing is written.
-        manifest = manifest.verified_with(check_publishable(model_bytes, manifest))
-        for key, body, content_type in (
-            (model_key(name, version), model_bytes, "application/octet-stream"),
-            (manifest_key(name, version), json.dumps(manifest.to_json(), indent=2).encode(), "application/json"),
-        ):
-            try:
-                self._put(key, body, content_type, IfNoneMatch="*")
-            except RegistryUnavailable:
-                raise
-            except Exception as exc:
-                raise VersionExists(
-                    f"model {name!r} version {version!r} already exists", model=name, version=version
-                ) from exc
+        checked = (
+            check_publishable(model_bytes, manifest)
+            if weights is None
+            else _split_publishable(model_bytes, weights, manifest)
+        )
+        manifest = manifest.verified_with(checked)
+        if weights is not None:
+            with weights.path.open("rb") as body:
+                self._put_new(name, version, data_key(name, version), body, "application/octet-stream")
+        self._put_new(name, version, model_key(name, version), model_bytes, "application/octet-stream")
+        manifest_json = json.dumps(manifest.to_json(), indent=2).encode()
+        self._put_new(name, version, manifest_key(name, version), manifest_json, "application/json")
         if first_publish and alias_on_first_publish:
             # Another publisher may have set it first; theirs stands. The bytes were checked above.
             with contextlib.suppress(AliasConflict):
@@ -630,9 +703,10 @@ class Registry:
         )
 
     def delete_version(self, name: str, version: str) -> None:
-        """Delete a version no alias names (as its version or its canary); the manifest goes first."""
+        """Delete a version no alias names (as its version or its canary); the manifest goes first, then its
+        model.onnx and, when split, its weights."""
         check_version(version)
-        self.read_manifest(name, version)
+        manifest = self.read_manifest(name, version)
         for alias in self.list_aliases(name):
             record = self.read_alias(name, alias)
             if version in (record.version, record.canary_version):
@@ -642,7 +716,10 @@ class Registry:
                     version=version,
                     alias=alias,
                 )
-        for key in (manifest_key(name, version), model_key(name, version)):
+        keys = [manifest_key(name, version), model_key(name, version)]
+        if manifest.artifact.external_data is not None:
+            keys.append(data_key(name, version))
+        for key in keys:
             try:
                 self.s3.delete_object(Bucket=self.bucket, Key=key)
             except Exception as exc:

@@ -1,9 +1,11 @@
-"""What a model needs of the function that serves it, from the size of its model.onnx, and whether it fits.
+"""What a model needs of the function that serves it, from the size of its files, and whether it fits.
 
 The figures are measured, not guessed (ARCHITECTURE.md, Serving: sizing). Memory: the function's own
-resident memory before any model, plus the peak a cold load adds, which grows with the file (the
-session is built from the file on /tmp, so the weights are held about once in onnxruntime's protobuf
-and once in its tensors, not also in a Python ``bytes``). Storage: the verified file itself in /tmp.
+resident memory before any model, plus the peak a cold load adds, which grows with the files (the
+session is built from the files on /tmp, never from a Python ``bytes``). An inline model.onnx holds its
+weights about twice at the peak, once in onnxruntime's parsed protobuf and once in its tensors; a split
+one (the weights in model.onnx.data beside the graph: ARCHITECTURE.md, "Registry layout") about once,
+as onnxruntime reads them from their own file into its tensors. Storage: the verified files in /tmp.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ MIB = 2**20
 # covers the 24 MiB model's 50 MiB.
 LOAD_RSS_PER_BYTE = 1.7
 LOAD_RSS_FIXED_MIB = 25
+# The same for a split model (its weights in model.onnx.data), per byte of graph and weights together.
+# Measured with
+#   .venv/bin/python -m bench.loading --sizes 25,100,400 --rounds 3 --modes path,external
+# (the same chains saved split by training.weights.save_split; peaks of 38, 114 and 414 MiB, fits of
+# 1.002 x size + 13.5 MiB and 1.002 x size + 13.4 MiB on two runs, the same machine and onnxruntime; the
+# inline form's were 50, 142-146 and 610-614 MiB in those runs): the slope with 5% headroom, and a fixed
+# part that covers the 24 MiB model's 38 MiB.
+SPLIT_LOAD_RSS_PER_BYTE = 1.05
+SPLIT_LOAD_RSS_FIXED_MIB = 15
 # The function before any model: python3.12 with boto3, Powertools, numpy and onnxruntime imported and
 # the API handler loaded (115 MiB measured the same way), rounded up.
 RUNTIME_RSS_MIB = 128
@@ -37,9 +48,16 @@ class Needs:
     storage_mb: int
 
     @classmethod
-    def of(cls, size_bytes: int) -> Needs:
-        peak_mib = RUNTIME_RSS_MIB + LOAD_RSS_FIXED_MIB + LOAD_RSS_PER_BYTE * size_bytes / MIB
-        return cls(math.ceil(peak_mib), math.ceil(size_bytes / MIB) + STORAGE_RESERVE_MIB)
+    def of(cls, size_bytes: int, external_bytes: int = 0) -> Needs:
+        """The needs of a model.onnx of ``size_bytes`` and, when split, of its weights' file (``external_bytes``)."""
+        total = size_bytes + external_bytes
+        per_byte, fixed = (
+            (SPLIT_LOAD_RSS_PER_BYTE, SPLIT_LOAD_RSS_FIXED_MIB)
+            if external_bytes
+            else (LOAD_RSS_PER_BYTE, LOAD_RSS_FIXED_MIB)
+        )
+        peak_mib = RUNTIME_RSS_MIB + fixed + per_byte * total / MIB
+        return cls(math.ceil(peak_mib), math.ceil(total / MIB) + STORAGE_RESERVE_MIB)
 
     def to_json(self) -> dict[str, int]:
         return {"memory_mb": self.memory_mb, "storage_mb": self.storage_mb}
@@ -90,17 +108,26 @@ def storage_mib(folder: str = "/tmp") -> int:  # noqa: S108 - Lambda's one writa
     return stats.f_frsize * stats.f_blocks // MIB
 
 
-def check_fits(size_bytes: int, limits: Limits, *, model: str, error: type[ModelTooLarge] = ModelTooLarge) -> Needs:
-    """The needs of a model of ``size_bytes``, or ``error`` naming its needs and the limits (422 at publish;
-    ``ModelTooLargeHere``, 507, when a request meets a function configured too small for it)."""
-    needs = Needs.of(size_bytes)
+def check_fits(
+    size_bytes: int,
+    limits: Limits,
+    *,
+    model: str,
+    error: type[ModelTooLarge] = ModelTooLarge,
+    external_bytes: int = 0,
+) -> Needs:
+    """The needs of a model of ``size_bytes`` (and ``external_bytes`` of split weights), or ``error`` naming its
+    needs and the limits (422 at publish; ``ModelTooLargeHere``, 507, when a request meets a function
+    configured too small for it)."""
+    needs = Needs.of(size_bytes, external_bytes)
     refusal = limits.refusal(needs)
     if refusal:
+        total = size_bytes + external_bytes
         raise error(
-            f"model {model!r} ({size_bytes} bytes) does not fit the function that serves it: it needs {refusal}; "
+            f"model {model!r} ({total} bytes) does not fit the function that serves it: it needs {refusal}; "
             "give the function more MemorySize / EphemeralStorage, or publish a smaller (quantised) model",
             model=model,
-            size_bytes=size_bytes,
+            size_bytes=total,
             needs=needs.to_json(),
             limits=limits.to_json(),
         )
