@@ -29,6 +29,13 @@ from maas_core.shared.registry import Registry
 SPLIT_THRESHOLD_BYTES = 16 * 2**20
 # Initialisers smaller than this stay in the graph (shapes, axes, scales): onnx's own default.
 INLINE_TENSOR_MAX_BYTES = 1024
+# onnx.save_model's options for a split model: every weight in one file, named as the registry keeps it.
+SAVE_SPLIT: dict[str, Any] = {
+    "save_as_external_data": True,
+    "all_tensors_to_one_file": True,
+    "location": DATA_FILE,
+    "size_threshold": INLINE_TENSOR_MAX_BYTES,
+}
 
 
 def _load(model: Path | bytes, *, with_weights: bool = True) -> Any:
@@ -59,14 +66,7 @@ def save_split(model: Path | bytes, folder: Path) -> Path:
     import onnx
 
     target = folder / MODEL_FILE
-    onnx.save_model(
-        _load(model),
-        str(target),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=DATA_FILE,
-        size_threshold=INLINE_TENSOR_MAX_BYTES,
-    )
+    onnx.save_model(_load(model), str(target), **SAVE_SPLIT)
     return target
 
 
