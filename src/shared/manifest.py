@@ -243,6 +243,12 @@ class Artifact(_Json):
         return artifact
 
     @property
+    def files_id(self) -> str:
+        """What names this model's verified files on disk: model.onnx's sha256, then, for a split model, its
+        weights'. A split graph holds no weights, so two trainings of one architecture share it byte for byte."""
+        return f"{self.sha256}-{self.external_data.sha256}" if self.external_data else self.sha256
+
+    @property
     def total_bytes(self) -> int:
         """What the model stores and loads: its graph and, when split, its weights' file."""
         return self.size_bytes + (self.external_data.size_bytes if self.external_data else 0)

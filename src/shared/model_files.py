@@ -8,9 +8,10 @@ Why the file can be trusted: the folder is private (``private_dir``: this proces
 0700), and a file is renamed to ``<sha256>.onnx`` only after its size and sha256 matched the
 manifest as the bytes arrived (``Registry.download_model``), so a file of that name is that model.
 A split model (ARCHITECTURE.md, "Registry layout": its weights in ``model.onnx.data``) is a folder
-``<sha256 of its graph>/`` holding ``model.onnx`` and ``model.onnx.data`` side by side, the names its graph
-gives onnxruntime, which resolves them beside the graph's path; the folder takes that name only once
-both files verified.
+``<sha256 of its graph>-<sha256 of its weights>/`` (``Artifact.files_id``: a split graph alone does not
+tell two trainings of one architecture apart) holding ``model.onnx`` and ``model.onnx.data`` side by
+side, the names its graph gives onnxruntime, which resolves them beside the graph's path; the folder
+takes that name only once both files verified.
 
 The folder holds at most the function's ephemeral storage less ``STORAGE_RESERVE_MIB`` (ARCHITECTURE.md,
 Serving): before a download, the least recently used files go first, never one in use (being
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from maas_core.shared.manifest import Manifest
     from maas_core.shared.registry import Registry
 
-_in_use: Counter[str] = Counter()  # sha256 -> users in this process; their files are never evicted
+_in_use: Counter[str] = Counter()  # files_id (sha256) -> users in this process; their files are never evicted
 _in_use_lock = threading.Lock()
 
 
@@ -57,8 +58,8 @@ def in_use(sha256: str) -> Iterator[None]:
 
 
 def _owner(path: Path) -> str:
-    """The sha256 a cached entry belongs to: every entry of the folder is named ``<sha256>`` (a split model's
-    folder) or ``<sha256>.<...>``."""
+    """The model a cached entry belongs to: every entry of the folder is named ``<files_id>`` (a split model's
+    folder) or ``<files_id>.<...>``."""
     return path.name.split(".", 1)[0]
 
 
@@ -103,7 +104,7 @@ class ModelFiles:
     def local(self, registry: Registry, name: str, version: str, manifest: Manifest) -> Iterator[Path]:
         """The verified model.onnx of a version on local disk (a split model's weights beside it), downloaded
         if it is not there, in use while the block runs."""
-        sha, size = manifest.artifact.sha256, manifest.artifact.total_bytes
+        key, size = manifest.artifact.files_id, manifest.artifact.total_bytes
         if self.folder is None:
             self.make_room(size, name)
             with tempfile.TemporaryDirectory(prefix="maas-model-") as folder:
@@ -112,9 +113,9 @@ class ModelFiles:
                 yield path
             return
         split = manifest.artifact.external_data is not None
-        entry = self.folder / (sha if split else f"{sha}.onnx")
+        entry = self.folder / (key if split else f"{key}.onnx")
         path = entry / MODEL_FILE if split else entry
-        with in_use(sha):
+        with in_use(key):
             if _complete(path, manifest):
                 os.utime(entry)  # most recently used
             else:

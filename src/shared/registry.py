@@ -64,10 +64,11 @@ DEFAULT_ALIAS = "production"
 KEEP: Any = object()  # update_alias: leave the canary as it is
 
 
-def new_version(model_bytes: bytes, now: datetime | None = None) -> str:
-    """A sortable, unique version id: UTC time plus the start of the model's sha256."""
+def new_version(model_bytes: bytes, now: datetime | None = None, *, weights_sha256: str | None = None) -> str:
+    """A sortable, unique version id: UTC time plus the start of the model's sha256 (a split model's weights':
+    its graph is the same bytes for every training of one architecture)."""
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}Z-{hashlib.sha256(model_bytes).hexdigest()[:8]}"
+    return f"{now:%Y%m%dT%H%M%S}Z-{(weights_sha256 or hashlib.sha256(model_bytes).hexdigest())[:8]}"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -475,7 +476,7 @@ class Registry:
         weights = _Weights.of(Path(external_data)) if external_data is not None else None
         if limits is not None:
             check_fits(len(model_bytes), limits, model=name, external_bytes=weights.size_bytes if weights else 0)
-        version = check_version(version or new_version(model_bytes))
+        version = check_version(version or new_version(model_bytes, weights_sha256=weights and weights.sha256))
         fields = draft.to_json() if isinstance(draft, Draft) else dict(draft)
         artifact: dict[str, Any] = {
             "file": MODEL_FILE,

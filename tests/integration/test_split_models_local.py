@@ -51,5 +51,5 @@ def test_a_large_model_is_published_split_and_served_with_the_same_prediction(lo
     expected = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
     got = np.array([p["y"] for p in answer["predictions"]], np.float32)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    entry = local["state"] / f"models-{os.getuid()}" / artifact.sha256
+    entry = local["state"] / f"models-{os.getuid()}" / artifact.files_id
     assert sorted(p.name for p in entry.iterdir()) == ["model.onnx", "model.onnx.data"]

@@ -141,11 +141,35 @@ def test_a_split_model_is_cached_side_by_side_and_answers_as_the_inline_one(
     split_y = cache.get("split").session.run(None, {"x": x})[0]
     inline_y = cache.get("inline").session.run(None, {"x": x})[0]
     np.testing.assert_array_equal(split_y, inline_y)
-    entry = cache_dir(tmp_path) / split.artifact.sha256
+    entry = cache_dir(tmp_path) / f"{split.artifact.sha256}-{split.artifact.external_data.sha256}"
     assert sorted(p.name for p in entry.iterdir()) == ["model.onnx", "model.onnx.data"]
     # No optimised graph for a split model: onnxruntime would write it with every weight inline.
     assert not (cache_dir(tmp_path) / f"{split.artifact.sha256}.basic.onnx").exists()
     assert (cache_dir(tmp_path) / f"{inline.artifact.sha256}.basic.onnx").exists()
+
+
+def test_two_trainings_of_one_architecture_share_a_graph_but_each_is_served_its_own_weights(
+    registry, chain_onnx, tmp_path
+):
+    import onnx
+    from onnx import numpy_helper
+
+    retrained = onnx.load_from_string(chain_onnx)
+    first = retrained.graph.initializer[0]
+    first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) * 2, first.name))
+    files = {}
+    for name, model in (("first", chain_onnx), ("second", retrained.SerializeToString())):
+        files[name] = tmp_path / name / "chain.onnx"
+        files[name].parent.mkdir()
+        files[name].write_bytes(model)
+    one, two = (publish_split(registry, files[name], name=name) for name in ("first", "second"))
+    assert one.artifact.sha256 == two.artifact.sha256  # the same graph, byte for byte
+    assert one.version[-8:] != two.version[-8:]  # the version's hash is the weights'
+    cache = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt"))
+    x = np.ones((1, SIDE), np.float32)
+    y1, y2 = (cache.get(name).session.run(None, {"x": x})[0] for name in ("first", "second"))
+    np.testing.assert_allclose(y2, 2 * y1, rtol=1e-5)
+    assert len(list(cache_dir(tmp_path).iterdir())) == 2  # one folder each
 
 
 def test_a_split_model_on_disk_loads_again_without_a_download(registry, chain_file, tmp_path, monkeypatch):
