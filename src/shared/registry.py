@@ -476,7 +476,7 @@ class Registry:
         weights = _Weights.of(Path(external_data)) if external_data is not None else None
         if limits is not None:
             check_fits(len(model_bytes), limits, model=name, external_bytes=weights.size_bytes if weights else 0)
-        version = check_version(version or new_version(model_bytes, weights_sha256=weights and weights.sha256))
+        version = check_version(version or new_version(model_bytes, weights_sha256=weights.sha256 if weights else None))
         fields = draft.to_json() if isinstance(draft, Draft) else dict(draft)
         artifact: dict[str, Any] = {
             "file": MODEL_FILE,
