@@ -44,7 +44,7 @@ from maas_core.shared.errors import (
     RegistryUnavailable,
     VersionNotFound,
 )
-from maas_core.shared.manifest import Manifest, TensorSpec
+from maas_core.shared.manifest import Artifact, Manifest, TensorSpec
 from maas_core.shared.model_check import check_session
 from maas_core.shared.model_files import ModelFiles
 from maas_core.shared.registry import DEFAULT_ALIAS, AliasRecord, Registry, check_alias, check_name, is_version
@@ -404,13 +404,15 @@ class ModelCache:
                 break
             del self._models[oldest]
 
-    def _make_memory_room(self, name: str, size_bytes: int) -> None:
+    def _make_memory_room(self, name: str, artifact: Artifact) -> None:
         """Refuse (507 ``model_too_large``, nothing evicted) a model this function is too small to load; else
-        evict least recently used sessions until its cold load's peak fits beside what stays."""
+        evict least recently used sessions until its cold load's peak fits beside what stays. A split model is
+        sized as publish sized it (graph and weights, at the split slope)."""
         limits = Limits.of_this_function()
         if limits is None:
             return
-        needs = check_fits(size_bytes, limits, model=name, error=ModelTooLargeHere)
+        external = artifact.external_data.size_bytes if artifact.external_data else 0
+        needs = check_fits(artifact.size_bytes, limits, model=name, error=ModelTooLargeHere, external_bytes=external)
         added = (needs.memory_mb - RUNTIME_RSS_MIB) * 2**20
         while self._models and rss_bytes() + added > limits.memory_mb * 2**20:
             self._models.popitem(last=False)
@@ -421,7 +423,7 @@ class ModelCache:
         manifest = self.registry.read_manifest(name, version)
         artifact = manifest.artifact
         sha, size = artifact.sha256, artifact.total_bytes
-        self._make_memory_room(name, size)
+        self._make_memory_room(name, artifact)
         folder = private_dir(self.optimized_dir) if self.optimized_dir else None
         files = ModelFiles(folder, self.storage_budget_bytes)
         # The files are downloaded (ranged GETs, hashed as they arrive) unless verified copies are on disk.

@@ -312,3 +312,15 @@ def test_bench_loading_measures_the_split_form(capsys):
     printed = capsys.readouterr().out
     assert printed.count(" external ") == 2  # one row per size
     assert "external mode, every round: peak RSS over baseline = " in printed
+
+
+def test_a_function_a_split_model_was_published_for_serves_it(registry, chain_file, monkeypatch):
+    """The request's memory check sizes a split model as publish did: not at the inline slope, which would
+    refuse with a 507 a model publish accepted for this very function."""
+    manifest = publish_split(registry, chain_file)
+    artifact = manifest.artifact
+    assert artifact.external_data is not None
+    fits = Needs.of(artifact.size_bytes, artifact.external_data.size_bytes).memory_mb
+    assert fits < Needs.of(artifact.total_bytes).memory_mb  # what the inline slope would ask
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(fits))
+    assert ModelCache(BUCKET, registry=registry).get("chain").version == manifest.version
