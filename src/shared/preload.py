@@ -34,6 +34,7 @@ logger = Logger(child=True)
 
 # Initialisations that Lambda may freeze or snapshot as soon as INIT returns.
 WAITING_INIT_TYPES = frozenset({"provisioned-concurrency", "snap-start"})
+READY_WAIT_S = 1.0
 
 
 def wanted(setting: str) -> list[str]:
@@ -48,11 +49,13 @@ class Preload:
         self.models = models
         self.names = wanted(setting)
         self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
 
     def start(self) -> Preload:
         if self.names:
             self._thread = threading.Thread(target=self._run, name="maas-preload", daemon=True)
             self._thread.start()
+            self._ready.wait(READY_WAIT_S)
         return self
 
     def finish_init(self) -> None:
@@ -67,10 +70,16 @@ class Preload:
     def _run(self) -> None:
         started = time.perf_counter()
         try:
+            # What a download needs before its first byte (the S3 client, s3transfer), done while INIT waits:
+            # that work holds the GIL, the transfer that follows mostly does not, so it overlaps the imports.
+            import s3transfer.manager  # noqa: F401
+
             names = self.models.registry.list_models() if self.names == ["*"] else self.names
         except MaasError as error:
             logger.warning("models to preload could not be listed", extra={"code": error.code})
             return
+        finally:
+            self._ready.set()
         for name in names:
             try:
                 self.models.get(name)
