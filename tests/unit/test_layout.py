@@ -149,6 +149,7 @@ def test_the_templates_grants_and_rules_name_the_layouts_prefixes():
     batch = layout.parse_key(layout.input_key("digits", "production", "day.jsonl"), "abc")
     keys = [
         layout.model_key("digits", V1),
+        layout.data_key("digits", V1),
         layout.manifest_key("digits", V1),
         layout.alias_key("digits", "production"),
         layout.history_key("digits", "production", "20260101T120000000000Z-abc.json"),

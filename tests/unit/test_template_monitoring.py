@@ -55,7 +55,7 @@ def test_only_the_admin_and_guard_functions_change_aliases_and_only_aliases(tran
     alias_objects = {"/models/*/aliases/*", "/models/*/history/*"}
     assert _writes(translated, "AdminFunctionRole") == {
         "s3:PutObject": alias_objects,
-        "s3:DeleteObject": {"/models/*/manifest.json", "/models/*/model.onnx"},
+        "s3:DeleteObject": {"/models/*/manifest.json", "/models/*/model.onnx", "/models/*/model.onnx.data"},
     }
     assert _writes(translated, "CanaryGuardFunctionRole") == {"s3:PutObject": alias_objects}
     assert not any(

@@ -287,9 +287,11 @@ def test_training_job_role_writes_only_training_jobs_and_models(template: dict[s
     assert template["Parameters"]["TrainingImageAccount"]["Default"] == "763104351884"
 
 
-# What a training job may write under models/: a new version's two objects, with If-None-Match.
+# What a training job may write under models/: a new version's objects (a split model's weights too),
+# with If-None-Match.
 _VERSION_OBJECTS = (
     "models/*/????????T??????Z-????????/model.onnx",
+    "models/*/????????T??????Z-????????/model.onnx.data",
     "models/*/????????T??????Z-????????/manifest.json",
 )
 
@@ -323,7 +325,7 @@ def test_training_job_role_may_add_versions_but_never_touch_aliases_or_history(t
         for s in policy["PolicyDocument"]["Statement"]
     ]
     version = "models/digits/20260101T120000Z-0123abcd"
-    for name in ("model.onnx", "manifest.json"):
+    for name in ("model.onnx", "model.onnx.data", "manifest.json"):
         assert s3_put_allowed(statements, f"{version}/{name}", if_none_match=True)
         # Without If-None-Match the write could replace a published version: refused.
         assert not s3_put_allowed(statements, f"{version}/{name}", if_none_match=False)
