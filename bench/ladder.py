@@ -110,21 +110,34 @@ class Ladder:
         self.registry = Registry(bucket, self.client)
         self.runtime, self.spec, self.bucket, self.logs = runtime, spec, bucket, logs
         self.models: dict[str, dict[str, Any]] = {}
+        self.split_dir = (
+            logs / "split"
+        )  # the split forms the build alone loads; under the run's logs, removed with them
 
     def publish(self, rung: str, folder: Path) -> None:
-        from maas_core.shared.layout import model_key
+        """Both forms of a rung, as the training job publishes them: split (weights in model.onnx.data)
+        from 16 MiB on (training/weights.py); the build alone loads the form the registry holds."""
+        from maas_core.shared.layout import data_key, model_key
+        from training.weights import publish_model_file, save_split
 
         for form in FORMS:
             path, _ = ladder_models.files(folder, form)
             name = _model_name(rung, form)
-            manifest = self.registry.publish(name, path.read_bytes(), ladder_models.draft_of(folder, form))
+            manifest = publish_model_file(self.registry, name, path, ladder_models.draft_of(folder, form))
+            keys = [(model_key(name, manifest.version), manifest.artifact.sha256)]
+            built_from = path
+            if manifest.artifact.external_data is not None:
+                keys.append((data_key(name, manifest.version), manifest.artifact.external_data.sha256))
+                split = self.split_dir / f"{rung}-{form}"
+                split.mkdir(parents=True, exist_ok=True)
+                built_from = save_split(path, split)
             self.models[f"{rung}/{form}"] = {
                 "rung": rung,
                 "form": form,
                 "name": name,
                 "manifest": manifest,
-                "path": path,
-                "key": model_key(name, manifest.version),
+                "built_from": built_from,
+                "keys": keys,
                 "runs": [],
             }
 
@@ -138,12 +151,17 @@ class Ladder:
             target = Path(tmp) / "model.onnx"
             manifest = model["manifest"]
             ranged = _timed(lambda: self.registry.download_model(model["name"], manifest.version, manifest, target))
-            target.unlink()
-            sha = manifest.artifact.sha256
-            single = _timed(lambda: _one_get(self.client, self.bucket, model["key"], target, sha))
+            for path in Path(tmp).iterdir():
+                path.unlink()
+            single = _timed(
+                lambda: [
+                    _one_get(self.client, self.bucket, key, Path(tmp) / f"{i}", sha)
+                    for i, (key, sha) in enumerate(model["keys"])
+                ]
+            )
         env = self.runtime.environment(self.spec, self.s3_env)
         log = self.logs / f"build-{key.replace('/', '-')}.log"
-        built = child(self.runtime, ["build", str(model["path"])], env, log, timeout=1800)
+        built = child(self.runtime, ["build", str(model["built_from"])], env, log, timeout=1800)
         model["runs"].append(
             {
                 "cold_s": cold["cold_s"],
@@ -177,7 +195,8 @@ def figures_of(model: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rung": model["rung"],
         "form": model["form"],
-        "size_bytes": model["manifest"].artifact.size_bytes,
+        "size_bytes": model["manifest"].artifact.total_bytes,
+        "split": model["manifest"].artifact.external_data is not None,
         "runs": runs,
         **{name: Stat.of(r[name] for r in runs).to_dict() for name in names},
     }

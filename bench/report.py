@@ -451,6 +451,26 @@ def _method(r: dict[str, Any]) -> str:
     )
 
 
+def _large_section() -> str:
+    """The size ladder of the last `make bench-large` (bench/results-large.json): it runs apart, since its
+    400 MB models would push `make bench` past 15 minutes."""
+    import json
+
+    from bench.common import BENCH
+    from bench.ladder_report import ladder_section
+
+    path = BENCH / "results-large.json"
+    if not path.exists():
+        return "Not run yet: `make bench-large` writes bench/results-large.{json,md,png}.\n"
+    large = json.loads(path.read_text())
+    return (
+        f"From `{large.get('command')}`, started {large.get('started_at')} (functions on "
+        f"{(large.get('machine') or {}).get('function_runtime')}); the whole run, with BERT-base serving and the "
+        "trained small transformer, is in [results-large.md](results-large.md).\n\n"
+        + ladder_section(large, "results-large.png")
+    )
+
+
 def markdown(r: dict[str, Any]) -> str:
     parts = [
         "# Benchmark results\n",
@@ -487,6 +507,8 @@ def markdown(r: dict[str, Any]) -> str:
         _compression_table(r),
         "## Load test\n",
         _load_section(r),
+        "## Real-size models: the size ladder (`make bench-large`)\n",
+        _large_section(),
     ]
     if r.get("failed_sections"):
         parts.append(f"\n**Parts that failed:** {', '.join(r['failed_sections'])} (see results.json).\n")

@@ -16,14 +16,20 @@ from bench.stats import MIB, Stat
 
 
 def _model(rung: str, form: str, size_mib: float, runs: list[dict[str, float]]) -> dict[str, Any]:
-    manifest = SimpleNamespace(artifact=SimpleNamespace(size_bytes=int(size_mib * MIB)))
+    size = int(size_mib * MIB)
+    manifest = SimpleNamespace(artifact=SimpleNamespace(size_bytes=size, total_bytes=size, external_data=None))
     return {"rung": rung, "form": form, "manifest": manifest, "runs": runs}
 
 
-def _run(cold: float, rss: float, ranged: float, one_get: float, build: float) -> dict[str, float]:
+def _run(
+    cold: float, rss: float, ranged: float, one_get: float, build: float, preloaded: float | None = None
+) -> dict[str, float]:
+    """One run; the preloaded cold start is the plain one's unless given, its peak 10 MiB above."""
     return {
         "cold_s": cold,
         "peak_rss_mib": rss,
+        "cold_preloaded_s": cold if preloaded is None else preloaded,
+        "peak_rss_preloaded_mib": rss + 10,
         "download_ranged_s": ranged,
         "download_one_get_s": one_get,
         "build_s": build,
@@ -68,15 +74,20 @@ def test_each_run_is_held_against_its_own_download_and_build_then_the_median_tak
     assert Stat.from_dict(model["cold_over_parts_ranged"]).runs == (1.6, 1.2)  # 4 / 2.5, 6 / 5
     assert Stat.from_dict(model["cold_over_parts_one_get"]).runs == (4.0, 3.0)  # 4 / 1, 6 / 2
     assert Stat.from_dict(model["cold_s"]).median == 5.0
+    preloaded = figures_of(_model(BASE, "int8", 105.0, [_run(4.0, 300.0, 2.0, 0.5, 0.5, preloaded=3.0)]))
+    assert Stat.from_dict(preloaded["cold_preloaded_over_parts_ranged"]).runs == (1.2,)  # 3 / 2.5
 
 
 def test_goals_say_met_or_miss_with_the_figures_behind_them() -> None:
-    met = ladder_report.goals(_results([_run(3.0, 250.0, 2.0, 0.5, 0.5)], int8_p50_ms=40.0))
+    met = ladder_report.goals(_results([_run(4.0, 250.0, 2.0, 0.5, 0.5, preloaded=3.0)], int8_p50_ms=40.0))
     assert [g["met"] for g in met] == [True, False, True, True]
     cold, rss, speed, small = met
     assert small["measured"] == "0.9450 (int8-dynamic, 600 rows)"
-    assert cold["measured"].startswith("1.20x (cold 3.00 s; download 2.00 s + build 0.50 s)")
-    assert rss["measured"] == f"closest to its limit: {BASE}/fp32, 900 MiB of 744 MiB allowed"  # 1.5 x 416 + 120
+    assert cold["measured"] == (  # the goal is judged on the preloaded cold start; the other is given beside it
+        "preloaded (PRELOAD_MODELS): 1.20x (cold 3.00 s; download 2.00 s + build 0.50 s); loaded by the request: 1.60x"
+    )
+    # The higher of the two cold requests' peaks (the preloaded one's, 910) against 1.5 x 416 + 120.
+    assert rss["measured"] == f"closest to its limit: {BASE}/fp32, 910 MiB of 744 MiB allowed"
     assert rss["holds_it_back"] == (
         f"over the limit: {BASE}/fp32; building {BASE}/fp32's session alone adds 450 MiB for its 416 MiB file"
     )
@@ -85,7 +96,7 @@ def test_goals_say_met_or_miss_with_the_figures_behind_them() -> None:
     )
     missed = ladder_report.goals(_results([_run(4.0, 250.0, 2.0, 0.5, 0.5)], int8_p50_ms=60.0))
     assert [g["met"] for g in missed] == [False, False, False, True]
-    assert "1.60x" in missed[0]["measured"]
+    assert missed[0]["measured"].startswith("preloaded (PRELOAD_MODELS): 1.60x")
 
 
 def test_int8_speed_is_not_met_without_the_trained_models_accuracy_and_absent_without_serving() -> None:
@@ -105,7 +116,9 @@ def test_render_writes_the_json_without_runs_the_tables_and_the_plot(tmp_path: P
     assert "runs" not in stored["ladder"][f"{BASE}/int8"]
     assert stored["ladder"][f"{BASE}/int8"]["cold_s"] == {"median": 3.1, "min": 3.0, "max": 3.2, "n": 2}
     text = (tmp_path / "results-large.md").read_text()
-    assert f"| {BASE}/int8 | 105.0 | 3.10 (3.00-3.20) | 255 (250-260) | 278 |" in text
+    assert (
+        f"| {BASE}/int8 | 105.0 | 3.10 (3.00-3.20) | 255 (250-260) | 3.10 (3.00-3.20) | 265 (260-270) | 278 |" in text
+    )
     assert "moto serves each ranged GET" in text
     assert "| int8-dynamic | 1,024 | 0.9450 | 40.000 | 40.000 | yes |  |" in text
     assert "| fp16 | 2,048 | 0.9500 | - | - | **no** | slower than fp32 |" in text
@@ -139,7 +152,8 @@ def test_the_smallest_rung_runs_end_to_end_export_publish_cold_start_and_report(
     monkeypatch.setattr(ladder_models, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(ladder, "WORK", tmp_path / "cache")
     out = tmp_path / "out"
-    argv = ["--rungs", "1mb", "--runs", "1", "--no-small", "--out", str(out)]
+    # On the venv: a sam build would add a minute; `make bench-large` runs the package.
+    argv = ["--rungs", "1mb", "--runs", "1", "--no-small", "--venv", "--out", str(out)]
     # The warm latency of raw-text requests too, on the 1 MB model: handler and bare on the handler's ids.
     assert ladder.main([*argv, "--serving-rung", "1mb", "--calls", "2", "--repeats", "1"]) == 0
     (folder,) = (tmp_path / "cache").glob("1mb-*")
@@ -150,6 +164,7 @@ def test_the_smallest_rung_runs_end_to_end_export_publish_cold_start_and_report(
         model = stored["ladder"][f"1mb/{form}"]
         assert model["cold_s"]["n"] == 1 and 0 < model["cold_s"]["median"] < 60
         assert model["peak_rss_mib"]["median"] > 50  # the handler's process: Python, onnxruntime, the model
+        assert 0 < model["cold_preloaded_s"]["median"] < 60 and model["peak_rss_preloaded_mib"]["median"] > 50
     assert stored["rungs"]["1mb"]["trained"] is False
     for form in ("fp32", "int8"):  # a batch of 1 and of 8 texts, each through the handler and bare
         for batch in (1, 8):
