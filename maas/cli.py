@@ -79,12 +79,24 @@ def _train_local(args: argparse.Namespace) -> int:
     from maas.stack import load_template, s3_for
     from maas.train_local import run_job
 
-    hyperparameters = _given(args, "model_name", "family", "label_column", *HYPERPARAMETER_OPTIONS)
+    hyperparameters = {
+        **_serving_limits(args),
+        **_given(args, "model_name", "family", "label_column", *HYPERPARAMETER_OPTIONS),
+    }
     template = load_template(args.template, args.env_vars)
     with s3_for(template) as s3_env:
         bucket = args.bucket or template.function("ApiFunction").environment["MODEL_BUCKET"]
         env = {**s3_env, "MAAS_MODEL_BUCKET": "" if args.no_publish else bucket}
         return run_job(state_dir() / "opt_ml", args.data, hyperparameters, env)
+
+
+def _serving_limits(args: argparse.Namespace) -> dict[str, int]:
+    """The job's serving_memory_mb and serving_storage_mb: the smallest serving function's in the template
+    (``maas models publish`` checks the same), so the job refuses to publish a model they cannot hold."""
+    from maas.models_cli import serving_limits
+
+    limits = serving_limits(args)
+    return {"serving_memory_mb": limits.memory_mb, "serving_storage_mb": limits.storage_mb}
 
 
 def _hyperparameter(text: str) -> tuple[str, Any]:
@@ -102,7 +114,7 @@ def _hyperparameter(text: str) -> tuple[str, Any]:
 def _train_submit(args: argparse.Namespace) -> int:
     from training.submit import Compute, SubmitError, execution_input, submit, wait
 
-    hyperparameters: dict[str, Any] = dict(args.hyperparameter or [])
+    hyperparameters: dict[str, Any] = {**_serving_limits(args), **dict(args.hyperparameter or [])}
     hyperparameters.update(_given(args, "model_name", *HYPERPARAMETER_OPTIONS))
     # None: training.submit's defaults (Compute), the one place they are written.
     given = {

@@ -76,6 +76,10 @@ DEFAULTS: dict[str, Any] = {
     "hidden_size": 0,
     "heads": 0,
     "feed_forward_size": 0,
+    # The serving functions' MemorySize and EphemeralStorage (MB): a model that needs more is refused at
+    # publish (422 model_too_large, the job fails naming its needs and these); 0: not checked.
+    "serving_memory_mb": 0,
+    "serving_storage_mb": 0,
 }
 # Candidates that retrain a Keras model: only for the families whose students they build.
 RETRAINED_COMPRESSION = (PRUNED, DISTILLED)
@@ -186,6 +190,12 @@ def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> a
     parser.add_argument("--holdout-fraction", type=float, help="held out of train when no validation channel")
     parser.add_argument(
         "--registry-bucket", help="publish to this S3 registry bucket (default: MAAS_MODEL_BUCKET; empty: don't)"
+    )
+    parser.add_argument(
+        "--serving-memory-mb", type=int, help="the serving functions' memory: a model needing more is not published"
+    )
+    parser.add_argument(
+        "--serving-storage-mb", type=int, help="the serving functions' ephemeral storage, checked the same way"
     )
     known = sorted([*DEFAULTS, "registry_bucket"])
     # SageMaker's framework estimators add sagemaker_* entries of their own.
@@ -370,13 +380,19 @@ def _publish(args: argparse.Namespace, model_dir: Path, draft: Draft) -> Manifes
         print("published: no (no registry bucket: set MAAS_MODEL_BUCKET or --registry-bucket)")
         return None
     from maas_core.shared.registry import Registry
+    from maas_core.shared.sizing import Limits
     from training.weights import publish_model_file
 
     # The job only adds a version (its role may write nothing else under models/, ARCHITECTURE.md):
     # an alias changes through a promote, with compare-and-swap and history. A large model goes split.
     registry = Registry(args.registry_bucket)
     model = model_dir / "model.onnx"
-    published = publish_model_file(registry, args.model_name, model, draft, alias_on_first_publish=None)
+    # Refused (ModelTooLarge, the job's failure) when the serving functions could not hold it: at publish,
+    # with its needs and their limits, not at its first request (ARCHITECTURE.md, Serving rules: sizing).
+    limits = None
+    if args.serving_memory_mb > 0 and args.serving_storage_mb > 0:
+        limits = Limits(memory_mb=args.serving_memory_mb, storage_mb=args.serving_storage_mb)
+    published = publish_model_file(registry, args.model_name, model, draft, alias_on_first_publish=None, limits=limits)
     print(
         f"published: s3://{args.registry_bucket}/{model_key(published.name, published.version)} "
         f"name={published.name} version={published.version}",

@@ -326,3 +326,24 @@ def test_hyperparameters_are_decoded_as_sagemaker_encodes_them(tmp_path):
     (config / "hyperparameters.json").write_text(json.dumps(raw))
     found = read_hyperparameters(tmp_path, {"SM_HP_SEED": "5"})
     assert found == {"epochs": 10, "learning_rate": 0.01, "model_name": "digits", "plain": "digits", "seed": 5}
+
+
+def test_a_model_the_serving_functions_cannot_hold_fails_the_job_at_publish_naming_needs_and_limits(
+    tmp_path, monkeypatch
+):
+    """maas train local / submit pass the template's smallest serving function as serving_memory_mb and
+    serving_storage_mb; a model needing more is not published (the trained files stay in the model dir)."""
+    clean_env(monkeypatch)
+    monkeypatch.setenv("MAAS_MODEL_BUCKET", BUCKET)
+    s3_client.cache_clear()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        root = fake_opt_ml(tmp_path / "opt_ml", {"epochs": 1, "serving_memory_mb": 128, "serving_storage_mb": 512})
+        assert main([], root=root) != 0
+        failure = (root / "output" / "failure").read_text()
+        assert "model_too_large" in failure or "needs memory" in failure, failure
+        assert "(this function has 128 MB)" in failure
+        assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="models/")  # nothing written
+        assert (root / "model" / "model.onnx").exists()
+    s3_client.cache_clear()
