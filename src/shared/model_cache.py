@@ -17,6 +17,7 @@ splits requests by its weight, deterministically per request id when the client 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import hashlib
 import json
@@ -207,6 +208,16 @@ def build_session(model: bytes | str, threads: int, optimized: OptimizedGraph | 
     except OSError:  # the session is good; only the cache is lost
         optimized.discard(written)
     return built
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the system before a session is built (glibc's ``malloc_trim``).
+
+    The download's part buffers were allocated and freed in its worker threads' malloc arenas, which
+    glibc does not shrink by itself: without this they stay resident under the session's own peak
+    (``make bench-large``). Elsewhere (musl, macOS) it does nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def rss_bytes() -> int:
@@ -428,6 +439,7 @@ class ModelCache:
         files = ModelFiles(folder, self.storage_budget_bytes)
         # The files are downloaded (ranged GETs, hashed as they arrive) unless verified copies are on disk.
         with files.local(self.registry, name, version, manifest) as path:
+            release_freed_memory()
             rss_before = rss_bytes()
             # A split model (its weights in model.onnx.data) keeps no optimised graph: onnxruntime would
             # write it with every weight inline, one more whole copy on disk and serialised in memory, which
