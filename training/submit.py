@@ -415,12 +415,11 @@ def execution_input(request: Mapping[str, Any]) -> dict[str, Any]:
     """TrainingStateMachine's execution input for a built request (the template fixes role and output)."""
     if request.get("EnableManagedSpotTraining"):
         raise SubmitError("TrainingStateMachine runs on-demand instances: drop --spot")
-    if request["ResourceConfig"]["InstanceCount"] != 1:
-        raise SubmitError("TrainingStateMachine runs one instance: drop --instance-count, or submit the job directly")
     return {
         "job_name": request["TrainingJobName"],
         "image": request["AlgorithmSpecification"]["TrainingImage"],
         "instance_type": request["ResourceConfig"]["InstanceType"],
+        "instance_count": request["ResourceConfig"]["InstanceCount"],
         "channels": request["InputDataConfig"],
         "hyperparameters": request["HyperParameters"],
         "metric_definitions": request["AlgorithmSpecification"]["MetricDefinitions"],

@@ -456,10 +456,11 @@ def test_cli_instance_count(aws: Any, capsys: pytest.CaptureFixture[str]) -> Non
     assert "--instance-count must be a whole number of instances, at least 1; got 0" in capsys.readouterr().err
     assert cli_main([*argv, "--instance-count", "2", "--spot"]) == 2
     assert "--spot runs on one instance only" in capsys.readouterr().err
-    # The state machine's job is one instance (statemachines/training.asl.json): refused, not shrunk.
-    assert cli_main([*argv, "--instance-count", "2", "--execution-input"]) == 2
-    assert "TrainingStateMachine runs one instance" in capsys.readouterr().err
-    assert len(aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 1
+    # The state machine runs the same N instances (statemachines/training.asl.json: InstanceCount.$).
+    assert cli_main([*argv, "--instance-count", "2", "--execution-input"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert given["instance_count"] == 2 and given["hyperparameters"][MWMS_HYPERPARAMETER] == "true"
+    assert len(aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 1  # printed, not started
 
 
 def test_cli_preset_reaches_the_job_as_a_hyperparameter(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -62,12 +62,12 @@ def test_training_state_machine_runs_the_job_with_create_training_job_sync(templ
     states = definition["States"]
     start = states[definition["StartAt"]]
     # Started by hand with the job's input, or by an S3 event for a start file holding that input.
-    assert start["Type"] == "Choice" and start["Default"] == "Train"
+    assert start["Type"] == "Choice" and start["Default"] == "Defaults"  # then Train (instance_count filled in)
     (from_s3,) = start["Choices"]
     assert from_s3 == {"Variable": "$.detail.object.key", "IsPresent": True, "Next": "ReadStartFile"}
     read = states["ReadStartFile"]
     assert read["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:states:::aws-sdk:s3:getObject"}
-    assert read["ResultSelector"] == {"input.$": "States.StringToJson($.Body)"} and read["Next"] == "Train"
+    assert read["ResultSelector"] == {"input.$": "States.StringToJson($.Body)"} and read["Next"] == "Defaults"
     train = states["Train"]
     assert train["Type"] == "Task"
     assert train["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:states:::sagemaker:createTrainingJob.sync"}
@@ -88,8 +88,9 @@ def test_training_state_machine_runs_the_job_with_create_training_job_sync(templ
     assert states[completed["Next"]]["Type"] == "Succeed"
     assert states[choice["Default"]]["Type"] == "Fail"
     # Every state is reachable and every Next names a state.
-    nexts = {s.get("Next") for s in states.values()} | {choice["Default"], completed["Next"], catch["Next"]}
-    nexts |= {start["Default"], from_s3["Next"]}
+    nexts = {s.get("Next") for s in states.values()} | {catch["Next"]}
+    for state in states.values():  # every Choice's branches and default
+        nexts |= {c["Next"] for c in state.get("Choices", [])} | {state.get("Default")}
     assert nexts - {None} <= set(states) and set(states) - {definition["StartAt"]} <= nexts
 
 
@@ -167,11 +168,25 @@ def test_state_machine_input_is_what_maas_train_submit_prints(template: dict[str
     assert sent["AlgorithmSpecification"]["TrainingImage"] == request["AlgorithmSpecification"]["TrainingImage"]
     assert sent["AlgorithmSpecification"]["MetricDefinitions"] == request["AlgorithmSpecification"]["MetricDefinitions"]
     assert sent["ResourceConfig"]["InstanceType"] == request["ResourceConfig"]["InstanceType"]
+    assert sent["ResourceConfig"]["InstanceCount"] == request["ResourceConfig"]["InstanceCount"]
     assert sent["StoppingCondition"] == request["StoppingCondition"]
     assert sent["Environment"]["KERAS_BACKEND"] == request["Environment"]["KERAS_BACKEND"]
     # Every input the machine reads is one the CLI prints.
     used = set(re.findall(r'"\$\.(\w+)"', json.dumps(_states(template)["Train"]["Parameters"])))
     assert used == set(given)
+
+
+def test_a_state_machine_input_without_instance_count_runs_one_instance(template: dict[str, Any]) -> None:
+    """Inputs and start files written before instance_count existed: both ways in pass the Defaults
+    choice, which sends an input lacking it through a Pass that sets 1, then to Train."""
+    states = _states(template)
+    assert states["Start"]["Default"] == "Defaults" and states["ReadStartFile"]["Next"] == "Defaults"
+    (missing,) = states["Defaults"]["Choices"]
+    assert missing == {"Variable": "$.instance_count", "IsPresent": False, "Next": "OneInstance"}
+    assert states["Defaults"]["Default"] == "Train"
+    one = states["OneInstance"]
+    assert (one["Type"], one["Result"], one["ResultPath"], one["Next"]) == ("Pass", 1, "$.instance_count", "Train")
+    assert states["Train"]["Parameters"]["ResourceConfig"]["InstanceCount.$"] == "$.instance_count"
 
 
 def test_training_roles_grant_no_wildcard_but_what_iam_forces(translated: dict[str, Any]) -> None:
