@@ -8,6 +8,7 @@ and "Batch layout"; the training prefixes are those of ``training/submit.py``'s 
     models/<name>/<version>/manifest.json
     models/<name>/aliases/<alias>.json
     models/<name>/history/<alias>/<entry>.json
+    models/<name>/numbers/<n>.json                 {"version": V}: the version's number, written once
     batch/in/<model>/<alias or version>/<path>/<file>
     batch/in/<model>/<alias or version>/jobs/<job id>/input.<ext>       a job's upload
     batch/out/<model>/<alias or version>/<path>/<file>/<etag>/{results.jsonl, errors.jsonl, summary.json}
@@ -37,6 +38,9 @@ from maas_core.shared.errors import InvalidName, MaasError
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}\Z")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
+# A version's number (ARCHITECTURE.md, "Registry layout": version numbers): 1, 2, 3 ... as TF Serving and
+# KServe clients pin them; one spelling per number (no sign, no leading zero), at most 9 digits.
+NUMBER_RE = re.compile(r"^[1-9][0-9]{0,8}\Z")
 
 MODELS_PREFIX = "models/"
 BATCH_PREFIX = "batch/"
@@ -89,9 +93,27 @@ def is_version(ref: str) -> bool:
     return bool(VERSION_RE.fullmatch(ref))
 
 
+def is_number(ref: str) -> bool:
+    """Whether ``ref`` names a version by its number (``3``), which the registry turns into the version."""
+    return isinstance(ref, str) and bool(NUMBER_RE.fullmatch(ref))
+
+
+def check_version_ref(ref: str) -> str:
+    """An exact version or a version's number, as a ``/versions/<v>`` path or ``?version=`` gives it."""
+    if is_number(ref):
+        return ref
+    if not isinstance(ref, str) or not VERSION_RE.fullmatch(ref):
+        raise InvalidName(
+            "version must look like 20260101T120000Z-0123abcd or be a version number 1, 2, 3 ...",
+            expected="YYYYMMDDTHHMMSSZ-<8 hex> or [1-9][0-9]{0,8}",
+            received=ref,
+        )
+    return ref
+
+
 def check_ref(ref: str) -> str:
-    """An alias or an exact version, as a batch key names it."""
-    return check_version(ref) if is_version(ref) else check_alias(ref)
+    """An alias, an exact version or a version's number, as a batch key names it."""
+    return check_version_ref(ref) if is_version(ref) or is_number(ref) else check_alias(ref)
 
 
 # -- the registry ---------------------------------------------------------------------------------
@@ -155,6 +177,28 @@ def history_prefix(name: str, alias: str) -> str:
 
 def history_key(name: str, alias: str, entry: str) -> str:
     return f"{history_prefix(name, alias)}{entry}"
+
+
+def numbers_prefix(name: str) -> str:
+    """One object per version number taken: numbers go 1, 2, 3 ... without a gap, and are never reused."""
+    return f"{model_prefix(name)}numbers/"
+
+
+def number_key(name: str, number: int) -> str:
+    """``{"version": V}``: written once with If-None-Match: * (the compare-and-swap that takes the number),
+    never overwritten or deleted, so a number names one version for ever, even once it is deleted."""
+    if type(number) is not int or not NUMBER_RE.fullmatch(str(number)):
+        raise InvalidName("a version number is a positive integer", expected="1, 2, 3 ...", received=str(number))
+    return f"{numbers_prefix(name)}{number}.json"
+
+
+def number_of(name: str, key: str) -> int | None:
+    """The number whose object ``key`` is, else None."""
+    rest = key.removeprefix(numbers_prefix(name))
+    if rest == key or not rest.endswith(".json"):
+        return None
+    number = rest.removesuffix(".json")
+    return int(number) if NUMBER_RE.fullmatch(number) else None
 
 
 # -- batch ----------------------------------------------------------------------------------------

@@ -113,6 +113,10 @@ def manifest_problems(manifest: Any, required: tuple[str, ...] = REQUIRED_FIELDS
     problems += _tensor_problems("outputs", manifest["outputs"])
     if "artifact" in manifest:
         problems += _artifact_problems(manifest["artifact"])
+    number = manifest.get("version_number")
+    if "version_number" in manifest and not (type(number) is int and number > 0):
+        # Optional: a manifest published before version numbers has none (the registry's numbers/ objects).
+        problems.append(f"version_number: expected a positive integer, got {number!r}")
     if manifest["task"] == CLASSIFICATION:
         labels = manifest.get("labels")
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
@@ -296,6 +300,9 @@ class Manifest(Draft):
     version: str
     artifact: Artifact
     verified: Any = None  # {"onnxruntime", "at"}: the publish-time load check
+    # The version's number (1, 2, 3 ...), taken at publish (ARCHITECTURE.md, "Registry layout": version
+    # numbers); None in a manifest published before numbers existed.
+    version_number: int | None = None
 
     @classmethod
     def from_json(cls, obj: Any, *, name: str | None = None, version: str | None = None) -> Manifest:
@@ -309,6 +316,10 @@ class Manifest(Draft):
         _raise(problems)
         manifest: Manifest = cls._parse(obj, **_tensors(obj), artifact=Artifact.from_json(obj["artifact"]))
         return manifest
+
+    def numbered(self, number: int) -> Manifest:
+        """This manifest with the number the registry took for its version."""
+        return replace(self, version_number=number)
 
     def verified_with(self, onnxruntime: str) -> Manifest:
         """This manifest once its model loaded in the serving ``onnxruntime`` (that version), now."""

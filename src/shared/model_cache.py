@@ -48,7 +48,15 @@ from maas_core.shared.errors import (
 from maas_core.shared.manifest import Artifact, Manifest, TensorSpec
 from maas_core.shared.model_check import check_session
 from maas_core.shared.model_files import ModelFiles
-from maas_core.shared.registry import DEFAULT_ALIAS, AliasRecord, Registry, check_alias, check_name, is_version
+from maas_core.shared.registry import (
+    DEFAULT_ALIAS,
+    AliasRecord,
+    Registry,
+    check_alias,
+    check_name,
+    is_number,
+    is_version,
+)
 from maas_core.shared.sizing import RUNTIME_RSS_MIB, Limits, check_fits
 from maas_core.shared.text import WordTokenizer
 
@@ -290,6 +298,8 @@ class ModelCache:
         self._registry = registry
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._routes: dict[tuple[str, str], tuple[Route, float]] = {}
+        # (model, number) -> version: a number's object is written once and never changed, so kept for good.
+        self._numbers: dict[tuple[str, str], str] = {}
         self._failures: dict[tuple[str, str], tuple[MaasError, float]] = {}
         self._lock = threading.Lock()
 
@@ -312,11 +322,16 @@ class ModelCache:
 
     # -- aliases ---------------------------------------------------------------------------
     def route(self, name: str, ref: str | None = None) -> Route:
-        """The route of an alias (cached for the TTL, then re-checked by ETag) or of an exact version."""
+        """The route of an alias (cached for the TTL, then re-checked by ETag), of an exact version, or of a
+        version's number (pinned to the version that took it)."""
         check_name(name)
         ref = ref or DEFAULT_ALIAS
         if is_version(ref):
             return Route(ref)
+        if is_number(ref):
+            if (name, ref) not in self._numbers:
+                self._numbers[(name, ref)] = self.registry.exact_version(name, ref)  # 404 when no version took it
+            return Route(self._numbers[(name, ref)])
         key = (name, check_alias(ref))
         cached = self._routes.get(key)
         now = time.monotonic()
@@ -344,7 +359,8 @@ class ModelCache:
         return route
 
     def resolve(self, name: str, ref: str | None = None) -> str:
-        """The version an alias names (its stable version, never the canary) or the exact version given."""
+        """The version an alias names (its stable version, never the canary), the exact version given, or the
+        version a number names."""
         return self.route(name, ref).version
 
     # -- sessions --------------------------------------------------------------------------

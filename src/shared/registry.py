@@ -1,9 +1,10 @@
 """The S3 model registry: the contract between training and serving (see ARCHITECTURE.md).
 
 The keys (``models/<name>/<version>/model.onnx``, a split model's ``model.onnx.data``, ``manifest.json``,
-``aliases/``, ``history/``) are built and parsed in ``shared.layout``. Versions are written once
+``aliases/``, ``history/``, ``numbers/``) are built and parsed in ``shared.layout``. Versions are written once
 (conditional put) with the manifest last, so a version is visible only when all its objects exist.
-Aliases are rewritten with compare-and-swap on their ETag.
+Aliases are rewritten with compare-and-swap on their ETag. Each version takes a number (1, 2, 3 ...) at
+publish, by a conditional put of ``numbers/<n>.json``: wherever a version is accepted, its number is too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,10 +51,14 @@ from maas_core.shared.layout import (
     data_key,
     history_key,
     history_prefix,
+    is_number,
     is_version,
     manifest_key,
     model_key,
     model_prefix,
+    number_key,
+    number_of,
+    numbers_prefix,
     s3_outcome,
     version_of,
 )
@@ -62,6 +68,8 @@ from maas_core.shared.sizing import Limits, check_fits
 
 DEFAULT_ALIAS = "production"
 KEEP: Any = object()  # update_alias: leave the canary as it is
+# How many numbers one publish may find taken by racing publishers before it gives up (503).
+MAX_NUMBER_TRIES = 1000
 
 
 def new_version(model_bytes: bytes, now: datetime | None = None, *, weights_sha256: str | None = None) -> str:
@@ -272,13 +280,16 @@ class Registry:
         """Aliases that split traffic: {alias: {"version": ..., "weight": ...}}."""
         return {alias: r.body["canary"] for alias, r in self.alias_records(name).items() if r.canary_version}
 
+    def _version_not_found(self, name: str, version: str, what: str) -> ModelNotFound | VersionNotFound:
+        if not self.list_versions(name) and not self.list_aliases(name):
+            return ModelNotFound(f"no model named {name!r}", model=name)
+        return VersionNotFound(f"model {name!r} has no {what}", model=name, version=version)
+
     def read_manifest(self, name: str, version: str) -> Manifest:
         try:
             raw, _ = self._get(manifest_key(name, version))
         except KeyError:
-            if not self.list_versions(name) and not self.list_aliases(name):
-                raise ModelNotFound(f"no model named {name!r}", model=name) from None
-            raise VersionNotFound(f"model {name!r} has no version {version!r}", model=name, version=version) from None
+            raise self._version_not_found(name, version, f"version {version!r}") from None
         try:
             manifest = json.loads(raw)
         except ValueError as exc:
@@ -318,12 +329,91 @@ class Registry:
             return None, {"etag": etag, "size_bytes": len(raw), "note": note}
 
     def resolve(self, name: str, ref: str | None = None) -> str:
-        """Turn an alias or exact version (default: the production alias) into a version."""
+        """Turn an alias, an exact version or a version's number (default: the production alias) into a version."""
         check_name(name)
         ref = ref or DEFAULT_ALIAS
-        if is_version(ref):
-            return ref
+        if is_version(ref) or is_number(ref):
+            return self.exact_version(name, ref)
         return self.read_alias(name, check_alias(ref)).version
+
+    # -- version numbers (ARCHITECTURE.md, "Registry layout": version numbers) -------------------
+    def exact_version(self, name: str, ref: str) -> str:
+        """The version ``ref`` names: itself, or the version that took the number ``ref`` (404 when none did).
+        A deleted version's number still names it, so it answers as the deleted version does."""
+        check_name(name)
+        if not is_number(ref):
+            return check_version(ref)
+        version = self._numbered(name, int(ref))
+        if version is None:
+            raise self._version_not_found(name, ref, f"version number {ref}")
+        return version
+
+    def _numbered(self, name: str, number: int) -> str | None:
+        """The version that took ``number``, None when no version did."""
+        try:
+            raw, _ = self._get(number_key(name, number))
+        except KeyError:
+            return None
+        try:
+            return check_version(json.loads(raw)["version"])
+        except Exception as exc:
+            raise ModelIntegrityError("version number object is unreadable", model=name, number=number) from exc
+
+    def version_numbers(self, name: str) -> dict[int, str]:
+        """Every number taken, lowest first, and the version it names (deleted versions' included)."""
+        listed = (number_of(name, key) for key in self._list_keys(numbers_prefix(name)))
+        numbers = sorted(n for n in listed if n)
+        with ThreadPoolExecutor(max_workers=8) as pool:  # one small GET each
+            versions = list(pool.map(lambda n: self._numbered(name, n), numbers))
+        return {n: v for n, v in zip(numbers, versions, strict=True) if v}
+
+    def number_of(self, manifest: Manifest) -> int | None:
+        """A version's number: its manifest's, or, for a version published before numbers, the one its
+        model's next publish gave it (None until then)."""
+        if manifest.version_number is not None:
+            return manifest.version_number
+        found = (n for n, v in self.version_numbers(manifest.name).items() if v == manifest.version)
+        return next(found, None)
+
+    def numbered_versions(self, name: str) -> list[dict[str, Any]]:
+        """The visible versions, oldest first, each with its number (None: published before numbers)."""
+        numbers = {v: n for n, v in self.version_numbers(name).items()}
+        return [{"version": v, "number": numbers.get(v)} for v in self.list_versions(name)]
+
+    def _take_number(self, name: str, version: str, taken: dict[int, str]) -> int:
+        """The next number for ``version``, by a conditional put of its object (If-None-Match: *): a racing
+        publisher's number is skipped, one that already names ``version`` is kept. ``taken`` (number ->
+        version, as last read) is updated. Numbers are only ever taken lowest free first and never
+        deleted, so they stay 1..n without a gap, and walking up from the last one read meets every
+        number taken since."""
+        number = max(taken, default=0) + 1
+        for _ in range(MAX_NUMBER_TRIES):
+            try:
+                body = json.dumps({"version": version}).encode()
+                self._put(number_key(name, number), body, "application/json", IfNoneMatch="*")
+            except RegistryUnavailable:
+                raise
+            except Exception:
+                holder = self._numbered(name, number)
+                if holder is None:
+                    continue  # the conflicting write had not landed yet: try the same number again
+                taken[number] = holder
+                if holder == version:
+                    return number
+                number += 1
+                continue
+            taken[number] = version
+            return number
+        raise RegistryUnavailable("no version number could be taken: too many concurrent publishes", model=name)
+
+    def _number_new_version(self, name: str, version: str, existing: list[str]) -> int:
+        """Number ``version``, after numbering, oldest first, every earlier version published before numbers
+        existed (their ids sort by publication time), so numbers follow publication order."""
+        taken = self.version_numbers(name)
+        numbered = set(taken.values())
+        for earlier in sorted(v for v in existing if v not in numbered):
+            self._take_number(name, earlier, taken)
+        return self._take_number(name, version, taken)
 
     def download_model(self, name: str, version: str, manifest: Manifest, path: Path) -> None:
         """Download model.onnx to ``path`` and, for a split version, its weights beside it as
@@ -467,7 +557,8 @@ class Registry:
         and the objects are written with If-None-Match so an existing version is never overwritten:
         a split model's weights first (``external_data``: the path of the ``model.onnx.data`` that
         ``model_bytes``, its graph, names; streamed, not read into memory), then model.onnx, then
-        manifest.json last. On the first publish of a model, ``alias_on_first_publish`` is created
+        manifest.json last, recording the number the version took (``numbers/<n>.json``, taken just before
+        it). On the first publish of a model, ``alias_on_first_publish`` is created
         pointing at the new version. With ``limits`` (the serving function's memory and ephemeral
         storage), a model that needs more is refused (422 ``model_too_large``) before anything is read or
         written, rather than failing its first request.
@@ -478,6 +569,7 @@ class Registry:
             check_fits(len(model_bytes), limits, model=name, external_bytes=weights.size_bytes if weights else 0)
         version = check_version(version or new_version(model_bytes, weights_sha256=weights.sha256 if weights else None))
         fields = draft.to_json() if isinstance(draft, Draft) else dict(draft)
+        fields.pop("version_number", None)  # the registry's to give, below
         artifact: dict[str, Any] = {
             "file": MODEL_FILE,
             "sha256": sha256_hex(model_bytes),
@@ -503,6 +595,9 @@ class Registry:
             with weights.path.open("rb") as body:
                 self._put_new(name, version, data_key(name, version), body, "application/octet-stream")
         self._put_new(name, version, model_key(name, version), model_bytes, "application/octet-stream")
+        # Taken once the model's bytes are in place and before the manifest that records it: a publish that
+        # stops between the two leaves a number naming no version, which answers 404 as a deleted one does.
+        manifest = manifest.numbered(self._number_new_version(name, version, existing))
         manifest_json = json.dumps(manifest.to_json(), indent=2).encode()
         self._put_new(name, version, manifest_key(name, version), manifest_json, "application/json")
         if first_publish and alias_on_first_publish:
@@ -539,9 +634,10 @@ class Registry:
         A version the alias does not already name in that role is checked first (:meth:`verify_version`).
         """
         check_alias(alias)
+        version = self.exact_version(name, version)
         current, unreadable = self._alias_state(name, alias) if expected_etag is not None else (None, None)
         if canary is not None:
-            canary = {"version": check_version(canary["version"]), "weight": check_weight(canary["weight"])}
+            canary = {"version": self.exact_version(name, canary["version"]), "weight": check_weight(canary["weight"])}
             if canary["version"] == version:
                 raise InvalidRequest(
                     "the canary version must differ from the alias's version", expected="another version"
@@ -652,6 +748,7 @@ class Registry:
             if current is None:
                 raise AliasNotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
             version = current.version
+        version = self.exact_version(name, version)  # a version's number names its version
         if canary is KEEP:
             canary = current.body.get("canary") if current else None
             if canary and canary["version"] == version:
@@ -660,7 +757,7 @@ class Registry:
         return self.set_alias(
             name,
             alias,
-            check_version(version),
+            version,
             expected_etag=if_match or found,
             actor=actor,
             reason=reason,
@@ -705,8 +802,8 @@ class Registry:
 
     def delete_version(self, name: str, version: str) -> None:
         """Delete a version no alias names (as its version or its canary); the manifest goes first, then its
-        model.onnx and, when split, its weights."""
-        check_version(version)
+        model.onnx and, when split, its weights. Its number stays taken: it is never given to another version."""
+        version = self.exact_version(name, version)
         manifest = self.read_manifest(name, version)
         for alias in self.list_aliases(name):
             record = self.read_alias(name, alias)

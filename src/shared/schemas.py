@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 VERSION_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
+# Where a version is accepted, its number is too (1, 2, 3 ...: ARCHITECTURE.md, "Registry layout").
+VERSION_REF_PATTERN = r"^([0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}|[1-9][0-9]{0,8})$"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
@@ -64,7 +66,9 @@ class JobRequest(BaseModel):
     alias: str | None = Field(
         default=None, pattern=ALIAS_PATTERN, description="alias that scores it (default production)"
     )
-    version: str | None = Field(default=None, pattern=VERSION_PATTERN, description="exact version (overrides alias)")
+    version: str | None = Field(
+        default=None, pattern=VERSION_REF_PATTERN, description="exact version or version number (overrides alias)"
+    )
 
 
 class ErrorBody(BaseModel):

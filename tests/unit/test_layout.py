@@ -153,6 +153,8 @@ def test_the_templates_grants_and_rules_name_the_layouts_prefixes():
         layout.manifest_key("digits", V1),
         layout.alias_key("digits", "production"),
         layout.history_key("digits", "production", "20260101T120000000000Z-abc.json"),
+        layout.number_key("digits", 3),
+        layout.input_key("digits", "3", "day.jsonl"),
         layout.input_key("digits", V1, "day.csv"),
         layout.job_input_key("digits", "production", "0" * 32, "npy"),
         batch.summary_key,

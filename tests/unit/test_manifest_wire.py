@@ -67,13 +67,14 @@ CASES = {
 
 def as_written(name: str, data: bytes, draft: dict[str, Any], verified_at: str) -> dict[str, Any]:
     """The manifest.json MaaS wrote before the typed manifest: the draft's keys in order, then the
-    registry's (name, version, artifact, verified)."""
+    registry's (name, version, artifact, verified), then the version's number (added with numbers)."""
     return {
         **copy.deepcopy(draft),
         "name": name,
         "version": VERSION,
         "artifact": {"file": "model.onnx", "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)},
         "verified": {"onnxruntime": ort.__version__, "at": verified_at},
+        "version_number": 1,
     }
 
 
@@ -107,6 +108,7 @@ def test_published_manifest_and_metadata_responses_are_unchanged(s3, registry, a
         {
             "name": name,
             "version": VERSION,
+            "version_number": 1,
             "aliases": {"production": VERSION},
             "canaries": {},
             "versions": [VERSION],

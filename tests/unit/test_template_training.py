@@ -302,12 +302,13 @@ def test_training_job_role_writes_only_training_jobs_and_models(template: dict[s
     assert template["Parameters"]["TrainingImageAccount"]["Default"] == "763104351884"
 
 
-# What a training job may write under models/: a new version's objects (a split model's weights too),
-# with If-None-Match.
+# What a training job may write under models/: a new version's objects (a split model's weights too) and
+# its number, with If-None-Match.
 _VERSION_OBJECTS = (
     "models/*/????????T??????Z-????????/model.onnx",
     "models/*/????????T??????Z-????????/model.onnx.data",
     "models/*/????????T??????Z-????????/manifest.json",
+    "models/*/numbers/*.json",
 )
 
 
@@ -340,10 +341,12 @@ def test_training_job_role_may_add_versions_but_never_touch_aliases_or_history(t
         for s in policy["PolicyDocument"]["Statement"]
     ]
     version = "models/digits/20260101T120000Z-0123abcd"
-    for name in ("model.onnx", "model.onnx.data", "manifest.json"):
-        assert s3_put_allowed(statements, f"{version}/{name}", if_none_match=True)
-        # Without If-None-Match the write could replace a published version: refused.
-        assert not s3_put_allowed(statements, f"{version}/{name}", if_none_match=False)
+    for key in [f"{version}/{name}" for name in ("model.onnx", "model.onnx.data", "manifest.json")] + [
+        "models/digits/numbers/3.json"
+    ]:
+        assert s3_put_allowed(statements, key, if_none_match=True)
+        # Without If-None-Match the write could replace a published version, or renumber one: refused.
+        assert not s3_put_allowed(statements, key, if_none_match=False)
     # Aliases and their history change only by compare-and-swap through the admin and guard functions.
     for key in (
         "models/digits/aliases/production.json",
@@ -380,7 +383,7 @@ def test_every_write_of_a_publish_without_an_alias_is_one_the_training_role_allo
         s3.meta.events.register(f"before-parameter-build.s3.{operation}", record)
     registry.publish("digits", digits_onnx, make_manifest(), alias_on_first_publish=None)
     registry.publish("digits", digits_onnx + b"", make_manifest(), version="20991231T000000Z-0000000a")
-    assert len(writes) == 4, writes
+    assert len(writes) == 6, writes  # per version: model.onnx, its number, manifest.json
     for key, if_none_match in writes:
         assert s3_put_allowed(statements, key, if_none_match), key
     # A default first publish also creates the production alias and its history: denied to the job.
