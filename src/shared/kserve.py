@@ -1,8 +1,9 @@
-"""Open Inference Protocol (KServe v2) tensors: metadata, typed JSON inputs and outputs.
+"""Open Inference Protocol (KServe v2) tensors: metadata, typed inputs and outputs, as JSON or in
+the binary tensor data extension (``shared.binary_tensors``).
 
 Inputs are checked against the manifest: every model input present once and nothing else, the
 datatype the model declares (FP64 is accepted and cast where the model wants FP32), a shape that
-fits the declared one, and as many data elements as the shape holds.
+fits the declared one, and as many data elements (or bytes) as the shape holds.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from maas_core.shared import binary_tensors
 from maas_core.shared.dtypes import DTYPES, V2_ACCEPTS, V2_DATATYPES
 from maas_core.shared.errors import InvalidInput
 from maas_core.shared.manifest import TensorSpec
@@ -41,13 +43,16 @@ def model_metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
     }
 
 
-def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) -> dict[str, np.ndarray]:
+def feeds_from_infer(
+    request: InferRequest, model: LoadedModel, max_batch: int, binary: dict[int, bytes] | None = None
+) -> dict[str, np.ndarray]:
     """An Open Inference request's input tensors as feeds keyed by graph input. The checks live in
-    ``shared.tensors``; this only reads the v2 envelope (datatype, shape, flat or nested data)."""
+    ``shared.tensors``; this only reads the v2 envelope (datatype, shape, flat or nested data, or
+    the bytes of ``binary``: an input's index in ``inputs`` -> its binary tensor data)."""
     specs = {s.name: s for s in model.manifest.inputs}
     check_names([t.name for t in request.inputs], model.manifest.inputs)
     feeds: dict[str, np.ndarray] = {}
-    for tensor in request.inputs:
+    for index, tensor in enumerate(request.inputs):
         spec = specs[tensor.name]
         dtype = DTYPES[spec.dtype]
         if tensor.datatype not in V2_ACCEPTS[dtype.v2]:
@@ -62,13 +67,17 @@ def feeds_from_infer(request: InferRequest, model: LoadedModel, max_batch: int) 
         if any(s < 0 for s in shape) or (shape and shape[0] == 0):
             raise InvalidInput(f"input {tensor.name!r} needs at least one instance", input=tensor.name, received=shape)
         check_batch(tensor.name, shape[0], max_batch)
+        raw = (binary or {}).get(index)
+        values = tensor.data if raw is None else binary_tensors.decode(tensor.name, raw, tensor.datatype, shape)
         if spec.tokenizer is not None:
             if len(shape) != 1:
                 raise InvalidInput(f"input {tensor.name!r} takes one string per instance", input=tensor.name)
-            _check_size(tensor.name, len(tensor.data), shape)
-            feeds[spec.graph_input] = token_ids(tensor.data, spec, model.tokenizer(spec), max_batch)
+            _check_size(tensor.name, len(values), shape)
+            feeds[spec.graph_input] = token_ids(list(values), spec, model.tokenizer(spec), max_batch)
             continue
-        flat = numbers(tensor.name, tensor.data, dtype, dtype.v2).reshape(-1)
+        if not isinstance(values, np.ndarray):
+            values = numbers(tensor.name, values, dtype, dtype.v2)
+        flat = values.reshape(-1)
         _check_size(tensor.name, int(flat.size), shape)
         feeds[tensor.name] = typed(tensor.name, flat, dtype, dtype.v2).reshape(shape)
     check_same_count(feeds)
@@ -99,13 +108,27 @@ def _classification(model: LoadedModel, values: np.ndarray, k: int) -> dict[str,
     }
 
 
-def infer_outputs(request: InferRequest, model: LoadedModel, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Flat, row-major output tensors; the requested ones only, when the request names any."""
+def _flag(parameters: dict[str, Any] | None, key: str, default: bool) -> bool:
+    value = (parameters or {}).get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{key} must be true or false", expected="a boolean", received=repr(value)[:40])
+    return value
+
+
+def infer_outputs(
+    request: InferRequest, model: LoadedModel, outputs: dict[str, np.ndarray]
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Flat, row-major output tensors; the requested ones only, when the request names any. An
+    output asked in binary (``binary_data_output`` on the request, ``binary_data`` on the output)
+    carries ``parameters.binary_data_size`` instead of ``data``; its bytes are in the second list,
+    in output order."""
     declared = {o.name: o for o in model.manifest.outputs}
+    all_binary = _flag(request.parameters, "binary_data_output", False)
     wanted: list[InferRequestedOutput | None] = list(request.outputs or []) or [None]
-    result = []
+    result, blobs = [], []
     for requested in wanted:
         names = [requested.name] if requested else list(declared)
+        in_binary = _flag(requested.parameters if requested else None, "binary_data", all_binary)
         for name in names:
             if name not in declared:
                 raise InvalidInput(f"model has no output {name!r}", expected=sorted(declared), received=name)
@@ -114,14 +137,19 @@ def infer_outputs(request: InferRequest, model: LoadedModel, outputs: dict[str, 
             if k is not None:
                 if not isinstance(k, int) or isinstance(k, bool) or k < 1:
                     raise InvalidInput("classification must be a positive integer", received=k)
-                result.append({"name": name, **_classification(model, values, k)})
-                continue
-            result.append(
-                {
+                tensor = {"name": name, **_classification(model, values, k)}
+            else:
+                tensor = {
                     "name": name,
                     "shape": list(values.shape),
                     "datatype": V2_DATATYPES.get(str(values.dtype), "FP32"),
-                    "data": values.reshape(-1).tolist(),
+                    "data": values.reshape(-1),
                 }
-            )
-    return result
+            data = tensor.pop("data")
+            if in_binary:
+                blobs.append(binary_tensors.encode(data))
+                tensor["parameters"] = {"binary_data_size": len(blobs[-1])}
+            else:
+                tensor["data"] = data.tolist() if isinstance(data, np.ndarray) else data
+            result.append(tensor)
+    return result, blobs

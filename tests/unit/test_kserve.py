@@ -69,11 +69,11 @@ def test_outputs_are_flat_and_classification_gives_top_labels(digits):
         inputs=zero_digit().inputs, outputs=[{"name": "probabilities", "parameters": {"classification": 2}}]
     )
     outputs = run(digits, feeds_from_infer(request, digits, 8))
-    (tensor,) = infer_outputs(request, digits, outputs)
-    assert tensor["datatype"] == "BYTES" and tensor["shape"] == [1, 2]
+    (tensor,), blobs = infer_outputs(request, digits, outputs)
+    assert blobs == [] and tensor["datatype"] == "BYTES" and tensor["shape"] == [1, 2]
     score, index, label = tensor["data"][0].split(":")
     assert label == index and float(score) == pytest.approx(outputs["probabilities"].max(), abs=1e-6)
-    (plain,) = infer_outputs(InferRequest(inputs=request.inputs), digits, outputs)
+    (plain,), _ = infer_outputs(InferRequest(inputs=request.inputs), digits, outputs)
     assert plain["shape"] == [1, 10] and len(plain["data"]) == 10
 
 

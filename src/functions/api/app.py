@@ -33,7 +33,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas_core.shared import jobs, kserve, rest_errors, snapstart
+from maas_core.shared import binary_tensors, jobs, kserve, rest_errors, snapstart
 from maas_core.shared.aws import s3_client
 from maas_core.shared.errors import MaasError
 from maas_core.shared.http import check_body, error_response
@@ -93,6 +93,10 @@ app.enable_swagger(path="/swagger", title="MaaS model API", version=SERVICE_VERS
 
 # Which version answered this request and as what (stable, canary or pinned); read once the response is built.
 _served: ContextVar[dict[str, str] | None] = ContextVar("served", default=None)
+# A binary-extension request's input bytes by input index (shared.binary_tensors); None for JSON.
+_binary_inputs: ContextVar[dict[int, bytes] | None] = ContextVar("binary_inputs", default=None)
+# The routes whose body may come in the binary tensor data extension.
+BINARY_RESOURCES = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
 
 
 def _record(metric: str, value_ms: float) -> None:
@@ -298,7 +302,8 @@ def _caller() -> str | None:
 # -- Open Inference Protocol (KServe v2) ----------------------------------------------------
 @app.get("/v2", tags=["v2"])
 def v2_server() -> dict[str, Any]:
-    return {"name": "maas", "version": SERVICE_VERSION, "extensions": ["model_repository_aliases"]}
+    extensions = ["model_repository_aliases", "binary_tensor_data"]
+    return {"name": "maas", "version": SERVICE_VERSION, "extensions": extensions}
 
 
 @app.get("/v2/health/live", tags=["v2"])
@@ -351,28 +356,27 @@ def v2_model_version_ready(name: Name, version: Version) -> dict[str, Any]:
     return {"name": name, "version": model.version, "ready": True}
 
 
-def _v2_infer(name: str, ref: str | None, body: InferRequest) -> dict[str, Any]:
+def _v2_infer(name: str, ref: str | None, body: InferRequest) -> Any:
+    """The JSON answer, or the binary extension's (a Response) when the client asked binary outputs.
+    Its routes declare no return type: the resolver would validate a binary body against it."""
     model = _serve(name, ref, body.id)
-    outputs = _infer(model, kserve.feeds_from_infer(body, model, MAX_BATCH_SIZE))
-    response = {
-        "model_name": name,
-        "model_version": model.version,
-        "outputs": kserve.infer_outputs(body, model, outputs),
-    }
+    outputs = _infer(model, kserve.feeds_from_infer(body, model, MAX_BATCH_SIZE, _binary_inputs.get()))
+    tensors, blobs = kserve.infer_outputs(body, model, outputs)
+    response: dict[str, Any] = {"model_name": name, "model_version": model.version, "outputs": tensors}
     if body.id is not None:
         response["id"] = body.id
-    return response
+    return binary_tensors.response(response, blobs) if blobs else response
 
 
 @app.post("/v2/models/<name>/infer", tags=["v2"], responses=WITH_BODY)
 @tracer.capture_method
-def v2_infer(name: Name, body: Annotated[InferRequest, Body()], alias: AliasQuery = None) -> dict[str, Any]:
+def v2_infer(name: Name, body: Annotated[InferRequest, Body()], alias: AliasQuery = None):  # no return type: _v2_infer
     return _v2_infer(name, alias, body)
 
 
 @app.post("/v2/models/<name>/versions/<version>/infer", tags=["v2"], responses=WITH_BODY)
 @tracer.capture_method
-def v2_infer_version(name: Name, version: Version, body: Annotated[InferRequest, Body()]) -> dict[str, Any]:
+def v2_infer_version(name: Name, version: Version, body: Annotated[InferRequest, Body()]):
     return _v2_infer(name, check_version(version), body)
 
 
@@ -390,11 +394,15 @@ rest_errors.register(app, logger)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
+        binary = None
+        if event.get("resource") in BINARY_RESOURCES:
+            binary = binary_tensors.unpack_event(event, MAX_BODY_BYTES)  # the body becomes its JSON header
         check_body(event, MAX_BODY_BYTES)  # size and encoding before anything parses the body
     except MaasError as error:
         logger.warning("request refused before parsing", extra={"code": error.code, "status": error.status})
         return error_response(error)
     _served.set(None)
+    _binary_inputs.set(binary)
     response = app.resolve(event, context)
     _count_served(response)
     return response

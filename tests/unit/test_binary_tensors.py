@@ -1,0 +1,168 @@
+"""The binary tensor data extension (KServe v2 / Triton) on ApiFunction: a raw-bytes body read as
+API Gateway hands it over (base64), binary outputs when asked, and every bad body a 400 naming what
+came. The answers are checked against onnxruntime on the same input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+from typing import Any
+
+import numpy as np
+import pytest
+
+from maas_core.shared import binary_tensors
+from maas_core.shared.errors import InvalidInput
+from maas_core.shared.model_cache import ModelCache
+from tests_support import Context, build_digits_onnx, digits_data, event
+
+
+@pytest.fixture
+def app(registry, monkeypatch):
+    from maas_core.functions.api import app
+
+    cache = ModelCache(os.environ["MODEL_BUCKET"], alias_ttl_seconds=0, registry=registry, on_load=app.models.on_load)
+    monkeypatch.setattr(app, "models", cache)
+    return app
+
+
+def images(count: int = 2) -> np.ndarray:
+    return digits_data()[0][:count]
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(build_digits_onnx(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"image": x})[0]
+
+
+def binary_body(header: dict[str, Any], *blobs: bytes) -> tuple[bytes, int]:
+    head = json.dumps(header).encode()
+    return head + b"".join(blobs), len(head)
+
+
+def binary_event(body: bytes, header_length: int | str, **header: str) -> dict[str, Any]:
+    """A v2 infer event as API Gateway sends a body of a binary media type: base64, marked so."""
+    headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(header_length)}
+    headers.update(header)
+    return event(
+        "v2_infer_digits",
+        headers=headers,
+        multiValueHeaders={k: [v] for k, v in headers.items()},
+        body=base64.b64encode(body).decode(),
+        isBase64Encoded=True,
+    )
+
+
+def image_header(x: np.ndarray, size: int | None = None, **extra: Any) -> dict[str, Any]:
+    tensor = {"name": "image", "shape": list(x.shape), "datatype": "FP32"}
+    tensor["parameters"] = {"binary_data_size": x.nbytes if size is None else size}
+    return {"inputs": [tensor], **extra}
+
+
+def split(response: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    assert response["isBase64Encoded"] is True
+    raw = base64.b64decode(response["body"])
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    headers.update({k.lower(): v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()})
+    length = int(headers["inference-header-content-length"])
+    assert headers["content-type"] == "application/octet-stream"
+    return json.loads(raw[:length]), raw[length:]
+
+
+def test_binary_inputs_with_binary_outputs_answer_what_onnxruntime_answers(app, published):
+    x = images()
+    body, length = binary_body(image_header(x, parameters={"binary_data_output": True}), x.tobytes())
+    response = app.lambda_handler(binary_event(body, length), Context())
+    assert response["statusCode"] == 200
+    header, rest = split(response)
+    (output,) = header["outputs"]
+    assert output["shape"] == [2, 10] and output["datatype"] == "FP32" and "data" not in output
+    assert output["parameters"]["binary_data_size"] == len(rest) == 2 * 10 * 4
+    got = np.frombuffer(rest, dtype="<f4").reshape(2, 10)
+    assert np.allclose(got, expected(x), atol=1e-6)
+    assert got.argmax(axis=1).tolist() == [0, 1]
+
+
+def test_binary_inputs_answer_json_unless_binary_outputs_are_asked(app, published):
+    x = images()
+    body, length = binary_body(image_header(x), x.tobytes())
+    response = app.lambda_handler(binary_event(body, length), Context())
+    assert response["statusCode"] == 200 and not response["isBase64Encoded"]
+    output = json.loads(response["body"])["outputs"][0]
+    assert np.allclose(np.asarray(output["data"]).reshape(2, 10), expected(x), atol=1e-6)
+
+
+def test_an_output_asked_binary_by_name_and_the_classification_strings_as_bytes(app, published):
+    x = images(1)
+    outputs = [{"name": "probabilities", "parameters": {"binary_data": True, "classification": 2}}]
+    body, length = binary_body(image_header(x, outputs=outputs), x.tobytes())
+    header, rest = split(app.lambda_handler(binary_event(body, length), Context()))
+    assert header["outputs"][0]["datatype"] == "BYTES" and header["outputs"][0]["shape"] == [1, 2]
+    (size,) = struct.unpack_from("<I", rest)
+    assert rest[4 : 4 + size].decode().endswith(":0:0")  # "score:index:label" of the best class, a zero
+
+
+def test_a_json_request_marked_base64_still_works(app, published):
+    """BinaryMediaTypes covers what tritonclient sends (no Content-Type): API Gateway then hands
+    plain JSON bodies over base64 too."""
+    evt = event("v2_infer_digits")
+    evt.update(body=base64.b64encode(evt["body"].encode()).decode(), isBase64Encoded=True)
+    response = app.lambda_handler(evt, Context())
+    assert response["statusCode"] == 200 and json.loads(response["body"])["outputs"][0]["shape"] == [1, 10]
+
+
+def test_v2_server_metadata_advertises_the_extension(app):
+    response = app.lambda_handler(event("v2_server_metadata"), Context())
+    assert "binary_tensor_data" in json.loads(response["body"])["extensions"]
+
+
+X = images(1)
+BAD_BODIES = [
+    # (what, body, header length, what the error names)
+    ("header length beyond the body", X.tobytes(), 10_000, "body has only"),
+    ("header length not a number", X.tobytes(), "ten", "byte count"),
+    ("fewer bytes than binary_data_size", binary_body(image_header(X), X.tobytes()[:-4]), None, "only 252 are left"),
+    ("more bytes than declared", binary_body(image_header(X), X.tobytes() + b"\0" * 4), None, "4 bytes after"),
+    ("size not shape x dtype", binary_body(image_header(X, size=128), X.tobytes()[:128]), None, "takes 256"),
+    ("negative size", binary_body(image_header(X, size=-1), b""), None, "byte count"),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "length", "named"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_a_bad_binary_body_is_a_400_naming_what_came(app, published, what, body, length, named):
+    if length is None:
+        body, length = body
+    response = app.lambda_handler(binary_event(body, length), Context())
+    error = json.loads(response["body"])
+    assert response["statusCode"] == 400 and error["code"] == "invalid_input" and named in error["error"], error
+    x = images()  # the warm container still answers
+    good, good_length = binary_body(image_header(x), x.tobytes())
+    assert app.lambda_handler(binary_event(good, good_length), Context())["statusCode"] == 200
+
+
+def test_nan_in_binary_floats_is_refused_as_in_json(app, published):
+    x = images(1).copy()
+    x.reshape(-1)[3] = np.nan
+    body, length = binary_body(image_header(x), x.tobytes())
+    error = json.loads(app.lambda_handler(binary_event(body, length), Context())["body"])
+    assert error["code"] == "invalid_input" and "NaN" in error["error"]
+
+
+def test_bytes_elements_are_length_prefixed_both_ways():
+    packed = binary_tensors.encode(["a", "héllo", ""])
+    assert packed == b"\x01\0\0\0a" + b"\x06\0\0\0h\xc3\xa9llo" + b"\0\0\0\0"
+    assert binary_tensors.decode("text", packed, "BYTES", [3]) == ["a", "héllo", ""]
+    with pytest.raises(InvalidInput, match="cut short"):
+        binary_tensors.decode("text", packed[:-2] + b"\x05", "BYTES", [3])
+    with pytest.raises(InvalidInput, match="2 BYTES elements"):
+        binary_tensors.decode("text", binary_tensors.encode(["a", "b"]), "BYTES", [3])
+
+
+def test_numbers_are_little_endian_whatever_the_array():
+    big = np.arange(3, dtype=">i4")
+    assert binary_tensors.encode(big) == np.arange(3, dtype="<i4").tobytes()
+    assert binary_tensors.decode("n", big.astype("<i8").tobytes(), "INT64", [3]).tolist() == [0, 1, 2]
