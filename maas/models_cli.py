@@ -7,6 +7,8 @@ EphemeralStorage in template.yaml, or ``--memory-mb`` / ``--storage-mb``). ``pub
 say what the model needs (``maas_core.shared.sizing``) beside those limits. A large model is published
 split, its weights in ``model.onnx.data`` beside the graph (``training.weights``); a model split already
 is published with the ``model.onnx.data`` beside it, and one naming any other weights' file is refused.
+Wherever a command takes a version, the version's number (1, 2, 3 ...) names it too; ``list`` and
+``describe`` show each version with its number.
 """
 
 from __future__ import annotations
@@ -106,14 +108,18 @@ def run(registry: Registry, args: Any) -> Any:
     """One models subcommand; returns what to print."""
     who = getpass.getuser()
     if args.models_command == "list":
-        return [{"name": n, "aliases": registry.list_aliases(n)} for n in registry.list_models()]
+        return [
+            {"name": n, "aliases": registry.list_aliases(n), "versions": registry.numbered_versions(n)}
+            for n in registry.list_models()
+        ]
     if args.models_command == "describe":
         version = registry.resolve(args.name, args.version or args.alias)
         manifest = registry.read_manifest(args.name, version)
         return {
             "name": args.name,
             "version": version,
-            "versions": registry.list_versions(args.name),
+            "version_number": registry.number_of(manifest),
+            "versions": registry.numbered_versions(args.name),
             "aliases": registry.list_aliases(args.name),
             "serving": sizing(manifest.artifact, serving_limits(args)),
             "manifest": manifest.to_json(),
@@ -129,6 +135,7 @@ def run(registry: Registry, args: Any) -> Any:
         return {
             "name": args.name,
             "version": published.version,
+            "version_number": published.version_number,
             "aliases": registry.list_aliases(args.name),
             "serving": sizing(published.artifact, limits),
         }
@@ -143,8 +150,9 @@ def run(registry: Registry, args: Any) -> Any:
         weight = args.weight / 100.0
         return registry.set_canary(args.name, args.alias, args.version, weight, actor=who, reason=args.reason).body
     if args.models_command == "delete":
-        registry.delete_version(args.name, args.version)
-        return {"name": args.name, "version": args.version, "deleted": True}
+        version = registry.exact_version(args.name, args.version)  # a number says which version it was
+        registry.delete_version(args.name, version)
+        return {"name": args.name, "version": version, "deleted": True}
     if args.models_command == "history":
         return registry.alias_history(args.name, args.alias)
     raise SystemExit(f"maas: unknown models command {args.models_command!r}")

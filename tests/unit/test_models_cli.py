@@ -77,9 +77,13 @@ def test_the_cli_publishes_and_lists(registry, tmp_path, monkeypatch):
     path = Path(tmp_path / "blend.onnx")
     path.write_bytes(build_two_input_onnx())
     args = argparse.Namespace(models_command="publish", name="blend", onnx=str(path), labels=None)
-    version = run_command(registry, args)["version"]
+    published = run_command(registry, args)
+    version = published["version"]
+    assert published["version_number"] == 1
     listed = run_command(registry, argparse.Namespace(models_command="list"))
-    assert listed == [{"name": "blend", "aliases": {"production": version}}]
+    assert listed == [
+        {"name": "blend", "aliases": {"production": version}, "versions": [{"version": version, "number": 1}]}
+    ]
 
 
 def wine_pipeline_onnx() -> tuple[bytes, np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from maas_core.shared import rest_errors
 from maas_core.shared.errors import InvalidRequest, MaasError
 from maas_core.shared.http import check_body, error_response
-from maas_core.shared.registry import KEEP, Registry, check_alias, check_version
+from maas_core.shared.registry import KEEP, Registry, check_alias
 
 logger = Logger()
 tracer = Tracer()
@@ -39,7 +39,7 @@ def _registry() -> Registry:
 class CanarySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(max_length=40, description="the version that takes the canary's share")
+    version: str = Field(max_length=40, description="the version (or its number) that takes the canary's share")
     weight: float = Field(gt=0, lt=1, description="share of the alias's requests it answers, e.g. 0.1")
 
 
@@ -48,7 +48,7 @@ class AliasChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: str | None = Field(default=None, max_length=40, description="the version the alias names")
+    version: str | None = Field(default=None, max_length=40, description="the version (or its number) the alias names")
     canary: CanarySpec | None = Field(default=None, description="a second version and its share; null ends it")
     reason: str = Field(default="", max_length=500, description="why, kept in the alias history")
     if_match: str | None = Field(default=None, max_length=80, description="apply only if the alias has this ETag")
@@ -91,7 +91,7 @@ def change_alias(name: str, alias: str, body: Annotated[AliasChange, Body()]) ->
     record = _registry().update_alias(
         name,
         check_alias(alias),
-        version=check_version(body.version) if body.version else None,
+        version=body.version or None,  # a version or its number: the registry checks and resolves it
         canary=canary,
         actor=_actor(),
         reason=body.reason,
@@ -117,9 +117,11 @@ def alias_history(name: str, alias: str) -> dict[str, Any]:
 @app.delete("/models/<name>/versions/<version>", tags=["admin"])
 @tracer.capture_method
 def delete_version(name: str, version: str) -> dict[str, Any]:
-    _registry().delete_version(name, check_version(version))
-    logger.info("version deleted", extra={"model": name, "version": version, "actor": _actor()})
-    return {"model": name, "version": version, "deleted": True}
+    """``version`` may be its number: the response and the log name the version it was."""
+    exact = _registry().exact_version(name, version)
+    _registry().delete_version(name, exact)
+    logger.info("version deleted", extra={"model": name, "version": exact, "actor": _actor()})
+    return {"model": name, "version": exact, "deleted": True}
 
 
 rest_errors.register(app, logger)
