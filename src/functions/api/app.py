@@ -38,13 +38,14 @@ from maas_core.shared.aws import s3_client
 from maas_core.shared.errors import MaasError
 from maas_core.shared.http import check_body, error_response
 from maas_core.shared.inference import feeds_from_body, format_outputs, format_predictions, run
+from maas_core.shared.layout import check_version_ref
 from maas_core.shared.openapi import PublishedModels, add_model_examples
-from maas_core.shared.registry import DEFAULT_ALIAS, Registry, check_version
+from maas_core.shared.registry import DEFAULT_ALIAS, Registry
 from maas_core.shared.schemas import (
     ALIAS_PATTERN,
     JOB_ID_PATTERN,
     NAME_PATTERN,
-    VERSION_PATTERN,
+    VERSION_REF_PATTERN,
     InferRequest,
     JobRequest,
     PredictRequest,
@@ -184,16 +185,19 @@ WITH_BODY = error_responses(400, 404, 413, 415, 422, 503)
 # Patterns (not only the registry's checks) so that the OpenAPI document says what a name may be
 # and a client or fuzzer can generate valid ones; a mismatch is 400 invalid_name (shared.rest_errors).
 Name = Annotated[str, Path(description="model name", pattern=NAME_PATTERN)]
-Version = Annotated[str, Path(description="exact version, YYYYMMDDTHHMMSSZ-<8 hex>", pattern=VERSION_PATTERN)]
+Version = Annotated[str, Path(description="YYYYMMDDTHHMMSSZ-<8 hex> or version number", pattern=VERSION_REF_PATTERN)]
 JobId = Annotated[str, Path(description="job id (32 hex characters)", pattern=JOB_ID_PATTERN)]
 AliasQuery = Annotated[str | None, Query(description="alias to resolve (default: production)", pattern=ALIAS_PATTERN)]
-VersionQuery = Annotated[str | None, Query(description="exact version (overrides alias)", pattern=VERSION_PATTERN)]
+VersionQuery = Annotated[
+    str | None, Query(description="exact version or version number (overrides alias)", pattern=VERSION_REF_PATTERN)
+]
 TopK = Annotated[int | None, Query(description="classifiers: also return the k best labels", ge=1, le=1000)]
 
 
 def _ref(alias: str | None, version: str | None) -> str | None:
-    """?version= wins over ?alias=; a version that is not one is refused, never looked up as an alias."""
-    return check_version(version) if version is not None else alias
+    """?version= wins over ?alias=; a version (or version number) that is not one is refused, never looked up
+    as an alias."""
+    return check_version_ref(version) if version is not None else alias
 
 
 def _infer(model: LoadedModel, feeds: dict[str, Any]) -> dict[str, Any]:
@@ -229,14 +233,16 @@ def list_models() -> dict[str, Any]:
 
 def _describe(name: str, version: str) -> dict[str, Any]:
     registry = models.registry
+    manifest = registry.read_manifest(name, version)
     aliases = registry.alias_records(name)
     return {
         "name": name,
         "version": version,
+        "version_number": registry.number_of(manifest),  # None: published before numbers, not numbered yet
         "aliases": {alias: record.version for alias, record in aliases.items()},
         "canaries": {alias: record.body["canary"] for alias, record in aliases.items() if record.canary_version},
         "versions": registry.list_versions(name),
-        "manifest": registry.read_manifest(name, version).to_json(),
+        "manifest": manifest.to_json(),
     }
 
 
@@ -249,7 +255,7 @@ def describe_model(name: Name, alias: AliasQuery = None, version: VersionQuery =
 @app.get("/models/<name>/versions/<version>", tags=["models"], responses=NAMED)
 @tracer.capture_method
 def describe_version(name: Name, version: Version) -> dict[str, Any]:
-    return _describe(name, check_version(version))
+    return _describe(name, models.resolve(name, check_version_ref(version)))
 
 
 @app.post("/models/<name>/predict", tags=["predict"], responses=WITH_BODY)
@@ -269,7 +275,7 @@ def predict(
 def predict_version(
     name: Name, version: Version, body: Annotated[PredictRequest, Body()], top_k: TopK = None
 ) -> dict[str, Any]:
-    return _predict(name, check_version(version), body, top_k)
+    return _predict(name, check_version_ref(version), body, top_k)
 
 
 # -- batch jobs for large inputs -----------------------------------------------------------
@@ -341,7 +347,7 @@ def v2_model(name: Name, alias: AliasQuery = None) -> dict[str, Any]:
 @app.get("/v2/models/<name>/versions/<version>", tags=["v2"], responses=NAMED)
 @tracer.capture_method
 def v2_model_version(name: Name, version: Version) -> dict[str, Any]:
-    return _v2_metadata(name, check_version(version))
+    return _v2_metadata(name, check_version_ref(version))
 
 
 @app.get("/v2/models/<name>/ready", tags=["v2"], responses=NAMED)
@@ -352,7 +358,7 @@ def v2_model_ready(name: Name, alias: AliasQuery = None) -> dict[str, Any]:
 
 @app.get("/v2/models/<name>/versions/<version>/ready", tags=["v2"], responses=NAMED)
 def v2_model_version_ready(name: Name, version: Version) -> dict[str, Any]:
-    model = models.get(name, check_version(version))
+    model = models.get(name, check_version_ref(version))
     return {"name": name, "version": model.version, "ready": True}
 
 
@@ -377,7 +383,7 @@ def v2_infer(name: Name, body: Annotated[InferRequest, Body()], alias: AliasQuer
 @app.post("/v2/models/<name>/versions/<version>/infer", tags=["v2"], responses=WITH_BODY)
 @tracer.capture_method
 def v2_infer_version(name: Name, version: Version, body: Annotated[InferRequest, Body()]):
-    return _v2_infer(name, check_version(version), body)
+    return _v2_infer(name, check_version_ref(version), body)
 
 
 @app.get("/openapi.json", include_in_schema=False)
