@@ -41,6 +41,7 @@ ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
 # A version's number (ARCHITECTURE.md, "Registry layout": version numbers): 1, 2, 3 ... as TF Serving and
 # KServe clients pin them; one spelling per number (no sign, no leading zero), at most 9 digits.
 NUMBER_RE = re.compile(r"^[1-9][0-9]{0,8}\Z")
+VERSION_REF_RE = re.compile(r"^(?:[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}|[1-9][0-9]{0,8})\Z")
 
 MODELS_PREFIX = "models/"
 BATCH_PREFIX = "batch/"
@@ -65,28 +66,22 @@ PART_DONE_FILE = "done.json"
 
 
 # -- names: the segments a key is built from ------------------------------------------------------
+def _checked(value: str, pattern: re.Pattern[str], message: str, expected: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidName(message, expected=expected, received=value)
+    return value
+
+
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InvalidName(
-            "model name must match [a-z0-9][a-z0-9-]{0,62}", expected="[a-z0-9][a-z0-9-]{0,62}", received=name
-        )
-    return name
+    return _checked(name, NAME_RE, "model name must match [a-z0-9][a-z0-9-]{0,62}", "[a-z0-9][a-z0-9-]{0,62}")
 
 
 def check_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
-        raise InvalidName(
-            "version must look like 20260101T120000Z-0123abcd",
-            expected="YYYYMMDDTHHMMSSZ-<8 hex>",
-            received=version,
-        )
-    return version
+    return _checked(version, VERSION_RE, "version must look like 20260101T120000Z-0123abcd", "YYYYMMDDTHHMMSSZ-<8 hex>")
 
 
 def check_alias(alias: str) -> str:
-    if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias):
-        raise InvalidName("alias must match [a-z][a-z0-9-]{0,31}", expected="[a-z][a-z0-9-]{0,31}", received=alias)
-    return alias
+    return _checked(alias, ALIAS_RE, "alias must match [a-z][a-z0-9-]{0,31}", "[a-z][a-z0-9-]{0,31}")
 
 
 def is_version(ref: str) -> bool:
@@ -100,15 +95,12 @@ def is_number(ref: str) -> bool:
 
 def check_version_ref(ref: str) -> str:
     """An exact version or a version's number, as a ``/versions/<v>`` path or ``?version=`` gives it."""
-    if is_number(ref):
-        return ref
-    if not isinstance(ref, str) or not VERSION_RE.fullmatch(ref):
-        raise InvalidName(
-            "version must look like 20260101T120000Z-0123abcd or be a version number 1, 2, 3 ...",
-            expected="YYYYMMDDTHHMMSSZ-<8 hex> or [1-9][0-9]{0,8}",
-            received=ref,
-        )
-    return ref
+    return _checked(
+        ref,
+        VERSION_REF_RE,
+        "version must look like 20260101T120000Z-0123abcd or be a version number 1, 2, 3 ...",
+        "YYYYMMDDTHHMMSSZ-<8 hex> or [1-9][0-9]{0,8}",
+    )
 
 
 def check_ref(ref: str) -> str:
@@ -161,13 +153,18 @@ def alias_key(name: str, alias: str) -> str:
     return f"{aliases_prefix(name)}{check_alias(alias)}.json"
 
 
-def alias_of(name: str, key: str) -> str | None:
-    """The alias whose object ``key`` is, else None."""
-    rest = key.removeprefix(aliases_prefix(name))
+def _json_named(prefix: str, key: str, pattern: re.Pattern[str]) -> str | None:
+    """The ``<x>`` of ``<prefix><x>.json`` when ``x`` fully matches ``pattern``, else None."""
+    rest = key.removeprefix(prefix)
     if rest == key or not rest.endswith(".json"):
         return None
-    alias = rest.removesuffix(".json")
-    return alias if ALIAS_RE.fullmatch(alias) else None
+    named = rest.removesuffix(".json")
+    return named if pattern.fullmatch(named) else None
+
+
+def alias_of(name: str, key: str) -> str | None:
+    """The alias whose object ``key`` is, else None."""
+    return _json_named(aliases_prefix(name), key, ALIAS_RE)
 
 
 def history_prefix(name: str, alias: str) -> str:
@@ -194,11 +191,8 @@ def number_key(name: str, number: int) -> str:
 
 def number_of(name: str, key: str) -> int | None:
     """The number whose object ``key`` is, else None."""
-    rest = key.removeprefix(numbers_prefix(name))
-    if rest == key or not rest.endswith(".json"):
-        return None
-    number = rest.removesuffix(".json")
-    return int(number) if NUMBER_RE.fullmatch(number) else None
+    number = _json_named(numbers_prefix(name), key, NUMBER_RE)
+    return int(number) if number else None
 
 
 # -- batch ----------------------------------------------------------------------------------------

@@ -132,3 +132,19 @@ def test_layout_builds_number_keys_from_numbers_only():
     for bad in ("0", "-1", "01"):
         with pytest.raises(InvalidName):
             layout.check_version_ref(bad)
+
+
+def test_the_documents_version_pattern_accepts_what_the_registry_accepts():
+    """The OpenAPI pattern of a version path or ?version= (ECMA "$": no trailing newline) is the layout's check."""
+    import re
+
+    from maas_core.shared.schemas import VERSION_REF_PATTERN
+
+    samples = ["1", "9", "10", "999999999", "1234567890", "0", "-1", "01", "+1", "1.0", "1\n", " 1", "", "latest"]
+    samples += [V1, V1 + "\n", V1.upper(), V1[:-1]]
+    for sample in samples:
+        try:
+            accepted = bool(layout.check_version_ref(sample))
+        except InvalidName:
+            accepted = False
+        assert bool(re.fullmatch(VERSION_REF_PATTERN[1:-1], sample)) == accepted, sample
