@@ -1,8 +1,15 @@
 """A local API Gateway (REST, proxy integration) in front of local Lambda containers.
 
-Routes come from the functions' ``Api`` events in template.yaml. Each request becomes the proxy
-event API Gateway would send; the function's proxy response becomes the HTTP response. Like API
-Gateway, an unknown route gets 403 "Missing Authentication Token" and a function error gets 502.
+Routes come from the functions' ``Api`` events in template.yaml, chosen as API Gateway chooses: the
+path that matches without a greedy ``{proxy+}`` first, then its own method before its ``ANY``; a
+greedy path only when no other matches. Each request becomes the proxy event API Gateway would send;
+the function's proxy response becomes the HTTP response. Like API Gateway, a request no route takes
+gets 403 "Missing Authentication Token" and a function error gets 502.
+
+Bodies cross as they do through the API's ``BinaryMediaTypes``: a request whose Content-Type (none:
+application/json) is one of them reaches the function base64-encoded, and an answer marked
+``isBase64Encoded`` reaches the client as bytes only when its first Accept type (none:
+application/json) is one of them, as base64 text otherwise.
 
 Keys are not checked locally (as with ``sam local start-api``), but a request's ``x-api-key`` still
 names its caller: the event's ``requestContext.identity.apiKeyId`` is derived from it (a hash, never
@@ -13,6 +20,7 @@ as deployed. A request without a key has no ``apiKeyId``: every keyless local ca
 from __future__ import annotations
 
 import base64
+import fnmatch
 import getpass
 import hashlib
 import json
@@ -20,16 +28,19 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from maas.lambda_runtime import FunctionError, LocalFunction
-from maas.template import Route
+from maas.template import Route, Template
 
 _USER = getpass.getuser()
+T = TypeVar("T")
 
-TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
+# What API Gateway takes an absent Content-Type or Accept header for.
+DEFAULT_MEDIA_TYPE = "application/json"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's REST payload limit
 
 
@@ -44,21 +55,46 @@ def _header_safe(value: str) -> bool:
     return "\r" not in value and "\n" not in value
 
 
+def binary_media_types(template: Template) -> list[str]:
+    """The REST API's BinaryMediaTypes, "~1" read as "/" (as API Gateway reads SAM's spelling)."""
+    for resource in template.resources.values():
+        if resource.get("Type") == "AWS::Serverless::Api":
+            listed = resource.get("Properties", {}).get("BinaryMediaTypes") or []
+            return [str(template.resolve(t)).replace("~1", "/") for t in listed]
+    return []
+
+
+def is_binary(header: str | None, media_types: Sequence[str]) -> bool:
+    """Whether a Content-Type or Accept value (its first type) is one of the binary media types."""
+    first = (header or "").split(",")[0].split(";")[0].strip().lower() or DEFAULT_MEDIA_TYPE
+    return any(fnmatch.fnmatchcase(first, pattern.lower()) for pattern in media_types)
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
 def proxy_event(
-    method: str, raw_path: str, headers: dict[str, str], body: bytes, route: Route, params: dict[str, str], stage: str
+    method: str,
+    raw_path: str,
+    headers: dict[str, str],
+    body: bytes,
+    route: Route,
+    params: dict[str, str],
+    stage: str,
+    binary_types: Sequence[str] = (),
 ) -> dict[str, Any]:
     split = urlsplit(raw_path)
     query = parse_qs(split.query, keep_blank_values=True)
-    content_type = headers.get("content-type", headers.get("Content-Type", ""))
-    is_text = not body or any(content_type.startswith(t) for t in TEXT_TYPES) or not content_type
-    text_body: str | None
-    if is_text:
+    # Locally, bytes that are not UTF-8 text also come base64 (API Gateway would mangle them).
+    is_base64 = is_binary(_header(headers, "content-type"), binary_types)
+    if not is_base64:
         try:
-            text_body, is_base64 = body.decode("utf-8"), False
+            text_body = body.decode("utf-8")
         except UnicodeDecodeError:
-            text_body, is_base64 = base64.b64encode(body).decode(), True
-    else:
-        text_body, is_base64 = base64.b64encode(body).decode(), True
+            is_base64 = True
+    if is_base64:
+        text_body = base64.b64encode(body).decode()
     now = time.time()
     return {
         "resource": route.path,
@@ -93,6 +129,16 @@ def proxy_event(
     }
 
 
+def choose_route(routes: Sequence[tuple[Route, T]], method: str, path: str) -> tuple[Route, T, dict[str, str]] | None:
+    """API Gateway's choice: a path without a greedy variable before one with it; on the path
+    chosen, its own method before ANY. A path that matches but takes neither is no route."""
+    found = [(route, fn, params) for route, fn in routes if (params := route.match(method, path)) is not None]
+    exact = [route.path for route, _ in routes if "+}" not in route.path and route.pattern.fullmatch(path)]
+    candidates = [f for f in found if f[0].path == exact[0]] if exact else found
+    candidates.sort(key=lambda f: ("+}" in f[0].path, f[0].method == "ANY"))
+    return candidates[0] if candidates else None
+
+
 class _Server(ThreadingHTTPServer):
     # Python's default listen backlog is 5: 50 clients connecting at once would be refused.
     request_queue_size = 128
@@ -100,10 +146,23 @@ class _Server(ThreadingHTTPServer):
 
 
 class LocalApi:
-    def __init__(self, functions: list[LocalFunction], stage: str, port: int, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        functions: list[LocalFunction],
+        stage: str,
+        port: int,
+        quiet: bool = False,
+        binary_types: Sequence[str] | None = None,
+    ) -> None:
+        """``binary_types``: the API's BinaryMediaTypes; by default those of the functions' template.yaml."""
         self.routes = [(route, fn) for fn in functions for route in fn.spec.routes]
         self.stage = stage
         self.quiet = quiet
+        if binary_types is None:
+            roots = {fn.spec.project_root for fn in functions if getattr(fn.spec, "project_root", None)}
+            found = [binary_media_types(Template(root / "template.yaml")) for root in roots if root]
+            binary_types = found[0] if found else []
+        self.binary_types = list(binary_types)
         self.server = _Server(("127.0.0.1", port), self._handler_class())
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -114,11 +173,7 @@ class LocalApi:
         return f"http://{host!s}:{port}"
 
     def match(self, method: str, path: str) -> tuple[Route, LocalFunction, dict[str, str]] | None:
-        for route, fn in self.routes:
-            params = route.match(method, path)
-            if params is not None:
-                return route, fn, params
-        return None
+        return choose_route(self.routes, method, path)
 
     def start(self) -> LocalApi:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -168,7 +223,7 @@ class LocalApi:
                     return
                 route, fn, params = found
                 headers = {k: v for k, v in self.headers.items()}
-                event = proxy_event(self.command, self.path, headers, body, route, params, api.stage)
+                event = proxy_event(self.command, self.path, headers, body, route, params, api.stage, api.binary_types)
                 try:
                     result = fn.invoke(event)
                 except (FunctionError, OSError) as exc:
@@ -189,7 +244,8 @@ class LocalApi:
                     self._json(502, {"message": "Internal server error"})
                     return
                 raw = result.get("body") or ""
-                payload = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+                as_bytes = result.get("isBase64Encoded") and is_binary(_header(headers, "accept"), api.binary_types)
+                payload = base64.b64decode(raw) if as_bytes else str(raw).encode()
                 self._send(int(result["statusCode"]), payload, out_headers)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import json
 import math
 import struct
@@ -29,6 +30,12 @@ from maas_core.shared.errors import BadRequest, InvalidInput, PayloadTooLarge
 
 HEADER = "Inference-Header-Content-Length"
 MEDIA_TYPE = "application/octet-stream"
+# The API's BinaryMediaTypes (templates/serving.yaml; tests/unit/test_template_serving.py keeps them
+# equal): what API Gateway hands Lambda base64, and the Accept types it turns a base64 answer into
+# bytes for. The kserve SDK sends application/octet-stream; tritonclient.http sends no Content-Type
+# and no Accept, which API Gateway reads as application/json (JSON bodies then come base64 too, and
+# shared.http decodes them).
+BINARY_MEDIA_TYPES = ("application/octet-stream", "application/json")
 # Open Inference datatype -> little-endian numpy type of one element (BYTES is length-prefixed, apart).
 NUMPY = {d.v2: np.dtype(d.name).newbyteorder("<") for d in DTYPES.values() if d.json != "string"}
 _LENGTH = struct.Struct("<I")
@@ -39,6 +46,15 @@ def header_length(headers: dict[str, Any] | None) -> str | None:
         if key.lower() == HEADER.lower():
             return str(value)
     return None
+
+
+def delivered_as_bytes(headers: dict[str, Any] | None) -> bool:
+    """Whether API Gateway passes a base64 answer to this client as bytes: its first Accept media type
+    (none: application/json) is one of BINARY_MEDIA_TYPES. Otherwise the client would get base64 text,
+    so outputs asked binary are answered as JSON, which the protocol's clients read as well."""
+    accept = next((str(v) for k, v in (headers or {}).items() if k.lower() == "accept"), "")
+    first = accept.split(",")[0].split(";")[0].strip().lower() or "application/json"
+    return any(fnmatch.fnmatchcase(first, pattern) for pattern in BINARY_MEDIA_TYPES)
 
 
 def unpack_event(event: dict[str, Any], max_bytes: int) -> dict[int, bytes] | None:

@@ -116,12 +116,12 @@ def _flag(parameters: dict[str, Any] | None, key: str, default: bool) -> bool:
 
 
 def infer_outputs(
-    request: InferRequest, model: LoadedModel, outputs: dict[str, np.ndarray]
+    request: InferRequest, model: LoadedModel, outputs: dict[str, np.ndarray], binary: bool = True
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
     """Flat, row-major output tensors; the requested ones only, when the request names any. An
     output asked in binary (``binary_data_output`` on the request, ``binary_data`` on the output)
-    carries ``parameters.binary_data_size`` instead of ``data``; its bytes are in the second list,
-    in output order."""
+    carries ``parameters.binary_data_size`` instead of ``data``, unless ``binary`` is False (the
+    client could not receive bytes); its bytes are in the second list, in output order."""
     declared = {o.name: o for o in model.manifest.outputs}
     all_binary = _flag(request.parameters, "binary_data_output", False)
     wanted: list[InferRequestedOutput | None] = list(request.outputs or []) or [None]
@@ -146,7 +146,7 @@ def infer_outputs(
                     "data": values.reshape(-1),
                 }
             data = tensor.pop("data")
-            if in_binary:
+            if in_binary and binary:
                 blobs.append(binary_tensors.encode(data))
                 tensor["parameters"] = {"binary_data_size": len(blobs[-1])}
             else:

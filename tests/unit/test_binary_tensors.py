@@ -166,3 +166,31 @@ def test_numbers_are_little_endian_whatever_the_array():
     big = np.arange(3, dtype=">i4")
     assert binary_tensors.encode(big) == np.arange(3, dtype="<i4").tobytes()
     assert binary_tensors.decode("n", big.astype("<i8").tobytes(), "INT64", [3]).tolist() == [0, 1, 2]
+
+
+def test_binary_outputs_fall_back_to_json_for_a_client_api_gateway_would_send_base64_text(app, published):
+    """API Gateway turns a base64 answer into bytes only for an Accept of BinaryMediaTypes; any other
+    client would get base64 text, so it gets the outputs as JSON, which the protocol's clients read."""
+    x = images()
+    body, length = binary_body(image_header(x, parameters={"binary_data_output": True}), x.tobytes())
+    response = app.lambda_handler(binary_event(body, length, Accept="*/*"), Context())
+    assert response["statusCode"] == 200 and not response["isBase64Encoded"]
+    output = json.loads(response["body"])["outputs"][0]
+    assert "binary_data_size" not in (output.get("parameters") or {}) and len(output["data"]) == 20
+
+
+def test_the_local_api_sends_bodies_as_api_gateway_does():
+    from maas.local_api import proxy_event
+    from maas.template import _route
+
+    route, types = _route("post", "/v2/models/{name}/infer"), list(binary_tensors.BINARY_MEDIA_TYPES)
+
+    def sent(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+        return proxy_event("POST", "/v2/models/d/infer", headers, body, route, {"name": "d"}, "v1", types)
+
+    raw = b'{"inputs": []}' + np.arange(4, dtype="<f4").tobytes()
+    for headers in ({"Content-Type": "application/octet-stream"}, {}):  # the kserve SDK; tritonclient
+        evt = sent(headers, raw)
+        assert evt["isBase64Encoded"] and base64.b64decode(evt["body"]) == raw
+    text = sent({"Content-Type": "text/plain"}, b"hello")  # not a binary media type: passed as text
+    assert text["body"] == "hello" and not text["isBase64Encoded"]

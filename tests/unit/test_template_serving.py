@@ -29,6 +29,7 @@ from template_support import (
 )
 
 from maas import template_check
+from maas.local_api import binary_media_types, choose_route, is_binary
 from maas.template import Template
 
 # What the API handler serves; the events and the README's curl lines use these.
@@ -66,6 +67,11 @@ OPEN_ROUTES = {
     ("GET", "/swagger"),
 }
 API_KEY_SECURITY = [{"api_key": []}]
+# How SAM writes an event's Method in the OpenAPI body it generates.
+SWAGGER_METHOD = {"ANY": "x-amazon-apigateway-any-method"}
+# ApiFunction's routes with a handler; its other events are ANY (every other method of those paths,
+# and /{proxy+}), which it answers 405 or 404 (tests/unit/test_unknown_routes.py).
+ROUTED = REQUIRED_ROUTES
 # The routes that write with the API key alone: inference and batch job creation.
 DATA_WRITES = {route for route in REQUIRED_ROUTES if route[0] == "POST"}
 
@@ -171,7 +177,7 @@ def test_every_route_but_health_and_docs_needs_an_api_key(template: dict[str, An
     assert body.get("x-amazon-apigateway-api-key-source", "HEADER") == "HEADER"
     assert "security" not in body, "a document-wide requirement would reach the open routes too"
     for method, path in routes:
-        security = body["paths"][path][method.lower()].get("security", [])
+        security = body["paths"][path][SWAGGER_METHOD.get(method, method.lower())].get("security", [])
         if (method, path) in OPEN_ROUTES:
             assert security == [], f"{method} {path} should be open"
         elif (method, path) in iam:  # admin routes: SigV4-signed, with or without the key too
@@ -188,7 +194,7 @@ def test_admin_routes_need_iam_auth(template: dict[str, Any], translated: dict[s
     # Reads, inference and job creation take the API key. A route that changes anything else (promote,
     # rollback, publish: the admin routes) must be signed with IAM credentials, which a leaked API key
     # is not.
-    routes = api_routes(template)
+    routes = api_routes(template) - api_routes(template, "ApiFunction") | ROUTED
     admin = {(m, p) for m, p in routes if m != "GET" and (m, p) not in DATA_WRITES}
     # Every route of the function that may write the registry, reads of aliases and history included.
     admin |= api_routes(template, "AdminFunction")
@@ -326,7 +332,7 @@ def test_outputs_name_the_api_url_bucket_and_function(template: dict[str, Any]) 
 
 def test_there_is_an_event_for_every_route(template: dict[str, Any]) -> None:
     covered = {(e["httpMethod"], e["resource"]) for e in (json.loads(p.read_text()) for p in API_EVENTS)}
-    assert covered >= api_routes(template)
+    assert covered >= {route for route in api_routes(template) if route[0] != "ANY"}  # ANY: no handler of its own
 
 
 @pytest.mark.parametrize("path", API_EVENTS, ids=lambda p: p.name)
@@ -355,13 +361,63 @@ def test_event_matches_a_route_of_the_template(path: Path, template: dict[str, A
 
 
 def test_the_local_api_sends_every_event_to_its_own_route() -> None:
-    # maas.local_api takes the first route that matches, in template order, across every function.
+    # maas.local_api chooses as API Gateway does: a declared path before /{proxy+}, a method before ANY.
     template = Template(TEMPLATE)
-    routes = [route for fn in template.function_ids() for route in template.function(fn).routes]
+    routes = [(route, fn) for fn in template.function_ids() for route in template.function(fn).routes]
     for path in API_EVENTS:
         event = json.loads(path.read_text(encoding="utf-8"))
-        first = next((r for r in routes if r.match(event["httpMethod"], event["path"]) is not None), None)
-        assert first is not None and first.path == event["resource"], f"{path.name} reaches {first and first.path}"
+        chosen = choose_route(routes, event["httpMethod"], event["path"])
+        assert chosen is not None and chosen[0].path == event["resource"], f"{path.name} reaches {chosen}"
+        assert chosen[0].method == event["httpMethod"]
+
+
+V = "/models/digits/versions/20260101T000000Z-00000000"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "resource", "function"),
+    [
+        ("POST", "/health", "/health", "ApiFunction"),  # another method of a served path: its ANY (405)
+        ("GET", "/no/such/route", "/{proxy+}", "ApiFunction"),  # any other path: the catch-all (404)
+        ("GET", "/", "/", "ApiFunction"),
+        (
+            "DELETE",
+            "/models/digits/versions/20260101T000000Z-00000000",
+            "/models/{name}/versions/{version}",
+            "AdminFunction",
+        ),
+        (
+            "PUT",
+            "/models/digits/versions/20260101T000000Z-00000000",
+            "/models/{name}/versions/{version}",
+            "ApiFunction",
+        ),
+    ],
+)
+def test_every_unknown_route_reaches_the_api_function_with_its_key(
+    template: dict[str, Any], method: str, path: str, resource: str, function: str
+) -> None:
+    loaded = Template(TEMPLATE)
+    routes = [(route, fn) for fn in loaded.function_ids() for route in loaded.function(fn).routes]
+    chosen = choose_route(routes, method, path)
+    assert chosen is not None and (chosen[0].path, chosen[1]) == (resource, function)
+    events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+    (catch_all,) = [e for e in events if e["Properties"]["Path"] == "/{proxy+}"]
+    assert catch_all["Properties"]["Method"] == "any" and "Auth" not in catch_all["Properties"]  # the API key
+    # Every path ApiFunction serves takes every other method too: API Gateway never falls back from a
+    # declared path to /{proxy+}, it would answer 403 "Missing Authentication Token".
+    served = {p for m, p in api_routes(template, "ApiFunction") if m != "ANY"}
+    assert served <= {p for m, p in api_routes(template, "ApiFunction") if m == "ANY"}
+
+
+def test_binary_media_types_cover_the_stock_clients_and_match_the_handler(template: dict[str, Any]) -> None:
+    from maas_core.shared.binary_tensors import BINARY_MEDIA_TYPES
+
+    listed = [t.replace("~1", "/") for t in template["Resources"]["Api"]["Properties"]["BinaryMediaTypes"]]
+    assert listed == list(BINARY_MEDIA_TYPES) == binary_media_types(Template(TEMPLATE))
+    assert is_binary("application/octet-stream", listed)  # the kserve SDK's binary requests
+    assert is_binary(None, listed)  # tritonclient.http: no Content-Type, no Accept
+    assert not is_binary("text/plain", listed) and not is_binary("*/*", listed)
 
 
 @pytest.mark.parametrize(
@@ -378,7 +434,8 @@ def test_a_route_matches_the_whole_path_not_one_with_a_trailing_newline(method: 
 
 def test_a_newline_in_a_path_parameter_reaches_the_handler_to_refuse() -> None:
     # As on API Gateway, {name} is any one segment: the handler sees the newline and refuses the name.
-    (route,) = [r for r in Template(TEMPLATE).function("ApiFunction").routes if r.path == "/models/{name}"]
+    routes = Template(TEMPLATE).function("ApiFunction").routes
+    (route,) = [r for r in routes if (r.method, r.path) == ("GET", "/models/{name}")]
     assert route.match("GET", "/models/digits\n") == {"name": "digits\n"}
 
 
@@ -432,9 +489,7 @@ def test_every_admin_route_is_iam_signed_and_served_by_the_admin_function(templa
 
 @pytest.mark.parametrize("snapstart", ["None", "PublishedVersions"])
 def test_snapstart_is_a_parameter_of_the_api_function(template: dict[str, Any], snapstart: str) -> None:
-    stack = deployed(
-        template_check.translate(template, root=ROOT), {"SnapStart": snapstart, "PreloadModels": "digits"}
-    )
+    stack = deployed(template_check.translate(template, root=ROOT), {"SnapStart": snapstart, "PreloadModels": "digits"})
     function = stack["Resources"]["ApiFunction"]["Properties"]
     assert function["SnapStart"] == {"ApplyOn": snapstart}
     assert function["Runtime"] >= "python3.12"  # SnapStart for Python starts at 3.12

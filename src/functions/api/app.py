@@ -367,7 +367,8 @@ def _v2_infer(name: str, ref: str | None, body: InferRequest) -> Any:
     Its routes declare no return type: the resolver would validate a binary body against it."""
     model = _serve(name, ref, body.id)
     outputs = _infer(model, kserve.feeds_from_infer(body, model, MAX_BATCH_SIZE, _binary_inputs.get()))
-    tensors, blobs = kserve.infer_outputs(body, model, outputs)
+    as_bytes = binary_tensors.delivered_as_bytes(app.current_event.headers)
+    tensors, blobs = kserve.infer_outputs(body, model, outputs, binary=as_bytes)
     response: dict[str, Any] = {"model_name": name, "model_version": model.version, "outputs": tensors}
     if body.id is not None:
         response["id"] = body.id
@@ -393,6 +394,28 @@ def openapi_document():  # no return annotation: a Response annotation breaks sc
 
 
 rest_errors.register(app, logger)
+
+
+@app.not_found
+def route_not_found(_: Exception) -> Response:
+    """The template sends every other path (/{proxy+}) and every other method of a served path (ANY)
+    here: 405 with Allow for a path served with other methods, otherwise 404 route_not_found
+    (ARCHITECTURE.md, "Serving rules"). It replaces rest_errors' 404, which knows no routes."""
+    event = app.current_event
+    path, method = event.path, event.http_method
+    allowed = sorted({r.method for r in app._static_routes + app._dynamic_routes if r.rule.match(path)})
+    if not allowed:
+        return rest_errors.json_error(404, {"error": f"no route for {method} {path}", "code": "route_not_found"})
+    response = rest_errors.json_error(
+        405,
+        {
+            "error": f"{method} is not allowed on {path}; it takes {', '.join(allowed)}",
+            "code": "method_not_allowed",
+            "details": {"allowed": allowed},
+        },
+    )
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
