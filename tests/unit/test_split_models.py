@@ -300,7 +300,13 @@ def test_the_training_job_publishes_a_model_at_the_threshold_split(registry, s3,
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "model.onnx").write_bytes(matmul_chain(SPLIT_THRESHOLD_BYTES))  # 4 initialisers of 4 MiB
-    args = Namespace(registry_bucket=BUCKET, model_name="chain", output_data_dir=str(tmp_path / "output"))
+    args = Namespace(
+        registry_bucket=BUCKET,
+        model_name="chain",
+        output_data_dir=str(tmp_path / "output"),
+        serving_memory_mb=0,  # the job's defaults: no serving limits given
+        serving_storage_mb=0,
+    )
     published = _publish(args, model_dir, draft_of(model_dir / "model.onnx"))
     assert published is not None and published.artifact.external_data is not None
     assert keys(s3) == {
