@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # checkov pins its own dependency tree (it conflicts with aws-sam-cli's), so it lives in its own venv.
 TOOLS  ?= .venv-tools
+# The stock KServe v2 clients (tritonclient.http, the kserve SDK) the protocol tests run: their own venv too.
+CLIENTS ?= .venv-clients
 # sam build for the python3.12 runtime needs a python3.12 on PATH (pyenv's, when there is one).
 PY312_DIR := $(shell d=$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin 2>/dev/null | tail -1); \
 	[ -n "$$d" ] && echo "$$d" || { p=$$(command -v python3.12 2>/dev/null) && dirname "$$p"; })
@@ -20,6 +22,12 @@ $(TOOLS)/.installed: constraints-checkov.txt
 	$(TOOLS)/bin/python -m pip install --quiet -r constraints-checkov.txt
 	touch $@
 
+$(CLIENTS)/.installed: constraints-clients.txt
+	test -x $(CLIENTS)/bin/python || $(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(CLIENTS)/bin/python -m pip install --quiet -r constraints-clients.txt
+	touch $@
+
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "MaaS needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +38,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install ## train, publish to the embedded S3, serve locally and send real predictions
 	$(BIN)/maas demo
 
-test: install $(TOOLS)/.installed ## unit, training and integration tests (the local stack runs on 127.0.0.1; checkov for the template test)
+test: install $(TOOLS)/.installed $(CLIENTS)/.installed ## unit, training and integration tests (the local stack runs on 127.0.0.1; checkov for the template test; tritonclient and the kserve SDK for the protocol tests)
 	$(BIN)/pytest
 
 fuzz: install ## long API fuzzing (schemathesis from /openapi.json, stateful phase too): >= 1,000 requests, 0 failures

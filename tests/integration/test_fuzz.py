@@ -174,10 +174,16 @@ def test_the_warm_container_survived_the_fuzzing(stack, fuzz_run):
 
 
 @pytest.mark.parametrize("method", ["TRACE", "QUERY"])
-def test_methods_no_route_declares_are_refused_like_an_unknown_route(stack, method):
-    """API Gateway answers a method a resource does not declare as it answers an unknown route."""
-    status, body = http(method, f"{stack['url']}/health", raw=True)
-    assert status == 403 and "Missing Authentication Token" in body
+def test_methods_no_route_declares_are_a_json_405(stack, method):
+    """A method a path does not take reaches ApiFunction through the path's ANY: 405 with Allow."""
+    status, body = http(method, f"{stack['url']}/health")
+    assert status == 405 and body["code"] == "method_not_allowed" and body["details"]["allowed"] == ["GET"]
+
+
+@pytest.mark.parametrize("path", ["/no/such/route", "/", "/v2/models/digits/infer/more"])
+def test_an_unknown_route_is_a_json_404(stack, path):
+    status, body = http("GET", f"{stack['url']}{path}")
+    assert status == 404 and body["code"] == "route_not_found"
 
 
 def _declared_values(fuzz_run: FuzzRun, entry: dict[str, Any]) -> list[tuple[str, str, str]] | None:

@@ -38,7 +38,9 @@ def test_client_mistakes_are_4xx_and_the_warm_container_survives(stack):
     status, body = http("POST", f"{url}/models/digits/predict", b'{"instances": [[1, 2')
     assert status == 400 and body["code"] == "bad_request"
     status, body = http("GET", f"{url}/no/such/route")
-    assert status == 403 and body["message"] == "Missing Authentication Token"
+    assert status == 404 and body["code"] == "route_not_found"
+    status, body = http("DELETE", f"{url}/models/digits/predict")
+    assert status == 405 and body["code"] == "method_not_allowed" and body["details"]["allowed"] == ["POST"]
     # The same container still holds the model it loaded before the bad requests.
     status, body = http("GET", f"{url}/health")
     assert status == 200 and {"model": "digits", "version": stack["version"]}.items() <= body["loaded"][0].items()
