@@ -158,8 +158,8 @@ def test_bytes_elements_are_length_prefixed_both_ways():
     assert binary_tensors.decode("text", packed, "BYTES", [3]) == ["a", "héllo", ""]
     with pytest.raises(InvalidInput, match="cut short"):
         binary_tensors.decode("text", packed[:-2] + b"\x05", "BYTES", [3])
-    with pytest.raises(InvalidInput, match="2 BYTES elements"):
-        binary_tensors.decode("text", binary_tensors.encode(["a", "b"]), "BYTES", [3])
+    with pytest.raises(InvalidInput, match="takes UTF-8"):
+        binary_tensors.decode("text", b"\x01\0\0\0\xff", "BYTES", [1])
 
 
 def test_numbers_are_little_endian_whatever_the_array():
@@ -194,3 +194,28 @@ def test_the_local_api_sends_bodies_as_api_gateway_does():
         assert evt["isBase64Encoded"] and base64.b64decode(evt["body"]) == raw
     text = sent({"Content-Type": "text/plain"}, b"hello")  # not a binary media type: passed as text
     assert text["body"] == "hello" and not text["isBase64Encoded"]
+
+
+def test_a_text_input_sent_as_binary_bytes_is_tokenised_as_its_json_twin():
+    from test_text import text_model
+
+    from maas_core.shared.kserve import feeds_from_infer
+    from maas_core.shared.schemas import InferRequest
+
+    texts = ["great", "awful price"]
+    json_request = InferRequest(inputs=[{"name": "text", "shape": [2], "datatype": "BYTES", "data": texts}])
+    header, tensors = binary_tensors.unpack(*text_body(texts))
+    binary_request = InferRequest(**header)
+    want = feeds_from_infer(json_request, text_model(), max_batch=8)["tokens"]
+    assert feeds_from_infer(binary_request, text_model(), 8, tensors)["tokens"].tolist() == want.tolist()
+    header, tensors = binary_tensors.unpack(*text_body(texts[:1], shape=[2]))
+    with pytest.raises(InvalidInput, match="1 data elements; shape \\[2\\]"):
+        feeds_from_infer(InferRequest(**header), text_model(), 8, tensors)
+
+
+def text_body(texts: list[str], shape: list[int] | None = None) -> tuple[bytes, str]:
+    """(body, header length) of a BYTES tensor named text, as tritonclient would send it."""
+    blob = binary_tensors.encode(texts)
+    tensor = {"name": "text", "shape": shape or [len(texts)], "datatype": "BYTES"}
+    body, length = binary_body({"inputs": [{**tensor, "parameters": {"binary_data_size": len(blob)}}]}, blob)
+    return body, str(length)
