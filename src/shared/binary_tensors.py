@@ -89,7 +89,7 @@ def unpack_event(event: dict[str, Any], max_bytes: int) -> dict[int, bytes] | No
 
 def unpack(raw: bytes, declared: str) -> tuple[dict[str, Any], dict[int, bytes]]:
     """The JSON header and each binary input's bytes (by input index), every size checked."""
-    if not declared.strip().isdigit():
+    if not (declared.strip().isascii() and declared.strip().isdigit()):  # "²" is a digit to str.isdigit
         raise InvalidInput(f"{HEADER} must be a byte count", expected="a non-negative integer", received=declared[:32])
     length = int(declared)
     if length > len(raw):
@@ -98,7 +98,7 @@ def unpack(raw: bytes, declared: str) -> tuple[dict[str, Any], dict[int, bytes]]
         )
     try:
         header = json.loads(raw[:length])
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest(f"the first {length} bytes of the body ({HEADER}) are not JSON", expected="JSON") from None
     inputs = header.get("inputs") if isinstance(header, dict) else None
     if not isinstance(inputs, list):

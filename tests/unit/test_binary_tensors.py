@@ -125,6 +125,7 @@ BAD_BODIES = [
     # (what, body, header length, what the error names)
     ("header length beyond the body", X.tobytes(), 10_000, "body has only"),
     ("header length not a number", X.tobytes(), "ten", "byte count"),
+    ("header length a unicode digit", X.tobytes(), "\u00b2", "byte count"),
     ("fewer bytes than binary_data_size", binary_body(image_header(X), X.tobytes()[:-4]), None, "only 252 are left"),
     ("more bytes than declared", binary_body(image_header(X), X.tobytes() + b"\0" * 4), None, "4 bytes after"),
     ("size not shape x dtype", binary_body(image_header(X, size=128), X.tobytes()[:128]), None, "takes 256"),
@@ -142,6 +143,12 @@ def test_a_bad_binary_body_is_a_400_naming_what_came(app, published, what, body,
     x = images()  # the warm container still answers
     good, good_length = binary_body(image_header(x), x.tobytes())
     assert app.lambda_handler(binary_event(good, good_length), Context())["statusCode"] == 200
+
+
+@pytest.mark.parametrize("header", [b"[" * 100_000, b"\xff{}", b""], ids=["deep", "not utf-8", "empty"])
+def test_a_header_that_is_not_json_is_a_400_bad_request(app, published, header):
+    response = app.lambda_handler(binary_event(header + X.tobytes(), len(header)), Context())
+    assert response["statusCode"] == 400 and json.loads(response["body"])["code"] == "bad_request"
 
 
 def test_nan_in_binary_floats_is_refused_as_in_json(app, published):
