@@ -298,8 +298,12 @@ def test_the_job_on_two_instances_publishes_one_version(tmp_path: Path) -> None:
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="maas-distributed")["Contents"])
     finally:
         server.stop()
-    (version,) = {key.split("/")[2] for key in keys if key.startswith("models/digits/")}
-    assert keys == [f"models/digits/{version}/manifest.json", f"models/digits/{version}/model.onnx"]
+    (version,) = {key.split("/")[2] for key in keys if key.startswith("models/digits/") and "/numbers/" not in key}
+    assert keys == [  # one version, with its number
+        f"models/digits/{version}/manifest.json",
+        f"models/digits/{version}/model.onnx",
+        "models/digits/numbers/1.json",
+    ]
     assert "published: s3://maas-distributed/models/digits/" in logs[0]
     assert "published: no (not the chief" in logs[1] and not (roots[1] / "model").exists()
     # Both trained the one model: every epoch's all-reduced metrics read the same on both.

@@ -339,11 +339,13 @@ def test_a_model_the_serving_functions_cannot_hold_fails_the_job_at_publish_nami
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
-        root = fake_opt_ml(tmp_path / "opt_ml", {"epochs": 1, "serving_memory_mb": 128, "serving_storage_mb": 512})
+        hyperparameters = {"epochs": 1, "model_name": "too-big", "serving_memory_mb": 128, "serving_storage_mb": 512}
+        root = fake_opt_ml(tmp_path / "opt_ml", hyperparameters)
         assert main([], root=root) != 0
         failure = (root / "output" / "failure").read_text()
         assert "model_too_large" in failure or "needs memory" in failure, failure
         assert "(this function has 128 MB)" in failure
-        assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="models/")  # nothing written
+        # Nothing written (the module's shared job may have published other models in this mock).
+        assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="models/too-big/")
         assert (root / "model" / "model.onnx").exists()
     s3_client.cache_clear()
