@@ -1,7 +1,8 @@
 """ApiFunction: the HTTP face of the model registry (API Gateway REST proxy events).
 
-Two conventions clients already speak: TensorFlow Serving's REST bodies under /models and the
-Open Inference Protocol (KServe v2) under /v2. Both run the same inference core.
+Three conventions clients already speak: TensorFlow Serving's REST API (and KServe v1) under
+/v1/models, the project's richer TF Serving-style bodies under /models, and the Open Inference
+Protocol (KServe v2) under /v2. All run the same inference core.
 """
 
 # ruff: noqa: E402 - the preload starts between the imports, so its download overlaps the later ones
@@ -33,12 +34,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas_core.shared import binary_tensors, jobs, kserve, rest_errors, snapstart
+from maas_core.shared import binary_tensors, jobs, kserve, rest_errors, snapstart, tfserving
 from maas_core.shared.aws import s3_client
 from maas_core.shared.errors import MaasError
 from maas_core.shared.http import check_body, error_response
 from maas_core.shared.inference import feeds_from_body, format_outputs, format_predictions, run
-from maas_core.shared.layout import check_version_ref
+from maas_core.shared.layout import check_alias, check_name, check_version_ref
 from maas_core.shared.openapi import PublishedModels, add_model_examples
 from maas_core.shared.registry import DEFAULT_ALIAS, Registry
 from maas_core.shared.schemas import (
@@ -276,6 +277,116 @@ def predict_version(
     name: Name, version: Version, body: Annotated[PredictRequest, Body()], top_k: TopK = None
 ) -> dict[str, Any]:
     return _predict(name, check_version_ref(version), body, top_k)
+
+
+# -- TensorFlow Serving REST API and KServe v1 (shared.tfserving) ---------------------------
+# Their colon paths (/v1/models/m:predict) cannot be API Gateway resources: they reach this function
+# through the template's catch-all (/{proxy+}). A <segment> also matches ":", so "digits:predict"
+# splits by backtracking. The GET routes take their last segment unpatterned: "digits:predict" asked
+# with GET must be no route (404), not a malformed name (400).
+Label = Annotated[str, Path(description="alias (TF Serving's version label)", pattern=ALIAS_PATTERN)]
+Segment = Annotated[str, Path(description="a model name, version, version number or alias")]
+TF_VERBS = ("predict", "classify", "regress")
+
+
+def _segment(value: str, check: Any) -> str:
+    if ":" in value:
+        event = app.current_event
+        raise tfserving.RouteNotFound(f"no route for {event.http_method} {event.path}")
+    return str(check(value))
+
+
+def _tf_call(name: str, ref: str | None, verb: str, body: tfserving.TFRequest) -> dict[str, Any]:
+    if verb not in TF_VERBS:
+        event = app.current_event
+        raise tfserving.RouteNotFound(
+            f"no route for {event.http_method} {event.path}", expected=[f":{v}" for v in TF_VERBS]
+        )
+    tfserving.check_signature(body.signature_name)
+    model = _serve(name, ref)
+    if verb == "predict":
+        outputs = _infer(model, tfserving.feeds(body, model, MAX_BATCH_SIZE))
+        return tfserving.predictions(outputs, columnar=body.inputs is not None)
+    tfserving.check_task(model, verb)
+    return tfserving.results(model, _infer(model, tfserving.example_feeds(body, model, MAX_BATCH_SIZE)), verb)
+
+
+def _tf_status(name: str, ref: str | None) -> dict[str, Any]:
+    model = models.get(name, ref)  # ready: this container loaded it and can serve it
+    registry = models.registry
+    if ref is None:
+        numbers = [v["number"] for v in registry.numbered_versions(name) if v["number"] is not None]
+    else:
+        numbers = [n for n in [registry.number_of(model.manifest)] if n is not None]
+    return tfserving.model_status(name, numbers, ready=True)
+
+
+def _tf_metadata(name: str, ref: str | None) -> dict[str, Any]:
+    model = models.get(name, ref)
+    return tfserving.metadata(model, models.registry.number_of(model.manifest))
+
+
+@app.get("/v1/models", tags=["tfserving"], responses=LISTING)
+def v1_list_models() -> dict[str, Any]:
+    return {"models": models.registry.list_models()}
+
+
+@app.get("/v1/models/<name>", tags=["tfserving"], responses=NAMED)
+@tracer.capture_method
+def v1_model_status(name: Segment) -> dict[str, Any]:
+    return _tf_status(_segment(name, check_name), None)
+
+
+@app.get("/v1/models/<name>/versions/<version>", tags=["tfserving"], responses=NAMED)
+@tracer.capture_method
+def v1_model_version_status(name: Name, version: Segment) -> dict[str, Any]:
+    return _tf_status(name, _segment(version, check_version_ref))
+
+
+@app.get("/v1/models/<name>/labels/<label>", tags=["tfserving"], responses=NAMED)
+@tracer.capture_method
+def v1_model_label_status(name: Name, label: Segment) -> dict[str, Any]:
+    return _tf_status(name, _segment(label, check_alias))
+
+
+@app.get("/v1/models/<name>/metadata", tags=["tfserving"], responses=NAMED)
+@tracer.capture_method
+def v1_model_metadata(name: Name) -> dict[str, Any]:
+    return _tf_metadata(name, None)
+
+
+@app.get("/v1/models/<name>/versions/<version>/metadata", tags=["tfserving"], responses=NAMED)
+@tracer.capture_method
+def v1_model_version_metadata(name: Name, version: Version) -> dict[str, Any]:
+    return _tf_metadata(name, check_version_ref(version))
+
+
+@app.get("/v1/models/<name>/labels/<label>/metadata", tags=["tfserving"], responses=NAMED)
+@tracer.capture_method
+def v1_model_label_metadata(name: Name, label: Label) -> dict[str, Any]:
+    return _tf_metadata(name, label)
+
+
+@app.post("/v1/models/<name>:<verb>", tags=["tfserving"], responses=WITH_BODY)
+@tracer.capture_method
+def v1_model_call(name: Name, verb: str, body: Annotated[tfserving.TFRequest, Body()]) -> dict[str, Any]:
+    return _tf_call(name, None, verb, body)
+
+
+@app.post("/v1/models/<name>/versions/<version>:<verb>", tags=["tfserving"], responses=WITH_BODY)
+@tracer.capture_method
+def v1_model_version_call(
+    name: Name, version: Version, verb: str, body: Annotated[tfserving.TFRequest, Body()]
+) -> dict[str, Any]:
+    return _tf_call(name, check_version_ref(version), verb, body)
+
+
+@app.post("/v1/models/<name>/labels/<label>:<verb>", tags=["tfserving"], responses=WITH_BODY)
+@tracer.capture_method
+def v1_model_label_call(
+    name: Name, label: Label, verb: str, body: Annotated[tfserving.TFRequest, Body()]
+) -> dict[str, Any]:
+    return _tf_call(name, label, verb, body)
 
 
 # -- batch jobs for large inputs -----------------------------------------------------------
