@@ -62,11 +62,19 @@ class TFRequest(BaseModel):
     )
 
 
-def check_signature(signature_name: str | None) -> None:
-    if signature_name not in (None, "", SIGNATURE):
+def signatures(verb: str) -> tuple[str, ...]:
+    """The signature names a verb answers: ``serving_default``, and for classify and regress the
+    method's own (``tensorflow/serving/regress``, as TF Serving's REST reference sends it)."""
+    return (SIGNATURE,) if verb == "predict" else (SIGNATURE, f"tensorflow/serving/{verb}")
+
+
+def check_signature(signature_name: str | None, verb: str = "predict") -> None:
+    served = signatures(verb)
+    if signature_name not in (None, "", *served):
         raise BadRequest(
-            f"Serving signature name: {signature_name!r} not found in signature def; this model serves {SIGNATURE!r}",
-            expected=SIGNATURE,
+            f"Serving signature name: {signature_name!r} not found in signature def; :{verb} serves "
+            + " or ".join(repr(s) for s in served),
+            expected=list(served),
             received=signature_name[:64],
         )
 
@@ -161,8 +169,14 @@ def example_feeds(body: TFRequest, model: LoadedModel, max_batch: int) -> dict[s
             received=sorted(body.model_dump(exclude_none=True))[:10],
         )
     context = body.context or {}
+    repeated = sorted({key for example in body.examples for key in example} & set(context))
+    if repeated:
+        raise BadRequest(
+            f"feature {repeated[0]!r} is in 'context' and in an example; a feature must be in one of them",
+            received=repeated[:20],
+        )
     rows: list[Any] = [{**context, **example} for example in body.examples]
-    return feeds(TFRequest(signature_name=body.signature_name, instances=rows), model, max_batch)
+    return feeds(TFRequest(instances=rows), model, max_batch)
 
 
 def results(model: LoadedModel, outputs: dict[str, np.ndarray], verb: str) -> dict[str, Any]:
@@ -204,12 +218,15 @@ def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
 def metadata(model: LoadedModel, number: int | None) -> dict[str, Any]:
     """TF Serving's GetModelMetadata answer: the ``serving_default`` signature_def from the manifest."""
     manifest = model.manifest
-    signature = {
+    tensors = {
         "inputs": {s.name: _tensor_info(s) for s in manifest.inputs},
         "outputs": {s.name: _tensor_info(s) for s in manifest.outputs},
-        "method_name": PREDICT_METHOD,
     }
+    # The task's method (classify or regress) answers under its own name too, as check_signature takes it.
+    verb = "classify" if model.task == CLASSIFICATION else "regress"
+    method = f"tensorflow/serving/{verb}"
+    defs = {SIGNATURE: {**tensors, "method_name": PREDICT_METHOD}, method: {**tensors, "method_name": method}}
     return {
         "model_spec": {"name": model.name, "signature_name": "", "version": "" if number is None else str(number)},
-        "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}},
+        "metadata": {"signature_def": {"signature_def": defs}},
     }

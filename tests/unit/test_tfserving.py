@@ -139,6 +139,17 @@ def test_regress_answers_one_float_per_example_with_the_context_merged(stack):
     assert status == 200 and answer == {"results": [12.75, 0.25 - 4 + 2.5]}
 
 
+def test_regress_takes_its_method_signature_and_refuses_a_feature_in_context_and_example(stack):
+    body = {"signature_name": "tensorflow/serving/regress", "examples": [{"features": [1, 2, 3], "extra": [4, 5]}]}
+    assert call(stack, "POST", "/v1/models/blend:regress", body)[:2] == (200, {"results": [12.75]})
+    body["signature_name"] = "tensorflow/serving/classify"
+    status, answer, _ = call(stack, "POST", "/v1/models/blend:regress", body)
+    assert status == 400 and "tensorflow/serving/regress" in answer["error"]
+    body = {"context": {"extra": [4, 5]}, "examples": [{"features": [1, 2, 3], "extra": [0, 0]}]}
+    status, answer, _ = call(stack, "POST", "/v1/models/blend:regress", body)
+    assert status == 400 and "'extra'" in answer["error"] and "context" in answer["error"]
+
+
 def test_classify_and_regress_refuse_the_other_task_naming_it(stack):
     status, body, _ = call(stack, "POST", "/v1/models/blend:classify", {"examples": [{"features": [1, 2, 3]}]})
     assert status == 400 and "regression" in body["error"] and ":regress" in body["error"]
@@ -179,6 +190,8 @@ def test_metadata_is_a_signature_def_from_the_manifest(stack):
     assert image["dtype"] == "DT_FLOAT" and image["name"] == "image:0"
     assert [d["size"] for d in image["tensor_shape"]["dim"]] == ["-1", "8", "8", "1"]
     assert [d["size"] for d in signature["outputs"]["probabilities"]["tensor_shape"]["dim"]] == ["-1", "10"]
+    classify = body["metadata"]["signature_def"]["signature_def"]["tensorflow/serving/classify"]
+    assert classify["method_name"] == "tensorflow/serving/classify" and classify["inputs"] == signature["inputs"]
     status, body, _ = call(stack, "GET", "/v1/models/digits/versions/2/metadata")
     assert status == 200 and body["model_spec"]["version"] == "2"
     status, body, _ = call(stack, "GET", "/v1/models/blend/labels/production/metadata")

@@ -302,7 +302,7 @@ def _tf_call(name: str, ref: str | None, verb: str, body: tfserving.TFRequest) -
         raise tfserving.RouteNotFound(
             f"no route for {event.http_method} {event.path}", expected=[f":{v}" for v in TF_VERBS]
         )
-    tfserving.check_signature(body.signature_name)
+    tfserving.check_signature(body.signature_name, verb)
     model = _serve(name, ref)
     if verb == "predict":
         outputs = _infer(model, tfserving.feeds(body, model, MAX_BATCH_SIZE))
