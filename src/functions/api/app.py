@@ -39,7 +39,7 @@ from maas_core.shared.aws import s3_client
 from maas_core.shared.errors import MaasError
 from maas_core.shared.http import check_body, error_response
 from maas_core.shared.inference import feeds_from_body, format_outputs, format_predictions, run
-from maas_core.shared.layout import check_alias, check_name, check_version_ref
+from maas_core.shared.layout import check_version_ref
 from maas_core.shared.openapi import PublishedModels, add_model_examples
 from maas_core.shared.registry import DEFAULT_ALIAS, Registry
 from maas_core.shared.schemas import (
@@ -47,6 +47,7 @@ from maas_core.shared.schemas import (
     JOB_ID_PATTERN,
     NAME_PATTERN,
     VERSION_REF_PATTERN,
+    ErrorBody,
     InferRequest,
     JobRequest,
     PredictRequest,
@@ -282,18 +283,39 @@ def predict_version(
 # -- TensorFlow Serving REST API and KServe v1 (shared.tfserving) ---------------------------
 # Their colon paths (/v1/models/m:predict) cannot be API Gateway resources: they reach this function
 # through the template's catch-all (/{proxy+}). A <segment> also matches ":", so "digits:predict"
-# splits by backtracking. The GET routes take their last segment unpatterned: "digits:predict" asked
-# with GET must be no route (404), not a malformed name (400).
+# splits by backtracking. The last segment of a GET route is also matched by such a verb path
+# ("digits:predict" asked with GET): its pattern takes one, and the route answers 404 route_not_found,
+# not 400 invalid_name.
 Label = Annotated[str, Path(description="alias (TF Serving's version label)", pattern=ALIAS_PATTERN)]
-Segment = Annotated[str, Path(description="a model name, version, version number or alias")]
+
+
+def _or_verb_path(pattern: str) -> str:
+    """The pattern, or any segment with a colon (also percent-encoded: the local API passes paths as sent)."""
+    return f"^({pattern.removeprefix('^').removesuffix('$')}|.*(:|%3[Aa]).*)$"
+
+
+TFName = Annotated[str, Path(description="model name (with ':', no route)", pattern=_or_verb_path(NAME_PATTERN))]
+TFVersion = Annotated[
+    str, Path(description="version or version number (with ':', no route)", pattern=_or_verb_path(VERSION_REF_PATTERN))
+]
+TFLabel = Annotated[str, Path(description="alias (with ':', no route)", pattern=_or_verb_path(ALIAS_PATTERN))]
 TF_VERBS = ("predict", "classify", "regress")
+# "/v1/models/digits:" (no verb) is the GET status path of a model named "digits:": 405, Allow: GET.
+TF_CALL = {
+    **WITH_BODY,
+    405: {
+        "description": "method_not_allowed: no verb after ':'",
+        "content": {"application/json": {"model": ErrorBody}},
+    },
+}
 
 
-def _segment(value: str, check: Any) -> str:
-    if ":" in value:
+def _segment(value: str) -> str:
+    """A GET route's last segment, once its pattern matched: a name, version or alias, or a verb path."""
+    if ":" in value or "%3a" in value.lower():
         event = app.current_event
         raise tfserving.RouteNotFound(f"no route for {event.http_method} {event.path}")
-    return str(check(value))
+    return value
 
 
 def _tf_call(name: str, ref: str | None, verb: str, body: tfserving.TFRequest) -> dict[str, Any]:
@@ -333,20 +355,20 @@ def v1_list_models() -> dict[str, Any]:
 
 @app.get("/v1/models/<name>", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
-def v1_model_status(name: Segment) -> dict[str, Any]:
-    return _tf_status(_segment(name, check_name), None)
+def v1_model_status(name: TFName) -> dict[str, Any]:
+    return _tf_status(_segment(name), None)
 
 
 @app.get("/v1/models/<name>/versions/<version>", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
-def v1_model_version_status(name: Name, version: Segment) -> dict[str, Any]:
-    return _tf_status(name, _segment(version, check_version_ref))
+def v1_model_version_status(name: Name, version: TFVersion) -> dict[str, Any]:
+    return _tf_status(name, check_version_ref(_segment(version)))
 
 
 @app.get("/v1/models/<name>/labels/<label>", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
-def v1_model_label_status(name: Name, label: Segment) -> dict[str, Any]:
-    return _tf_status(name, _segment(label, check_alias))
+def v1_model_label_status(name: Name, label: TFLabel) -> dict[str, Any]:
+    return _tf_status(name, _segment(label))
 
 
 @app.get("/v1/models/<name>/metadata", tags=["tfserving"], responses=NAMED)
@@ -367,13 +389,13 @@ def v1_model_label_metadata(name: Name, label: Label) -> dict[str, Any]:
     return _tf_metadata(name, label)
 
 
-@app.post("/v1/models/<name>:<verb>", tags=["tfserving"], responses=WITH_BODY)
+@app.post("/v1/models/<name>:<verb>", tags=["tfserving"], responses=TF_CALL)
 @tracer.capture_method
 def v1_model_call(name: Name, verb: str, body: Annotated[tfserving.TFRequest, Body()]) -> dict[str, Any]:
     return _tf_call(name, None, verb, body)
 
 
-@app.post("/v1/models/<name>/versions/<version>:<verb>", tags=["tfserving"], responses=WITH_BODY)
+@app.post("/v1/models/<name>/versions/<version>:<verb>", tags=["tfserving"], responses=TF_CALL)
 @tracer.capture_method
 def v1_model_version_call(
     name: Name, version: Version, verb: str, body: Annotated[tfserving.TFRequest, Body()]
@@ -381,7 +403,7 @@ def v1_model_version_call(
     return _tf_call(name, check_version_ref(version), verb, body)
 
 
-@app.post("/v1/models/<name>/labels/<label>:<verb>", tags=["tfserving"], responses=WITH_BODY)
+@app.post("/v1/models/<name>/labels/<label>:<verb>", tags=["tfserving"], responses=TF_CALL)
 @tracer.capture_method
 def v1_model_label_call(
     name: Name, label: Label, verb: str, body: Annotated[tfserving.TFRequest, Body()]
