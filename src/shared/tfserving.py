@@ -70,7 +70,7 @@ def signatures(verb: str) -> tuple[str, ...]:
 
 def check_signature(signature_name: str | None, verb: str = "predict") -> None:
     served = signatures(verb)
-    if signature_name not in (None, "", *served):
+    if signature_name and signature_name not in served:
         raise BadRequest(
             f"Serving signature name: {signature_name!r} not found in signature def; :{verb} serves "
             + " or ".join(repr(s) for s in served),
