@@ -1,5 +1,5 @@
 """The one dtype table: a manifest dtype (ARCHITECTURE.md, "Manifest") and what it is called in
-ONNX, onnxruntime, numpy, the Open Inference Protocol and JSON.
+ONNX, onnxruntime, numpy, the Open Inference Protocol, TensorFlow Serving's metadata and JSON.
 
 Every module that names a tensor type looks it up here; adding a dtype is one row.
 """
@@ -17,6 +17,7 @@ class DType:
     ort: str  # the ONNX tensor type as onnxruntime's NodeArg.type spells it
     v2: str  # Open Inference Protocol (KServe v2) datatype
     json: str  # the JSON value one element is sent as
+    tf: str  # TensorFlow's DataType name, as TF Serving's signature_def spells it
 
     @cached_property
     def numpy(self) -> Any:
@@ -32,15 +33,15 @@ class DType:
 
 # In the order manifest errors list the allowed dtypes.
 _TABLE = (
-    DType("float32", "tensor(float)", "FP32", "number"),
-    DType("float64", "tensor(double)", "FP64", "number"),
-    DType("int64", "tensor(int64)", "INT64", "integer"),
-    DType("int32", "tensor(int32)", "INT32", "integer"),
-    DType("string", "tensor(string)", "BYTES", "string"),
-    DType("bool", "tensor(bool)", "BOOL", "boolean"),
-    DType("float16", "tensor(float16)", "FP16", "number"),
-    DType("uint8", "tensor(uint8)", "UINT8", "integer"),
-    DType("int8", "tensor(int8)", "INT8", "integer"),
+    DType("float32", "tensor(float)", "FP32", "number", "DT_FLOAT"),
+    DType("float64", "tensor(double)", "FP64", "number", "DT_DOUBLE"),
+    DType("int64", "tensor(int64)", "INT64", "integer", "DT_INT64"),
+    DType("int32", "tensor(int32)", "INT32", "integer", "DT_INT32"),
+    DType("string", "tensor(string)", "BYTES", "string", "DT_STRING"),
+    DType("bool", "tensor(bool)", "BOOL", "boolean", "DT_BOOL"),
+    DType("float16", "tensor(float16)", "FP16", "number", "DT_HALF"),
+    DType("uint8", "tensor(uint8)", "UINT8", "integer", "DT_UINT8"),
+    DType("int8", "tensor(int8)", "INT8", "integer", "DT_INT8"),
 )
 
 DTYPES: dict[str, DType] = {d.name: d for d in _TABLE}

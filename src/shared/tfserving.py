@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from maas_core.shared.dtypes import DTYPES
 from maas_core.shared.errors import BadRequest, InvalidInput, MaasError
 from maas_core.shared.inference import feeds_from_body
 from maas_core.shared.manifest import CLASSIFICATION, REGRESSION, TensorSpec
@@ -26,17 +27,6 @@ from maas_core.shared.tensors import check_names
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 # TensorFlow's DataType names (types.proto) of the manifest dtypes (shared.dtypes).
-TF_DTYPES = {
-    "float32": "DT_FLOAT",
-    "float64": "DT_DOUBLE",
-    "int64": "DT_INT64",
-    "int32": "DT_INT32",
-    "string": "DT_STRING",
-    "bool": "DT_BOOL",
-    "float16": "DT_HALF",
-    "uint8": "DT_UINT8",
-    "int8": "DT_INT8",
-}
 
 
 class RouteNotFound(MaasError):
@@ -209,7 +199,7 @@ def model_status(name: str, numbers: Sequence[int], ready: bool) -> dict[str, An
 def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
     dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape]
     return {
-        "dtype": TF_DTYPES[spec.dtype],
+        "dtype": DTYPES[spec.dtype].tf,
         "tensor_shape": {"dim": dims, "unknown_rank": False},
         "name": f"{spec.name}:0",
     }
