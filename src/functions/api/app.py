@@ -350,42 +350,49 @@ def _tf_metadata(name: str, ref: str | None) -> dict[str, Any]:
 
 @app.get("/v1/models", tags=["tfserving"], responses=LISTING)
 def v1_list_models() -> dict[str, Any]:
+    """KServe v1: the names of the published models."""
     return {"models": models.registry.list_models()}
 
 
 @app.get("/v1/models/<name>", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
 def v1_model_status(name: TFName) -> dict[str, Any]:
+    """TF Serving's model status (every numbered version) and KServe v1's readiness, in one body."""
     return _tf_status(_segment(name), None)
 
 
 @app.get("/v1/models/<name>/versions/<version>", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
 def v1_model_version_status(name: Name, version: TFVersion) -> dict[str, Any]:
+    """TF Serving's status of one version, given by its number or its full version."""
     return _tf_status(name, check_version_ref(_segment(version)))
 
 
 @app.get("/v1/models/<name>/labels/<label>", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
 def v1_model_label_status(name: Name, label: TFLabel) -> dict[str, Any]:
+    """TF Serving's status of the version an alias (a TF Serving label) names."""
     return _tf_status(name, _segment(label))
 
 
 @app.get("/v1/models/<name>/metadata", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
 def v1_model_metadata(name: Name) -> dict[str, Any]:
+    """TF Serving's metadata of the production version: its signature_def, from the manifest."""
     return _tf_metadata(name, None)
 
 
 @app.get("/v1/models/<name>/versions/<version>/metadata", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
 def v1_model_version_metadata(name: Name, version: Version) -> dict[str, Any]:
+    """TF Serving's metadata of one version, given by its number or its full version."""
     return _tf_metadata(name, check_version_ref(version))
 
 
 @app.get("/v1/models/<name>/labels/<label>/metadata", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
 def v1_model_label_metadata(name: Name, label: Label) -> dict[str, Any]:
+    """TF Serving's metadata of the version an alias (a TF Serving label) names."""
     return _tf_metadata(name, label)
 
 
