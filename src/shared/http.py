@@ -14,6 +14,10 @@ JSON_TYPES = ("application/json", "application/vnd.api+json")
 # Methods whose routes read a body: their Content-Type matters even when the body is empty.
 BODY_METHODS = ("POST", "PUT", "PATCH")
 PARSE_HEADROOM_FRAMES = 150
+# TF Serving's REST server reads every body as JSON whatever its Content-Type, and its reference's
+# examples (`curl -d '...'`) send curl's default form type: on its paths that type is read as JSON too.
+TF_SERVING_PATHS = "/v1/models"
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def _header(event: dict[str, Any], name: str) -> str:
@@ -50,7 +54,8 @@ def check_body(event: dict[str, Any], max_bytes: int) -> None:
         raise PayloadTooLarge(
             f"request body is {size} bytes; the limit is {max_bytes}", limit_bytes=max_bytes, received=size
         )
-    if media_type and media_type not in JSON_TYPES and not media_type.endswith("+json"):
+    tf_serving_form = media_type == FORM_TYPE and str(event.get("path") or "").startswith(TF_SERVING_PATHS)
+    if media_type and media_type not in JSON_TYPES and not media_type.endswith("+json") and not tf_serving_form:
         raise UnsupportedMediaType(
             f"request bodies are JSON; got Content-Type {media_type!r}",
             expected="application/json",
