@@ -226,6 +226,9 @@ class Registry:
 
             s3 = s3_client()
         self.s3 = s3
+        # (model, number) -> version: a number object is written once and never changed or deleted, so
+        # one read per container serves every later status, metadata or pinned request.
+        self._numbers_read: dict[tuple[str, int], str] = {}
 
     # -- reading ---------------------------------------------------------------------------
     def _get(self, key: str) -> tuple[bytes, str]:
@@ -349,15 +352,20 @@ class Registry:
         return version
 
     def _numbered(self, name: str, number: int) -> str | None:
-        """The version that took ``number``, None when no version did."""
+        """The version that took ``number``, None when no version did (not kept: it may be taken later)."""
+        known = self._numbers_read.get((name, number))
+        if known is not None:
+            return known
         try:
             raw, _ = self._get(number_key(name, number))
         except KeyError:
             return None
         try:
-            return check_version(json.loads(raw)["version"])
+            version = check_version(json.loads(raw)["version"])
         except Exception as exc:
             raise ModelIntegrityError("version number object is unreadable", model=name, number=number) from exc
+        self._numbers_read[(name, number)] = version
+        return version
 
     def version_numbers(self, name: str) -> dict[int, str]:
         """Every number taken, lowest first, and the version it names (deleted versions' included)."""

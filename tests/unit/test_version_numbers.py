@@ -86,6 +86,7 @@ def test_versions_published_before_numbers_are_numbered_oldest_first_at_the_next
         old = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
         del old["version_number"]
         s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(old).encode())
+    registry = Registry(BUCKET, s3)  # a container that never saw the numbers this setup removed
     assert registry.numbered_versions("digits") == [{"version": V1, "number": None}, {"version": V2, "number": None}]
     assert registry.read_manifest("digits", V1).version_number is None  # older manifests stay valid
     with pytest.raises(VersionNotFound):
@@ -148,3 +149,20 @@ def test_the_documents_version_pattern_accepts_what_the_registry_accepts():
         except InvalidName:
             accepted = False
         assert bool(re.fullmatch(VERSION_REF_PATTERN[1:-1], sample)) == accepted, sample
+
+
+def test_a_containers_registry_reads_each_number_object_once(registry, s3, digits_onnx, make_manifest, monkeypatch):
+    """Number objects never change, so TF Serving's status (every numbered version) asked again reads
+    only the listing, not every number object on each request; a number taken later is still seen."""
+    registry.publish("digits", digits_onnx, make_manifest(), version="20260101T000000Z-00000001")
+    registry.publish("digits", digits_onnx, make_manifest(), version="20260102T000000Z-00000002")
+    first = registry.version_numbers("digits")
+    assert first == {1: "20260101T000000Z-00000001", 2: "20260102T000000Z-00000002"}
+    reads = []
+    real = registry._get
+    monkeypatch.setattr(registry, "_get", lambda key, *a, **k: reads.append(key) or real(key, *a, **k))
+    assert registry.version_numbers("digits") == first
+    assert reads == []  # the listing only
+    Registry(registry.bucket, s3).publish("digits", digits_onnx, make_manifest(), version="20260103T000000Z-00000003")
+    assert registry.version_numbers("digits")[3] == "20260103T000000Z-00000003"
+    assert reads == [layout.number_key("digits", 3)]
