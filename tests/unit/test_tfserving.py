@@ -97,6 +97,22 @@ def test_versions_and_labels_pin_what_answers(stack):
     assert status == 404 and body["code"] == "alias_not_found"
 
 
+def test_a_pin_of_another_kind_is_a_404_and_a_malformed_one_a_400(stack):
+    x = images(1).tolist()
+    for method, path in (
+        ("POST", "/v1/models/digits/tags/2:predict"),
+        ("GET", "/v1/models/digits/tags/2"),
+        ("GET", "/v1/models/digits/tags/2/metadata"),
+    ):
+        status, body, _ = call(stack, method, path, {"instances": x} if method == "POST" else None)
+        assert (status, body["code"]) == (404, "route_not_found") and "/versions/" in str(body), (path, body)
+    for path in ("/v1/models/digits/versions/production:predict", "/v1/models/digits/labels/Prod:predict"):
+        status, body, _ = call(stack, "POST", path, {"instances": x})
+        assert (status, body["code"]) == (400, "invalid_name"), (path, body)
+    status, body, _ = call(stack, "GET", "/v1/models/digits/versions/2:predict")
+    assert (status, body["code"]) == (404, "route_not_found")
+
+
 def test_signature_name_serving_default_is_served_and_any_other_is_a_400(stack):
     x = images(1).tolist()
     status, _, _ = call(

@@ -39,7 +39,7 @@ from maas_core.shared.aws import s3_client
 from maas_core.shared.errors import MaasError
 from maas_core.shared.http import check_body, error_response
 from maas_core.shared.inference import feeds_from_body, format_outputs, format_predictions, run
-from maas_core.shared.layout import check_version_ref
+from maas_core.shared.layout import check_alias, check_version_ref
 from maas_core.shared.openapi import PublishedModels, add_model_examples
 from maas_core.shared.registry import DEFAULT_ALIAS, Registry
 from maas_core.shared.schemas import (
@@ -286,7 +286,6 @@ def predict_version(
 # splits by backtracking. The last segment of a GET route is also matched by such a verb path
 # ("digits:predict" asked with GET): its pattern takes one, and the route answers 404 route_not_found,
 # not 400 invalid_name.
-Label = Annotated[str, Path(description="alias (TF Serving's version label)", pattern=ALIAS_PATTERN)]
 
 
 def _or_verb_path(pattern: str) -> str:
@@ -295,10 +294,11 @@ def _or_verb_path(pattern: str) -> str:
 
 
 TFName = Annotated[str, Path(description="model name (with ':', no route)", pattern=_or_verb_path(NAME_PATTERN))]
-TFVersion = Annotated[
-    str, Path(description="version or version number (with ':', no route)", pattern=_or_verb_path(VERSION_REF_PATTERN))
-]
-TFLabel = Annotated[str, Path(description="alias (with ':', no route)", pattern=_or_verb_path(ALIAS_PATTERN))]
+# TF Serving pins a version as /versions/<number or version> or /labels/<alias>: one route per kind of
+# call, its <kind> and <ref> checked by _tf_ref (an unknown kind is a 404, a malformed ref a 400).
+TFRefKind = Annotated[str, Path(description="versions or labels")]
+TFRef = Annotated[str, Path(description="versions/: a version or its number; labels/: an alias")]
+TF_REF_CHECKS = {"versions": check_version_ref, "labels": check_alias}
 TF_VERBS = ("predict", "classify", "regress")
 # "/v1/models/digits:" (no verb) is the GET status path of a model named "digits:": 405, Allow: GET.
 TF_CALL = {
@@ -316,6 +316,17 @@ def _segment(value: str) -> str:
         event = app.current_event
         raise tfserving.RouteNotFound(f"no route for {event.http_method} {event.path}")
     return value
+
+
+def _tf_ref(kind: str, ref: str) -> str:
+    """The version or alias a TF Serving path pins, checked for its kind."""
+    check = TF_REF_CHECKS.get(kind)
+    if check is None:
+        event = app.current_event
+        raise tfserving.RouteNotFound(
+            f"no route for {event.http_method} {event.path}", expected=[f"/{k}/" for k in TF_REF_CHECKS]
+        )
+    return check(ref)
 
 
 def _tf_call(name: str, ref: str | None, verb: str, body: tfserving.TFRequest) -> dict[str, Any]:
@@ -361,18 +372,11 @@ def v1_model_status(name: TFName) -> dict[str, Any]:
     return _tf_status(_segment(name), None)
 
 
-@app.get("/v1/models/<name>/versions/<version>", tags=["tfserving"], responses=NAMED)
+@app.get("/v1/models/<name>/<kind>/<ref>", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
-def v1_model_version_status(name: Name, version: TFVersion) -> dict[str, Any]:
-    """TF Serving's status of one version, given by its number or its full version."""
-    return _tf_status(name, check_version_ref(_segment(version)))
-
-
-@app.get("/v1/models/<name>/labels/<label>", tags=["tfserving"], responses=NAMED)
-@tracer.capture_method
-def v1_model_label_status(name: Name, label: TFLabel) -> dict[str, Any]:
-    """TF Serving's status of the version an alias (a TF Serving label) names."""
-    return _tf_status(name, _segment(label))
+def v1_model_ref_status(name: Name, kind: TFRefKind, ref: TFRef) -> dict[str, Any]:
+    """TF Serving's status of one version: /versions/<number or version> or /labels/<alias>."""
+    return _tf_status(name, _tf_ref(kind, _segment(ref)))
 
 
 @app.get("/v1/models/<name>/metadata", tags=["tfserving"], responses=NAMED)
@@ -382,18 +386,11 @@ def v1_model_metadata(name: Name) -> dict[str, Any]:
     return _tf_metadata(name, None)
 
 
-@app.get("/v1/models/<name>/versions/<version>/metadata", tags=["tfserving"], responses=NAMED)
+@app.get("/v1/models/<name>/<kind>/<ref>/metadata", tags=["tfserving"], responses=NAMED)
 @tracer.capture_method
-def v1_model_version_metadata(name: Name, version: Version) -> dict[str, Any]:
-    """TF Serving's metadata of one version, given by its number or its full version."""
-    return _tf_metadata(name, check_version_ref(version))
-
-
-@app.get("/v1/models/<name>/labels/<label>/metadata", tags=["tfserving"], responses=NAMED)
-@tracer.capture_method
-def v1_model_label_metadata(name: Name, label: Label) -> dict[str, Any]:
-    """TF Serving's metadata of the version an alias (a TF Serving label) names."""
-    return _tf_metadata(name, label)
+def v1_model_ref_metadata(name: Name, kind: TFRefKind, ref: TFRef) -> dict[str, Any]:
+    """TF Serving's metadata of one version: /versions/<number or version> or /labels/<alias>."""
+    return _tf_metadata(name, _tf_ref(kind, ref))
 
 
 @app.post("/v1/models/<name>:<verb>", tags=["tfserving"], responses=TF_CALL)
@@ -402,20 +399,12 @@ def v1_model_call(name: Name, verb: str, body: Annotated[tfserving.TFRequest, Bo
     return _tf_call(name, None, verb, body)
 
 
-@app.post("/v1/models/<name>/versions/<version>:<verb>", tags=["tfserving"], responses=TF_CALL)
+@app.post("/v1/models/<name>/<kind>/<ref>:<verb>", tags=["tfserving"], responses=TF_CALL)
 @tracer.capture_method
-def v1_model_version_call(
-    name: Name, version: Version, verb: str, body: Annotated[tfserving.TFRequest, Body()]
+def v1_model_ref_call(
+    name: Name, kind: TFRefKind, ref: TFRef, verb: str, body: Annotated[tfserving.TFRequest, Body()]
 ) -> dict[str, Any]:
-    return _tf_call(name, check_version_ref(version), verb, body)
-
-
-@app.post("/v1/models/<name>/labels/<label>:<verb>", tags=["tfserving"], responses=TF_CALL)
-@tracer.capture_method
-def v1_model_label_call(
-    name: Name, label: Label, verb: str, body: Annotated[tfserving.TFRequest, Body()]
-) -> dict[str, Any]:
-    return _tf_call(name, label, verb, body)
+    return _tf_call(name, _tf_ref(kind, ref), verb, body)
 
 
 # -- batch jobs for large inputs -----------------------------------------------------------
