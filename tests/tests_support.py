@@ -159,6 +159,87 @@ def two_input_expected(features: list[float], extra: list[float]) -> float:
     return float(np.dot([*features, *extra], [1.0, 2.0, 3.0, -1.0, 0.5]) + 0.25)
 
 
+REVIEWS = [
+    ("great product, great price", "positive"),
+    ("love it, works great", "positive"),
+    ("excellent quality and fast delivery", "positive"),
+    ("really happy with this, love the price", "positive"),
+    ("awful product, broke in a day", "negative"),
+    ("terrible quality, do not buy", "negative"),
+    ("waste of money, awful", "negative"),
+    ("broke fast and support was terrible", "negative"),
+    ("it is ok, does the job", "neutral"),
+    ("average product for the price", "neutral"),
+    ("fine, nothing special", "neutral"),
+    ("ok quality, ok delivery", "neutral"),
+]
+REVIEW_LABELS = ["negative", "neutral", "positive"]
+
+
+def reviews_tokenizer() -> Any:
+    from training.vocabulary import learn_tokenizer
+
+    return learn_tokenizer("word", [text for text, _ in REVIEWS], max_tokens=40, sequence_length=8)
+
+
+def build_reviews_onnx() -> bytes:
+    """A real text classifier on the word tokenizer's ids: scikit-learn's logistic regression on word
+    counts, written as an ONNX graph (Gather one weight row per id -> ReduceSum -> Add -> Softmax) whose
+    padding row is zero, so the graph computes exactly the bag-of-words model. Milliseconds to build."""
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.linear_model import LogisticRegression
+
+    tokenizer = reviews_tokenizer()
+    ids = tokenizer.encode([text for text, _ in REVIEWS])
+    counts = np.stack([np.bincount(row, minlength=len(tokenizer.vocabulary)) for row in ids]).astype("float32")
+    counts[:, 0] = 0  # padding is no word
+    labels = [REVIEW_LABELS.index(label) for _, label in REVIEWS]
+    clf = LogisticRegression(max_iter=500, C=10.0).fit(counts, labels)
+    weights = clf.coef_.T.astype("float32")
+    weights[0] = 0.0
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["weights", "tokens"], ["per_token"]),
+            helper.make_node("ReduceSum", ["per_token", "sequence_axis"], ["logits0"], keepdims=0),
+            helper.make_node("Add", ["logits0", "bias"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+        ],
+        "reviews",
+        [helper.make_tensor_value_info("tokens", TensorProto.INT64, [None, tokenizer.sequence_length])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, len(REVIEW_LABELS)])],
+        initializer=[
+            numpy_helper.from_array(weights, "weights"),
+            numpy_helper.from_array(np.array([1], dtype="int64"), "sequence_axis"),
+            numpy_helper.from_array(clf.intercept_.astype("float32"), "bias"),
+        ],
+    )
+    return serialized(graph)
+
+
+def reviews_manifest() -> dict[str, Any]:
+    """The text model's draft: one string input, tokenised by the manifest's word tokenizer."""
+    manifest = digits_manifest()
+    text = {"name": "text", "dtype": "string", "shape": [None], "tokenizer": reviews_tokenizer().to_manifest()}
+    manifest.update(
+        inputs=[text],
+        outputs=[{"name": "probabilities", "dtype": "float32", "shape": [None, len(REVIEW_LABELS)]}],
+        labels=list(REVIEW_LABELS),
+        preprocessing={"client": "raw review text", "in_graph": []},
+    )
+    return manifest
+
+
+def reviews_expected(texts: list[str]) -> np.ndarray:
+    """The reviews model run here on these strings: the project's tokenisation, then onnxruntime."""
+    import onnxruntime as ort
+
+    from maas_core.shared.text import WordTokenizer
+
+    tokenizer = WordTokenizer.from_manifest(reviews_manifest()["inputs"][0]["tokenizer"])
+    session = ort.InferenceSession(build_reviews_onnx(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"tokens": tokenizer.encode(texts)})[0])
+
+
 def http(
     method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, raw: bool = False
 ) -> tuple[int, Any]:

@@ -15,17 +15,17 @@ import numpy as np
 
 
 def triton(url: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    """tritonclient.http as its README uses it: binary inputs and outputs (its defaults)."""
+    """tritonclient.http as its README uses it: binary inputs and outputs (its defaults), on the image
+    model (digits), the two-input model (blend) and the text model (reviews: a BYTES input of raw
+    strings, set from an object array as Triton's own examples do)."""
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(url=url.removeprefix("http://"))
     image = httpclient.InferInput("image", list(inputs["image"].shape), "FP32")
     image.set_data_from_numpy(inputs["image"])
-    named = client.infer("digits", [image], outputs=[httpclient.InferRequestedOutput("probabilities")])
-    unnamed = client.infer("digits", [image])  # no outputs named: binary_data_output on the request
-    top = client.infer("digits", [image], outputs=[httpclient.InferRequestedOutput("probabilities", class_count=3)])
-    pending = client.async_infer("digits", [image], request_id="async-1")
-    later = pending.get_result()
+    texts = np.array(inputs["text"].tolist(), dtype=object)  # str elements: the client encodes them UTF-8
+    text = httpclient.InferInput("text", list(texts.shape), "BYTES")
+    text.set_data_from_numpy(texts)
     blend = []
     for name in ("features", "extra"):
         tensor = httpclient.InferInput(name, list(inputs[name].shape), "FP32")
@@ -34,16 +34,31 @@ def triton(url: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
     return {
         "live": client.is_server_live(),
         "ready": client.is_server_ready(),
-        "model_ready": client.is_model_ready("digits"),
-        "metadata": client.get_model_metadata("digits"),
         "server": client.get_server_metadata(),
+        "digits": _triton_model(client, "digits", image),
+        "reviews": _triton_model(client, "reviews", text),
+        "blend": client.infer("blend", blend).as_numpy("score").tolist(),
+    }
+
+
+def _triton_model(client: Any, model: str, tensor: Any) -> dict[str, Any]:
+    """One single-input classifier's calls: readiness, metadata, infer with the output named and not,
+    class_count=3, async_infer with a request id."""
+    import tritonclient.http as httpclient
+
+    named = client.infer(model, [tensor], outputs=[httpclient.InferRequestedOutput("probabilities")])
+    unnamed = client.infer(model, [tensor])  # no outputs named: binary_data_output on the request
+    top = client.infer(model, [tensor], outputs=[httpclient.InferRequestedOutput("probabilities", class_count=3)])
+    later = client.async_infer(model, [tensor], request_id="async-1").get_result()
+    return {
+        "model_ready": client.is_model_ready(model),
+        "metadata": client.get_model_metadata(model),
         "named": named.as_numpy("probabilities").tolist(),
         "named_binary": named.get_output("probabilities").get("parameters", {}),
         "unnamed": unnamed.as_numpy("probabilities").tolist(),
         "class_count": [[v.decode() for v in row] for row in top.as_numpy("probabilities").tolist()],
         "async": later.as_numpy("probabilities").tolist(),
         "async_id": later.get_response().get("id"),
-        "blend": client.infer("blend", blend).as_numpy("score").tolist(),
     }
 
 

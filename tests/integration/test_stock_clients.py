@@ -1,7 +1,7 @@
 """The stock KServe v2 clients against `maas local start-api`, with their defaults: tritonclient.http
 (binary tensor data both ways) and the kserve SDK (binary inputs). They run in .venv-clients (their
 own dependency trees), through tests/integration/stock_clients.py; answers are compared with
-onnxruntime on the same inputs."""
+onnxruntime on the same inputs (for the text model, after the project's own tokenisation)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests_support import ROOT, build_digits_onnx, build_two_input_onnx, digits_data
+from tests_support import ROOT, build_digits_onnx, build_two_input_onnx, digits_data, reviews_expected
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +27,8 @@ def inputs() -> dict[str, np.ndarray]:
         "image": digits_data()[0][:3],
         "features": rng.normal(size=(2, 3)).astype("float32"),
         "extra": rng.normal(size=(2, 2)).astype("float32"),
+        # Words the tokenizer knows, one it does not, an empty string and non-ASCII text (UTF-8 on the wire).
+        "text": np.array(["great product, love it", "awful. terrible quality", "ok", "", "zèbre ünïcode"]),
     }
 
 
@@ -54,24 +56,51 @@ def run_client(which: str, stack: dict[str, Any], tmp_path: Path) -> dict[str, A
     return answer
 
 
-def test_tritonclient_with_its_defaults_gets_the_right_answers(stack, tmp_path):
-    got = run_client("triton", stack, tmp_path)
-    assert got["live"] and got["ready"] and got["model_ready"]
-    assert got["metadata"]["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
+@pytest.fixture(scope="module")
+def triton(stack, reviews, tmp_path_factory) -> dict[str, Any]:
+    """What tritonclient got, one run for the module's tests (a client process costs seconds)."""
+    return run_client("triton", stack, tmp_path_factory.mktemp("triton"))
+
+
+def test_tritonclient_with_its_defaults_gets_the_right_answers(triton):
+    got = triton
+    assert got["live"] and got["ready"]
     assert "binary_tensor_data" in got["server"]["extensions"]
     x = inputs()
+    digits = got["digits"]
+    assert digits["metadata"]["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
     want = expected(build_digits_onnx(), {"image": x["image"]})
+    assert_model_answers(digits, want)
+    assert np.argmax(digits["named"], axis=1).tolist() == [0, 1, 2]
+    blend = expected(build_two_input_onnx(), {"features": x["features"], "extra": x["extra"]})
+    assert np.allclose(got["blend"], blend, atol=1e-5)
+
+
+def test_tritonclient_with_its_defaults_on_a_text_model(triton):
+    """A BYTES input sent as Triton sends it (binary: each string a 4-byte little-endian length and its
+    UTF-8 bytes), tokenised by the manifest's tokenizer: the answers onnxruntime gives here on the same
+    strings, labels in class_count."""
+    got = triton["reviews"]
+    assert got["metadata"]["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert got["metadata"]["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}]
+    want = reviews_expected(inputs()["text"].tolist())
+    assert_model_answers(got, want)
+    assert np.argmax(got["named"], axis=1).tolist()[:2] == [2, 0]  # positive, negative: a model that learnt
+    labels = [[entry.split(":")[2] for entry in row] for row in got["class_count"]]
+    assert labels[0][0] == "positive" and labels[1][0] == "negative"
+
+
+def assert_model_answers(got: dict[str, Any], want: np.ndarray) -> None:
+    """One model's calls in stock_clients._triton_model against onnxruntime's answer."""
+    assert got["model_ready"]
     # The outputs came as bytes (binary_data_size), not JSON: the client's default, honoured.
     assert got["named_binary"]["binary_data_size"] == want.size * 4
     for key in ("named", "unnamed", "async"):
         assert np.allclose(got[key], want, atol=1e-6), key
-    assert np.argmax(got["named"], axis=1).tolist() == [0, 1, 2]
     assert got["async_id"] == "async-1"
     # class_count=3: the three best classes, best first, as "score:index:label".
     best = [[int(entry.split(":")[1]) for entry in row] for row in got["class_count"]]
     assert best == np.argsort(-want, axis=1)[:, :3].tolist()
-    blend = expected(build_two_input_onnx(), {"features": x["features"], "extra": x["extra"]})
-    assert np.allclose(got["blend"], blend, atol=1e-5)
 
 
 def test_the_kserve_sdk_with_its_defaults_gets_the_right_answers(stack, tmp_path):
