@@ -246,6 +246,25 @@ def test_the_version_header_is_the_one_that_answered_and_a_bad_version_query_is_
         assert "X-Model-Version" not in headers and "X-Injected" not in headers
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/models/digits/versions/{version}", "DELETE, GET"),
+        ("POST", "/models/digits/aliases/production", "GET, PUT"),
+        ("GET", "/models/digits/aliases/production/rollback", "POST"),
+        ("DELETE", "/models/digits/aliases/production/history", "GET"),
+    ],
+)
+def test_a_wrong_method_on_an_admin_path_is_a_405_naming_every_method_it_takes(stack, method, path, allowed):
+    # Deployed, these paths' other methods got API Gateway's 403 "Missing Authentication Token".
+    status, body, headers = request(stack, method, path.format(version=stack["version"]), b"{}")
+    assert (status, body["code"], headers["Allow"]) == (405, "method_not_allowed", allowed), body
+    assert body["details"]["allowed"] == allowed.split(", ") and method in body["error"]
+    # The declared methods still reach AdminFunction (unsigned locally: start-api checks no IAM).
+    status, alias, _ = request(stack, "GET", "/models/digits/aliases/production")
+    assert status == 200 and alias["version"] == stack["version"] and alias["etag"]
+
+
 def test_the_openapi_document_declares_what_a_name_version_alias_and_job_id_may_be(stack):
     status, document = http("GET", f"{stack['url']}/openapi.json")
     assert status == 200

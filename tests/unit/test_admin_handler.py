@@ -163,3 +163,12 @@ def test_a_put_with_a_version_repairs_an_unreadable_alias_and_the_history_record
     last = history["changes"][-1]
     assert last["version"] == V2 and last["from"] is None and last["updated_by"] == ROLE
     assert last["replaced_unreadable"]["etag"] == broken and "unreadable" in last["replaced_unreadable"]["note"]
+
+
+def test_the_admin_resolver_serves_exactly_the_admin_routes_table():
+    # ApiFunction's 405 names these methods in Allow: the table must be what AdminFunction serves.
+    from maas_core.functions.admin import app
+    from maas_core.shared.rest_errors import ADMIN_ROUTES
+
+    served = {(r.method, r.path) for r in app.app._static_routes + app.app._dynamic_routes}
+    assert served == {(m, path) for path, methods in ADMIN_ROUTES.items() for m in methods}

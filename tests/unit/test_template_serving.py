@@ -30,7 +30,8 @@ from template_support import (
 
 from maas import template_check
 from maas.local_api import binary_media_types, choose_route, is_binary
-from maas.template import Template
+from maas.template import Template, load_yaml
+from maas_core.shared.rest_errors import ADMIN_ROUTES
 
 # What the API handler serves; the events and the README's curl lines use these.
 REQUIRED_ROUTES = {
@@ -399,6 +400,16 @@ V = "/models/digits/versions/20260101T000000Z-00000000"
             "/models/{name}/versions/{version}",
             "ApiFunction",
         ),
+        # AdminFunction's paths: its IAM-signed methods reach it, every other method ApiFunction's ANY.
+        ("PUT", "/models/digits/aliases/production", "/models/{name}/aliases/{alias}", "AdminFunction"),
+        ("POST", "/models/digits/aliases/production", "/models/{name}/aliases/{alias}", "ApiFunction"),
+        ("GET", "/models/digits/aliases/production/rollback", "/models/{name}/aliases/{alias}/rollback", "ApiFunction"),
+        (
+            "DELETE",
+            "/models/digits/aliases/production/history",
+            "/models/{name}/aliases/{alias}/history",
+            "ApiFunction",
+        ),
     ],
 )
 def test_every_unknown_route_reaches_the_api_function_with_its_key(
@@ -411,10 +422,46 @@ def test_every_unknown_route_reaches_the_api_function_with_its_key(
     events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
     (catch_all,) = [e for e in events if e["Properties"]["Path"] == "/{proxy+}"]
     assert catch_all["Properties"]["Method"] == "any" and "Auth" not in catch_all["Properties"]  # the API key
-    # Every path ApiFunction serves takes every other method too: API Gateway never falls back from a
-    # declared path to /{proxy+}, it would answer 403 "Missing Authentication Token".
-    served = {p for m, p in api_routes(template, "ApiFunction") if m != "ANY"}
+    # Every path the API serves (AdminFunction's too) takes every other method: API Gateway never falls
+    # back from a declared path to /{proxy+}, it would answer 403 "Missing Authentication Token".
+    served = {p for m, p in api_routes(template) if m != "ANY"}
     assert served <= {p for m, p in api_routes(template, "ApiFunction") if m == "ANY"}
+    # Each ANY needs the key and reaches only ApiFunction: auth is never weakened to an admin route's.
+    assert not {r for r in api_routes(template) - api_routes(template, "ApiFunction") if r[0] == "ANY"}
+    anys = [e["Properties"] for e in events if e["Properties"]["Method"] == "any"]
+    assert anys and all("Auth" not in e for e in anys)
+
+
+def test_the_admin_routes_table_is_the_admin_function_s_events(template: dict[str, Any]) -> None:
+    # ApiFunction's 405 lists ADMIN_ROUTES in Allow: the table must say what API Gateway sends AdminFunction.
+    table = {(m, re.sub(r"<(\w+)>", r"{\1}", p)) for p, methods in ADMIN_ROUTES.items() for m in methods}
+    assert api_routes(template, "AdminFunction") == table
+
+
+def test_max_body_bytes_is_one_parameter_every_serving_function_sees(template: dict[str, Any]) -> None:
+    serving = load_yaml(ROOT / "templates" / "serving.yaml")
+    spec = serving["Parameters"]["MaxBodyBytes"]
+    # API Gateway hands the bodies base64 (4/3 larger) and the event must fit Lambda's 6 MB payload.
+    assert spec["Default"] == spec["MaxValue"] == 4_500_000 and spec["MaxValue"] * 4 / 3 <= 6_000_000
+    loaded = Template(TEMPLATE)
+    for function in ("ApiFunction", "AdminFunction"):
+        variables = serving["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["MAX_BODY_BYTES"] == {"Ref": "MaxBodyBytes"}, function
+        assert loaded.function(function).environment["MAX_BODY_BYTES"] == "4500000", function
+    # Every function that reads it takes it from there (the Globals' copy is read by none).
+    readers = {
+        logical_id
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        and "MAX_BODY_BYTES" in environ_reads(handler_source(_handler_path(resource)))
+    }
+    assert readers == {"ApiFunction", "AdminFunction"}
+
+
+def _handler_path(function: dict[str, Any]) -> Path:
+    """The source file of a function's Handler (maas_core.x.y.lambda_handler -> src/x/y.py)."""
+    module = function["Properties"]["Handler"].rsplit(".", 1)[0].removeprefix("maas_core.")
+    return ROOT / "src" / (module.replace(".", "/") + ".py")
 
 
 def test_binary_media_types_cover_the_stock_clients_and_match_the_handler(template: dict[str, Any]) -> None:

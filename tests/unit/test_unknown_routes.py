@@ -1,5 +1,6 @@
 """ApiFunction behind the template's catch-all (/{proxy+}) and ANY routes: a JSON 404 for a path the
-API does not serve, a 405 with Allow for a served path asked with another method."""
+API does not serve, a 405 with Allow (every method the path takes, AdminFunction's too) for a served
+path asked with another method."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def test_an_unknown_path_is_a_json_404_route_not_found(app, path):
         ("DELETE", "/models/digits/predict", "/models/{name}/predict", ["POST"]),
         ("GET", "/v2/models/digits/infer", "/v2/models/{name}/infer", ["POST"]),
         ("PATCH", "/models/digits", "/models/{name}", ["GET"]),
+        # AdminFunction's paths: Allow names its IAM-signed methods beside ApiFunction's own.
+        (
+            "PUT",
+            "/models/digits/versions/20260101T000000Z-00000000",
+            "/models/{name}/versions/{version}",
+            ["DELETE", "GET"],
+        ),
+        ("POST", "/models/digits/aliases/production", "/models/{name}/aliases/{alias}", ["GET", "PUT"]),
+        ("GET", "/models/digits/aliases/production/rollback", "/models/{name}/aliases/{alias}/rollback", ["POST"]),
+        ("DELETE", "/models/digits/aliases/production/history", "/models/{name}/aliases/{alias}/history", ["GET"]),
     ],
 )
 def test_another_method_of_a_served_path_is_a_405_with_allow(app, method, path, resource, allowed):

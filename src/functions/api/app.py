@@ -522,29 +522,9 @@ def openapi_document():  # no return annotation: a Response annotation breaks sc
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=document)
 
 
+# Its not-found handler answers every path and method the template sends here with no route of its
+# own (/{proxy+} and each path's ANY): 404 route_not_found, or 405 with Allow.
 rest_errors.register(app, logger)
-
-
-@app.not_found
-def route_not_found(_: Exception) -> Response:
-    """The template sends every other path (/{proxy+}) and every other method of a served path (ANY)
-    here: 405 with Allow for a path served with other methods, otherwise 404 route_not_found
-    (ARCHITECTURE.md, "Serving rules"). It replaces rest_errors' 404, which knows no routes."""
-    event = app.current_event
-    path, method = event.path, event.http_method
-    allowed = sorted({r.method for r in app._static_routes + app._dynamic_routes if r.rule.match(path)})
-    if not allowed:
-        return rest_errors.json_error(404, {"error": f"no route for {method} {path}", "code": "route_not_found"})
-    response = rest_errors.json_error(
-        405,
-        {
-            "error": f"{method} is not allowed on {path}; it takes {', '.join(allowed)}",
-            "code": "method_not_allowed",
-            "details": {"allowed": allowed},
-        },
-    )
-    response.headers["Allow"] = ", ".join(allowed)
-    return response
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
