@@ -1,11 +1,12 @@
 """TF Serving's REST API and KServe v1 through the local stack (`maas local start-api` -> ApiFunction,
 embedded S3), from the root URL a TF Serving client is given: the request examples of TF Serving's REST API
 reference (tensorflow/serving, g3doc/api_rest.md), adapted only to the digits and blend models
-tests_support.running_stack publishes; answers in TF Serving's shapes, values checked against onnxruntime.
-The b64 form needs a text model, which this stack does not publish: tests/unit/test_tfserving.py covers it."""
+tests_support.running_stack publishes and the reviews text model (the `reviews` fixture); answers in TF
+Serving's shapes, values checked against onnxruntime (text after the project's own tokenisation)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests_support import ROOT, build_digits_onnx, build_two_input_onnx, digits_data, http
+from tests_support import ROOT, build_digits_onnx, build_two_input_onnx, digits_data, http, reviews_expected
 
 pytestmark = pytest.mark.integration
 
@@ -121,17 +122,62 @@ def test_errors_are_json_with_an_error_string(stack):
     assert status == 400 and "nope" in body["error"]
 
 
-def test_kserve_v1_model_list(stack):
+TEXTS = ["great product, love it", "awful. terrible quality", "zèbre ünïcode", ""]
+
+
+def b64(text: str) -> dict[str, str]:
+    return {"b64": base64.b64encode(text.encode()).decode()}
+
+
+def test_predict_b64_strings_answer_as_the_plain_strings(stack, reviews):
+    """The reference's b64 example on a string input: bare {"b64": ...} rows, the named form, and the
+    columnar form all answer what the plain strings do, which is onnxruntime's answer here."""
+    url, want = f"{stack['url']}/v1/models/reviews:predict", reviews_expected(TEXTS)
+    status, plain = post(url, {"instances": TEXTS})
+    assert status == 200 and list(plain) == ["predictions"], plain
+    assert np.allclose(plain["predictions"], want, atol=1e-6)
+    assert np.argmax(plain["predictions"], axis=1).tolist()[:2] == [2, 0]  # positive, negative
+    for body in (
+        {"instances": [b64(t) for t in TEXTS]},
+        {"instances": [{"text": b64(t)} for t in TEXTS]},
+        {"signature_name": "serving_default", "instances": [{"text": b64(t)} for t in TEXTS]},
+    ):
+        status, answer = post(url, body)
+        assert status == 200 and answer == plain, (body, answer)
+    status, columns = post(url, {"inputs": {"text": [b64(t) for t in TEXTS]}})
+    assert status == 200 and np.allclose(columns["outputs"], want, atol=1e-6)
+
+
+def test_classify_b64_examples_on_the_text_model(stack, reviews):
+    status, body = post(f"{stack['url']}/v1/models/reviews:classify", {"examples": [{"text": b64(t)} for t in TEXTS]})
+    assert status == 200, body
+    assert [[label for label, _ in row] for row in body["results"]] == [["negative", "neutral", "positive"]] * 4
+    scores = [[score for _, score in row] for row in body["results"]]
+    assert np.allclose(scores, reviews_expected(TEXTS), atol=1e-6)
+
+
+def test_a_b64_value_that_is_not_base64_of_text_is_a_400_naming_the_input(stack, reviews):
+    url = f"{stack['url']}/v1/models/reviews:predict"
+    for value in ("not base64!", base64.b64encode(b"\xff\xfe").decode()):
+        status, body = post(url, {"instances": [{"b64": value}]})
+        assert status == 400 and "'text'" in body["error"] and "b64" in body["error"], body
+    assert post(url, {"instances": ["still answers"]})[0] == 200
+
+
+def test_kserve_v1_model_list(stack, reviews):
     status, body = http("GET", f"{stack['url']}/v1/models")
-    assert status == 200 and body == {"models": ["blend", "digits"]}
+    assert status == 200 and body == {"models": ["blend", "digits", "reviews"]}
 
 
 def test_a_client_given_the_stage_url_reaches_the_same_routes(stack):
-    """Locally /v1/models/... is TF Serving's; /v1/v1/models/... (the deployed stage URL as base) is the same
-    route, and the stage form of the project's routes still works."""
-    assert http("GET", f"{stack['url']}/v1/v1/models/digits")[1]["model_version_status"][0]["version"] == "1"
-    assert http("GET", f"{stack['url']}/v1/models/digits/versions/1/predict")[0] == 405  # the stage form of a POST
-    assert http("GET", f"{stack['url']}/v1/health")[0] == 200
+    """A client given the stage URL (<root>/<stage>, what a deployed API's ApiUrl is) reaches TF Serving's
+    /v1/models/... as one given the root does, and the stage form of the project's routes still works."""
+    from maas.stack import load_template
+
+    staged = f"{stack['url']}/{load_template(str(ROOT / 'template.yaml')).api_stage()}"
+    assert http("GET", f"{staged}/v1/models/digits")[1]["model_version_status"][0]["version"] == "1"
+    assert http("GET", f"{staged}/models/digits/versions/1/predict")[0] == 405  # the stage form of a POST
+    assert http("GET", f"{staged}/health")[0] == 200
 
 
 def test_the_kserve_sdk_v1_with_its_defaults(stack, tmp_path):
