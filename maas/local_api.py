@@ -24,7 +24,6 @@ import fnmatch
 import getpass
 import hashlib
 import json
-import re
 import sys
 import threading
 import time
@@ -69,15 +68,6 @@ def is_binary(header: str | None, media_types: Sequence[str]) -> bool:
     """Whether a Content-Type or Accept value (its first type) is one of the binary media types."""
     first = (header or "").split(",")[0].split(";")[0].strip().lower() or DEFAULT_MEDIA_TYPE
     return any(fnmatch.fnmatchcase(first, pattern.lower()) for pattern in media_types)
-
-
-# TF Serving's REST paths (and KServe v1's): locally the API is at the root, so /v1/models/... is one of
-# them, not the stage form of /models/...; /v1/v1/models/... (a client given the stage URL) is the stage form.
-_TF_SERVING_PATH = re.compile(r"/v1/models(/[^/:]+((/versions|/labels)/[^/:]+)?(/metadata|:[a-z]+)?)?/*")
-
-
-def is_tf_serving_path(path: str) -> bool:
-    return _TF_SERVING_PATH.fullmatch(path) is not None
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
@@ -224,9 +214,9 @@ class LocalApi:
                     return
                 body = self.rfile.read(length) if length else b""
                 path = urlsplit(self.path).path
-                if path.startswith(f"/{api.stage}/") and not is_tf_serving_path(path):
-                    # Deployed URLs carry the stage: accept both forms, except TF Serving's own /v1/models
-                    # paths, which a TF Serving or KServe v1 client sends from the root.
+                if path.startswith(f"/{api.stage}/"):
+                    # Deployed URLs carry the stage: accept both forms. The stage is never v1 or v2
+                    # (template.yaml's StageName), so /v1/models/... is always TF Serving's path.
                     path = path[len(api.stage) + 1 :]
                     self.path = self.path[len(api.stage) + 1 :]
                 found = api.match(self.command, path)

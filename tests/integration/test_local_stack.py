@@ -74,8 +74,8 @@ def test_local_invoke_with_an_event_file_prints_a_200_proxy_response(stack):
 
 
 def test_deployed_style_urls_with_the_stage_work_too(stack):
-    """Swagger UI and copied API Gateway URLs carry the stage (/v1/...); the local API accepts both."""
-    assert http("GET", f"{stack['url']}/v1/health")[0] == 200
+    """Swagger UI and copied API Gateway URLs carry the stage (/api/...); the local API accepts both."""
+    assert http("GET", f"{stack['url']}/api/health")[0] == 200
 
 
 def test_published_models_survive_a_restart_of_the_embedded_s3(stack):

@@ -36,7 +36,7 @@ def test_a_response_header_with_cr_or_lf_is_a_502_not_a_hung_client():
         def invoke(self, event):
             return {"statusCode": 200, "headers": {"X-Model-Version": "v1\r\nX-Injected: 1"}, "body": "{}"}
 
-    api = LocalApi([Function()], stage="v1", port=free_port(), quiet=True).start()  # type: ignore[list-item]
+    api = LocalApi([Function()], stage="api", port=free_port(), quiet=True).start()  # type: ignore[list-item]
     try:
         with urllib.request.urlopen(f"{api.url}/health", timeout=10) as response:
             raise AssertionError(f"expected 502, got {response.status}")

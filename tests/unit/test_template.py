@@ -86,6 +86,20 @@ def test_the_stack_keeps_every_output_users_read(template: dict[str, Any]) -> No
     assert template["Outputs"]["ApiFunctionArn"]["Value"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
 
 
+def test_the_stage_url_is_every_clients_base_url() -> None:
+    """A stage named v1 would make a TF Serving client given the stage URL call /v1/v1/models/...: the
+    stage is never a protocol's first segment (v1, v2, ...), so {stage URL}/v1/models/m:predict is TF
+    Serving's path and {stage URL}/v2/models/m/infer Open Inference's."""
+    root = template_check.load_template(TEMPLATE)
+    stage = root["Parameters"]["StageName"]
+    allowed = re.compile(stage["AllowedPattern"])  # CloudFormation's (Java) syntax reads the same here
+    assert allowed.fullmatch(stage["Default"]) and not stage["Default"].lower().startswith("v")
+    assert [n for n in ("api", "prod", "live_2", "v1beta", "vx") if not allowed.fullmatch(n)] == []
+    assert [n for n in ("v1", "v2", "V1", "v10", "", "a-b") if allowed.fullmatch(n)] == []
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert f'StageName=\\"{stage["Default"]}\\"' in samconfig
+
+
 @pytest.mark.parametrize(
     ("change", "refusal"),
     [

@@ -246,26 +246,6 @@ def test_b64_values_of_a_text_input_are_decoded_to_its_strings():
         tfserving.feeds(tfserving.TFRequest(signature_name="x", instances=["great"]), model, max_batch=8)
 
 
-@pytest.mark.parametrize(
-    ("path", "tf_serving"),
-    [
-        ("/v1/models", True),
-        ("/v1/models/digits", True),
-        ("/v1/models/digits:predict", True),
-        ("/v1/models/digits/versions/1:classify", True),
-        ("/v1/models/digits/labels/production/metadata", True),
-        ("/v1/models/digits/predict", False),  # the stage form of /models/digits/predict
-        ("/v1/models/digits/versions/1/predict", False),
-        ("/v1/v1/models/digits", False),  # the stage form of TF Serving's /v1/models/digits
-        ("/v1/health", False),
-    ],
-)
-def test_the_local_api_keeps_tf_servings_paths_and_strips_the_stage_from_the_others(path, tf_serving):
-    from maas.local_api import is_tf_serving_path
-
-    assert is_tf_serving_path(path) is tf_serving
-
-
 def test_the_references_curl_examples_are_read_as_json_whatever_their_form_content_type(stack):
     """TF Serving's reference sends `curl -d '{...}'`: Content-Type application/x-www-form-urlencoded. TF
     Serving reads it as JSON, and so do its paths here; the project's own routes still refuse it (415)."""
