@@ -116,7 +116,7 @@ class Ladder:
 
     def publish(self, rung: str, folder: Path) -> None:
         """Both forms of a rung, as the training job publishes them: split (weights in model.onnx.data)
-        from 16 MiB on (training/weights.py); the build alone loads the form the registry holds."""
+        from ``training.weights.SPLIT_THRESHOLD_BYTES`` on; the build alone loads the form the registry holds."""
         from maas_core.shared.layout import data_key, model_key
         from training.weights import publish_model_file, save_split
 

@@ -115,8 +115,8 @@ def to_ort(onnx_path: Path) -> Path:
     return target
 
 
-def load_once(mode: str, path: Path) -> dict[str, float]:
-    command = [sys.executable, "-c", CHILD, mode, str(path), str(SIDE)]
+def load_once(mode: str, path: Path, side: int = SIDE) -> dict[str, float]:
+    command = [sys.executable, "-c", CHILD, mode, str(path), str(side)]
     out = subprocess.run(command, capture_output=True, text=True, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", default="path,external,path_save,bytes,ort_bytes")
     parser.add_argument("--download", action="store_true", help="also time fetching each model from moto's S3")
+    parser.add_argument(
+        "--side", type=int, default=SIDE, help=f"each weight is side x side float32 (default {SIDE}: 4 MiB; 512: 1 MiB)"
+    )
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     points: dict[str, list[tuple[float, float]]] = {"path": [], "external": []}
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="maas-bench-loading-") as folder:
         for size in (int(s) for s in args.sizes.split(",")):
             model = Path(folder) / f"chain-{size}.onnx"
-            model.write_bytes(matmul_chain(size * MIB))
+            model.write_bytes(matmul_chain(size * MIB, side=args.side))
             file_mib = model.stat().st_size / MIB
             sources = {"path": model, "path_save": model, "bytes": model}
             if "ort_bytes" in modes:
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 split.mkdir()
                 sources["external"] = save_split(model, split)
             for mode in modes:
-                runs = [load_once(mode, sources[mode]) for _ in range(args.rounds)]
+                runs = [load_once(mode, sources[mode], args.side) for _ in range(args.rounds)]
                 rss = Stat.of(r["rss_mib"] for r in runs)
                 seconds = Stat.of(r["load_s"] for r in runs)
                 if mode in points:
