@@ -578,3 +578,36 @@ def test_maas_models_publish_reads_the_smallest_function_limits_from_the_templat
     from maas.models_cli import serving_limits
 
     assert serving_limits(argparse.Namespace()).to_json() == {"memory_mb": 1024, "storage_mb": 512}
+
+
+def test_the_api_function_s_invoke_permissions_fit_lambda_s_policy_limit(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    # SAM adds one statement per Api event (an AWS::Lambda::Permission) to the resource policy of the
+    # "live" alias, and Lambda refuses a deploy whose policy is over 20,480 bytes. Sized as AWS stores
+    # a statement, with long names: a 64-character function, a nested stack named from a 20-character root.
+    stack, region, function = "maas-prod-api-stack-Serving-ABCDEFGHIJKL", "ap-southeast-2", "f" * 64
+    statements = []
+    for logical_id, resource in translated["Resources"].items():
+        properties = resource["Properties"]
+        if resource["Type"] != "AWS::Lambda::Permission" or "ApiFunction" not in json.dumps(properties["FunctionName"]):
+            continue
+        source = properties["SourceArn"]["Fn::Sub"][0]
+        for name, value in (("AWS::Region", region), ("AWS::AccountId", "123456789012"), ("__ApiId__", "a" * 10)):
+            source = source.replace("${" + name + "}", value)
+        arn = f"arn:aws:lambda:{region}:123456789012:function:{function}:live"
+        statements.append(
+            {
+                "Sid": f"{stack}-{logical_id}-ABCDEFGHIJKL",
+                "Effect": "Allow",
+                "Principal": {"Service": "apigateway.amazonaws.com"},
+                "Action": "lambda:InvokeFunction",
+                "Resource": arn,
+                "Condition": {"ArnLike": {"AWS:SourceArn": source.replace("${__Stage__}", "*")}},
+            }
+        )
+    assert len(statements) == len(api_routes(template, "ApiFunction"))
+    policy = {"Version": "2012-10-17", "Id": "default", "Statement": statements}
+    size = len(json.dumps(policy, separators=(",", ":")))
+    # Fewer Api events on ApiFunction (or a smaller definition of its catch-alls) before this can pass.
+    assert size <= 20_480, f"ApiFunction's resource policy would be {size} bytes, over Lambda's 20,480"
