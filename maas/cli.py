@@ -321,7 +321,7 @@ def _sizing_options(parser: argparse.ArgumentParser) -> None:
 def _models_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """maas models ...: the registry."""
     models = commands.add_parser(
-        "models", help="the registry: list, describe, publish, promote, rollback, canary, delete, history"
+        "models", help="the registry: list, describe, publish, promote, rollback, canary, delete, number, history"
     )
     models.add_argument("--bucket", help="registry bucket (default: the template's MODEL_BUCKET)")
     models_cmds = models.add_subparsers(dest="models_command", required=True)
@@ -361,6 +361,11 @@ def _models_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     delete.add_argument("name")
     delete.add_argument("version")
     delete.set_defaults(run=_models)
+    number = models_cmds.add_parser(
+        "number", help="number the versions published before numbers (oldest first), as a publish would"
+    )
+    number.add_argument("name")
+    number.set_defaults(run=_models)
     history = models_cmds.add_parser("history", help="every change of an alias: who, when, from, to, why")
     history.add_argument("name")
     history.add_argument("--alias", default="production")

@@ -8,7 +8,8 @@ say what the model needs (``maas_core.shared.sizing``) beside those limits. A la
 split, its weights in ``model.onnx.data`` beside the graph (``training.weights``); a model split already
 is published with the ``model.onnx.data`` beside it, and one naming any other weights' file is refused.
 Wherever a command takes a version, the version's number (1, 2, 3 ...) names it too; ``list`` and
-``describe`` show each version with its number.
+``describe`` show each version with its number; ``number`` numbers the versions published before
+numbers existed, as the model's next publish would.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from maas_core.shared.errors import ModelNotFound
 from maas_core.shared.manifest import (
     CLASSIFICATION,
     REGRESSION,
@@ -153,6 +155,11 @@ def run(registry: Registry, args: Any) -> Any:
         version = registry.exact_version(args.name, args.version)  # a number says which version it was
         registry.delete_version(args.name, version)
         return {"name": args.name, "version": version, "deleted": True}
+    if args.models_command == "number":
+        if not registry.list_versions(args.name):
+            raise ModelNotFound(f"no model named {args.name!r}", model=args.name)
+        registry.number_versions(args.name)
+        return {"name": args.name, "versions": registry.numbered_versions(args.name)}
     if args.models_command == "history":
         return registry.alias_history(args.name, args.alias)
     raise SystemExit(f"maas: unknown models command {args.models_command!r}")

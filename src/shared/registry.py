@@ -414,14 +414,20 @@ class Registry:
             return number
         raise RegistryUnavailable("no version number could be taken: too many concurrent publishes", model=name)
 
-    def _number_new_version(self, name: str, version: str, existing: list[str]) -> int:
-        """Number ``version``, after numbering, oldest first, every earlier version published before numbers
-        existed (their ids sort by publication time), so numbers follow publication order."""
+    def number_versions(self, name: str, existing: list[str] | None = None) -> dict[int, str]:
+        """Number, oldest first, every version published before numbers existed (their ids sort by
+        publication time), so numbers follow publication order; every number taken, as version_numbers.
+        A publish does this first; ``maas models number`` does it without one."""
         taken = self.version_numbers(name)
         numbered = set(taken.values())
-        for earlier in sorted(v for v in existing if v not in numbered):
-            self._take_number(name, earlier, taken)
-        return self._take_number(name, version, taken)
+        for earlier in sorted(v for v in (self.list_versions(name) if existing is None else existing)):
+            if earlier not in numbered:
+                self._take_number(name, earlier, taken)
+        return taken
+
+    def _number_new_version(self, name: str, version: str, existing: list[str]) -> int:
+        """Number ``version`` after every earlier version (number_versions)."""
+        return self._take_number(name, version, self.number_versions(name, existing))
 
     def download_model(self, name: str, version: str, manifest: Manifest, path: Path) -> None:
         """Download model.onnx to ``path`` and, for a split version, its weights beside it as

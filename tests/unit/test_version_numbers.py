@@ -74,19 +74,24 @@ def test_a_deleted_versions_number_is_never_given_again(registry, digits_onnx, m
         registry.read_manifest("digits", registry.resolve("digits", "2"))
 
 
-def test_versions_published_before_numbers_are_numbered_oldest_first_at_the_next_publish(
-    registry, s3, digits_onnx, make_manifest
-):
+def published_before_numbers(registry, s3, digits_onnx, make_manifest) -> Registry:
+    """V1 and V2 of digits as a publisher before numbers left them: no number object, none in the manifest."""
     for version in (V2, V1):  # published in any order: numbered by their time-sortable ids
         registry.publish("digits", digits_onnx, make_manifest(), version=version)
-    for number in (1, 2):  # as a publisher before numbers left them: no number object, none in the manifest
+    for number in (1, 2):
         s3.delete_object(Bucket=BUCKET, Key=layout.number_key("digits", number))
     for version in (V1, V2):
         key = layout.manifest_key("digits", version)
         old = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
         del old["version_number"]
         s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(old).encode())
-    registry = Registry(BUCKET, s3)  # a container that never saw the numbers this setup removed
+    return Registry(BUCKET, s3)  # a container that never saw the numbers this setup removed
+
+
+def test_versions_published_before_numbers_are_numbered_oldest_first_at_the_next_publish(
+    registry, s3, digits_onnx, make_manifest
+):
+    registry = published_before_numbers(registry, s3, digits_onnx, make_manifest)
     assert registry.numbered_versions("digits") == [{"version": V1, "number": None}, {"version": V2, "number": None}]
     assert registry.read_manifest("digits", V1).version_number is None  # older manifests stay valid
     with pytest.raises(VersionNotFound):
@@ -94,6 +99,22 @@ def test_versions_published_before_numbers_are_numbered_oldest_first_at_the_next
     assert registry.publish("digits", digits_onnx, make_manifest(), version=V3).version_number == 3
     assert [registry.resolve("digits", n) for n in ("1", "2", "3")] == [V1, V2, V3]
     assert registry.number_of(registry.read_manifest("digits", V2)) == 2
+
+
+def test_maas_models_number_numbers_them_without_a_publish(registry, s3, digits_onnx, make_manifest):
+    import argparse
+
+    from maas.models_cli import run as run_command
+
+    registry = published_before_numbers(registry, s3, digits_onnx, make_manifest)
+    numbered = [{"version": V1, "number": 1}, {"version": V2, "number": 2}]
+    for _ in range(2):  # again: nothing changes, no number is taken twice
+        answer = run_command(registry, argparse.Namespace(models_command="number", name="digits"))
+        assert answer == {"name": "digits", "versions": numbered}
+    assert [registry.resolve("digits", n) for n in ("1", "2")] == [V1, V2]
+    assert registry.publish("digits", digits_onnx, make_manifest(), version=V3).version_number == 3
+    with pytest.raises(ModelNotFound):
+        run_command(registry, argparse.Namespace(models_command="number", name="nothing"))
 
 
 def test_an_unknown_number_is_not_found_and_a_malformed_one_an_invalid_name(registry, digits_onnx, make_manifest):
