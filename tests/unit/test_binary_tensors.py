@@ -16,7 +16,15 @@ import pytest
 from maas_core.shared import binary_tensors
 from maas_core.shared.errors import InvalidInput
 from maas_core.shared.model_cache import ModelCache
-from tests_support import Context, build_digits_onnx, digits_data, event
+from tests_support import (
+    Context,
+    build_digits_onnx,
+    build_reviews_onnx,
+    digits_data,
+    event,
+    reviews_expected,
+    reviews_manifest,
+)
 
 
 @pytest.fixture
@@ -226,3 +234,31 @@ def text_body(texts: list[str], shape: list[int] | None = None) -> tuple[bytes, 
     tensor = {"name": "text", "shape": shape or [len(texts)], "datatype": "BYTES"}
     body, length = binary_body({"inputs": [{**tensor, "parameters": {"binary_data_size": len(blob)}}]}, blob)
     return body, str(length)
+
+
+def test_a_real_text_model_answers_binary_bytes_as_tritonclient_sends_them(app, registry):
+    """tritonclient's default for a BYTES input (each string a 4-byte little-endian length and its UTF-8
+    bytes) on a published text model: the outputs asked binary are onnxruntime's answer on the same
+    strings after the manifest's tokenisation, and class_count's "score:index:label" come length-prefixed."""
+    registry.publish("reviews", build_reviews_onnx(), reviews_manifest())
+    texts = ["great product, love it", "awful. terrible quality", "zèbre", ""]
+
+    def infer(parameters: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        body, length = text_body(texts)
+        header = {**json.loads(body[: int(length)]), "outputs": [{"name": "probabilities", "parameters": parameters}]}
+        head = json.dumps(header).encode()
+        evt = binary_event(head + body[int(length) :], len(head))
+        evt.update(path="/v2/models/reviews/infer", pathParameters={"name": "reviews"})
+        response = app.lambda_handler(evt, Context())
+        assert response["statusCode"] == 200, response["body"]
+        answer, rest = split(response)
+        return answer["outputs"][0], rest
+
+    want = reviews_expected(texts)
+    scores, rest = infer({"binary_data": True})
+    assert scores["parameters"]["binary_data_size"] == len(rest) == want.size * 4
+    assert np.allclose(np.frombuffer(rest, dtype="<f4").reshape(want.shape), want, atol=1e-6)
+    best, rest = infer({"binary_data": True, "classification": 1})
+    assert best["datatype"] == "BYTES" and best["shape"] == [4, 1]
+    labels = binary_tensors.decode("best", rest, "BYTES", [4])
+    assert [label.split(":")[2] for label in labels[:2]] == ["positive", "negative"]
