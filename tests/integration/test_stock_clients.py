@@ -108,3 +108,14 @@ def test_the_kserve_sdk_with_its_defaults_gets_the_right_answers(stack, tmp_path
     assert got["live"] and got["ready"] and got["model_ready"]
     want = expected(build_digits_onnx(), {"image": inputs()["image"]})
     assert np.allclose(got["outputs"], want, atol=1e-6)
+
+
+def test_the_kserve_sdk_given_the_deployed_stage_url_as_its_base_gets_the_same_answers(stack, tmp_path):
+    """Deployed, every client's base URL is the stage URL (the ApiUrl output, .../<stage>); the client
+    calls <base>/v2/..., which the local API serves as API Gateway does."""
+    from maas.stack import load_template
+
+    stage = load_template(ROOT / "template.yaml").api_stage()
+    got = run_client("kserve", {**stack, "url": f"{stack['url']}/{stage}"}, tmp_path)
+    assert got["live"] and got["ready"] and got["model_ready"]
+    assert np.allclose(got["outputs"], expected(build_digits_onnx(), {"image": inputs()["image"]}), atol=1e-6)
