@@ -221,9 +221,9 @@ def build_session(model: bytes | str, threads: int, optimized: OptimizedGraph | 
 def release_freed_memory() -> None:
     """Give the C heap's free pages back to the system before a session is built (glibc's ``malloc_trim``).
 
-    The download's part buffers were allocated and freed in its worker threads' malloc arenas, which
-    glibc does not shrink by itself: without this they stay resident under the session's own peak
-    (``make bench-large``). Elsewhere (musl, macOS) it does nothing."""
+    The download's part buffers were allocated and freed by its worker threads, and glibc gives back by
+    itself only the free memory at the top of a heap: without this the rest stays resident under the
+    session's own peak (``make bench-large``). Elsewhere (musl, macOS) it does nothing."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
 
