@@ -351,6 +351,15 @@ def test_bench_loading_measures_the_split_form(capsys):
     assert "external mode, every round: peak RSS over baseline = " in printed
 
 
+def test_bench_loading_measures_models_under_4_mib_with_smaller_weights(capsys):
+    """Where the split threshold is chosen (1 MiB): 4 MiB initialisers could not make a 1 or 2 MiB model."""
+    from bench.loading import main
+
+    assert main(["--sizes", "1,2", "--rounds", "1", "--modes", "external", "--side", "512"]) == 0
+    sizes = [line.split()[0] for line in capsys.readouterr().out.splitlines() if " external " in line]
+    assert sizes == ["1.0", "2.0"]
+
+
 def test_a_function_a_split_model_was_published_for_serves_it(registry, chain_file, monkeypatch):
     """The request's memory check sizes a split model as publish did: not at the inline slope, which would
     refuse with a 507 a model publish accepted for this very function."""
