@@ -1,11 +1,12 @@
 """Loading a large ONNX model: peak RSS and time of a cold session build, by how the weights reach onnxruntime.
 
-    .venv/bin/python -m bench.loading [--sizes 25,100,400] [--rounds 3] [--modes path,external,bytes,ort_bytes]
+    .venv/bin/python -m bench.loading [--sizes 25,100,400] [--rounds 3] [--modes path,external,...] [--side 512]
 
 Each load runs in a fresh child process (one process per load, so ``ru_maxrss`` is that load's peak)
-on a generated model: a chain of MatMuls with float32 initialisers of 1024 x 1024 (4 MiB each) until
-the file has the size asked for. Random weights, size only: nothing is trained. The models are written
-under a temporary folder and deleted at the end; nothing large is committed.
+on a generated model: a chain of MatMuls with float32 initialisers of 1024 x 1024 (4 MiB each;
+``--side 512``: 1 MiB, for sizes under 4 MiB) until the file has the size asked for. Random weights,
+size only: nothing is trained. The models are written under a temporary folder and deleted at the
+end; nothing large is committed.
 
 - ``path``: ``InferenceSession(path)``, the file on local disk (how the model cache loads).
 - ``external``: the same model saved split (``training.weights.save_split``: the graph in
