@@ -10,6 +10,7 @@ from bench.goals import _goal
 from bench.ladder_models import BASE, FORMS
 from bench.report import _latency_table
 from bench.stats import MIB, as_stat, figure, lookup, markdown_table, spread_of, summary
+from training.weights import SPLIT_THRESHOLD_BYTES
 
 COLD_RATIO_MAX = 1.3  # issue 17: cold start of the ~110M int8 model <= 1.3 x (download alone + build alone)
 RSS_PER_BYTE, RSS_FIXED_MIB = 1.5, 120  # issue 17: peak RSS of a cold request <= 1.5 x file size + 120 MiB
@@ -191,8 +192,9 @@ LADDER_METHOD = (
     "loaded by that request, and preloaded (`PRELOAD_MODELS` naming it: the download starts during INIT, "
     "overlapping the handler's imports, and the request waits for what is left). In the same run, "
     "alone: the download (registry's ranged GETs, and one GET) and the session build from the local file "
-    "(`model_cache.build_session`, a fresh process). Ratios are per run, then the median. Models of 16 MiB "
-    "or more are stored split, as the training job publishes them (weights in `model.onnx.data` beside the "
+    "(`model_cache.build_session`, a fresh process). Ratios are per run, then the median. Models of "
+    f"{SPLIT_THRESHOLD_BYTES / 2**20:g} MiB or more are stored split, as the training job publishes them "
+    "(weights in `model.onnx.data` beside the "
     "graph: onnxruntime holds them once, not twice, while it builds); MiB is graph and weights together.\n"
 )
 

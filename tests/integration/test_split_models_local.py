@@ -19,7 +19,7 @@ from training.weights import SPLIT_THRESHOLD_BYTES
 
 pytestmark = pytest.mark.integration
 
-SIDE = 1024  # 4 MiB per initialiser
+SIDE = 512  # 1 MiB per initialiser
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def local(tmp_path_factory):
 
 def test_a_large_model_is_published_split_and_served_with_the_same_prediction(local):
     path = local["state"] / "chain.onnx"
-    path.write_bytes(matmul_chain(SPLIT_THRESHOLD_BYTES, side=SIDE))  # just at the threshold: 16 MiB
+    path.write_bytes(matmul_chain(SPLIT_THRESHOLD_BYTES, side=SIDE))  # just at the threshold: 1 MiB
     command = [*MAAS, "models", "publish", "--name", "large", "--onnx", str(path)]
     done = subprocess.run(command, env=local["env"], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
