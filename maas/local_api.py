@@ -4,7 +4,9 @@ Routes come from the functions' ``Api`` events in template.yaml, chosen as API G
 path that matches without a greedy ``{proxy+}`` first, then its own method before its ``ANY``; a
 greedy path only when no other matches. Each request becomes the proxy event API Gateway would send;
 the function's proxy response becomes the HTTP response. Like API Gateway, a request no route takes
-gets 403 "Missing Authentication Token" and a function error gets 502.
+(a parent resource no route names included) gets the API's MISSING_AUTHENTICATION_TOKEN gateway
+response (API Gateway's 403 "Missing Authentication Token" when it declares none) and a function
+error gets 502.
 
 Bodies cross as they do through the API's ``BinaryMediaTypes``: a request whose Content-Type (none:
 application/json) is one of them reaches the function base64-encoded, and an answer marked
@@ -28,13 +30,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from maas.lambda_runtime import FunctionError, LocalFunction
 from maas.template import Route, Template
+from maas.template import route as template_route
 
 _USER = getpass.getuser()
 T = TypeVar("T")
@@ -129,14 +132,47 @@ def proxy_event(
     }
 
 
+def resource_paths(paths: Iterable[str]) -> set[str]:
+    """The API Gateway resources that route paths make: each path and every parent of it (the root
+    too). A parent no route names has no method of its own."""
+    resources: set[str] = set()
+    for path in paths:
+        parts = path.strip("/").split("/")
+        resources.update("/" + "/".join(parts[:i]) for i in range(len(parts) + 1))
+    return resources
+
+
 def choose_route(routes: Sequence[tuple[Route, T]], method: str, path: str) -> tuple[Route, T, dict[str, str]] | None:
-    """API Gateway's choice: a path without a greedy variable before one with it; on the path
-    chosen, its own method before ANY. A path that matches but takes neither is no route."""
+    """API Gateway's choice: the resource that matches without a greedy variable (fewest variables
+    first) before one with it; on the resource chosen, its own method before ANY. A resource that
+    matches but takes neither method, such as a parent no route names (/v2/models), is no route:
+    API Gateway never falls back from it to /{proxy+}."""
     found = [(route, fn, params) for route, fn in routes if (params := route.match(method, path)) is not None]
-    exact = [route.path for route, _ in routes if "+}" not in route.path and route.pattern.fullmatch(path)]
+    exact = sorted(
+        (
+            p
+            for p in resource_paths(r.path for r, _ in routes)
+            if "+}" not in p and template_route("ANY", p).pattern.fullmatch(path)
+        ),
+        key=lambda p: p.count("{"),
+    )
     candidates = [f for f in found if f[0].path == exact[0]] if exact else found
     candidates.sort(key=lambda f: ("+}" in f[0].path, f[0].method == "ANY"))
     return candidates[0] if candidates else None
+
+
+def missing_route_response(template: Template | None) -> tuple[int, dict[str, Any]]:
+    """What API Gateway answers a request no route takes: the API's MISSING_AUTHENTICATION_TOKEN
+    gateway response (its status and JSON body), or API Gateway's own 403 when it declares none."""
+    for resource in template.resources.values() if template else ():
+        if resource.get("Type") == "AWS::Serverless::Api":
+            declared = (resource.get("Properties", {}).get("GatewayResponses") or {}).get(
+                "MISSING_AUTHENTICATION_TOKEN"
+            )
+            if declared:
+                body = json.loads(declared["ResponseTemplates"]["application/json"])
+                return int(declared["StatusCode"]), body
+    return 403, {"message": "Missing Authentication Token"}
 
 
 class _Server(ThreadingHTTPServer):
@@ -158,10 +194,12 @@ class LocalApi:
         self.routes = [(route, fn) for fn in functions for route in fn.spec.routes]
         self.stage = stage
         self.quiet = quiet
+        roots = {fn.spec.project_root for fn in functions if getattr(fn.spec, "project_root", None)}
+        templates = [Template(root / "template.yaml") for root in roots if root]
         if binary_types is None:
-            roots = {fn.spec.project_root for fn in functions if getattr(fn.spec, "project_root", None)}
-            found = [binary_media_types(Template(root / "template.yaml")) for root in roots if root]
+            found = [binary_media_types(template) for template in templates]
             binary_types = found[0] if found else []
+        self.missing_route = missing_route_response(templates[0]) if templates else missing_route_response(None)
         self.binary_types = list(binary_types)
         self.server = _Server(("127.0.0.1", port), self._handler_class())
         self.server.daemon_threads = True
@@ -221,7 +259,7 @@ class LocalApi:
                     self.path = self.path[len(api.stage) + 1 :]
                 found = api.match(self.command, path)
                 if found is None:
-                    self._json(403, {"message": "Missing Authentication Token"})
+                    self._json(*api.missing_route)
                     return
                 route, fn, params = found
                 headers = {k: v for k, v in self.headers.items()}

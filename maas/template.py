@@ -271,7 +271,7 @@ class FunctionSpec:
         return root
 
 
-def _route(method: str, path: str) -> Route:
+def route(method: str, path: str) -> Route:
     params: list[str] = []
     regex = r"\A"
     for part in re.split(r"(\{[^}]+\})", path):
@@ -358,7 +358,7 @@ class Template:
             declared.update(given)
             overridden.update(given)
         routes = [
-            _route(str(ev["Properties"]["Method"]), str(ev["Properties"]["Path"]))
+            route(str(ev["Properties"]["Method"]), str(ev["Properties"]["Path"]))
             for ev in (props.get("Events") or {}).values()
             if ev.get("Type") == "Api"
         ]

@@ -265,6 +265,14 @@ def test_a_wrong_method_on_an_admin_path_is_a_405_naming_every_method_it_takes(s
     assert status == 200 and alias["version"] == stack["version"] and alias["etag"]
 
 
+def test_a_parent_resource_no_route_names_is_a_json_404_as_deployed(stack):
+    # /v2/models is an API Gateway resource only as the parent of /v2/models/{name}: no method, so the
+    # API's MISSING_AUTHENTICATION_TOKEN gateway response answers, as deployed (not ApiFunction).
+    for path in ("/v2/models", "/models/digits/aliases"):
+        status, body, _ = request(stack, "GET", path)
+        assert (status, body["code"]) == (404, "route_not_found") and body["error"], (path, body)
+
+
 def test_the_openapi_document_declares_what_a_name_version_alias_and_job_id_may_be(stack):
     status, document = http("GET", f"{stack['url']}/openapi.json")
     assert status == 200

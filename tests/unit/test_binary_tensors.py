@@ -196,9 +196,9 @@ def test_binary_outputs_fall_back_to_json_for_a_client_api_gateway_would_send_ba
 
 def test_the_local_api_sends_bodies_as_api_gateway_does():
     from maas.local_api import proxy_event
-    from maas.template import _route
+    from maas.template import route as make_route
 
-    route, types = _route("post", "/v2/models/{name}/infer"), list(binary_tensors.BINARY_MEDIA_TYPES)
+    route, types = make_route("post", "/v2/models/{name}/infer"), list(binary_tensors.BINARY_MEDIA_TYPES)
 
     def sent(headers: dict[str, str], body: bytes) -> dict[str, Any]:
         return proxy_event("POST", "/v2/models/d/infer", headers, body, route, {"name": "d"}, "v1", types)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from maas.local_api import api_key_id, proxy_event
-from maas.template import _route
+from maas.template import route as make_route
 
 
 def test_the_event_names_the_callers_key_by_an_id_never_by_the_key():
-    route = _route("get", "/jobs/{job_id}")
+    route = make_route("get", "/jobs/{job_id}")
     alice = proxy_event("GET", "/jobs/abc", {"x-api-key": "alice-secret-key"}, b"", route, {"job_id": "abc"}, "v1")
     identity = alice["requestContext"]["identity"]
     assert identity["apiKeyId"] == api_key_id({"X-Api-Key": "alice-secret-key"})  # any header spelling
@@ -31,7 +31,7 @@ def test_a_response_header_with_cr_or_lf_is_a_502_not_a_hung_client():
     from maas.local_api import LocalApi
 
     class Function:  # the function's side of the proxy integration: what a handler returned
-        spec = SimpleNamespace(routes=[_route("get", "/health")])
+        spec = SimpleNamespace(routes=[make_route("get", "/health")])
 
         def invoke(self, event):
             return {"statusCode": 200, "headers": {"X-Model-Version": "v1\r\nX-Injected: 1"}, "body": "{}"}

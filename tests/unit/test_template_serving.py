@@ -29,7 +29,7 @@ from template_support import (
 )
 
 from maas import template_check
-from maas.local_api import binary_media_types, choose_route, is_binary
+from maas.local_api import binary_media_types, choose_route, is_binary, missing_route_response
 from maas.template import Template, load_yaml
 from maas_core.shared.rest_errors import ADMIN_ROUTES
 
@@ -430,6 +430,28 @@ def test_every_unknown_route_reaches_the_api_function_with_its_key(
     assert not {r for r in api_routes(template) - api_routes(template, "ApiFunction") if r[0] == "ANY"}
     anys = [e["Properties"] for e in events if e["Properties"]["Method"] == "any"]
     assert anys and all("Auth" not in e for e in anys)
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/models", "/v2/health", "/jobs", "/models/digits/aliases", "/models/digits/versions"]
+)
+def test_a_parent_resource_no_route_names_gets_the_json_404_gateway_response(path: str) -> None:
+    # Each is a resource only as the parent of declared paths: it has no method, and API Gateway
+    # does not fall back from it to /{proxy+}. Its MISSING_AUTHENTICATION_TOKEN response is the answer.
+    loaded = Template(TEMPLATE)
+    routes = [(route, fn) for fn in loaded.function_ids() for route in loaded.function(fn).routes]
+    assert choose_route(routes, "GET", path) is None
+    assert choose_route(routes, "GET", path + "x")[0].path == "/{proxy+}"  # a sibling nobody declared
+    status, body = missing_route_response(loaded)
+    assert (status, body["code"]) == (404, "route_not_found") and "IAM" in body["error"]
+
+
+def test_the_missing_route_gateway_response_is_json_with_cors_as_the_others(template: dict[str, Any]) -> None:
+    responses = template["Resources"]["Api"]["Properties"]["GatewayResponses"]
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["StatusCode"] == "404"
+    assert json.loads(missing["ResponseTemplates"]["application/json"])["code"] == "route_not_found"
+    assert missing["ResponseParameters"] == responses["DEFAULT_4XX"]["ResponseParameters"]
 
 
 def test_the_admin_routes_table_is_the_admin_function_s_events(template: dict[str, Any]) -> None:
