@@ -186,3 +186,41 @@ def test_the_openapi_document_declares_the_name_patterns(handler, published):
         assert not re.fullmatch(pattern[1:-1], "x" * 100)
     alias = params[("query", "alias")]
     assert alias["anyOf"][0]["pattern"] == "^[a-z][a-z0-9-]{0,31}$"
+
+
+SWAGGER_CHILD = r"""
+import json, sys
+from moto import mock_aws
+import boto3
+MODELS = "aws_lambda_powertools.event_handler.openapi.models"
+with mock_aws():
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=sys.argv[1])
+    from maas_core.functions.api import app
+    from tests_support import Context, event
+    imported_at_init = MODELS in sys.modules
+    wrong = app.lambda_handler(event("swagger_ui", httpMethod="POST"), Context())
+    page = app.lambda_handler(event("swagger_ui"), Context())
+    again = app.lambda_handler(event("swagger_ui"), Context())
+    print(json.dumps({
+        "imported_at_init": imported_at_init,
+        "post": [wrong["statusCode"], (wrong.get("multiValueHeaders") or {}).get("Allow")],
+        "get": [page["statusCode"], "swagger-ui" in page["body"], again["body"] == page["body"]],
+    }))
+"""
+
+
+def test_swagger_is_set_up_by_its_first_request_not_during_init(monkeypatch):
+    """Powertools' enable_swagger imports its OpenAPI models, about 50 ms of every cold start that only /swagger
+    needs: INIT no longer pays it, and /swagger answers as before, a wrong method included (405, Allow: GET)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # tests_support
+    done = subprocess.run(
+        [sys.executable, "-c", SWAGGER_CHILD, os.environ["MODEL_BUCKET"]], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"imported_at_init": False, "post": [405, ["GET"]], "get": [200, True, True]}, done.stderr[-2000:]
