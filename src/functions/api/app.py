@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 import weakref
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any
 
@@ -82,7 +83,7 @@ class Api(APIGatewayRestResolver):
         other route needs (validation does not; /openapi.json imports them when it is asked)."""
         self._swagger = kwargs
 
-    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         # Any method: a POST to /swagger still finds its route and answers 405 with Allow: GET.
         if self._swagger is not None and str(event.get("path") or "").rstrip("/") == self._swagger["path"]:
             super().enable_swagger(**self._swagger)
