@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maas_core.shared.errors import MaasError
+from maas_core.shared.errors import BatchFileError
 
 if TYPE_CHECKING:
     from maas_core.shared.manifest import TensorSpec
@@ -40,13 +40,6 @@ BOM = b"\xef\xbb\xbf"
 _NUMBER_RE = r"[ \t]*+[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+[ \t]*+"
 _NUMBER = re.compile(_NUMBER_RE)
 _NUMBERS = re.compile(rf"(?:{_NUMBER_RE}\n)*+{_NUMBER_RE}")  # cells joined by "\n", which no cell of a line holds
-
-
-class BatchFileError(MaasError):
-    """The file as a whole cannot be scored (format, header, layout): retrying will not help."""
-
-    status = 400
-    code = "batch_file_invalid"
 
 
 @dataclass

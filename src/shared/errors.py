@@ -62,6 +62,13 @@ class InvalidRequest(MaasError):
     code = "invalid_request"
 
 
+class BatchFileError(MaasError):
+    """A batch file as a whole cannot be scored (format, header, layout): retrying will not help."""
+
+    status = 400
+    code = "batch_file_invalid"
+
+
 class ModelNotFound(MaasError):
     status = 404
     code = "model_not_found"

@@ -30,8 +30,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from maas_core.shared.batch_io import BatchFileError
-from maas_core.shared.errors import InvalidName, MaasError
+from maas_core.shared.errors import BatchFileError, InvalidName, MaasError
 
 # Anchored with \Z and used with fullmatch: "$" also matches before a trailing newline, so
 # "digits\n" passed. \Z keeps a caller's .match (training/submit.py) exact as well.
