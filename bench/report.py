@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.cost import cost_section
 from bench.stats import MIB, as_stat, figure, lookup, markdown_table, ratio, spread_of, top
 
 README_START = "<!-- bench:summary:start -->"
@@ -501,6 +502,8 @@ def markdown(r: dict[str, Any]) -> str:
         "In-process calls of the handler with an API Gateway event (TensorFlow Serving body) against a bare call of "
         "the very session it holds on the same input (for TensorFlow: the loaded SavedModel's `serve`).\n",
         _latency_table(r),
+        "## Cost per million predictions\n",
+        cost_section(r),
         "## Batch scoring\n",
         _batch_section(r),
         "## Compression candidates\n",
