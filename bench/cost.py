@@ -14,8 +14,9 @@ from bench.stats import figure, markdown_table
 from maas_core.shared.model_cache import MB_PER_VCPU  # Lambda: one full vCPU per 1,769 MB
 
 # us-east-1 list prices (first tier: the first 6 billion x86 / 7.5 billion arm64 GB-seconds a month),
-# as quoted by issue 19 on this date from aws.amazon.com/lambda/pricing and /api-gateway/pricing; the
-# run does not read them (it has no network): check them there before relying on the table.
+# as the authors knew them on this date (aws.amazon.com/lambda/pricing and /api-gateway/pricing; not
+# re-read then: this machine has no network); the run does not read them: check them there before relying
+# on the table.
 PRICES_AS_OF = "2026-11-30"
 GB_SECOND_USD = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
 LAMBDA_REQUEST_USD = 0.20 / 1e6
@@ -157,7 +158,8 @@ def cost_section(r: dict[str, Any]) -> str:
         f"request at a time, as a Lambda container serves them), its cold start and its peak RSS, on this "
         f"machine's {m.get('cpu')} ({m.get('machine')}), ONNX Runtime on one thread (the handler's "
         f"`lambda_vcpus()` below {MB_PER_VCPU:,} MB; TensorFlow keeps its default thread pools). **Assumed, not "
-        f"measured**: AWS's us-east-1 list prices as of {PRICES_AS_OF} (first tier; not read by the run): "
+        f"measured**: AWS's us-east-1 list prices as known on {PRICES_AS_OF} (first tier; not read by the run: "
+        "check aws.amazon.com/lambda/pricing): "
         f"${GB_SECOND_USD['x86_64']:.10f} per GB-second on x86_64, ${GB_SECOND_USD['arm64']:.10f} on arm64, "
         f"${LAMBDA_REQUEST_USD * MILLION:.2f} per million Lambda requests, "
         f"${API_GATEWAY_REST_REQUEST_USD * MILLION:.2f} per million API Gateway REST requests (its own column: "
