@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import getpass
 import hashlib
 import json
+import re
 import sys
 import threading
 import time
@@ -142,20 +144,21 @@ def resource_paths(paths: Iterable[str]) -> set[str]:
     return resources
 
 
+@functools.lru_cache(maxsize=16)
+def _exact_resources(paths: tuple[str, ...]) -> list[tuple[str, re.Pattern[str]]]:
+    """The resources without a greedy variable, fewest variables first, each with its pattern: made
+    once per route table, not per request."""
+    exact = sorted((p for p in resource_paths(paths) if "+}" not in p), key=lambda p: (p.count("{"), p))
+    return [(p, template_route("ANY", p).pattern) for p in exact]
+
+
 def choose_route(routes: Sequence[tuple[Route, T]], method: str, path: str) -> tuple[Route, T, dict[str, str]] | None:
     """API Gateway's choice: the resource that matches without a greedy variable (fewest variables
     first) before one with it; on the resource chosen, its own method before ANY. A resource that
     matches but takes neither method, such as a parent no route names (/v2/models), is no route:
     API Gateway never falls back from it to /{proxy+}."""
     found = [(route, fn, params) for route, fn in routes if (params := route.match(method, path)) is not None]
-    exact = sorted(
-        (
-            p
-            for p in resource_paths(r.path for r, _ in routes)
-            if "+}" not in p and template_route("ANY", p).pattern.fullmatch(path)
-        ),
-        key=lambda p: p.count("{"),
-    )
+    exact = [p for p, pattern in _exact_resources(tuple(r.path for r, _ in routes)) if pattern.fullmatch(path)]
     candidates = [f for f in found if f[0].path == exact[0]] if exact else found
     candidates.sort(key=lambda f: ("+}" in f[0].path, f[0].method == "ANY"))
     return candidates[0] if candidates else None
@@ -199,7 +202,7 @@ class LocalApi:
         if binary_types is None:
             found = [binary_media_types(template) for template in templates]
             binary_types = found[0] if found else []
-        self.missing_route = missing_route_response(templates[0]) if templates else missing_route_response(None)
+        self.missing_route = missing_route_response(templates[0] if templates else None)
         self.binary_types = list(binary_types)
         self.server = _Server(("127.0.0.1", port), self._handler_class())
         self.server.daemon_threads = True

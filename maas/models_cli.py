@@ -156,9 +156,10 @@ def run(registry: Registry, args: Any) -> Any:
         registry.delete_version(args.name, version)
         return {"name": args.name, "version": version, "deleted": True}
     if args.models_command == "number":
-        if not registry.list_versions(args.name):
+        versions = registry.list_versions(args.name)
+        if not versions:
             raise ModelNotFound(f"no model named {args.name!r}", model=args.name)
-        registry.number_versions(args.name)
+        registry.number_versions(args.name, versions)
         return {"name": args.name, "versions": registry.numbered_versions(args.name)}
     if args.models_command == "history":
         return registry.alias_history(args.name, args.alias)

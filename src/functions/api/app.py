@@ -325,11 +325,16 @@ TF_CALL = {
 }
 
 
+def _no_route(**details: Any) -> tfserving.RouteNotFound:
+    """The 404 for a TF Serving path that matched a route's pattern but names no call."""
+    event = app.current_event
+    return tfserving.RouteNotFound(f"no route for {event.http_method} {event.path}", **details)
+
+
 def _segment(value: str) -> str:
     """A GET route's last segment, once its pattern matched: a name, version or alias, or a verb path."""
     if ":" in value or "%3a" in value.lower():
-        event = app.current_event
-        raise tfserving.RouteNotFound(f"no route for {event.http_method} {event.path}")
+        raise _no_route()
     return value
 
 
@@ -337,19 +342,13 @@ def _tf_ref(kind: str, ref: str) -> str:
     """The version or alias a TF Serving path pins, checked for its kind."""
     check = TF_REF_CHECKS.get(kind)
     if check is None:
-        event = app.current_event
-        raise tfserving.RouteNotFound(
-            f"no route for {event.http_method} {event.path}", expected=[f"/{k}/" for k in TF_REF_CHECKS]
-        )
+        raise _no_route(expected=[f"/{k}/" for k in TF_REF_CHECKS])
     return check(ref)
 
 
 def _tf_call(name: str, ref: str | None, verb: str, body: tfserving.TFRequest) -> dict[str, Any]:
     if verb not in TF_VERBS:
-        event = app.current_event
-        raise tfserving.RouteNotFound(
-            f"no route for {event.http_method} {event.path}", expected=[f":{v}" for v in TF_VERBS]
-        )
+        raise _no_route(expected=[f":{v}" for v in TF_VERBS])
     tfserving.check_signature(body.signature_name, verb)
     model = _serve(name, ref)
     if verb == "predict":
