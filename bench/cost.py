@@ -1,30 +1,31 @@
 """Dollars per million predictions from the run's measured latencies and Lambda's published prices.
 
 Only the latencies and cold starts are measured (results.json); the prices, how Lambda bills and how its
-CPU follows memory are assumptions, stated here once and printed with the table.
+CPU follows memory are assumptions, stated once in training/cost.py (the training job prices its
+compression candidates with them) and printed with the table.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from bench.stats import figure, markdown_table
-from maas_core.shared.model_cache import MB_PER_VCPU  # Lambda: one full vCPU per 1,769 MB
-
-# us-east-1 list prices (first tier: the first 6 billion x86 / 7.5 billion arm64 GB-seconds a month),
-# as the authors knew them on this date (aws.amazon.com/lambda/pricing and /api-gateway/pricing; not
-# re-read then: this machine has no network); the run does not read them: check them there before relying
-# on the table.
-PRICES_AS_OF = "2026-11-30"
-GB_SECOND_USD = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
-LAMBDA_REQUEST_USD = 0.20 / 1e6
-API_GATEWAY_REST_REQUEST_USD = 3.50 / 1e6  # REST API, first 333 million requests a month
+from training.cost import (  # the prices' one home, shared with the training job's candidate objective
+    API_GATEWAY_REST_REQUEST_USD,
+    GB_SECOND_USD,
+    LAMBDA_REQUEST_USD,
+    MB_PER_VCPU,
+    MILLION,
+    PRICES_AS_OF,
+    REQUESTS_PER_CONTAINER,
+    at_memory_ms,
+    billed_ms,
+    cold_start_per_million_usd,
+    per_million_requests_usd,
+)
 
 MEMORIES_MB = (128, 512, 1024)
-REQUESTS_PER_CONTAINER = 1000  # the cold start is spread over this many requests of one container
-MILLION = 1e6
 
 # (label, warm latency row in results.json's "latency", its cold start in "cold_start")
 FUNCTIONS = (
@@ -32,33 +33,6 @@ FUNCTIONS = (
     ("ours, fp32 ONNX", "fp32 x1", "ours_fp32"),
     ("TensorFlow handler", "tensorflow x1", "tensorflow"),
 )
-
-
-def billed_ms(duration_ms: float) -> int:
-    """Lambda bills duration rounded up to the next millisecond (at least 1 ms)."""
-    # Rounded to a nanosecond first, so that 2.0000000001 (float noise of a scaled 2 ms) bills 2 ms, not 3.
-    return max(1, math.ceil(round(duration_ms, 6)))
-
-
-def at_memory_ms(measured_ms: float, memory_mb: int) -> float:
-    """The measured one-thread latency at ``memory_mb``, assuming CPU-bound work: below one vCPU
-    (MB_PER_VCPU) Lambda gives a share of one, so the work takes MB_PER_VCPU / memory_mb as long."""
-    return measured_ms * max(1.0, MB_PER_VCPU / memory_mb)
-
-
-def duration_usd(duration_ms: float, memory_mb: int, arch: str) -> float:
-    """What Lambda charges for one invocation's billed duration at ``memory_mb`` (1,024 MB = 1 GB)."""
-    return billed_ms(duration_ms) / 1000 * memory_mb / 1024 * GB_SECOND_USD[arch]
-
-
-def per_million_requests_usd(duration_ms: float, memory_mb: int, arch: str) -> float:
-    """A million warm requests of ``duration_ms`` each: duration plus Lambda's request charge."""
-    return MILLION * (duration_usd(duration_ms, memory_mb, arch) + LAMBDA_REQUEST_USD)
-
-
-def cold_start_per_million_usd(cold_ms: float, memory_mb: int, arch: str, requests: int) -> float:
-    """A cold start's duration (billed, INIT included) spread over the ``requests`` its container serves."""
-    return MILLION * duration_usd(cold_ms, memory_mb, arch) / requests
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,21 @@ The ONNX-level candidates are built here; ``pruned`` and ``distilled`` need Kera
 job builds their files and hands them to :func:`evaluate` like any other. Every candidate is then
 measured on the same held-out rows. One that cannot be built, that onnxruntime cannot load, whose
 graph inputs/outputs differ from fp32's, or that fails parity is rejected with the reason, and the
-job goes on. :func:`choose` publishes the smallest accepted file whose accuracy is within
-``max_accuracy_drop_points`` percentage points of fp32. Accuracy is a fraction (0..1) everywhere;
-only the gate is in points. A regression model is measured by RMSE (and MAE) instead, and the
-gate accepts a candidate whose RMSE is at most ``max_rmse_increase_pct`` percent above fp32's.
+job goes on. The gate passes the candidates whose accuracy is within ``max_accuracy_drop_points``
+percentage points of fp32's; of them, :func:`choose` publishes the best by the job's ``objective``:
+
+- ``cost`` (the default): the lowest expected Lambda cost per request (training.cost: the measured
+  one-thread ``session.run`` at batch 1 and at a typical batch of 32, at the serving memory, plus the
+  download at a cold start spread over the container's requests);
+- ``latency``: the lowest ``session.run`` latency at batch 1;
+- ``size``: the smallest file.
+
+Latencies are noisy: under ``cost`` and ``latency``, candidates within NEAR_MARGIN (10%) of the best
+figure count as equal, and the smallest file of them wins (then the better metric, then menu order),
+so a rerun does not flip between two candidates the measurement cannot tell apart. Accuracy is a
+fraction (0..1) everywhere; only the gate is in points. A regression model is measured by RMSE (and
+MAE) instead, and the gate accepts a candidate whose RMSE is at most ``max_rmse_increase_pct`` percent
+above fp32's; the objective is the same.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from maas_core.shared.manifest import CLASSIFICATION, REGRESSION, GraphIO, graph_tensors
+from training import cost
 
 FP32 = "fp32"
 INT8_DYNAMIC = "int8-dynamic"
@@ -54,6 +66,8 @@ DEFAULT_MAX_RMSE_INCREASE_PCT = 1.0
 DEFAULT_DISTILLATION_TEMPERATURE = 4.0  # softens the teacher's outputs the distilled student learns from
 CALIBRATION_BATCH = 50
 LATENCY_RUNS = 50
+LATENCY_MIN_RUNS = 5
+LATENCY_BUDGET_S = 2.0  # per batch size: a large model's batch of 32 stops early, after LATENCY_MIN_RUNS at least
 LATENCY_WARMUP = 5
 LATENCY_THREADS = 1  # a Lambda function has one or two vCPUs; measure what it will see
 GZIP_LEVEL = 9
@@ -62,6 +76,14 @@ GZIP_LEVEL = 9
 # so its difference is recorded and its accuracy gated instead. For outputs beyond 0..1 (a
 # regression's prediction) the tolerance is relative to the largest magnitude: see parity_scale.
 PARITY_TOLERANCE = {FP32: 1e-4, FP16: 1e-2}
+
+# What the gate publishes among the candidates within it (the ``objective`` hyperparameter).
+COST, LATENCY, SIZE = "cost", "latency", "size"
+OBJECTIVES = (COST, LATENCY, SIZE)
+DEFAULT_OBJECTIVE = COST
+# Two medians of the same file's batch-1 latency at training differ by up to ~10% on the benchmark's
+# machine (bench/results.md, compression candidates): a smaller difference is not a measured one.
+NEAR_MARGIN = 0.10
 
 
 def parity_scale(reference: np.ndarray) -> float:
@@ -88,6 +110,13 @@ class Candidate:
     details: dict[str, Any] = field(default_factory=dict)
     rmse: float | None = None  # regression only, as is mae
     mae: float | None = None
+    batch_latency_ms: float | None = None  # session.run of training.cost.TYPICAL_BATCH rows; latency_ms: of 1
+    usd_per_million: float | None = None  # training.cost.candidate_usd_per_million at the job's memory
+
+    def figure(self, objective: str) -> float:
+        """What ``objective`` ranks by, lower is better (infinite when not measured)."""
+        value = {COST: self.usd_per_million, LATENCY: self.latency_ms, SIZE: self.size_bytes}[objective]
+        return float("inf") if value is None else float(value)
 
     @property
     def usable(self) -> bool:
@@ -114,32 +143,62 @@ class Compression:
     eval_rows: int
     task: str = CLASSIFICATION
     max_rmse_increase_pct: float = DEFAULT_MAX_RMSE_INCREASE_PCT
+    objective: str = DEFAULT_OBJECTIVE
+    memory_mb: int = cost.DEFAULT_MEMORY_MB
 
     @property
     def fp32(self) -> Candidate:
         return next(c for c in self.candidates if c.method == FP32)
 
     def to_manifest(self) -> dict[str, Any]:
-        gate: dict[str, Any] = {
-            "max_accuracy_drop_points": self.max_accuracy_drop_points,
-            "selection": "smallest size_bytes whose accuracy is within max_accuracy_drop_points of fp32",
-        }
+        gate: dict[str, Any] = {"max_accuracy_drop_points": self.max_accuracy_drop_points}
+        within = "whose accuracy is within max_accuracy_drop_points of fp32"
         if self.task == REGRESSION:
-            gate = {
-                "max_rmse_increase_pct": self.max_rmse_increase_pct,
-                "selection": "smallest size_bytes whose rmse is at most max_rmse_increase_pct percent above fp32's",
-            }
+            gate = {"max_rmse_increase_pct": self.max_rmse_increase_pct}
+            within = "whose rmse is at most max_rmse_increase_pct percent above fp32's"
         return {
             "method": self.chosen.method,
             "candidates": [c.to_dict() for c in self.candidates],
             "fp32_size_bytes": self.fp32.size_bytes,
             "compressed_size_bytes": self.chosen.size_bytes,
-            **{k: v for k, v in gate.items() if k != "selection"},
+            **gate,
             "eval_rows": self.eval_rows,
-            "selection": gate["selection"],
-            "latency": {"batch_size": 1, "runs": LATENCY_RUNS, "intra_op_threads": LATENCY_THREADS},
+            "objective": self.objective,
+            "selection": selection_rule(self.objective, within),
+            "latency": {
+                "batch_size": 1,
+                "typical_batch_size": cost.TYPICAL_BATCH,
+                "statistic": "median",
+                "runs": LATENCY_RUNS,
+                "intra_op_threads": LATENCY_THREADS,
+            },
+            "cost_model": {
+                "usd_per_million": "Lambda duration per million requests, request charge left out (training.cost)",
+                "memory_mb": self.memory_mb,
+                "arch": cost.DEFAULT_ARCH,
+                "gb_second_usd": cost.GB_SECOND_USD[cost.DEFAULT_ARCH],
+                "prices_as_of": cost.PRICES_AS_OF,
+                "mb_per_vcpu": cost.MB_PER_VCPU,
+                "requests_per_container": cost.REQUESTS_PER_CONTAINER,
+                "s3_bytes_per_s": cost.S3_BYTES_PER_S,
+            },
             "gzip_level": GZIP_LEVEL,
         }
+
+
+def selection_rule(objective: str, within: str) -> str:
+    """The manifest's ``selection``: the rule that published the chosen candidate, in words."""
+    if objective == SIZE:
+        return f"smallest size_bytes {within}"
+    figure = {
+        COST: "usd_per_million: expected Lambda duration cost of latency_ms and batch_latency_ms at memory_mb, "
+        "plus the download spread over requests_per_container",
+        LATENCY: "latency_ms: median session.run of one row, one thread",
+    }[objective]
+    return (
+        f"lowest {figure}, {within}; candidates within {NEAR_MARGIN:.0%} of the lowest count as equal "
+        "and the smallest size_bytes of them wins"
+    )
 
 
 def parse_menu(text: str) -> list[str]:
@@ -297,19 +356,28 @@ def accuracy(path: str | Path, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(predict(path, x), axis=1) == y))
 
 
-def latency_ms(path: str | Path, sample: np.ndarray, runs: int = LATENCY_RUNS) -> float:
-    """Mean wall time of one batch-of-1 ``run`` on a single-threaded session."""
+def latencies_ms(path: str | Path, sample: np.ndarray) -> tuple[float, float]:
+    """Median wall time of one ``run`` of 1 row and of training.cost.TYPICAL_BATCH rows (``sample``'s
+    rows repeated when it has fewer) on a single-threaded session, as a Lambda function's one vCPU runs it."""
     session = onnx_session(path, threads=LATENCY_THREADS)
+    one, batch = (
+        _median_run_ms(session, np.resize(sample[:n], (n, *sample.shape[1:]))) for n in (1, cost.TYPICAL_BATCH)
+    )
+    return one, batch
+
+
+def _median_run_ms(session: Any, rows: np.ndarray) -> float:
     input_name, output_name = _io_names(session)
-    feed = {input_name: _as_input(session, sample[:1])}
+    feed = {input_name: _as_input(session, rows)}
     for _ in range(LATENCY_WARMUP):
         session.run([output_name], feed)
-    times = []
-    for _ in range(runs):
+    times: list[float] = []
+    deadline = time.perf_counter() + LATENCY_BUDGET_S
+    while len(times) < LATENCY_MIN_RUNS or (len(times) < LATENCY_RUNS and time.perf_counter() < deadline):
         started = time.perf_counter()
         session.run([output_name], feed)
         times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.fmean(times), 4)
+    return round(statistics.median(times), 4)
 
 
 def gzip_bytes(path: str | Path) -> int:
@@ -388,7 +456,7 @@ def measure(
         errors = probabilities.reshape(len(y)) - y.astype(np.float64)
         candidate.rmse = float(np.sqrt(np.mean(errors**2)))
         candidate.mae = float(np.mean(np.abs(errors)))
-    candidate.latency_ms = latency_ms(path, x)
+    candidate.latency_ms, candidate.batch_latency_ms = latencies_ms(path, x)
     return candidate
 
 
@@ -423,15 +491,18 @@ def choose(
     *,
     task: str = CLASSIFICATION,
     max_rmse_increase_pct: float = DEFAULT_MAX_RMSE_INCREASE_PCT,
+    objective: str = DEFAULT_OBJECTIVE,
+    memory_mb: int = cost.DEFAULT_MEMORY_MB,
 ) -> Candidate:
-    """Publish the smallest candidate within the allowed drop of fp32 (fp32 itself if none is).
+    """Publish the best candidate by ``objective`` within the allowed drop of fp32 (fp32 itself if none
+    is): see the module's docstring for the objectives and the rule for near-equal figures.
 
     Ties on size go to the higher accuracy, then to the earlier candidate in the menu. Candidates
     rejected before the gate (no accuracy) keep their reason; every other one gets one here.
     A regression task is gated on RMSE instead: see :func:`choose_regression`.
     """
     if task == REGRESSION:
-        return choose_regression(candidates, max_rmse_increase_pct)
+        return choose_regression(candidates, max_rmse_increase_pct, objective=objective, memory_mb=memory_mb)
     return _gate(
         candidates,
         change=drop_points,
@@ -440,7 +511,17 @@ def choose(
         long=lambda d: f"accuracy drop {d:.2f} points",
         short=lambda d: f"drop {d:.2f} points",
         limit=f"{max_accuracy_drop_points:g}",
+        objective=objective,
+        memory_mb=memory_mb,
     )
+
+
+def price(candidates: list[Candidate], memory_mb: int) -> None:
+    """Each measured candidate's ``usd_per_million`` at ``memory_mb`` (training.cost), to 4 significant digits."""
+    for c in candidates:
+        if c.latency_ms is not None and c.batch_latency_ms is not None:
+            usd = cost.candidate_usd_per_million(c.latency_ms, c.batch_latency_ms, c.size_bytes, memory_mb)
+            c.usd_per_million = float(f"{usd:.4g}")
 
 
 def _gate(
@@ -452,35 +533,89 @@ def _gate(
     long: Callable[[float], str],
     short: Callable[[float], str],
     limit: str,
+    objective: str,
+    memory_mb: int,
 ) -> Candidate:
-    """The smallest usable candidate whose metric ``change`` from fp32 is within ``allowed`` (fp32 if
-    none is); ties on size go to ``tie``, then to menu order. Every usable candidate gets its reason."""
+    """The best usable candidate by ``objective`` whose metric ``change`` from fp32 is within ``allowed``
+    (fp32 if none is); near-equal figures and ties on size go to ``tie``, then to menu order. Every
+    usable candidate gets its reason."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+    price(candidates, memory_mb)
     fp32 = next(c for c in candidates if c.method == FP32)
     within = [c for c in candidates if c.usable and change(fp32, c) <= allowed]
-    chosen = min(within, key=lambda c: (c.size_bytes, tie(c), candidates.index(c)))
+    near = within
+    if objective != SIZE:  # within NEAR_MARGIN of the best figure: equal, as far as the measurement can tell
+        lowest = min(c.figure(objective) for c in within)
+        near = [c for c in within if c.figure(objective) <= lowest * (1 + NEAR_MARGIN)]
+    chosen = min(near, key=lambda c: (c.size_bytes, tie(c), candidates.index(c)))
     for c in candidates:
         c.accepted = c is chosen
         if not c.usable:
             continue
         value = change(fp32, c)
-        if c is chosen and c is fp32:
-            others = [o.method for o in candidates if o is not fp32]
-            c.reason = f"baseline; no compressed candidate passed ({', '.join(others)})" if others else "baseline"
-        elif c is chosen:
-            c.reason = (
-                f"smallest within the gate: {long(value)} <= {limit} allowed; "
-                f"{fp32.size_bytes / c.size_bytes:.1f}x smaller than fp32"
-            )
-        elif c is fp32:
-            c.reason = f"superseded by {chosen.method}"
-        elif value > allowed:
+        if value > allowed:
             c.reason = f"{long(value)} > {limit} allowed"
+        elif c is chosen:
+            c.reason = _chosen_reason(c, candidates, within, near, objective, f"{long(value)} <= {limit} allowed")
         else:
-            c.reason = (
-                f"within the gate ({short(value)}) but {c.size_bytes:,} bytes, "
-                f"not smaller than {chosen.method}'s {chosen.size_bytes:,}"
-            )
+            c.reason = _passed_over_reason(c, chosen, near, objective, short(value))
     return chosen
+
+
+def _describe(c: Candidate, objective: str) -> str:
+    """A candidate's figure under ``objective``, in words."""
+    if c.figure(objective) == float("inf"):
+        return f"no {objective} measured"
+    if objective == COST:
+        return (
+            f"${c.usd_per_million:.4g} per million requests ({c.latency_ms:.3f} ms at batch 1, "
+            f"{c.batch_latency_ms:.3f} ms at batch {cost.TYPICAL_BATCH}, {c.size_bytes:,} bytes)"
+        )
+    if objective == LATENCY:
+        return f"{c.latency_ms:.3f} ms at batch 1"
+    return f"{c.size_bytes:,} bytes"
+
+
+_BEST = {COST: "cheapest", LATENCY: "fastest", SIZE: "smallest"}
+
+
+def _chosen_reason(
+    c: Candidate, candidates: list[Candidate], within: list[Candidate], near: list[Candidate], objective: str, gate: str
+) -> str:
+    fp32 = next(o for o in candidates if o.method == FP32)
+    if within == [fp32]:
+        others = [o.method for o in candidates if o is not fp32]
+        return f"baseline; no compressed candidate passed ({', '.join(others)})" if others else "baseline"
+    best = min(within, key=lambda o: o.figure(objective))
+    if objective == SIZE or c.figure(objective) <= best.figure(objective):
+        head = f"{_BEST[objective]} within the gate"
+    else:
+        head = f"within {NEAR_MARGIN:.0%} of the {_BEST[objective]} within the gate ({best.method})"
+    if objective != SIZE:
+        head += f": {_describe(c, objective)}"
+        if len(near) > 1:
+            methods = ", ".join(o.method for o in near)
+            head += f"; the smallest file of {methods}, all within {NEAR_MARGIN:.0%} of the {_BEST[objective]}"
+    smaller = f"; {fp32.size_bytes / c.size_bytes:.1f}x smaller than fp32" if c is not fp32 else ""
+    return f"{head}{': ' if objective == SIZE else '; '}{gate}{smaller}"
+
+
+def _passed_over_reason(c: Candidate, chosen: Candidate, near: list[Candidate], objective: str, gate: str) -> str:
+    if objective == SIZE:
+        if c.method == FP32:
+            return f"superseded by {chosen.method}"
+        larger = f"{c.size_bytes:,} bytes, not smaller than {chosen.method}'s {chosen.size_bytes:,}"
+        return f"within the gate ({gate}) but {larger}"
+    if c in near:
+        return (
+            f"within the gate ({gate}) and within {NEAR_MARGIN:.0%} of the {_BEST[objective]} "
+            f"({_describe(c, objective)}), but {c.size_bytes:,} bytes, not smaller than {chosen.method}'s "
+            f"{chosen.size_bytes:,}"
+        )
+    ratio = c.figure(objective) / chosen.figure(objective) if chosen.figure(objective) > 0 else float("inf")
+    times = f", {ratio:.1f}x {chosen.method}'s" if ratio != float("inf") else ""
+    return f"within the gate ({gate}) but {_describe(c, objective)}{times}"
 
 
 def rmse_increase_pct(fp32: Candidate, candidate: Candidate) -> float:
@@ -490,9 +625,15 @@ def rmse_increase_pct(fp32: Candidate, candidate: Candidate) -> float:
     return round((candidate.rmse / fp32.rmse - 1) * 100, 9)
 
 
-def choose_regression(candidates: list[Candidate], max_rmse_increase_pct: float) -> Candidate:
-    """The smallest candidate whose held-out RMSE is at most ``max_rmse_increase_pct`` percent above
-    fp32's (fp32 itself if none is); ties on size go to the lower RMSE, then to menu order."""
+def choose_regression(
+    candidates: list[Candidate],
+    max_rmse_increase_pct: float,
+    *,
+    objective: str = DEFAULT_OBJECTIVE,
+    memory_mb: int = cost.DEFAULT_MEMORY_MB,
+) -> Candidate:
+    """The best candidate by ``objective`` whose held-out RMSE is at most ``max_rmse_increase_pct``
+    percent above fp32's (fp32 itself if none is); ties on size go to the lower RMSE, then to menu order."""
     return _gate(
         candidates,
         change=rmse_increase_pct,
@@ -501,4 +642,6 @@ def choose_regression(candidates: list[Candidate], max_rmse_increase_pct: float)
         long=lambda i: f"rmse {i:+.2f}% of fp32's",
         short=lambda i: f"rmse {i:+.2f}%",
         limit=f"{max_rmse_increase_pct:g}%",
+        objective=objective,
+        memory_mb=memory_mb,
     )

@@ -9,10 +9,11 @@ and the text models on ids from ``shared.text``'s tokenizer, whose vocabulary go
 the server tokenises), exports ONNX (checked and compared with Keras),
 builds the compression candidates asked for (``compression``: int8 dynamic/static, fp16, pruned,
 distilled; see ``training.compress``), measures them all on the held-out rows, publishes the
-smallest one within ``max_accuracy_drop`` points of fp32 accuracy (for regression: RMSE at most
-``max_rmse_increase_pct`` percent above fp32's), writes everything under the model dir and
-publishes the selected model to the S3 registry when a bucket is configured. Any failure writes
-``<root>/output/failure`` and exits 1 (a failed compression candidate is only recorded as rejected).
+best by ``objective`` (cost, latency or size) of those within ``max_accuracy_drop`` points of fp32
+accuracy (for regression: RMSE at most ``max_rmse_increase_pct`` percent above fp32's), writes
+everything under the model dir and publishes the selected model to the S3 registry when a bucket is
+configured. Any failure writes ``<root>/output/failure`` and exits 1 (a failed compression candidate
+is only recorded as rejected).
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ from training.compress import (
     DEFAULT_DISTILLATION_TEMPERATURE,
     DEFAULT_MAX_ACCURACY_DROP_POINTS,
     DEFAULT_MAX_RMSE_INCREASE_PCT,
+    DEFAULT_OBJECTIVE,
     DISTILLED,
+    OBJECTIVES,
     PRUNED,
     parse_menu,
 )
+from training.cost import DEFAULT_MEMORY_MB
 from training.data import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN, Dataset, load_channel, split_holdout
 from training.families import DEFAULT_FAMILY, FAMILIES, TEXT_INPUT, BuildInputs, Family, family
 from training.sagemaker_env import DEFAULT_ROOT, TrainingEnv, read_env, write_failure
@@ -58,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "model_name": "",  # empty: the family's default_model_name
     "max_accuracy_drop": DEFAULT_MAX_ACCURACY_DROP_POINTS,
+    "objective": DEFAULT_OBJECTIVE,
     "holdout_fraction": 0.2,
     "compression": DEFAULT_COMPRESSION,
     "calibration_rows": 200,
@@ -77,7 +82,8 @@ DEFAULTS: dict[str, Any] = {
     "heads": 0,
     "feed_forward_size": 0,
     # The serving functions' MemorySize and EphemeralStorage (MB): a model that needs more is refused at
-    # publish (422 model_too_large, the job fails naming its needs and these); 0: not checked.
+    # publish (422 model_too_large, the job fails naming its needs and these); 0: not checked. The memory
+    # also prices the candidates (objective cost); 0 prices them at template.yaml's default MemorySize.
     "serving_memory_mb": 0,
     "serving_storage_mb": 0,
 }
@@ -91,6 +97,7 @@ HYPERPARAMETERS = (
     "learning_rate",
     "seed",
     "max_accuracy_drop",
+    "objective",
     "holdout_fraction",
     "compression",
     "calibration_rows",
@@ -177,6 +184,12 @@ def build_parser(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> a
         help="a candidate is published only within this many percentage points of fp32",
     )
     parser.add_argument(
+        "--objective",
+        help=f"of the candidates within the gate, publish the {', '.join(OBJECTIVES)} one: cost (default): the lowest "
+        "expected Lambda cost per request at the serving memory; latency: the fastest at batch 1; size: the smallest "
+        "file (candidates within 10%% of the best cost or latency count as equal: the smallest of them wins)",
+    )
+    parser.add_argument(
         "--compression",
         help="candidates besides fp32: 'all' or a comma list of int8-dynamic, int8-static, fp16, pruned, distilled",
     )
@@ -237,6 +250,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             ("learning_rate", "> 0", args.learning_rate > 0),
             ("holdout_fraction", "between 0 and 1", 0 < args.holdout_fraction < 1),
             ("max_accuracy_drop", ">= 0 (percentage points)", args.max_accuracy_drop >= 0),
+            ("objective", f"one of {', '.join(OBJECTIVES)}", args.objective in OBJECTIVES),
             ("calibration_rows", ">= 1", args.calibration_rows >= 1),
             ("pruning_sparsity", "between 0 and 1", 0 < args.pruning_sparsity < 1),
             ("pruning_epochs", ">= 1", args.pruning_epochs >= 1),
@@ -471,12 +485,12 @@ def _train(
 
 
 def _candidate_line(c: Any) -> str:
-    if c.rmse is not None and c.latency_ms is not None:
-        measured = f"rmse {c.rmse:.4f}, mae {c.mae:.4f}, {c.latency_ms:.3f} ms/request"
-    elif c.accuracy is not None and c.latency_ms is not None:
-        measured = f"accuracy {c.accuracy:.4f}, {c.latency_ms:.3f} ms/request"
-    else:
+    if c.latency_ms is None or c.batch_latency_ms is None or c.usd_per_million is None:
         measured = "not measured"
+    else:
+        timed = f"{c.latency_ms:.3f} ms/request, {c.batch_latency_ms:.3f} ms/batch, ${c.usd_per_million:.4g}/M requests"
+        metric = f"rmse {c.rmse:.4f}, mae {c.mae:.4f}" if c.rmse is not None else f"accuracy {c.accuracy:.4f}"
+        measured = f"{metric}, {timed}"
     verdict = "ACCEPTED" if c.accepted else "rejected"
     return f"{c.size_bytes:,} bytes ({c.gzip_bytes:,} gzipped), {measured}, {verdict} ({c.reason})"
 
@@ -579,17 +593,14 @@ def _compression_menu(
         make = makers.get(method) or functools.partial(from_fp32, method)
         source = {"pruned": "pruned fp32 export", "distilled": "keras student"}.get(method, "fp32")
         candidates.append(compress.evaluate(method, make, held.x, held.y, io=io, source=source, task=chosen.task))
-    best = compress.choose(
-        candidates, args.max_accuracy_drop, task=chosen.task, max_rmse_increase_pct=args.max_rmse_increase_pct
-    )
-    return compress.Compression(
-        best,
-        candidates,
-        args.max_accuracy_drop,
-        eval_rows=len(held),
-        task=chosen.task,
-        max_rmse_increase_pct=args.max_rmse_increase_pct,
-    )
+    gate: dict[str, Any] = {
+        "task": chosen.task,
+        "max_rmse_increase_pct": args.max_rmse_increase_pct,
+        "objective": args.objective,
+        "memory_mb": args.serving_memory_mb or DEFAULT_MEMORY_MB,
+    }
+    best = compress.choose(candidates, args.max_accuracy_drop, **gate)
+    return compress.Compression(best, candidates, args.max_accuracy_drop, eval_rows=len(held), **gate)
 
 
 def _transformer_optimizer(chosen: Family, fp32_path: Path, work: Path) -> tuple[Path, dict[str, Any]]:

@@ -71,6 +71,7 @@ def test_each_onnx_candidate_loads_keeps_the_serving_io_and_is_measured(fp32, me
     assert candidate.usable and candidate.reason == "", candidate.reason
     assert candidate.size_bytes > 0 and candidate.gzip_bytes > 0  # sizes vs fp32: see test_job (a real CNN)
     assert candidate.latency_ms is not None and candidate.latency_ms > 0
+    assert candidate.batch_latency_ms is not None and candidate.batch_latency_ms > candidate.latency_ms  # 32 rows
     assert candidate.accuracy is not None and candidate.accuracy > 0.85
     assert candidate.parity_max_abs_diff is not None and candidate.details["top1_agreement_with_source"] > 0.95
     model = onnx.load(str(dst))
@@ -148,7 +149,7 @@ def test_a_candidate_that_fails_parity_is_rejected(fp32):
     assert int8_is_gated_not_parity_checked.usable
 
 
-# -- selection ------------------------------------------------------------------------------------
+# -- selection: the size objective (cost and latency: tests/unit/test_compress_objective.py) -------------
 
 
 def _c(method: str, size: int, accuracy: float | None) -> Candidate:
@@ -164,7 +165,7 @@ def test_the_smallest_candidate_within_the_drop_wins():
         _c("pruned", 150_000, 0.974),  # smaller, but 0.6 points down
         _c("distilled", 40_000, 0.960),
     ]
-    chosen = choose(menu, 0.5)
+    chosen = choose(menu, 0.5, objective="size")
     assert chosen.method == "int8-dynamic" and [c.accepted for c in menu] == [False, True, False, False, False, False]
     reasons = {c.method: c.reason for c in menu}
     assert reasons["fp32"] == "superseded by int8-dynamic"
@@ -172,35 +173,36 @@ def test_the_smallest_candidate_within_the_drop_wins():
     assert "not smaller than int8-dynamic" in reasons["int8-static"]
     assert reasons["pruned"] == "accuracy drop 0.60 points > 0.5 allowed"
     assert reasons["distilled"] == "accuracy drop 2.00 points > 0.5 allowed"
-    assert choose(menu, 2.0).method == "distilled"
+    assert choose(menu, 2.0, objective="size").method == "distilled"
 
 
 def test_a_drop_of_exactly_the_allowance_passes():
     menu = [_c("fp32", 600_000, 0.98), _c("int8-dynamic", 160_000, 0.975)]
-    assert choose(menu, 0.5).method == "int8-dynamic"  # 0.98 - 0.975 is 0.005000000000000004 in floats
+    # 0.98 - 0.975 is 0.005000000000000004 in floats
+    assert choose(menu, 0.5, objective="size").method == "int8-dynamic"
 
 
 def test_ties_on_size_go_to_accuracy_then_to_menu_order():
     menu = [_c("fp32", 600_000, 0.98), _c("int8-dynamic", 160_000, 0.978), _c("pruned", 160_000, 0.979)]
-    assert choose(menu, 0.5).method == "pruned"
+    assert choose(menu, 0.5, objective="size").method == "pruned"
     menu = [_c("fp32", 600_000, 0.98), _c("int8-dynamic", 160_000, 0.979), _c("pruned", 160_000, 0.979)]
-    assert choose(menu, 0.5).method == "int8-dynamic"
+    assert choose(menu, 0.5, objective="size").method == "int8-dynamic"
 
 
 def test_none_within_the_drop_publishes_fp32():
     menu = [_c("fp32", 600_000, 0.98), _c("int8-dynamic", 160_000, 0.97), _c("fp16", 300_000, None)]
     menu[2].reason = "rejected: onnxruntime cannot load it: ..."
-    chosen = choose(menu, 0.5)
+    chosen = choose(menu, 0.5, objective="size")
     assert chosen is menu[0] and chosen.accepted and not any(c.accepted for c in menu[1:])
     assert menu[0].reason == "baseline; no compressed candidate passed (int8-dynamic, fp16)"
     assert menu[1].reason == "accuracy drop 1.00 points > 0.5 allowed"
     assert menu[2].reason == "rejected: onnxruntime cannot load it: ...", "a rejection keeps its own reason"
-    assert choose([_c("fp32", 600_000, 0.98)], 0.5).reason == "baseline"
+    assert choose([_c("fp32", 600_000, 0.98)], 0.5, objective="size").reason == "baseline"
 
 
 def test_an_unusable_candidate_never_wins_however_small():
     menu = [_c("fp32", 600_000, 0.98), _c("distilled", 10, None)]
-    assert choose(menu, 100.0).method == "fp32"
+    assert choose(menu, 100.0, objective="size").method == "fp32"
 
 
 @pytest.mark.parametrize(

@@ -169,10 +169,15 @@ def test_published_manifest_is_complete_with_measured_numbers(job):
     for candidate in compression["candidates"]:
         assert candidate["reason"] and not candidate["reason"].startswith("rejected:"), candidate
         assert 0 < candidate["gzip_bytes"] < candidate["size_bytes"] and candidate["latency_ms"] > 0
+        assert candidate["batch_latency_ms"] > candidate["latency_ms"] and candidate["usd_per_million"] > 0
         assert 0.5 < candidate["accuracy"] <= 1 and candidate["parity_max_abs_diff"] is not None
+    # The default objective, cost: of those within the gate, the smallest file within 10% of the cheapest.
+    assert compression["objective"] == "cost" and compression["cost_model"]["memory_mb"] == 1024
     fp32 = candidates["fp32"]
     within = [c for c in candidates.values() if (fp32["accuracy"] - c["accuracy"]) * 100 <= 0.5 + 1e-9]
-    assert accepted[0]["size_bytes"] == min(c["size_bytes"] for c in within)
+    cheapest = min(c["usd_per_million"] for c in within)
+    near = [c for c in within if c["usd_per_million"] <= cheapest * 1.1]
+    assert accepted[0]["size_bytes"] == min(c["size_bytes"] for c in near)
     for method in ("int8-dynamic", "int8-static", "pruned"):
         assert candidates[method]["size_bytes"] < 0.3 * fp32["size_bytes"], method
     assert 0.45 * fp32["size_bytes"] < candidates["fp16"]["size_bytes"] < 0.55 * fp32["size_bytes"]
@@ -308,10 +313,17 @@ def test_unknown_hyperparameter_fails_before_training(failing_root):
 def test_accuracy_gate_allows_half_a_point(int8_accuracy, published):
     fp32 = Candidate("fp32", "model.fp32.onnx", 600_000, 0.980, 0.03)
     int8 = Candidate("int8-dynamic", "model.int8.onnx", 160_000, int8_accuracy, 0.1)
-    chosen = choose([fp32, int8], DEFAULT_MAX_ACCURACY_DROP_POINTS)
+    chosen = choose([fp32, int8], DEFAULT_MAX_ACCURACY_DROP_POINTS, objective="size")
     assert chosen.method == published and chosen.accepted
     assert [c.accepted for c in (fp32, int8)].count(True) == 1
     assert "points" in int8.reason
+
+
+def test_an_unknown_objective_fails_before_training(failing_root):
+    assert main(["--objective", "fastest"], root=failing_root) == 1
+    assert (
+        "objective must be one of cost, latency, size, got fastest" in (failing_root / "output" / "failure").read_text()
+    )
 
 
 def test_invalid_model_name_fails_before_training(failing_root):
