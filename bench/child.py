@@ -12,7 +12,8 @@
   (``model_cache.build_session`` with the function's vCPU threads), its seconds and the process's peak
   RSS over its baseline (onnxruntime and numpy imported): the size ladder's "build alone";
 - ``bare-batch MODEL ROWS.npy SIZES``: a bare ``session.run`` over the same rows at each batch size;
-- ``compression FILES ROWS.npy CALLS REPEATS``: batch-1 latency of each compression candidate;
+- ``compression FILES ROWS.npy CALLS REPEATS``: batch-1 latency of each compression candidate, and at the
+  batch of all the file's rows when it holds more than one;
 - ``machine-speed REPEATS``: a fixed pure-Python workload, to tell a slower machine from a slower build.
 """
 
@@ -302,17 +303,23 @@ def bare_batch(model_path: str, rows_path: str, sizes: str) -> dict[str, Any]:
 
 
 def compression(files_path: str, rows_path: str, calls: int, repeats: int) -> dict[str, Any]:
-    """Batch-1 latency of each candidate (one thread): {method: path} in, {method: figures} out."""
+    """Latency of each candidate (one thread): {method: path} in; {method: figures} out at batch 1, and
+    {"<method> x<n>": figures} at the batch of all n rows ROWS.npy holds, when n > 1, with a tenth of the
+    calls (each takes up to n times as long)."""
     import numpy as np
 
     from maas_core.shared.model_cache import build_session
 
-    x = np.load(rows_path)[:1]
-    targets: dict[str, Callable[[], Any]] = {}
+    x = np.load(rows_path)
+    one: dict[str, Callable[[], Any]] = {}
+    many: dict[str, Callable[[], Any]] = {}
     for method, path in json.loads(Path(files_path).read_text()).items():
         session = build_session(str(path), threads=1)
-        targets[method] = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
-    return _interleaved(targets, calls, repeats)
+        name = session.get_inputs()[0].name
+        one[method] = functools.partial(session.run, None, {name: x[:1]})
+        if len(x) > 1:
+            many[f"{method} x{len(x)}"] = functools.partial(session.run, None, {name: x})
+    return {**_interleaved(one, calls, repeats), **(_interleaved(many, max(10, calls // 10), repeats) if many else {})}
 
 
 def machine_speed(repeats: int) -> dict[str, Any]:

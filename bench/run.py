@@ -41,6 +41,7 @@ from bench.common import (
 from bench.eager_handler.eager import LABELS
 from bench.stats import compare, figures, lookup, merge, summary
 from maas.template import FunctionSpec
+from training.cost import TYPICAL_BATCH
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -507,7 +508,7 @@ def _compression(
     files = {c["method"]: str(job.model_dir / c["file"]) for c in candidates if c.get("file")}
     files_path = logs / "compression-files.json"
     files_path.write_text(json.dumps(files))
-    rows = batch.write_rows(logs / "compression-rows.npy", 1)
+    rows = batch.write_rows(logs / "compression-rows.npy", TYPICAL_BATCH)  # timed at 1 row and at all of them
     env = _function_env(runtime, api_spec, s3_env, logs / "compression-tmp")
     repeats = 3 * args.repeats  # a run is 300 calls of about 0.1 ms: more of them, spread further, cost little
     command = ["compression", str(files_path), str(rows), str(args.calls), str(repeats)]
@@ -515,6 +516,7 @@ def _compression(
     table = {}
     for c in candidates:
         path = job.model_dir / str(c.get("file") or "")
+        timed = {"latency": latency.get(c["method"]), "batch_latency": latency.get(f"{c['method']} x{TYPICAL_BATCH}")}
         table[c["method"]] = {
             "method": c["method"],
             "size_bytes": path.stat().st_size if path.is_file() else None,
@@ -523,11 +525,15 @@ def _compression(
             "accepted": c.get("accepted"),
             "reason": c.get("reason"),
             "latency_ms_at_training": c.get("latency_ms"),
-            **({"latency": latency[c["method"]]} if c["method"] in latency else {}),
+            "batch_latency_ms_at_training": c.get("batch_latency_ms"),
+            "usd_per_million_at_training": c.get("usd_per_million"),
+            **{k: v for k, v in timed.items() if v is not None},
         }
     compression = job.manifest.compression
     return {
         "published_by_the_job": compression["method"],
+        "objective": compression.get("objective", "size"),  # a manifest from before the objective: the size rule
+        "typical_batch_size": TYPICAL_BATCH,
         "eval_rows": compression.get("eval_rows"),
         "max_accuracy_drop_points": compression.get("max_accuracy_drop_points"),
         "candidates": table,  # by method: a round's figures merge into the same candidate's

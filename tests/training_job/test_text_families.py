@@ -28,7 +28,8 @@ pytestmark = pytest.mark.training
 
 BUCKET = "maas-test-text-models"
 RUNS: dict[str, dict[str, Any]] = {
-    "text": {"epochs": 8, "compression": "int8-dynamic,int8-static,fp16"},
+    # objective size: the smallest file, whatever it costs (the default, cost, publishes this tiny model's fp32)
+    "text": {"epochs": 8, "compression": "int8-dynamic,int8-static,fp16", "objective": "size"},
     "text-rnn": {"epochs": 3, "compression": "int8-dynamic"},
 }
 TEXTS = ["Great kettle, would buy again!", "The lamp is flimsy", "My drill arrived late", "sturdy, not flimsy"]
@@ -66,7 +67,9 @@ def test_manifest_carries_the_tokenizer_of_the_string_input(jobs, family):
     methods = [c["method"] for c in manifest["compression"]["candidates"]]
     assert methods == ["fp32", *RUNS[family]["compression"].split(",")]
     candidates = {c["method"]: c for c in manifest["compression"]["candidates"]}
-    assert manifest["compression"]["method"] == "int8-dynamic", candidates  # Gather and MatMul weights in int8
+    assert manifest["compression"]["objective"] == RUNS[family].get("objective", "cost")
+    if family == "text":
+        assert manifest["compression"]["method"] == "int8-dynamic", candidates  # Gather and MatMul weights in int8
     assert candidates["int8-dynamic"]["size_bytes"] < candidates["fp32"]["size_bytes"]
     assert manifest["training_job"]["hyperparameters"]["text_column"] == "text"
     onnx_inputs = {"text": "tokens"}
