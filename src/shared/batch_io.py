@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from maas_core.shared import json_codec
 from maas_core.shared.errors import BatchFileError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def read_jsonl(stream: Any, first_line: int = 1) -> Iterator[Row]:
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            record = json_codec.loads(text)
         except (ValueError, RecursionError) as exc:
             yield Row(line=number, error=f"not valid JSON: {exc.__class__.__name__}", size=len(raw))
             continue

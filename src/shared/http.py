@@ -1,4 +1,5 @@
-"""Checks on a proxy event's body that must run before any parsing: size, encoding, media type."""
+"""Checks on a proxy event's body that must run before any parsing (size, encoding, media type), and the
+one parse of it that the resolver then reuses (ARCHITECTURE.md, Serving: one parse per body)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from maas_core.shared import json_codec
 from maas_core.shared.errors import BadRequest, MaasError, PayloadTooLarge, UnsupportedMediaType
 
 JSON_TYPES = ("application/json", "application/vnd.api+json")
@@ -34,8 +36,9 @@ def _set_header(event: dict[str, Any], name: str, value: str) -> None:
             headers[key] = [value] if field == "multiValueHeaders" else value
 
 
-def check_body(event: dict[str, Any], max_bytes: int) -> None:
-    """Raise a 4xx domain error for a body that must not reach the JSON parser.
+def check_body(event: dict[str, Any], max_bytes: int) -> Any:
+    """Raise a 4xx domain error for a body that must not reach the route; return the body read as JSON
+    (None when there is none to read), which the resolver takes instead of parsing the text again.
 
     A JSON media type in any spelling (``APPLICATION/JSON``, ``application/problem+json``) is
     rewritten to ``application/json``, the one the resolver parses; anything else is refused here
@@ -46,7 +49,7 @@ def check_body(event: dict[str, Any], max_bytes: int) -> None:
     content_type = _header(event, "content-type")
     media_type = content_type.split(";")[0].strip().lower()
     if not body and str(event.get("httpMethod", "")).upper() not in BODY_METHODS:
-        return
+        return None
     # base64 makes a body 4/3 larger; the limit is on what the client sent.
     raw = body or ""
     size = len(raw) * 3 // 4 if event.get("isBase64Encoded") else len(raw.encode() if isinstance(raw, str) else raw)
@@ -65,7 +68,7 @@ def check_body(event: dict[str, Any], max_bytes: int) -> None:
     if media_type and declared.strip() != "application/json":
         _set_header(event, "content-type", "application/json" + (f";{parameters}" if parameters else ""))
     if not body or str(event.get("httpMethod", "")).upper() not in BODY_METHODS:
-        return
+        return None
     text = body
     if event.get("isBase64Encoded"):
         try:
@@ -73,7 +76,7 @@ def check_body(event: dict[str, Any], max_bytes: int) -> None:
         except (binascii.Error, ValueError):
             raise BadRequest("request body is marked base64 but does not decode to UTF-8 text") from None
     try:
-        _parse_with_headroom(text)
+        return read_json(text)
     except RecursionError:
         raise BadRequest("request body nests too deeply to be read", expected="JSON") from None
     except ValueError as exc:  # JSONDecodeError, and integers of more than 4300 digits
@@ -81,8 +84,9 @@ def check_body(event: dict[str, Any], max_bytes: int) -> None:
         raise BadRequest(f"request body {reason}", expected="JSON") from None
 
 
-def _parse_with_headroom(text: str) -> None:
-    """json.loads with less stack than the resolver will have when it parses the same body.
+def read_json(text: str | bytes) -> Any:
+    """A body read as JSON (shared.json_codec) with less stack than the resolver has where it reads one (it
+    reads a base64 body's text again, decoded by itself).
 
     Python 3.11 counts the parser's nesting against the recursion limit from the caller's depth, and
     the resolver parses ~50 frames deeper than this check: a body nested just under the limit here
@@ -92,7 +96,7 @@ def _parse_with_headroom(text: str) -> None:
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(limit - PARSE_HEADROOM_FRAMES)
     try:
-        json.loads(text)
+        return json_codec.loads(text)
     finally:
         sys.setrecursionlimit(limit)
 

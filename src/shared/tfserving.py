@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from maas_core.shared.dtypes import DTYPES
 from maas_core.shared.errors import BadRequest, InvalidInput, MaasError
 from maas_core.shared.inference import feeds_from_body
 from maas_core.shared.manifest import CLASSIFICATION, REGRESSION, TensorSpec
 from maas_core.shared.model_cache import LoadedModel
+from maas_core.shared.schemas import TensorBody
 from maas_core.shared.tensors import check_names
 
 SIGNATURE = "serving_default"
@@ -36,7 +37,7 @@ class RouteNotFound(MaasError):
     code = "route_not_found"
 
 
-class TFRequest(BaseModel):
+class TFRequest(TensorBody):
     """A TF Serving (and KServe v1) request body: predict takes ``instances`` (rows) or ``inputs``
     (columns); classify and regress take ``examples`` (objects keyed by input name) and ``context``
     (what every example shares)."""

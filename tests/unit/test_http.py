@@ -3,10 +3,12 @@
 import base64
 import json
 
+import numpy as np
 import pytest
 
 from maas_core.shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from maas_core.shared.http import check_body
+from maas_core.shared.json_codec import dumps
 
 BODY = json.dumps({"instances": [[0.0]]})
 
@@ -85,3 +87,28 @@ def test_size_is_checked_before_anything_else():
     with pytest.raises(PayloadTooLarge) as err:
         check_body(event(body="[" * 2000, content_type="text/csv"), 1000)
     assert err.value.details == {"limit_bytes": 1000, "received": 2000}
+
+
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [
+        ('{"instances": [[1.5, 2]]}', {"instances": [[1.5, 2]]}),
+        # What orjson refuses but the json module reads: the same values reach the tensor checks as before,
+        # which answer NaN and infinities with invalid_input naming the input (test_api_contract).
+        ('{"instances": [NaN, 1e999, -Infinity]}', {"instances": [float("nan"), float("inf"), float("-inf")]}),
+        ('{"text": "\\ud800"}', {"text": "\ud800"}),
+    ],
+)
+def test_the_body_is_read_once_and_returned_for_the_resolver(body, value):
+    parsed = check_body(event(body=body), 10_000_000)
+    assert json.dumps(parsed) == json.dumps(value)  # NaN == NaN as text
+
+
+def test_a_request_without_a_body_to_read_returns_none():
+    assert check_body(event(body=None, method="GET"), 10_000_000) is None
+
+
+def test_response_bodies_orjson_cannot_write_are_written_by_the_json_module():
+    assert json.loads(dumps({"a": [1.5, None, "é"]})) == {"a": [1.5, None, "é"]}
+    assert json.loads(dumps(np.arange(3, dtype=np.float32))) == [0.0, 1.0, 2.0]
+    assert json.loads(dumps({1: "integer key"})) == {"1": "integer key"}  # orjson refuses it; json writes it

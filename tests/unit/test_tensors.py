@@ -1,13 +1,16 @@
 """The tensor checks are one set: a TF Serving body and an Open Inference request carrying the same
 bad values get the same refusal."""
 
+import numpy as np
 import pytest
 
+from maas_core.shared.dtypes import DTYPES
 from maas_core.shared.errors import InvalidInput
 from maas_core.shared.inference import feeds_from_body
 from maas_core.shared.kserve import feeds_from_infer
 from maas_core.shared.model_cache import ModelCache
 from maas_core.shared.schemas import InferRequest
+from maas_core.shared.tensors import numbers
 
 
 @pytest.fixture
@@ -56,3 +59,36 @@ def test_both_conventions_name_a_missing_input_the_same_way(digits):
         feeds_from_infer(request, digits, 8)
     assert tf_serving.value.details == v2.value.details
     assert v2.value.details["missing"] == ["image"] and v2.value.details["unexpected"] == ["pixels"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [[[1.0], [2.5]], [[3.0], [4.0]]],
+        [[1, 2, 3]],
+        [[]],
+        [7],
+        3.5,
+        [[2**70, -1e300]],
+    ],
+)
+def test_a_regular_nest_of_numbers_reads_as_numpy_reads_it(value):
+    assert np.array_equal(numbers("x", value, DTYPES["float32"], "numbers"), np.asarray(value, dtype=np.float64))
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ([[1, 2], [3]], "rectangular"),
+        ([[1, 2], 3], "rectangular"),
+        ([[1, True]], "a boolean"),
+        ([[1, "a"]], "string 'a'"),
+        ([[None, 1]], "null"),
+        ([[{"a": 1}]], "an object"),
+        ([[10**400]], "rectangular"),
+    ],
+)
+def test_an_irregular_nest_is_refused_naming_what_came(value, said):
+    with pytest.raises(InvalidInput) as err:
+        numbers("x", value, DTYPES["float32"], "numbers")
+    assert said in err.value.message + str(err.value.details)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any
 
-from maas_core.shared.model_cache import LoadedModel, ModelCache
+from maas_core.shared.model_cache import LoadedModel, ModelCache, freeze_long_lived
 from maas_core.shared.preload import Preload
 
 # Before the heavier imports below: PRELOAD_MODELS download while they run (ARCHITECTURE.md, Serving:
@@ -38,8 +38,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from maas_core.shared import binary_tensors, jobs, kserve, rest_errors, snapstart, tfserving
 from maas_core.shared.aws import s3_client
 from maas_core.shared.errors import MaasError
-from maas_core.shared.http import check_body, error_response
+from maas_core.shared.http import check_body, error_response, read_json
 from maas_core.shared.inference import feeds_from_body, format_outputs, format_predictions, run
+from maas_core.shared.json_codec import dumps
 from maas_core.shared.layout import check_alias, check_version_ref
 from maas_core.shared.openapi import PublishedModels, add_model_examples
 from maas_core.shared.registry import DEFAULT_ALIAS, Registry
@@ -102,8 +103,23 @@ class Api(APIGatewayRestResolver):
         return cached[1]
 
 
+# This request's body as check_body read it: (the event's body, its value).
+_parsed: ContextVar[tuple[Any, Any] | None] = ContextVar("parsed", default=None)
+
+
+def _read_body(text: str) -> Any:
+    """The resolver's JSON parser: the body check_body already read, when this is its text (each body is parsed
+    once: ARCHITECTURE.md, Serving)."""
+    held = _parsed.get()
+    if held is not None and held[0] is text:
+        return held[1]
+    return read_json(text)
+
+
 app = Api(
     enable_validation=True,
+    serializer=dumps,
+    json_body_deserializer=_read_body,
     cors=CORSConfig(allow_origin=CORS_ALLOW_ORIGIN, allow_headers=["X-Api-Key"]) if CORS_ALLOW_ORIGIN else None,
 )
 app.enable_swagger(path="/swagger", title="MaaS model API", version=SERVICE_VERSION)
@@ -226,9 +242,9 @@ def _infer(model: LoadedModel, feeds: dict[str, Any]) -> dict[str, Any]:
 
 def _predict(name: str, ref: str | None, body: PredictRequest, top_k: int | None) -> dict[str, Any]:
     model = _serve(name, ref)
-    request = body.model_dump(exclude_none=True)
-    k = top_k or request.pop("top_k", None)
-    request.pop("signature_name", None)
+    # The tensors as parsed, not through model_dump: it would walk every number of them again.
+    request = {key: value for key in ("instances", "inputs") if (value := getattr(body, key)) is not None}
+    k = top_k or body.top_k
     outputs = _infer(model, feeds_from_body(request, model, MAX_BATCH_SIZE))
     if "instances" in request:
         return {"model": name, "version": model.version, "predictions": format_predictions(model, outputs, k)}
@@ -549,11 +565,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         binary = None
         if event.get("resource") in BINARY_RESOURCES:
             binary = binary_tensors.unpack_event(event, MAX_BODY_BYTES)  # the body becomes its JSON header
-        check_body(event, MAX_BODY_BYTES)  # size and encoding before anything parses the body
+        parsed = check_body(event, MAX_BODY_BYTES)  # size and encoding before anything parses the body
     except MaasError as error:
         logger.warning("request refused before parsing", extra={"code": error.code, "status": error.status})
         return error_response(error)
     _served.set(None)
+    # A base64 body is decoded again by the resolver, to a text of its own: parsed again (rare, and correct).
+    _parsed.set((event.get("body"), parsed) if parsed is not None else None)
     _binary_inputs.set(binary)
     response = app.resolve(event, context)
     _count_served(response)
@@ -562,3 +580,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 # The end of INIT: where Lambda may freeze or snapshot the environment next, the preload finishes first.
 preload.finish_init()
+freeze_long_lived()

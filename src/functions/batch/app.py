@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas_core.shared.aws import s3_client, sqs_client
 from maas_core.shared.batch import BatchDependencyFailed, failure_reason, score_object, score_part, write_failure
-from maas_core.shared.model_cache import ModelCache
+from maas_core.shared.model_cache import ModelCache, freeze_long_lived
 
 logger = Logger()
 tracer = Tracer()
@@ -117,3 +117,6 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+freeze_long_lived()  # the end of INIT: what the imports made is out of the collector's way (shared.model_cache)
