@@ -360,4 +360,7 @@ def test_a_model_the_serving_functions_cannot_hold_fails_the_job_at_publish_nami
         # Nothing written (the module's shared job may have published other models in this mock).
         assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="models/too-big/")
         assert (root / "model" / "model.onnx").exists()
+        # The same memory prices the candidates (objective cost), as the function would bill them.
+        compression = json.loads((root / "model" / "manifest.json").read_text())["compression"]
+        assert compression["cost_model"]["memory_mb"] == 128
     s3_client.cache_clear()
