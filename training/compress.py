@@ -194,7 +194,7 @@ def selection_rule(objective: str, within: str) -> str:
     figure = {
         COST: "usd_per_million: expected Lambda duration cost of latency_ms and batch_latency_ms at memory_mb, "
         "plus the download spread over requests_per_container",
-        LATENCY: "latency_ms: median session.run of one row, one thread",
+        LATENCY: "latency_ms: session.run of one row, one thread",
     }[objective]
     return (
         f"lowest {figure}, {within}; candidates within {NEAR_MARGIN:.0%} of the lowest count as equal "
