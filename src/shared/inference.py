@@ -132,29 +132,34 @@ def nonfinite_rows(outputs: dict[str, np.ndarray]) -> list[int]:
 
 
 def _classes(model: LoadedModel, outputs: dict[str, np.ndarray], top_k: int | None) -> list[dict[str, Any]]:
-    """Per instance: the best label, its score and, when asked, the k best."""
+    """Per instance: the best label, its score and, when asked, the k best (one numpy call per batch, not
+    per row; ties go to the lower index)."""
     labels = model.labels or ()
     scores = outputs[model.manifest.outputs[0].name]
-    rows = []
-    for row in scores.reshape(len(scores), -1):
-        order = np.argsort(-row)
-        best = int(order[0])
-        item: dict[str, Any] = {"label": labels[best] if best < len(labels) else str(best), "score": float(row[best])}
-        if top_k:
-            item["top_k"] = [
-                {"label": labels[j] if j < len(labels) else str(j), "score": float(row[j])} for j in order[:top_k]
-            ]
-        rows.append(item)
+    table = scores.reshape(len(scores), -1)
+
+    def label(j: int) -> str:
+        return labels[j] if j < len(labels) else str(j)
+
+    best = table.argmax(axis=1)
+    rows = [
+        {"label": label(j), "score": score}
+        for j, score in zip(best.tolist(), table[np.arange(len(table)), best].tolist(), strict=True)
+    ]
+    if top_k:
+        order = np.argsort(-table, axis=1, kind="stable")[:, :top_k]
+        ranked = np.take_along_axis(table, order, axis=1)
+        for row, indices, values in zip(rows, order.tolist(), ranked.tolist(), strict=True):
+            row["top_k"] = [{"label": label(j), "score": v} for j, v in zip(indices, values, strict=True)]
     return rows
 
 
 def format_predictions(model: LoadedModel, outputs: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
     """Row format: one entry per instance holding the raw outputs by name (TF Serving's multi-output
     row form) plus, for classifiers, the label, its score and optionally the top k."""
+    columns = {name: value.tolist() for name, value in outputs.items()}  # one conversion per output
     rows = len(next(iter(outputs.values())))
-    predictions: list[dict[str, Any]] = [
-        {name: value[i].tolist() for name, value in outputs.items()} for i in range(rows)
-    ]
+    predictions: list[dict[str, Any]] = [{name: column[i] for name, column in columns.items()} for i in range(rows)]
     if model.task == CLASSIFICATION and model.labels:
         for row, extra in zip(predictions, _classes(model, outputs, top_k), strict=True):
             row.update(extra)

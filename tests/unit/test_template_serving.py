@@ -331,6 +331,12 @@ def test_globals_match_the_runtime_the_package_is_built_for(template: dict[str, 
     assert template["Parameters"]["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
 
 
+def test_traces_never_carry_what_a_function_returns(template: dict[str, Any]) -> None:
+    # Powertools' Tracer puts a traced function's return value into X-Ray by default: a client's predictions.
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+
+
 def test_outputs_name_the_api_url_bucket_and_function(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     assert outputs["ApiUrl"]["Value"]["Fn::Sub"].startswith("https://${Api}.execute-api.")
