@@ -29,7 +29,7 @@ MEMORIES_MB = (128, 512, 1024)
 
 # (label, warm latency row in results.json's "latency", its cold start in "cold_start")
 FUNCTIONS = (
-    ("ours, int8 ONNX", "int8 x1", "ours_int8"),
+    ("ours, served ONNX", "int8 x1", "ours_int8"),
     ("ours, fp32 ONNX", "fp32 x1", "ours_fp32"),
     ("TensorFlow handler", "tensorflow x1", "tensorflow"),
 )

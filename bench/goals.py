@@ -67,7 +67,7 @@ def _cold_goal(r: dict[str, Any]) -> dict[str, Any] | None:
                 f"{eager.median:.3f} s)"
             )
     return _goal(
-        "cold start, int8 handler", "≤ 0.30 s", f"{cold.spread('{:.3f}')} s", cold.median <= 0.30, "; ".join(why)
+        "cold start, served model", "≤ 0.30 s", f"{cold.spread('{:.3f}')} s", cold.median <= 0.30, "; ".join(why)
     )
 
 

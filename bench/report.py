@@ -80,7 +80,7 @@ def summary_table(r: dict[str, Any]) -> str:
                 f"{o.median / t.median:.2f}" if o and t else None,
             ]
         )
-    header = ["figure", "ours, int8 ONNX", "ours, fp32 ONNX", "TensorFlow handler", "int8 / TensorFlow"]
+    header = ["figure", "ours, served ONNX", "ours, fp32 ONNX", "TensorFlow handler", "served / TensorFlow"]
     return markdown_table(header, rows, "lrrrr")
 
 
@@ -358,7 +358,7 @@ def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
         ("health_cold_s", "cold start, GET /health: needs none of it (s)", "{:.3f}"),
         ("health_init_ms", "INIT, GET /health container (ms)", "{:.0f}"),
         ("health_peak_rss_mib", "peak RSS, GET /health container (MiB)", "{:.0f}"),
-        ("predict_cold_s", "cold start to the first prediction, int8 (s)", "{:.3f}"),
+        ("predict_cold_s", "cold start to the first prediction, served model (s)", "{:.3f}"),
         ("predict_init_ms", "INIT, prediction container (ms)", "{:.0f}"),
         ("predict_peak_rss_mib", "peak RSS, prediction container (MiB)", "{:.0f}"),
     ):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from maas_core.shared.sizing import MB_PER_VCPU
+
 # us-east-1 list prices (first tier: the first 6 billion x86 / 7.5 billion arm64 GB-seconds a month),
 # as the authors knew them on this date (aws.amazon.com/lambda/pricing and /api-gateway/pricing; not
 # re-read then: this machine has no network); nothing reads them at run time: check them there before
@@ -19,10 +21,6 @@ LAMBDA_REQUEST_USD = 0.20 / 1e6
 API_GATEWAY_REST_REQUEST_USD = 3.50 / 1e6  # REST API, first 333 million requests a month
 MILLION = 1e6
 
-# Lambda allocates CPU in proportion to memory: one full vCPU per 1,769 MB. The serving side's figure
-# is maas_core.shared.model_cache.MB_PER_VCPU, which imports Powertools, not in the SageMaker job's
-# requirements; tests/unit/test_compress_objective.py keeps the two equal.
-MB_PER_VCPU = 1769
 
 # The candidate's expected cost (training.compress, objective "cost"). Each is an assumption:
 DEFAULT_MEMORY_MB = 1024  # template.yaml's MemorySize default: ApiFunction's memory, where requests are served

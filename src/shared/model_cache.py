@@ -57,7 +57,7 @@ from maas_core.shared.registry import (
     is_number,
     is_version,
 )
-from maas_core.shared.sizing import RUNTIME_RSS_MIB, Limits, check_fits
+from maas_core.shared.sizing import MAX_VCPUS, MB_PER_VCPU, RUNTIME_RSS_MIB, Limits, check_fits
 from maas_core.shared.text import WordTokenizer
 
 logger = Logger(child=True)
@@ -67,9 +67,6 @@ metrics = Metrics()  # Powertools shares the metric set: the handler's log_metri
 # a plain load: bench/loading.py, path_save), so only models up to this size keep one; larger ones keep
 # their verified file in /tmp instead and reload from it.
 OPTIMIZED_GRAPH_MAX_BYTES = 64 * 2**20
-# Lambda allocates CPU in proportion to memory: one full vCPU per 1,769 MB, up to 6.
-MB_PER_VCPU = 1769
-MAX_VCPUS = 6
 
 
 def lambda_vcpus(memory_mb: int | None = None) -> int:

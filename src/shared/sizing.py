@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from maas_core.shared.errors import ModelTooLarge
 
 MIB = 2**20
+# Lambda allocates CPU in proportion to memory: one full vCPU per 1,769 MB, up to 6. Here, where the training
+# job (training/cost.py) can read it without the serving side's imports.
+MB_PER_VCPU = 1769
+MAX_VCPUS = 6
 # Peak RSS a cold load adds, per byte of model.onnx and fixed. Measured with
 #   .venv/bin/python -m bench.loading --sizes 25,100,400 --rounds 3 --modes path
 # (MatMul chains of 24, 100 and 400 MiB; fits of 1.50 x size + 5 MiB and 1.69 x size - 27 MiB on two

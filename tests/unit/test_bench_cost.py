@@ -64,9 +64,9 @@ def test_the_section_prices_what_was_measured_and_says_what_does_not_fit() -> No
     text = cost_section(results)
     lines = text.splitlines()
     # 0.5 ms x 1769/1024 = 0.864 ms: 1 ms billed, 0.6 ms at p99 -> 1.037 ms: 2 ms billed.
-    assert "| ours, int8 ONNX | 1,024 | 0.500 | 0.864 | 1 | 2 | 0.2167 | 0.2133 | 3.5000 |" in lines
+    assert "| ours, served ONNX | 1,024 | 0.500 | 0.864 | 1 | 2 | 0.2167 | 0.2133 | 3.5000 |" in lines
     # 0.4 s x 1769/1024 = 691.0 ms, amortised over 1,000 requests.
-    assert "| ours, int8 ONNX | 1,024 | 0.400 | 0.691 | 0.0115 | 0.0092 |" in lines
+    assert "| ours, served ONNX | 1,024 | 0.400 | 0.691 | 0.0115 | 0.0092 |" in lines
     assert "| TensorFlow handler | 512 | 0.500 | does not fit: peak RSS 600 MiB | - | - | - | - | - |" in lines
     assert "ours, fp32 ONNX" not in text  # not measured in this run: no row, no invented figure
     assert "Test CPU" in text and "arm64 is priced at the same latency" in text

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from maas_core.shared.model_cache import MB_PER_VCPU
 from training import cost
 from training.compress import COST, LATENCY, NEAR_MARGIN, SIZE, Candidate, Compression, choose
 
@@ -160,7 +159,6 @@ def test_an_unknown_objective_is_refused_naming_the_known_ones() -> None:
         choose(_digits(), 0.5, objective="fastest")
 
 
-def test_the_assumed_memory_and_vcpu_share_are_the_templates_and_the_servings(template: dict[str, Any]) -> None:
+def test_the_assumed_memory_and_architecture_are_the_templates(template: dict[str, Any]) -> None:
     assert template["Parameters"]["MemorySize"]["Default"] == cost.DEFAULT_MEMORY_MB
     assert template["Parameters"]["Architecture"]["Default"] == cost.DEFAULT_ARCH
-    assert cost.MB_PER_VCPU == MB_PER_VCPU
