@@ -12,8 +12,8 @@ end; nothing large is committed.
 - ``external``: the same model saved split (``training.weights.save_split``: the graph in
   ``model.onnx``, every weight in ``model.onnx.data`` beside it), ``InferenceSession(path)`` of the
   graph: how the model cache loads a split version.
-- ``path_save``: the same, also writing the optimised graph (the model cache's first load of a version
-  when it keeps optimised graphs in ``/tmp``).
+- ``path_save``: the same, also writing the optimised graph (what the model cache's first load of a version
+  did while it kept optimised graphs in ``/tmp``; it no longer does).
 - ``bytes``: the file read into one Python ``bytes`` first, then ``InferenceSession(bytes)`` (how the
   cache loaded before: the download held in memory).
 - ``ort_bytes``: the model converted once to onnxruntime's ORT format, read into ``bytes`` and loaded

@@ -23,12 +23,12 @@ from maas_core.shared.registry import Registry
 
 # Models from this size on are published split. Measured (``python -m bench.loading --sizes 1,4,8,10,16
 # --modes path,path_save,external --side 512``, and the ladder's 10mb transformer; onnxruntime 1.32), the
-# peak a cold load adds over the runtime: inline, with the optimised graph the model cache keeps for
-# models up to 64 MiB (model_cache.OPTIMIZED_GRAPH_MAX_BYTES), 13, 22, 39 and 57 MiB at 1, 4, 10 and 16
-# MiB (38 MiB for the 10 MiB transformer); split, 11, 14, 20 and 26 MiB (18 for the transformer), built in
-# a third to a half of the time. Inline costs ~2.6 x the file, so above ~5 MiB a cold request misses the
-# goal of 1.5 x the file + 120 MiB (issue 17: the 10 MiB transformer peaked at 146 MiB of 135 allowed);
-# split is never worse, at every size. What splitting costs is one more GET of the graph, so models under
+# peak a cold load adds over the runtime: inline, with the optimised graph the model cache then saved
+# (it no longer does: model_cache.build_session), 13, 22, 39 and 57 MiB at 1, 4, 10 and 16 MiB (38 MiB for
+# the 10 MiB transformer); split, 11, 14, 20 and 26 MiB (18 for the transformer), built in a third to a
+# half of the time. Inline without the saved graph still holds the weights twice while it builds (~1.7 x
+# the file: shared.sizing), above the goal of 1.5 x the file + 120 MiB for large models; split is never
+# worse, at every size. What splitting costs is one more GET of the graph, so models under
 # 1 MiB (the models of `make test` and `make demo`, where the saving is 1-2 MiB) stay one object.
 SPLIT_THRESHOLD_BYTES = 2**20
 # Initialisers smaller than this stay in the graph (shapes, axes, scales): onnx's own default.

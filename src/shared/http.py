@@ -1,5 +1,5 @@
 """Checks on a proxy event's body that must run before any parsing (size, encoding, media type), and the
-one parse of it that the resolver then reuses (ARCHITECTURE.md, Serving: one parse per body)."""
+one parse of it that the resolver then reuses (ARCHITECTURE.md, Serving rules: one parse per body)."""
 
 from __future__ import annotations
 

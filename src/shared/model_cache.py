@@ -20,7 +20,6 @@ import contextlib
 import ctypes
 import gc
 import hashlib
-import json
 import math
 import os
 import random
@@ -63,11 +62,6 @@ from maas_core.shared.text import WordTokenizer
 logger = Logger(child=True)
 metrics = Metrics()  # Powertools shares the metric set: the handler's log_metrics flushes it
 
-# Writing the optimised graph serialises the whole model once more in memory (about twice the peak RSS of
-# a plain load: bench/loading.py, path_save), so only models up to this size keep one; larger ones keep
-# their verified file in /tmp instead and reload from it.
-OPTIMIZED_GRAPH_MAX_BYTES = 64 * 2**20
-
 
 def lambda_vcpus(memory_mb: int | None = None) -> int:
     if memory_mb is None:
@@ -106,10 +100,10 @@ class LoadedModel:
 
 
 def private_dir(configured: Path) -> Path | None:
-    """This process owner's folder for optimised graphs, ``<configured>-<uid>`` with mode 0700; None (no
+    """This process owner's folder for verified model files, ``<configured>-<uid>`` with mode 0700; None (no
     cache) when it cannot be made or is not private: a link, another owner's, group- or world-writable.
 
-    The configured folder (/tmp/maas-models) is shared by every process of a host; a graph in it is
+    The configured folder (/tmp/maas-models) is shared by every process of a host; a file in it is
     run as the verified model, so only a folder no one else can write is trusted.
     """
     folder = configured.with_name(f"{configured.name}-{os.getuid()}")
@@ -119,100 +113,26 @@ def private_dir(configured: Path) -> Path | None:
     except OSError:  # /tmp read-only or full: the cache is an optimisation, not a need
         return None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        logger.warning(
-            "the optimised-graph folder is not private: models load without it", extra={"folder": str(folder)}
-        )
+        logger.warning("the model-file folder is not private: models load without it", extra={"folder": str(folder)})
         return None
     return folder
 
 
-@dataclass(frozen=True)
-class OptimizedGraph:
-    """One model's optimised graph on local disk, with a stamp beside it binding it to the sha256 of the
-    verified model and to this onnxruntime; a graph whose stamp does not match is never loaded."""
+def build_session(model: bytes | str, threads: int) -> Any:
+    """One CPU session from the model's path (half the peak memory of its bytes: bench/loading.py), with
+    every graph optimisation onnxruntime has (fusions and the CPU's own layouts), built afresh each time.
 
-    path: Path
-    model_sha256: str
-
-    @property
-    def stamp_path(self) -> Path:
-        return self.path.with_suffix(".stamp.json")
-
-    def stamp(self, graph: bytes) -> dict[str, str]:
-        import onnxruntime as ort
-
-        return {
-            "model_sha256": self.model_sha256,
-            "onnxruntime": ort.__version__,
-            "graph_sha256": hashlib.sha256(graph).hexdigest(),
-        }
-
-    def read(self) -> bytes | None:
-        """The graph, read once and checked against its stamp; None when absent, replaced or stale."""
-        try:
-            stamp = json.loads(self.stamp_path.read_bytes())
-            graph = self.path.read_bytes()
-        except (OSError, ValueError):
-            return None
-        return graph if stamp == self.stamp(graph) else None
-
-    def keep(self, written: Path) -> None:
-        """Move a graph onnxruntime just wrote into place, then its stamp (until both are, a reader rebuilds)."""
-        graph = written.read_bytes()
-        os.replace(written, self.path)
-        pending = self.stamp_path.with_name(f"{self.stamp_path.name}.{os.getpid()}")
-        pending.write_text(json.dumps(self.stamp(graph)))
-        os.replace(pending, self.stamp_path)
-
-    def discard(self, *extra: Path) -> None:
-        for path in (self.path, self.stamp_path, *extra):
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-
-
-def build_session(model: bytes | str, threads: int, optimized: OptimizedGraph | None = None) -> Any:
-    """One CPU session from the model's bytes or, better, its path (half the peak memory: bench/loading.py).
-    With ``optimized``, the graph optimised once is saved on disk and later sessions
-    in this container (after an eviction, or after a SnapStart restore) load it as is, if its stamp
-    still matches; otherwise it is rebuilt from the verified bytes, never served."""
+    A session built at the basic level and saved for later loads once served here: it ran the digits CNN
+    up to 10x slower (int8-static at batch 1, 0.198 vs 0.020 ms; fp32 at 32, 0.67 vs 0.35) to save ~1 ms of
+    build, and writing it doubled a cold load's peak memory (bench/results.md, onnxruntime settings)."""
     import onnxruntime as ort  # lazily: only containers that serve a model pay for it
 
-    def options(level: Any) -> Any:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = level
-        return opts
-
-    def session(source: bytes | str, opts: Any) -> Any:
-        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
-
-    if optimized is None:
-        return session(model, options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL))
-    # The bytes checked against the stamp are the bytes loaded: no path is opened twice.
-    cached = optimized.read()
-    if cached is not None:
-        try:
-            return session(cached, options(ort.GraphOptimizationLevel.ORT_DISABLE_ALL))
-        except Exception:
-            optimized.discard()
-    # Basic-level rewrites only: extended/layout ones can be hardware-specific and onnxruntime warns
-    # against saving them. Written under a name of this process's, then moved into place.
-    written = optimized.path.with_name(f"{optimized.path.name}.{os.getpid()}.tmp")
-    opts = options(ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
-    opts.optimized_model_filepath = str(written)
-    try:
-        built = session(model, opts)
-    except Exception:
-        # onnxruntime could not write the graph (disk full), or the model does not load: try without the cache.
-        optimized.discard(written)
-        return build_session(model, threads, None)
-    try:
-        optimized.keep(written)
-    except OSError:  # the session is good; only the cache is lost
-        optimized.discard(written)
-    return built
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def release_freed_memory() -> None:
@@ -480,7 +400,7 @@ class ModelCache:
         started = time.perf_counter()
         manifest = self.registry.read_manifest(name, version)
         artifact = manifest.artifact
-        sha, size = artifact.sha256, artifact.total_bytes
+        size = artifact.total_bytes
         self._make_memory_room(name, artifact)
         folder = private_dir(self.optimized_dir) if self.optimized_dir else None
         files = ModelFiles(folder, self.storage_budget_bytes)
@@ -488,17 +408,8 @@ class ModelCache:
         with files.local(self.registry, name, version, manifest) as path:
             release_freed_memory()
             rss_before = rss_bytes()
-            # A split model (its weights in model.onnx.data) keeps no optimised graph: onnxruntime would
-            # write it with every weight inline, one more whole copy on disk and serialised in memory, which
-            # undoes what the split saves; its graph alone is small and quick to optimise again.
-            keep_optimized = folder is not None and artifact.external_data is None
-            optimized = OptimizedGraph(folder / f"{sha}.basic.onnx", sha) if folder and keep_optimized else None
-            if optimized and (size > OPTIMIZED_GRAPH_MAX_BYTES or not files.try_room(size, name)):
-                optimized = None
             try:
-                session = build_session(str(path), threads=lambda_vcpus(), optimized=optimized)
-            except MaasError:
-                raise
+                session = build_session(str(path), threads=lambda_vcpus())
             except Exception as exc:
                 raise ModelLoadError("onnxruntime could not load the model", model=name, version=version) from exc
         check_session(session, manifest)

@@ -45,7 +45,7 @@ _in_use_lock = threading.Lock()
 
 @contextlib.contextmanager
 def in_use(sha256: str) -> Iterator[None]:
-    """Every file of this model (its .onnx, its optimised graph and stamp) is kept while the block runs."""
+    """Every file of this model (its .onnx, or its split folder) is kept while the block runs."""
     with _in_use_lock:
         _in_use[sha256] += 1
     try:
@@ -163,14 +163,6 @@ class ModelFiles:
                 used -= file_size
         if used + size > self.budget_bytes:
             raise self._refusal(size, name, used)
-
-    def try_room(self, size: int, name: str) -> bool:
-        """Room for something optional (an optimised graph): True when it fits, after evicting what may go."""
-        try:
-            self.make_room(size, name)
-        except ModelTooLargeHere:
-            return False
-        return True
 
     def _refusal(self, size: int, name: str, in_use_bytes: int) -> ModelTooLargeHere:
         return ModelTooLargeHere(

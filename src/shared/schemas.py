@@ -34,7 +34,7 @@ class TensorBody(BaseModel):
     """A request body that carries tensors. Its repr says each field's size, not its values: Powertools'
     resolver formats the route's arguments into a debug line on every request, whatever the log level
     (0.4 ms of a 32-digit request: bench/results.md, the handler's overhead), and a client's data must never
-    reach a log (ARCHITECTURE.md, Serving: logs)."""
+    reach a log (ARCHITECTURE.md, Serving rules: logs and traces)."""
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():

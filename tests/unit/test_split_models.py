@@ -89,18 +89,17 @@ def test_a_model_of_a_few_mib_is_published_split(registry, s3, tmp_path):
 
 
 def test_from_the_threshold_a_split_cold_load_peaks_lower_than_inline(tmp_path):
-    """Why the threshold is where it is (training/weights.py): at 4 MiB an inline model whose cold load keeps its
-    optimised graph (the model cache does, up to 64 MiB) adds ~22 MiB of peak memory, split ~14 MiB (measured in a
-    fresh process each, as bench.loading does)."""
+    """Why the threshold is where it is (training/weights.py): at 4 MiB an inline model's cold load adds ~18 MiB
+    of peak memory, split ~14 MiB (measured in a fresh process each, as bench.loading does)."""
     from bench.loading import load_once
 
     inline = tmp_path / "chain.onnx"
     inline.write_bytes(matmul_chain(4 * SPLIT_THRESHOLD_BYTES, side=512))
     (tmp_path / "split").mkdir()
     split = save_split(inline, tmp_path / "split")
-    inline_peak = load_once("path_save", inline, 512)["rss_mib"]
+    inline_peak = load_once("path", inline, 512)["rss_mib"]
     split_peak = load_once("external", split, 512)["rss_mib"]
-    assert split_peak < inline_peak - 4, (split_peak, inline_peak)
+    assert split_peak < inline_peak - 2, (split_peak, inline_peak)
 
 
 def test_a_split_model_is_published_weights_first_and_manifest_last(registry, s3, chain_file, monkeypatch):
@@ -165,7 +164,7 @@ def test_a_split_model_is_cached_side_by_side_and_answers_as_the_inline_one(
 ):
     monkeypatch.setattr(aws, "MODEL_PART_BYTES", 64 * 2**10)  # the weights come in several ranged GETs
     split = publish_split(registry, chain_file, name="split")
-    inline = registry.publish("inline", chain_onnx, draft_of(chain_onnx))
+    registry.publish("inline", chain_onnx, draft_of(chain_onnx))
     cache = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "opt"))
     x = np.random.default_rng(1).standard_normal((3, SIDE)).astype(np.float32)
     split_y = cache.get("split").session.run(None, {"x": x})[0]
@@ -173,9 +172,6 @@ def test_a_split_model_is_cached_side_by_side_and_answers_as_the_inline_one(
     np.testing.assert_array_equal(split_y, inline_y)
     entry = cache_dir(tmp_path) / f"{split.artifact.sha256}-{split.artifact.external_data.sha256}"
     assert sorted(p.name for p in entry.iterdir()) == ["model.onnx", "model.onnx.data"]
-    # No optimised graph for a split model: onnxruntime would write it with every weight inline.
-    assert not (cache_dir(tmp_path) / f"{split.artifact.sha256}.basic.onnx").exists()
-    assert (cache_dir(tmp_path) / f"{inline.artifact.sha256}.basic.onnx").exists()
 
 
 def test_two_trainings_of_one_architecture_share_a_graph_but_each_is_served_its_own_weights(

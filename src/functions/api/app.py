@@ -109,7 +109,7 @@ _parsed: ContextVar[tuple[Any, Any] | None] = ContextVar("parsed", default=None)
 
 def _read_body(text: str) -> Any:
     """The resolver's JSON parser: the body check_body already read, when this is its text (each body is parsed
-    once: ARCHITECTURE.md, Serving)."""
+    once: ARCHITECTURE.md, Serving rules: one parse per body)."""
     held = _parsed.get()
     if held is not None and held[0] is text:
         return held[1]
