@@ -21,6 +21,15 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+def dumps_bytes(value: Any) -> bytes:
+    """Compact JSON as UTF-8 bytes; the json module (NaN refused) writes what orjson cannot, such as an
+    integer past 64 bits that a client gave as a row's id."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
 def dumps(value: Any) -> str:
     """Compact JSON (numpy arrays as lists), with Powertools' encoder as its resolver uses it for the rest."""
     try:

@@ -67,6 +67,14 @@ def test_an_id_that_is_nan_or_infinite_fails_its_row_and_the_rest_are_scored(s3,
     assert [e["line"] for e in errors] == [2, 4, 5] and all("'id' is NaN or infinite" in e["error"] for e in errors)
 
 
+def test_every_id_a_client_gives_comes_back_exactly_as_given(s3, models):
+    ids = ["123456789012345678901234567890", "-9223372036854775809", "1.5", "7", '"é\\u00e9"', '"\\ud83d\\ude00"']
+    lines = [f'{{"id": {raw}, "instances": [{json.dumps(DIGIT)}]}}' for raw in ids]
+    summary, results, _ = score(s3, models, "batch/in/digits/production/ids.jsonl", "\n".join(lines).encode())
+    assert summary["scored"] == len(ids)
+    assert [r["id"] for r in results] == [json.loads(raw) for raw in ids]  # no digit of a long integer lost
+
+
 def test_a_csv_cell_over_the_csv_field_limit_fails_only_its_line(s3, models):
     lines = [HEADER, csv_row("a"), csv_row("long", "1" * 140_000), csv_row("b")]
     summary, results, errors = score(s3, models, "batch/in/digits/production/long-cell.csv", "\n".join(lines).encode())
