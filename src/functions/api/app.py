@@ -149,7 +149,7 @@ def _mark_served(name: str, version: str, variant: str) -> None:
 
 def _serve(name: str, ref: str | None, request_id: str | None = None) -> LoadedModel:
     """The model that answers this request; with a canary on the alias, split by its weight."""
-    request_id = request_id or app.current_event.get_header_value("X-Request-Id", case_sensitive=False)
+    request_id = request_id or app.current_event.headers.get("X-Request-Id")  # case-insensitive
     version, variant = models.pick(name, ref, request_id)
     if variant != "pinned":
         # An alias object named this version: counted even if it fails to load (the canary alarm reads it).
