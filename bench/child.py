@@ -14,6 +14,9 @@
 - ``bare-batch MODEL ROWS.npy SIZES``: a bare ``session.run`` over the same rows at each batch size;
 - ``compression FILES ROWS.npy CALLS REPEATS``: batch-1 latency of each compression candidate, and at the
   batch of all the file's rows when it holds more than one;
+- ``ort-settings FILES ROWS.npy CALLS REPEATS``: the bare ``session.run`` of each model under the served
+  onnxruntime settings (``model_cache.build_session``) and under each setting changed alone, at batch 1 and
+  at the batch of all the file's rows, with each run's ratio to the setting it is compared with;
 - ``machine-speed REPEATS``: a fixed pure-Python workload, to tell a slower machine from a slower build.
 """
 
@@ -99,11 +102,11 @@ def _timed(call: Callable[[], Any], calls: int) -> list[float]:
     return out
 
 
-def _interleaved(calls_by_label: dict[str, Callable[[], Any]], calls: int, repeats: int) -> dict[str, Any]:
-    """p50 and p99 of ``calls`` calls of each target, ``repeats`` runs each; each figure is the median of
-    its runs. The runs take turns (run 1 of every target, then run 2, ...), so that a target's runs are
-    seconds apart: this machine's speed changes within a second (its host's other tenants), and runs
-    taken back to back would all catch the same moment and report too narrow a spread."""
+def _take_turns(calls_by_label: dict[str, Callable[[], Any]], calls: int, repeats: int) -> dict[str, list[list[float]]]:
+    """``repeats`` runs of ``calls`` timed calls of each target, the targets taking turns (run 1 of every
+    target, then run 2, ...), so that a target's runs are seconds apart: this machine's speed changes
+    within a second (its host's other tenants), and runs taken back to back would all catch the same
+    moment and report too narrow a spread. Run i of every target is taken in the same turn."""
     for call in calls_by_label.values():
         for _ in range(max(10, calls // 10)):
             call()  # warm-up: first-call allocations, caches
@@ -111,6 +114,13 @@ def _interleaved(calls_by_label: dict[str, Callable[[], Any]], calls: int, repea
     for _ in range(repeats):
         for label, call in calls_by_label.items():
             runs[label].append(_timed(call, calls))
+    return runs
+
+
+def _interleaved(calls_by_label: dict[str, Callable[[], Any]], calls: int, repeats: int) -> dict[str, Any]:
+    """p50 and p99 of ``calls`` calls of each target, ``repeats`` runs each (``_take_turns``); each figure
+    is the median of its runs."""
+    runs = _take_turns(calls_by_label, calls, repeats)
     return {
         label: {
             "p50_ms": Stat.of(percentile(r, 50) for r in timed).to_dict(),
@@ -322,6 +332,106 @@ def compression(files_path: str, rows_path: str, calls: int, repeats: int) -> di
     return {**_interleaved(one, calls, repeats), **(_interleaved(many, max(10, calls // 10), repeats) if many else {})}
 
 
+# The settings timed against the served ones: key -> (label, what changes from the served settings at one
+# thread, the key each run is divided by). "served-1" is build_session(threads=1), what a function of up to
+# 1,769 MB runs; "served-2" is build_session(threads=2), what one of 1,770 to 3,538 MB runs.
+ORT_SETTINGS: dict[str, tuple[str, dict[str, Any], str | None]] = {
+    "served-1": ("served, 1 thread (up to 1,769 MB)", {}, None),
+    "extended": ("graph optimisation EXTENDED, 1 thread", {"level": "ORT_ENABLE_EXTENDED"}, "served-1"),
+    "basic": ("graph optimisation BASIC, 1 thread", {"level": "ORT_ENABLE_BASIC"}, "served-1"),
+    # onnxruntime runs PARALLEL as SEQUENTIAL with one inter-op thread (the served count): it gets two.
+    "parallel": (
+        "execution mode PARALLEL with 2 inter-op threads, 1 thread",
+        {"mode": "ORT_PARALLEL", "inter_op": 2},
+        "served-1",
+    ),
+    "served-2": ("served, 2 threads (1,770 to 3,538 MB)", {"threads": 2}, "served-1"),
+    "no-spin-2": ("2 threads, spinning off", {"threads": 2, "spinning": False}, "served-2"),
+}
+SPINNING = "session.intra_op.allow_spinning"
+
+
+def _options_of(session: Any) -> dict[str, Any]:
+    """The settings a built session runs with, as onnxruntime reports them."""
+    opts = session.get_session_options()
+    try:
+        spinning = opts.get_session_config_entry(SPINNING)
+    except RuntimeError:  # not set: onnxruntime's default, which spins
+        spinning = "default (on)"
+    return {
+        "intra_op_num_threads": opts.intra_op_num_threads,
+        "inter_op_num_threads": opts.inter_op_num_threads,
+        "execution_mode": opts.execution_mode.name,
+        "graph_optimization_level": opts.graph_optimization_level.name,
+        "allow_spinning": spinning,
+    }
+
+
+def _changed(path: str, served: Any, change: dict[str, Any]) -> Any:
+    """A session of ``path`` with the served session's settings, but for ``change``."""
+    import onnxruntime as ort
+
+    base = served.get_session_options()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = change.get("threads", base.intra_op_num_threads)
+    opts.inter_op_num_threads = change.get("inter_op", base.inter_op_num_threads)
+    opts.execution_mode = getattr(ort.ExecutionMode, change.get("mode", base.execution_mode.name))
+    opts.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, change.get("level", base.graph_optimization_level.name)
+    )
+    if "spinning" in change:
+        opts.add_session_config_entry(SPINNING, "1" if change["spinning"] else "0")
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def ort_settings(files_path: str, rows_path: str, calls: int, repeats: int) -> dict[str, Any]:
+    """{model: path} in; per "<model> x<batch>" and setting, the p50 of a bare session.run and each run's
+    p50 over the p50 of the setting it is compared with, taken in the same turn. Batch 1 takes ``calls``
+    calls a run, the batch of all the rows a tenth of them; every model and setting of a batch size take
+    turns in one ``_take_turns``, so that the ratios compare runs seconds apart."""
+    import numpy as np
+
+    from maas_core.shared.model_cache import build_session
+
+    x = np.load(rows_path)
+    sessions: dict[tuple[str, str], Any] = {}
+    served_options = {}
+    for model, path in json.loads(Path(files_path).read_text()).items():
+        served = build_session(str(path), threads=1)
+        served_options[model] = _options_of(served)
+        for key, (_label, change, _versus) in ORT_SETTINGS.items():
+            if key == "served-1":
+                sessions[model, key] = served
+            elif set(change) == {"threads"}:
+                sessions[model, key] = build_session(str(path), threads=change["threads"])
+            else:
+                sessions[model, key] = _changed(str(path), served, change)
+            if key != "served-1" and _options_of(sessions[model, key]) == served_options[model]:
+                # onnxruntime set the change aside (as it does PARALLEL with one inter-op thread): the row
+                # would time the served settings under another name.
+                raise RuntimeError(f"{key}: onnxruntime ran {change} with the served settings")
+    timed: dict[str, dict[str, Any]] = {}
+    for size, count in ((1, calls), (len(x), max(10, calls // 10))):
+        targets: dict[str, Callable[[], Any]] = {}
+        for (model, key), session in sessions.items():
+            targets[f"{model} x{size}/{key}"] = functools.partial(
+                session.run, None, {session.get_inputs()[0].name: x[:size]}
+            )
+        p50s = {
+            label: [percentile(r, 50) for r in runs] for label, runs in _take_turns(targets, count, repeats).items()
+        }
+        for model in served_options:
+            row = timed.setdefault(f"{model} x{size}", {})
+            for key, (_label, _change, versus) in ORT_SETTINGS.items():
+                mine = p50s[f"{model} x{size}/{key}"]
+                row[key] = {"p50_ms": Stat.of(mine).to_dict(5), "calls": count}
+                if versus:
+                    theirs = p50s[f"{model} x{size}/{versus}"]
+                    row[key]["ratio"] = Stat.of(a / b for a, b in zip(mine, theirs, strict=True)).to_dict(3)
+    settings = {key: {"label": label, "versus": versus} for key, (label, _change, versus) in ORT_SETTINGS.items()}
+    return {"served_options": served_options, "settings": settings, "timed": timed}
+
+
 def machine_speed(repeats: int) -> dict[str, Any]:
     """ms of one fixed pure-Python workload (the interpreter work that dominates a cold start), ``repeats`` times."""
 
@@ -351,6 +461,8 @@ def main(argv: list[str]) -> int:
         result = bare_batch(args[0], args[1], args[2])
     elif what == "compression":
         result = compression(args[0], args[1], int(args[2]), int(args[3]))
+    elif what == "ort-settings":
+        result = ort_settings(args[0], args[1], int(args[2]), int(args[3]))
     elif what == "machine-speed":
         result = machine_speed(int(args[0]))
     else:

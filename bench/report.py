@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.cost import cost_section
 from bench.stats import MIB, as_stat, figure, lookup, markdown_table, ratio, spread_of, top
+from maas_core.shared.sizing import MAX_VCPUS, MB_PER_VCPU
 from training.compress import NEAR_MARGIN
 
 README_START = "<!-- bench:summary:start -->"
@@ -193,7 +194,9 @@ def _latency_table(r: dict[str, Any]) -> str:
 def _measured(r: dict[str, Any], section: str, figure_key: str) -> tuple[dict[str, Any], str]:
     """A section of the results and, when the run did not measure it, the line that says why."""
     part = r.get(section) or {}
-    return part, "" if figure_key in part else f"Not measured: {part.get('error')}\n"
+    if figure_key in part:
+        return part, ""
+    return part, f"Not measured: {part['error']}\n" if "error" in part else "Not measured in this results.json.\n"
 
 
 def _batch_section(r: dict[str, Any]) -> str:
@@ -273,6 +276,87 @@ def _compression_table(r: dict[str, Any]) -> str:
         + ". The job chose by its own figures (at training); the p50 columns are this run's.\n"
     )
     return text
+
+
+def _ratio_pair(timed: dict[str, Any], model: str, key: str, sizes: list[int]) -> str:
+    """``1.44x and 2.26x``: the setting's median ratio at each batch size, in order."""
+    found = [as_stat(lookup(timed, f"{model} x{n}", key, "ratio")) for n in sizes]
+    return " and ".join(f"{s.median:.2f}x" if s else "-" for s in found)
+
+
+def _faster(o: dict[str, Any], key: str, sizes: list[int]) -> str:
+    """A warning where a setting serving does not use beat the one it is compared with by more than the
+    candidates' near-equal margin; empty where it did not."""
+    beaten = [
+        f"{o['models'][model]} at batch {n}: {s.median:.2f}x"
+        for model in o["models"]
+        for n in sizes
+        if (s := as_stat(lookup(o["timed"], f"{model} x{n}", key, "ratio"))) and s.median < 1 - NEAR_MARGIN
+    ]
+    label = o["settings"][key]["label"]
+    return (
+        f" **This run finds {label} faster ({'; '.join(beaten)}): look at serving's choice again.**" if beaten else ""
+    )
+
+
+def _ort_settings_section(r: dict[str, Any]) -> str:
+    o, missing = _measured(r, "ort_settings", "timed")
+    if missing:
+        return missing
+    timed, settings = o["timed"], o["settings"]
+    sizes = sorted({int(k.rsplit(" x", 1)[1]) for k in timed})
+    rows = []
+    for model, model_label in o["models"].items():
+        for key, s in settings.items():
+            cells = []
+            for n in sizes:
+                at = lookup(timed, f"{model} x{n}", key) or {}
+                cells += [spread_of(at.get("p50_ms"), "{:.3f}"), spread_of(at.get("ratio"), "{:.2f}")]
+            versus = settings[s["versus"]]["label"] if s.get("versus") else None
+            rows.append([s["label"], model_label, *cells, versus])
+    header = ["setting", "model"]
+    for n in sizes:
+        header += [f"p50, batch {n} (ms)", f"÷ compared with, batch {n}"]
+    table = markdown_table([*header, "compared with"], rows, "ll" + "rr" * len(sizes) + "l")
+    served = (o.get("served_options") or {}).get("served") or {}
+
+    def ratios(key: str) -> str:
+        return f"{_ratio_pair(timed, 'served', key, sizes)} (fp32: {_ratio_pair(timed, 'fp32', key, sizes)})"
+
+    batches = "batch " + " and ".join(str(n) for n in sizes)
+
+    method = (
+        "A bare `session.run` of each model on the same digits, in one process on the functions' Python "
+        "(`bench/child.py ort-settings`): the served rows are `model_cache.build_session`'s own sessions, and each "
+        "other row changes one setting of them. Every model and setting of a batch size take turns run by run; a "
+        "ratio is each run's p50 over the p50, in the same turn, of the setting it is compared with (the ratios' "
+        f"median and min-max). This machine has {(r.get('machine') or {}).get('cores')} cores: the 2-thread rows "
+        "need the second one free, and other work on it slows them."
+    )
+    why = [
+        f"**Graph optimisation: {served.get('graph_optimization_level')}** (every fusion, and the CPU's own weight "
+        f"layouts), at every MemorySize: at {batches}, the served candidate's p50 under EXTENDED is "
+        f"{ratios('extended')} its p50 under ALL, under BASIC {ratios('basic')}."
+        + _faster(o, "extended", sizes)
+        + _faster(o, "basic", sizes),
+        "**Intra-op threads: one per vCPU** (`model_cache.lambda_vcpus()`), the one setting that changes with "
+        f"MemorySize: Lambda gives one vCPU per {MB_PER_VCPU:,} MB (up to {MAX_VCPUS}), so 1 thread up to "
+        f"{MB_PER_VCPU:,} MB and 2 from {MB_PER_VCPU + 1:,} MB. Below that the function has a share of one vCPU "
+        f"({1024 / MB_PER_VCPU:.2f} of one at 1,024 MB): no second core for a second thread to run on. At {batches}, "
+        f"the served candidate's p50 on 2 threads is {ratios('served-2')} its p50 on 1: what a function of "
+        f"{MB_PER_VCPU + 1:,} MB or more gets from its second vCPU.",
+        f"**Spinning: {served.get('allow_spinning')}**, at every MemorySize: an idle intra-op thread spins for its "
+        f"next piece of work instead of sleeping. On 2 threads at {batches}, the served candidate's p50 with "
+        f"spinning off is {ratios('no-spin-2')} its p50 with spinning on; on 1 thread onnxruntime runs the graph "
+        "on the calling thread, with no pool to spin. Lambda bills a request's duration, not its CPU time, so the "
+        "spin adds nothing to the bill." + _faster(o, "no-spin-2", sizes),
+        f"**Execution mode: {served.get('execution_mode')}**, {served.get('inter_op_num_threads')} inter-op "
+        "thread, at every MemorySize: PARALLEL runs a graph's independent branches side by side on a pool of "
+        "inter-op threads (with one, onnxruntime runs it as SEQUENTIAL, so it is timed here with two), and a CNN "
+        f"like this one is a chain of layers. On 1 thread at {batches}, the served candidate's p50 under PARALLEL "
+        f"is {ratios('parallel')} its p50 under SEQUENTIAL." + _faster(o, "parallel", sizes),
+    ]
+    return table + f"\n{method} Serving's settings, and why:\n\n" + "".join(f"- {line}\n" for line in why)
 
 
 def _imports_section(r: dict[str, Any]) -> str:
@@ -529,6 +613,8 @@ def markdown(r: dict[str, Any]) -> str:
         _batch_section(r),
         "## Compression candidates\n",
         _compression_table(r),
+        "## onnxruntime settings\n",
+        _ort_settings_section(r),
         "## Load test\n",
         _load_section(r),
         "## Real-size models: the size ladder (`make bench-large`)\n",

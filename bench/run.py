@@ -330,6 +330,10 @@ def _round(
     """Every timed part once, in turn: rounds spread each figure's runs over the whole run, so its
     min-max takes in the machine's drift over minutes, not only over the seconds one part lasts."""
     of = f"round {n + 1}/{args.rounds}"
+
+    def time_files(what: str, files: dict[str, str]) -> dict[str, Any]:
+        return _time_files(what, files, args, runtime, api_spec, s3_env, logs)
+
     repeats = 2 if args.rounds > 1 else 3  # import-time runs, a second or so each
     sections.run(
         "machine_speed",
@@ -385,7 +389,12 @@ def _round(
     sections.run(
         "compression",
         f"compression candidates: size, accuracy, latency ({of})",
-        lambda: _compression(args, runtime, api_spec, s3_env, digits_job, logs),
+        lambda: _compression(digits_job, time_files),
+    )
+    sections.run(
+        "ort_settings",
+        f"onnxruntime settings: the served ones against each changed alone, bare session.run ({of})",
+        lambda: _ort_settings(digits_job, time_files),
     )
 
 
@@ -496,23 +505,14 @@ def _latency(
     return {"runtime": runtime.label, **ours, **theirs}
 
 
-def _compression(
-    args: argparse.Namespace,
-    runtime: Runtime,
-    api_spec: FunctionSpec,
-    s3_env: dict[str, str],
-    job: models.Job,
-    logs: Path,
-) -> dict[str, Any]:
+# bench/child.py's compression or ort-settings on {label: model file}, on the function's runtime: _time_files.
+TimeFiles = Callable[[str, dict[str, str]], dict[str, Any]]
+
+
+def _compression(job: models.Job, time_files: TimeFiles) -> dict[str, Any]:
     candidates = job.manifest.compression["candidates"]
     files = {c["method"]: str(job.model_dir / c["file"]) for c in candidates if c.get("file")}
-    files_path = logs / "compression-files.json"
-    files_path.write_text(json.dumps(files))
-    rows = batch.write_rows(logs / "compression-rows.npy", TYPICAL_BATCH)  # timed at 1 row and at all of them
-    env = _function_env(runtime, api_spec, s3_env, logs / "compression-tmp")
-    repeats = 3 * args.repeats  # a run is 300 calls of about 0.1 ms: more of them, spread further, cost little
-    command = ["compression", str(files_path), str(rows), str(args.calls), str(repeats)]
-    latency = child(runtime, command, env, logs / "compression.log")
+    latency = time_files("compression", files)
     table = {}
     for c in candidates:
         path = job.model_dir / str(c.get("file") or "")
@@ -538,6 +538,35 @@ def _compression(
         "max_accuracy_drop_points": compression.get("max_accuracy_drop_points"),
         "candidates": table,  # by method: a round's figures merge into the same candidate's
     }
+
+
+def _ort_settings(job: models.Job, time_files: TimeFiles) -> dict[str, Any]:
+    """The served candidate (the job's model.onnx) and the fp32 export under the served onnxruntime settings
+    and each setting changed alone (bench/child.py ort-settings)."""
+    files = {"served": str(job.model_dir / "model.onnx"), "fp32": str(models.candidate_file(job, "fp32"))}
+    measured = time_files("ort-settings", files)
+    served = job.manifest.compression["method"]
+    return {"models": {"served": f"the served candidate ({served})", "fp32": "fp32"}, **measured}
+
+
+def _time_files(
+    what: str,
+    files: dict[str, str],
+    args: argparse.Namespace,
+    runtime: Runtime,
+    api_spec: FunctionSpec,
+    s3_env: dict[str, str],
+    logs: Path,
+) -> dict[str, Any]:
+    """``bench/child.py WHAT`` on {label: model file}, at 1 row and at TYPICAL_BATCH rows of digits, on the
+    function's runtime and environment."""
+    files_path = logs / f"{what}-files.json"
+    files_path.write_text(json.dumps(files))
+    rows = batch.write_rows(logs / f"{what}-rows.npy", TYPICAL_BATCH)
+    env = _function_env(runtime, api_spec, s3_env, logs / f"{what}-tmp")
+    repeats = 3 * args.repeats  # a run is 300 calls of 0.01-0.1 ms: more of them, spread further, cost little
+    command = [what, str(files_path), str(rows), str(args.calls), str(repeats)]
+    return child(runtime, command, env, logs / f"{what}.log")
 
 
 def _load_plan(tabular: models.Job) -> list[dict[str, Any]]:
