@@ -335,8 +335,8 @@ def _ort_settings_section(r: dict[str, Any]) -> str:
     )
     why = [
         f"**Graph optimisation: {served.get('graph_optimization_level')}** (every fusion, and the CPU's own weight "
-        f"layouts), at every MemorySize: at {batches}, the served candidate's p50 under EXTENDED is "
-        f"{ratios('extended')} its p50 under ALL, under BASIC {ratios('basic')}."
+        f"layouts), at every MemorySize and batch size: at {batches}, the served candidate's p50 under EXTENDED "
+        f"is {ratios('extended')} its p50 under ALL, under BASIC {ratios('basic')}."
         + _faster(o, "extended", sizes)
         + _faster(o, "basic", sizes),
         "**Intra-op threads: one per vCPU** (`model_cache.lambda_vcpus()`), the one setting that changes with "
@@ -344,17 +344,18 @@ def _ort_settings_section(r: dict[str, Any]) -> str:
         f"{MB_PER_VCPU:,} MB and 2 from {MB_PER_VCPU + 1:,} MB. Below that the function has a share of one vCPU "
         f"({1024 / MB_PER_VCPU:.2f} of one at 1,024 MB): no second core for a second thread to run on. At {batches}, "
         f"the served candidate's p50 on 2 threads is {ratios('served-2')} its p50 on 1: what a function of "
-        f"{MB_PER_VCPU + 1:,} MB or more gets from its second vCPU.",
-        f"**Spinning: {served.get('allow_spinning')}**, at every MemorySize: an idle intra-op thread spins for its "
-        f"next piece of work instead of sleeping. On 2 threads at {batches}, the served candidate's p50 with "
-        f"spinning off is {ratios('no-spin-2')} its p50 with spinning on; on 1 thread onnxruntime runs the graph "
-        "on the calling thread, with no pool to spin. Lambda bills a request's duration, not its CPU time, so the "
-        "spin adds nothing to the bill." + _faster(o, "no-spin-2", sizes),
+        f"{MB_PER_VCPU + 1:,} MB or more gets from its second vCPU. The count cannot follow the batch size: it is "
+        "fixed when a session is built, and one session (one copy of the model in memory) serves every batch size.",
+        f"**Spinning: {served.get('allow_spinning')}**, at every MemorySize and batch size: an idle intra-op "
+        f"thread spins for its next piece of work instead of sleeping. On 2 threads at {batches}, the served "
+        f"candidate's p50 with spinning off is {ratios('no-spin-2')} its p50 with spinning on; on 1 thread "
+        "onnxruntime runs the graph on the calling thread, with no pool to spin. Lambda bills a request's "
+        "duration, not its CPU time, so the spin adds nothing to the bill." + _faster(o, "no-spin-2", sizes),
         f"**Execution mode: {served.get('execution_mode')}**, {served.get('inter_op_num_threads')} inter-op "
-        "thread, at every MemorySize: PARALLEL runs a graph's independent branches side by side on a pool of "
-        "inter-op threads (with one, onnxruntime runs it as SEQUENTIAL, so it is timed here with two), and a CNN "
-        f"like this one is a chain of layers. On 1 thread at {batches}, the served candidate's p50 under PARALLEL "
-        f"is {ratios('parallel')} its p50 under SEQUENTIAL." + _faster(o, "parallel", sizes),
+        "thread, at every MemorySize and batch size: PARALLEL runs a graph's independent branches side by side "
+        "on a pool of inter-op threads (with one, onnxruntime runs it as SEQUENTIAL, so it is timed here with "
+        f"two), and a CNN like this one is a chain of layers. On 1 thread at {batches}, the served candidate's "
+        f"p50 under PARALLEL is {ratios('parallel')} its p50 under SEQUENTIAL." + _faster(o, "parallel", sizes),
     ]
     return table + f"\n{method} Serving's settings, and why:\n\n" + "".join(f"- {line}\n" for line in why)
 

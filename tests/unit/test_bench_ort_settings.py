@@ -127,14 +127,15 @@ def test_the_section_renders_a_table_and_what_serving_uses_with_its_figures() ->
     # One sentence per setting: what serving uses (read from the sessions), with the run's figures.
     assert (
         "**Graph optimisation: ORT_ENABLE_ALL** (every fusion, and the CPU's own weight layouts), at every "
-        "MemorySize: at batch 1 and 32, the served candidate's p50 under EXTENDED is 1.20x and 1.90x (fp32: 1.20x "
-        "and 1.90x) its p50 under ALL, under BASIC 10.00x and 3.70x (fp32: 10.00x and 3.70x)."
+        "MemorySize and batch size: at batch 1 and 32, the served candidate's p50 under EXTENDED is 1.20x and "
+        "1.90x (fp32: 1.20x and 1.90x) its p50 under ALL, under BASIC 10.00x and 3.70x (fp32: 10.00x and 3.70x)."
     ) in text
     # Threads are the one setting that follows MemorySize; a 2-thread figure is a >= 1,770 MB function's.
     assert "the one setting that changes with MemorySize" in text
     assert "so 1 thread up to 1,769 MB and 2 from 1,770 MB" in text and "(0.58 of one at 1,024 MB)" in text
     assert "p50 on 2 threads is 1.50x and 0.66x (fp32: 1.50x and 0.66x) its p50 on 1" in text
     assert "what a function of 1,770 MB or more gets from its second vCPU" in text
+    assert "one session (one copy of the model in memory) serves every batch size" in text
     assert "**Spinning: default (on)**" in text and "spinning off is 1.60x and 1.02x" in text
     assert "**Execution mode: ORT_SEQUENTIAL**, 1 inter-op thread" in text and "PARALLEL is 1.01x and 1.00x" in text
     assert "This machine has 2 cores" in text
