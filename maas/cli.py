@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from maas import console
 from maas.paths import state_dir
 from training.families import DEFAULT_FAMILY, FAMILIES
 from training.families.transformer import DEFAULT_PRESET
@@ -36,31 +38,49 @@ def _local_invoke(args: argparse.Namespace) -> int:
 
 
 def _start_api(args: argparse.Namespace) -> int:
-    from maas.local_api import LocalApi
-    from maas.stack import load_template, local_functions, queue_consumers, s3_for
+    """The API port and the project are taken first, so a taken one is said before anything starts;
+    on Ctrl-C the embedded S3 is retired first, so a start-api started meanwhile waits for it to stop
+    instead of reusing it (maas.embedded_s3)."""
+    from maas.local_api import LocalApi, bind
+    from maas.stack import embedded_s3, load_template, local_functions, queue_consumers, serving
 
     template = load_template(args.template, args.env_vars)
     names = [n for n in template.function_ids() if template.function(n).routes]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
         signal.signal(signum, lambda *_: stop.set())
-    with (
-        s3_for(template) as s3_env,
-        local_functions(template, names, s3_env, log=sys.stderr) as functions,
-        queue_consumers(template, s3_env, log=sys.stderr) as consumers,
-    ):
-        api = LocalApi(functions, template.api_stage(), port=args.port).start()
-        for name in consumers:
-            print(f"  files put under batch/in/ -> {name}")
-        for fn in functions:
-            for route in fn.spec.routes:
-                print(f"  {route.method:6} {api.url}{route.path}  -> {fn.spec.logical_id}")
+    with contextlib.ExitStack() as running:
+        project = running.enter_context(serving(state_dir()))
+        server = bind(args.port)
+        s3 = running.enter_context(embedded_s3(template))
+        s3_env = s3.client_env() if s3 else {}
+        functions = running.enter_context(local_functions(template, names, s3_env, log=sys.stderr))
+        consumers = running.enter_context(queue_consumers(template, s3_env, log=sys.stderr))
+        api = LocalApi(functions, template.api_stage(), server=server, quiet=not console.verbose()).start()
+        project.announce(api.url)
+        _print_routes(api.url, functions, consumers)
         print(f"local API on {api.url} (Ctrl-C to stop)", flush=True)
         try:
             stop.wait()
         finally:
+            if s3 is not None:
+                s3.retire()
             api.stop()
+            project.release()
     return 0
+
+
+def _print_routes(url: str, functions: list[Any], consumers: list[str]) -> None:
+    """Every route with --verbose; else a count per function (the API's /swagger lists them)."""
+    for name in consumers:
+        print(f"  files put under batch/in/ -> {name}")
+    if console.verbose():
+        for fn in functions:
+            for route in fn.spec.routes:
+                print(f"  {route.method:6} {url}{route.path}  -> {fn.spec.logical_id}")
+        return
+    counts = [f"{fn.spec.logical_id} {len({r.path for r in fn.spec.routes})} paths" for fn in functions]
+    print(f"  routes: {', '.join(counts)}; listed at {url}/swagger (or with --verbose)")
 
 
 def _local_batch(args: argparse.Namespace) -> int:
@@ -175,8 +195,23 @@ def _demo(args: argparse.Namespace) -> int:
     return main(epochs=args.epochs, samples=args.samples)
 
 
+EXIT_CODES = """exit codes:
+  0  done
+  1  a job, a request or a batch file failed (its error is printed)
+  2  usage: a wrong option, or something to fix first (a port in use, a model that does not exist,
+     an S3 endpoint that does not answer), said in one line with what to do
+
+Libraries (TensorFlow, onnxruntime, moto, the Lambda emulator) are quiet unless --verbose.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maas", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="maas", description=__doc__, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="the libraries' and the Lambda emulator's own logs too"
+    )
     parser.add_argument("--template", help="path to template.yaml (default: found from the current folder)")
     parser.add_argument(
         "--env-vars",
@@ -375,13 +410,18 @@ def _models_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    console.configure(args.verbose)
     if args.command == "bench":
         from maas.bench import main as bench
 
         return bench(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except console.Refused as refused:
+        print(f"maas: {refused}", file=sys.stderr)
+        return console.USAGE
 
 
 if __name__ == "__main__":

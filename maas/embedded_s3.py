@@ -9,7 +9,10 @@ On disk: ``objects/<sha256>`` holds each distinct body once; ``keys/<bucket>/<sh
 holds one object's record (key, blob, ETag, metadata, last modified), so a write replaces one small
 file atomically (temporary file, fsync, rename) and never rewrites an index of everything. A fresh
 server loads the records straight into moto's backend (ETags and dates kept, no notifications sent).
-A server that another ``maas`` command already runs is found through ``server.json`` and reused.
+A server that another ``maas`` command already runs is found through ``server.json`` and reused, when
+it answers and the process that started it is alive. An owner that is stopping first retires its
+server: it removes ``server.json`` and holds the start lock until the server is down, so a command
+started meanwhile waits, then loads the store the stopped server left, whole.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -30,20 +32,16 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from maas.ports import free_port  # noqa: F401 - its old home: bench/ and tests import it from here
 
 LOCAL_REGION = "us-east-1"
 # moto accepts any credentials; these only keep boto3 from searching for real ones.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "maas-local", "AWS_SECRET_ACCESS_KEY": "maas-local"}
 # The service a SigV4 request is signed for: ".../<date>/<region>/<service>/aws4_request".
 _SIGNED_FOR = re.compile(r"/\d{8}/[\w-]+/([\w-]+)/aws4_request")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _alive(endpoint: str) -> bool:
@@ -54,6 +52,20 @@ def _alive(endpoint: str) -> bool:
         return True  # it answered
     except OSError:
         return False
+
+
+def _owner_alive(pid: object) -> bool:
+    """Whether the process that started a server still runs: a server that answers for a dead owner is
+    not ours (another program took its port), and a stale server.json names a pid that has exited."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -290,13 +302,18 @@ def load_into_moto(store: DiskStore) -> int:
 class _Server:
     """moto's ThreadedMotoServer, with the write-through middleware around its WSGI app."""
 
-    def __init__(self, port: int, store: DiskStore) -> None:
+    def __init__(self, store: DiskStore) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         app = WriteThrough(DomainDispatcherApplication(create_backend_app), store)
-        self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="embedded-s3")
+        # Port 0: the kernel's choice, bound at once, so no port checked free can be taken meanwhile.
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+        self.port = int(self._server.server_port)
+        # A short poll: shutdown() waits for the loop to look, and a stack stops in a fraction of a second.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="embedded-s3"
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -314,6 +331,7 @@ class EmbeddedS3:
         self.buckets = buckets
         self.endpoint = ""
         self._server: _Server | None = None
+        self._retired: IO[str] | None = None  # the start lock, held from retire() to stop()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> EmbeddedS3:
@@ -327,28 +345,46 @@ class EmbeddedS3:
         with (self.root / "start.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             if self.server_path.exists():
-                endpoint = json.loads(self.server_path.read_text()).get("endpoint", "")
-                if endpoint and _alive(endpoint):
+                running = json.loads(self.server_path.read_text())
+                endpoint = running.get("endpoint", "")
+                if endpoint and _owner_alive(running.get("pid")) and _alive(endpoint):
                     self.endpoint = endpoint
                     self._ensure_buckets()
                     return self
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log on the console
             load_into_moto(self.store)
-            port = free_port()
-            self._server = _Server(port, self.store)
+            self._server = _Server(self.store)
             self._server.start()
-            self.endpoint = f"http://127.0.0.1:{port}"
+            self.endpoint = f"http://127.0.0.1:{self._server.port}"
             self._ensure_buckets()
             _write_atomic(self.server_path, json.dumps({"endpoint": self.endpoint, "pid": os.getpid()}).encode())
         return self
 
+    def retire(self) -> None:
+        """The first step of stopping a server this process started: no command reuses it from now on.
+
+        server.json goes and the start lock is held until stop(), so a command that starts meanwhile
+        waits for the server to be down instead of reusing one about to vanish (its first requests
+        would fail) or loading the store while this server still writes to it."""
+        if self._server is None or self._retired is not None:
+            return
+        self._retired = (self.root / "start.lock").open("w")
+        fcntl.flock(self._retired, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            self.server_path.unlink()
+
     def stop(self) -> None:
         """Stop the server if this process started it; every write is on disk already."""
-        if self._server is not None:
+        if self._server is None:
+            return
+        self.retire()
+        try:
             self._server.stop()
             self._server = None
-            with contextlib.suppress(FileNotFoundError):
-                self.server_path.unlink()
+        finally:
+            if self._retired is not None:
+                self._retired.close()  # releases the start lock
+                self._retired = None
 
     def __enter__(self) -> EmbeddedS3:
         return self.start()

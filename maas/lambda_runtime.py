@@ -22,11 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from maas.embedded_s3 import free_port
+from maas.ports import free_port
 from maas.template import FunctionSpec
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+START_ATTEMPTS = 5
 LAMBDA_TMP = "/tmp"  # noqa: S108 - Lambda's writable folder, which each local container gets its own of
 
 
@@ -73,10 +74,13 @@ class FunctionError(RuntimeError):
 
 
 class LocalFunction:
-    def __init__(self, spec: FunctionSpec, extra_env: dict[str, str], log: IO[str] | None = None) -> None:
+    def __init__(
+        self, spec: FunctionSpec, extra_env: dict[str, str], log: IO[str] | None = None, verbose: bool = False
+    ) -> None:
         self.spec = spec
         self.extra_env = extra_env
         self.log = log
+        self.verbose = verbose
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._tmp: Path | None = None  # this container's /tmp, from start() to stop()
@@ -118,12 +122,23 @@ class LocalFunction:
 
     def start(self) -> LocalFunction:
         self._tmp = Path(tempfile.mkdtemp(prefix=f"maas-{self.spec.logical_id}-tmp-"))
-        self.port = free_port()
-        runtime_api_port = free_port()
+        # The ports are checked free, then bound by the emulator: another program may bind one between
+        # (rarely, since they come from below the ephemeral range, maas.ports); the emulator then
+        # exits at once, and another pair is tried.
+        for _ in range(START_ATTEMPTS):
+            if self._start_once(free_port(), free_port()):
+                return self
+        raise SystemExit(f"maas: the emulator for {self.spec.logical_id} could not bind a port; see the log above")
+
+    def _start_once(self, port: int, runtime_api_port: int) -> bool:
+        """Start the emulator on these ports; False when it exited at start (a port was taken)."""
+        self.port = port
         command = [
             str(rie_binary()),
+            "--log-level",
+            "info" if self.verbose else "error",  # its INIT/INVOKE lines only with --verbose, as sam's
             "--runtime-interface-emulator-address",
-            f"127.0.0.1:{self.port}",
+            f"127.0.0.1:{port}",
             "--runtime-api-address",
             f"127.0.0.1:{runtime_api_port}",
             sys.executable,
@@ -142,15 +157,15 @@ class LocalFunction:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise SystemExit(f"maas: the emulator for {self.spec.logical_id} exited at start")
+                return False
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=0.5)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=0.5)
             except urllib.error.HTTPError:
-                return self  # it answers (404 on /): ready
+                return True  # it answers (404 on /): ready
             except OSError:
                 time.sleep(0.05)
                 continue
-            return self
+            return True
         raise SystemExit(f"maas: the emulator for {self.spec.logical_id} did not start within 10 s")
 
     def stop(self) -> None:

@@ -22,6 +22,7 @@ as deployed. A request without a key has no ``apiKeyId``: every keyless local ca
 from __future__ import annotations
 
 import base64
+import errno
 import fnmatch
 import functools
 import getpass
@@ -37,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from maas.console import Refused
 from maas.lambda_runtime import FunctionError, LocalFunction
 from maas.template import Route, Template
 from maas.template import route as template_route
@@ -184,16 +186,33 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
+def bind(port: int) -> _Server:
+    """The API's socket, bound and listening before anything else starts (its handler is set by
+    LocalApi): a port in use is refused here, in one line, before an emulator or the S3 server runs."""
+    try:
+        return _Server(("127.0.0.1", port), BaseHTTPRequestHandler)
+    except PermissionError:
+        raise Refused(f"port {port} needs privileges on this machine; pick one above 1023 with --port") from None
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        raise Refused(
+            f"port {port} is in use on 127.0.0.1; stop what listens there or pick another with --port"
+        ) from None
+
+
 class LocalApi:
     def __init__(
         self,
         functions: list[LocalFunction],
         stage: str,
-        port: int,
+        port: int = 0,
         quiet: bool = False,
         binary_types: Sequence[str] | None = None,
+        server: _Server | None = None,
     ) -> None:
-        """``binary_types``: the API's BinaryMediaTypes; by default those of the functions' template.yaml."""
+        """``binary_types``: the API's BinaryMediaTypes; by default those of the functions' template.yaml.
+        ``server``: a socket ``bind`` made (else ``port`` is bound here)."""
         self.routes = [(route, fn) for fn in functions for route in fn.spec.routes]
         self.stage = stage
         self.quiet = quiet
@@ -204,8 +223,8 @@ class LocalApi:
             binary_types = found[0] if found else []
         self.missing_route = missing_route_response(templates[0] if templates else None)
         self.binary_types = list(binary_types)
-        self.server = _Server(("127.0.0.1", port), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = server or bind(port)
+        self.server.RequestHandlerClass = self._handler_class()
         self._thread: threading.Thread | None = None
 
     @property
@@ -217,7 +236,8 @@ class LocalApi:
         return choose_route(self.routes, method, path)
 
     def start(self) -> LocalApi:
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: stop() waits for the loop to look, and a stack stops in a fraction of a second.
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

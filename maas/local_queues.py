@@ -25,6 +25,9 @@ from maas.template import Template
 
 LOCAL_ACCOUNT = "123456789012"
 RETRY_AFTER_S = 1
+# Short polls with this wait between empty ones, not SQS long polls: a poller stopping waits for its
+# poll, and a stack stops within this instead of a long poll's second.
+IDLE_WAIT_S = 0.1
 
 
 def queue_arn(name: str) -> str:
@@ -164,14 +167,15 @@ class Poller:
     def _run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                self.poll_once()
+                if not self.poll_once():
+                    self.stop_event.wait(IDLE_WAIT_S)
             except Exception as exc:  # a poller must outlive one bad round, as the real one does
                 sys.stderr.write(f"[sqs] {self.queue}: {exc.__class__.__name__}: {exc}\n")
                 self.stop_event.wait(1)
 
     def poll_once(self) -> int:
         messages = self.sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=min(self.batch_size, 10), WaitTimeSeconds=1, AttributeNames=["All"]
+            QueueUrl=self.url, MaxNumberOfMessages=min(self.batch_size, 10), WaitTimeSeconds=0, AttributeNames=["All"]
         ).get("Messages", [])
         if not messages:
             return 0

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from maas.console import Refused, verbose
 from maas.embedded_s3 import EmbeddedS3
 from maas.lambda_runtime import LocalFunction
 from maas.paths import project_root, state_dir
@@ -29,18 +30,25 @@ def s3_for(template: Template) -> Iterator[dict[str, str]]:
     ``AWS_ENDPOINT_URL_S3`` or ``AWS_PROFILE`` in the environment means "use that"; otherwise the
     embedded S3 is started (or reused) for the duration and saved to disk afterwards.
     """
+    with embedded_s3(template) as s3:
+        yield s3.client_env() if s3 else {}
+
+
+@contextlib.contextmanager
+def embedded_s3(template: Template) -> Iterator[EmbeddedS3 | None]:
+    """The embedded S3 (started or reused) for the duration; None where a configured S3 is used."""
     if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_PROFILE"):
-        yield {}
+        yield None
         return
     with EmbeddedS3(state_dir(), template.bucket_names()) as s3:
-        yield s3.client_env()
+        yield s3
 
 
 @contextlib.contextmanager
 def local_functions(
     template: Template, names: list[str], s3_env: dict[str, str], log: IO[str] | None = None
 ) -> Iterator[list[LocalFunction]]:
-    functions = [LocalFunction(template.function(name), s3_env, log=log) for name in names]
+    functions = [LocalFunction(template.function(name), s3_env, log=log, verbose=verbose()) for name in names]
     try:
         for fn in functions:
             fn.start()
@@ -89,3 +97,62 @@ def queue_consumers(template: Template, s3_env: dict[str, str], log: IO[str] | N
         pollers(functions, sqs, urls),
     ):
         yield names
+
+
+class Serving:
+    """This project's start-api: an exclusive lock on ``api.lock`` in the state folder for as long as it
+    serves, and ``api.json`` saying which process serves where, for the next start-api to say."""
+
+    GRACE_S = 1.0  # a stack told to stop releases the lock within this (it retires first)
+
+    def __init__(self, state: Path) -> None:
+        self.info = state / "api.json"
+        self._lock: IO[str] | None = (state / "api.lock").open("w")
+        self._held = False
+
+    def acquire(self) -> Serving:
+        import fcntl
+        import time
+
+        assert self._lock is not None
+        deadline = time.monotonic() + self.GRACE_S
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._held = True
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        self.release()
+        try:
+            running = json.loads(self.info.read_text())
+        except (OSError, ValueError):
+            running = {}
+        where = f" on {running['url']}" if running.get("url") else ""
+        raise Refused(
+            f"this project is already served by process {running.get('pid', '?')}{where}; stop it first "
+            "(Ctrl-C there, or kill that pid), or give a second stack its own MAAS_STATE_DIR"
+        )
+
+    def announce(self, url: str) -> None:
+        self.info.write_text(json.dumps({"pid": os.getpid(), "url": url}))
+
+    def release(self) -> None:
+        """The API has stopped: the next start-api may start (it waits for the S3 server to stop)."""
+        if self._lock is not None:
+            if self._held:  # api.json is the holder's to remove
+                with contextlib.suppress(FileNotFoundError):
+                    self.info.unlink()
+            self._lock.close()
+            self._lock = None
+
+
+@contextlib.contextmanager
+def serving(state: Path) -> Iterator[Serving]:
+    project = Serving(state).acquire()
+    try:
+        yield project
+    finally:
+        project.release()
