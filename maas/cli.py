@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train, publish, serve and query the digits model locally")
     demo.add_argument("--epochs", type=int, default=20)
-    demo.add_argument("--samples", type=int, default=12)
+    demo.add_argument("--samples", type=int, default=8, help="held-out digits sent over HTTP, one line each")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -86,17 +86,50 @@ def pass_through(source: IO[bytes], target: IO[str]) -> None:
 
 
 @contextlib.contextmanager
-def filtered(source: IO[bytes] | None, target: IO[str] | None = None) -> Iterator[None]:
-    """``pass_through`` in a thread while the block runs (the child's lifetime), then drained."""
+def _pumped(copy: Any, source: IO[bytes] | None, target: IO[str]) -> Iterator[None]:
+    """``copy(source, target)`` in a thread while the block runs (the child's lifetime), then drained."""
     if source is None:
         yield
         return
-    pump = threading.Thread(target=pass_through, args=(source, target or sys.stderr), daemon=True)
+    pump = threading.Thread(target=copy, args=(source, target), daemon=True)
     pump.start()
     try:
         yield
     finally:
         pump.join(timeout=10)
+
+
+def filtered(source: IO[bytes] | None, target: IO[str] | None = None) -> contextlib.AbstractContextManager[None]:
+    """A child's stderr through ``pass_through``."""
+    return _pumped(pass_through, source, target or sys.stderr)
+
+
+def job_output(source: IO[bytes] | None, target: IO[str] | None = None) -> contextlib.AbstractContextManager[None]:
+    """A training job's stdout through ``condense_epochs``."""
+    return _pumped(condense_epochs, source, target or sys.stdout)
+
+
+EPOCH = re.compile(r"^epoch=(\d+) of=(\d+)\b")
+EPOCH_LINES = 5  # at most this many epoch lines (the first, the last, evenly between), unless verbose
+
+
+def condense_epochs(source: IO[bytes], target: IO[str]) -> None:
+    """Copy a job's stdout, its ``epoch=N of=M ...`` lines thinned to EPOCH_LINES; on a terminal the
+    epochs left out show as a progress bar instead."""
+    bar = Progress("epochs", target)
+    for raw in iter(source.readline, b""):
+        line = raw.decode("utf-8", "replace")
+        epoch = EPOCH.match(line)
+        if epoch and not _verbose:
+            done, total = int(epoch.group(1)), int(epoch.group(2))
+            step = max(1, -(-total // (EPOCH_LINES - 1)))
+            if done not in (1, total) and done % step:
+                bar.update(done, total, line.split(" ", 2)[-1].strip())
+                continue
+        bar.clear()
+        target.write(line)
+        target.flush()
+    bar.clear()
 
 
 class Refused(Exception):
@@ -112,3 +145,42 @@ def table(rows: list[dict[str, Any]], columns: list[str], out: IO[str] | None = 
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     for line in [[c.upper() for c in columns], *cells]:
         out.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
+
+
+class Progress:
+    """A one-line progress bar (rich) on a terminal, gone when cleared; nothing in CI logs and pipes,
+    which get the plain lines instead."""
+
+    def __init__(self, what: str, target: IO[str], unit: str = "") -> None:
+        self.what, self.target, self.unit = what, target, unit
+        self.shown = target.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def update(self, done: float, total: float | None, note: str = "") -> None:
+        if not self.shown:
+            return
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[note]}"),
+                TimeRemainingColumn(),
+                console=Console(file=self.target, force_terminal=True),
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.what, total=total, note="")
+        rate = self._bar.tasks[0].speed
+        per_s = f", {rate:,.0f} {self.unit}/s" if rate and self.unit else ""
+        self._bar.update(self._task, completed=done, total=total, note=note + per_s)
+
+    def clear(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

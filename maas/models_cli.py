@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from maas import console
 from maas_core.shared.errors import ModelNotFound
 from maas_core.shared.manifest import (
     CLASSIFICATION,
@@ -102,6 +103,7 @@ def sizing(artifact: Artifact, limits: Limits) -> dict[str, Any]:
 def publish(
     registry: Registry, name: str, onnx_file: Path, labels: list[str] | None, limits: Limits | None = None
 ) -> Manifest:
+    console.quiet_onnxruntime()  # the registry's load check builds sessions here
     draft = manifest_from_onnx(onnx_file, labels, onnx_file.name)
     return publish_model_file(registry, name, onnx_file, draft, actor=getpass.getuser(), limits=limits)
 

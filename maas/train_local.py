@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from maas import console
 from maas_core.shared.manifest import Manifest
 
 
@@ -89,9 +90,16 @@ def layout(
 
 
 def run_job(root: Path, data: Path | str | None, hyperparameters: dict[str, Any], env: dict[str, str]) -> int:
+    """The job in a child process; its output passes through maas.console (the libraries' noise left
+    out of its stderr, its epochs condensed) unless ``--verbose``."""
     job_env = {**os.environ, **layout(root, data, hyperparameters, env), **env}
     job_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    code = subprocess.call([sys.executable, "-m", "training.job"], env=job_env)
+    job_env["PYTHONUNBUFFERED"] = "1"  # its lines as they come, through the pipes
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training.job"], env=job_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    with console.filtered(process.stderr), console.job_output(process.stdout):
+        code = process.wait()
     published = root / "output" / "data" / "published.json"
     if code == 0 and env.get("MAAS_MODEL_BUCKET") and published.exists():
         promote_first_version(env["MAAS_MODEL_BUCKET"], Manifest.from_json(json.loads(published.read_text())), env)
