@@ -172,9 +172,9 @@ def _train_submit(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from maas.models_cli import run
+    from maas.models_cli import render, run
     from maas.stack import load_template, local_client, s3_for
-    from maas_core.shared.errors import MaasError
+    from maas_core.shared.errors import MaasError, ModelNotFound, VersionNotFound
     from maas_core.shared.registry import Registry
 
     template = load_template(args.template, args.env_vars)
@@ -182,11 +182,29 @@ def _models(args: argparse.Namespace) -> int:
         bucket = args.bucket or template.function("ApiFunction").environment["MODEL_BUCKET"]
         registry = Registry(bucket, local_client(env, "s3") if env else None)
         try:
-            print(json.dumps(run(registry, args), indent=2))
+            result = run(registry, args)
         except MaasError as error:
-            print(json.dumps(error.to_body(), indent=2), file=sys.stderr)
-            return 1
+            # A name or version that does not exist is the user's to fix (2); any other refusal, 1.
+            code = console.USAGE if isinstance(error, ModelNotFound | VersionNotFound) else console.FAILED
+            if args.json:
+                print(json.dumps(error.to_body(), indent=2), file=sys.stderr)
+            else:
+                print(f"maas: {_said(error, registry)}", file=sys.stderr)
+            return code
+    if args.json or not render(args.models_command, result, sys.stdout):
+        print(json.dumps(result, indent=2))
     return 0
+
+
+def _said(error: Any, registry: Any) -> str:
+    """An error in one line, with what to do: a model that does not exist names those that do."""
+    from maas_core.shared.errors import ModelNotFound
+
+    if isinstance(error, ModelNotFound):
+        names = registry.list_models()
+        there = f"the registry has {', '.join(names)}" if names else "the registry has no model yet"
+        return f"{error.message}; {there} (maas models list)"
+    return f"{error.message} ({error.code})"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -405,6 +423,10 @@ def _models_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     history.add_argument("name")
     history.add_argument("--alias", default="production")
     history.set_defaults(run=_models)
+    # Every models command takes --json: its answer as JSON, the fields scripts read unchanged (list,
+    # describe and history print a table otherwise; the others print JSON either way).
+    for command in models_cmds.choices.values():
+        command.add_argument("--json", action="store_true", help="JSON for scripts instead of a table")
 
 
 def main(argv: list[str] | None = None) -> int:

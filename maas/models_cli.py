@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from maas import console
 from maas_core.shared.errors import ModelNotFound
@@ -166,3 +166,104 @@ def run(registry: Registry, args: Any) -> Any:
     if args.models_command == "history":
         return registry.alias_history(args.name, args.alias)
     raise SystemExit(f"maas: unknown models command {args.models_command!r}")
+
+
+# -- what a person reads: tables by default, the JSON above with --json (its fields unchanged) -------
+LIST_COLUMNS = ["name", "versions", "latest", "aliases"]
+VERSION_COLUMNS = ["number", "version", "aliases"]
+HISTORY_COLUMNS = ["when", "who", "from", "to", "canary", "reason"]
+
+
+def _numbers(versions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {v["version"]: v["number"] for v in versions}
+
+
+def _ref(version: str | None, numbers: dict[str, Any]) -> str:
+    """A version by its number where it has one (what a person types), else by its id."""
+    if not version:
+        return "-"
+    return str(numbers[version]) if numbers.get(version) is not None else version
+
+
+def _aliases(aliases: dict[str, str], numbers: dict[str, Any]) -> str:
+    return ", ".join(f"{alias}={_ref(v, numbers)}" for alias, v in sorted(aliases.items())) or "-"
+
+
+def _tensors(specs: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{t['name']} {t['dtype']} {t['shape']}" for t in specs)
+
+
+def _mb(spec: dict[str, int]) -> str:
+    return f"{spec['memory_mb']:,} MB memory, {spec['storage_mb']:,} MB storage"
+
+
+def render(command: str, result: Any, out: IO[str]) -> bool:
+    """Print a table (or key: value lines) for the commands that have one; False for the others."""
+    if command == "list":
+        rows = []
+        for model in result:
+            numbers = _numbers(model["versions"])
+            latest = model["versions"][-1]["version"] if model["versions"] else None
+            rows.append(
+                {
+                    "name": model["name"],
+                    "versions": len(model["versions"]),
+                    "latest": f"{_ref(latest, numbers)} ({latest})" if numbers.get(latest) else (latest or "-"),
+                    "aliases": _aliases(model["aliases"], numbers),
+                }
+            )
+        console.table(rows, LIST_COLUMNS, out)
+        return True
+    if command == "describe":
+        _describe(result, out)
+        return True
+    if command == "history":
+        rows = [
+            {
+                "when": e.get("updated_at", ""),
+                "who": e.get("updated_by", ""),
+                "from": e.get("from") or "-",
+                "to": e.get("version", ""),
+                "canary": f"{e['canary']['version']} {e['canary']['weight']:.0%}" if e.get("canary") else "-",
+                "reason": e.get("reason") or "-",
+            }
+            for e in result
+        ]
+        console.table(rows, HISTORY_COLUMNS, out)
+        return True
+    return False
+
+
+def _describe(result: dict[str, Any], out: IO[str]) -> None:
+    manifest, serving = result["manifest"], result["serving"]
+    numbers = _numbers(result["versions"])
+    labels = manifest.get("labels") or []
+    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in manifest["metrics"].items())
+    artifact = manifest["artifact"]
+    fields = [
+        ("name", result["name"]),
+        ("version", f"{result['version']} (number {result['version_number'] or '-'})"),
+        ("aliases", _aliases(result["aliases"], numbers)),
+        ("task", manifest["task"] + (f", {len(labels)} labels: {', '.join(labels[:10])}" if labels else "")),
+        ("inputs", _tensors(manifest["inputs"])),
+        ("outputs", _tensors(manifest["outputs"])),
+        ("artifact", f"{artifact['file']}, {artifact['size_bytes']:,} bytes, sha256 {artifact['sha256'][:12]}"),
+        ("compression", manifest["compression"].get("method", "-")),
+        ("metrics", metrics or "-"),
+        ("trained by", manifest["training_job"].get("id", "-")),
+        ("needs", _mb(serving["needs"])),
+        ("limits", f"{_mb(serving['limits'])}: {'fits' if serving['fits'] else 'DOES NOT FIT'}"),
+    ]
+    width = max(len(key) for key, _ in fields) + 1
+    for key, value in fields:
+        out.write(f"{key + ':':{width}} {value}\n")
+    out.write("\n")
+    aliases_of = {
+        v["version"]: sorted(a for a, ver in result["aliases"].items() if ver == v["version"])
+        for v in result["versions"]
+    }
+    rows = [
+        {"number": v["number"] or "-", "version": v["version"], "aliases": ", ".join(aliases_of[v["version"]]) or "-"}
+        for v in result["versions"]
+    ]
+    console.table(rows, VERSION_COLUMNS, out)

@@ -27,7 +27,9 @@ def local(tmp_path_factory):
 
 
 def maas(local, *argv: str) -> dict:
-    done = subprocess.run([*MAAS, "models", *argv], env=local["env"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*MAAS, "models", *argv, "--json"], env=local["env"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -101,7 +103,11 @@ def test_a_version_whose_model_object_was_changed_cannot_be_canaried_or_promoted
     assert (status, body["code"]) == (409, "version_corrupt"), body
     assert "sha256" in body["details"]["problems"][0]
     done = subprocess.run(
-        [*MAAS, "models", "promote", "digits", V3], env=local["env"], capture_output=True, text=True, timeout=120
+        [*MAAS, "models", "promote", "digits", V3, "--json"],
+        env=local["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1 and json.loads(done.stderr)["code"] == "version_corrupt"
     assert maas(local, "history", "digits") == before  # nothing recorded

@@ -36,7 +36,7 @@ def local(tmp_path_factory):
 
 def maas(local, *argv: str) -> subprocess.CompletedProcess:
     env_vars = str(local["state"] / "limits.json")
-    command = [*MAAS, "--env-vars", env_vars, "models", *argv]
+    command = [*MAAS, "--env-vars", env_vars, "models", *argv, "--json"]
     return subprocess.run(command, env=local["env"], capture_output=True, text=True, timeout=120)
 
 

@@ -47,7 +47,9 @@ def test_a_version_pinned_by_its_number_is_described_and_answers_predictions(sta
 
 
 def test_maas_models_list_shows_each_version_with_its_number(stack):
-    result = subprocess.run([*MAAS, "models", "list"], env=stack["env"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*MAAS, "models", "list", "--json"], env=stack["env"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     listed = {m["name"]: m["versions"] for m in json.loads(result.stdout)}
     assert listed["digits"] == [{"version": stack["version"], "number": 1}]
