@@ -151,8 +151,8 @@ class Progress:
     """A one-line progress bar (rich) on a terminal, gone when cleared; nothing in CI logs and pipes,
     which get the plain lines instead."""
 
-    def __init__(self, what: str, target: IO[str], unit: str = "") -> None:
-        self.what, self.target, self.unit = what, target, unit
+    def __init__(self, what: str, target: IO[str]) -> None:
+        self.what, self.target = what, target
         self.shown = target.isatty()
         self._bar: Any = None
         self._task: Any = None
@@ -176,9 +176,7 @@ class Progress:
             )
             self._bar.start()
             self._task = self._bar.add_task(self.what, total=total, note="")
-        rate = self._bar.tasks[0].speed
-        per_s = f", {rate:,.0f} {self.unit}/s" if rate and self.unit else ""
-        self._bar.update(self._task, completed=done, total=total, note=note + per_s)
+        self._bar.update(self._task, completed=done, total=total, note=note)
 
     def clear(self) -> None:
         if self._bar is not None:
