@@ -204,6 +204,8 @@ def _said(error: Any, registry: Any) -> str:
         names = registry.list_models()
         there = f"the registry has {', '.join(names)}" if names else "the registry has no model yet"
         return f"{error.message}; {there} (maas models list)"
+    if error.code == "registry_unavailable":
+        return f"{error.message} ({error.code}): S3 did not answer; check the network and AWS_PROFILE's credentials"
     return f"{error.message} ({error.code})"
 
 

@@ -203,12 +203,12 @@ def render(command: str, result: Any, out: IO[str]) -> bool:
         rows = []
         for model in result:
             numbers = _numbers(model["versions"])
-            latest = model["versions"][-1]["version"] if model["versions"] else None
+            latest: str = model["versions"][-1]["version"] if model["versions"] else "-"
             rows.append(
                 {
                     "name": model["name"],
                     "versions": len(model["versions"]),
-                    "latest": f"{_ref(latest, numbers)} ({latest})" if numbers.get(latest) else (latest or "-"),
+                    "latest": f"{numbers[latest]} ({latest})" if numbers.get(latest) else latest,
                     "aliases": _aliases(model["aliases"], numbers),
                 }
             )

@@ -37,6 +37,8 @@ def s3_for(template: Template) -> Iterator[dict[str, str]]:
 @contextlib.contextmanager
 def embedded_s3(template: Template) -> Iterator[EmbeddedS3 | None]:
     """The embedded S3 (started or reused) for the duration; None where a configured S3 is used."""
+    if os.environ.get("AWS_ENDPOINT_URL_S3"):
+        check_answers(os.environ["AWS_ENDPOINT_URL_S3"])
     if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_PROFILE"):
         yield None
         return
@@ -56,6 +58,23 @@ def local_functions(
     finally:
         for fn in functions:
             fn.stop()
+
+
+def check_answers(endpoint: str, timeout_s: float = 3.0) -> None:
+    """A configured S3 endpoint that accepts no connection is said at once, in one line, not after
+    boto3's retries as a registry error."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+    except OSError as err:
+        raise Refused(
+            f"the S3 endpoint {endpoint} (AWS_ENDPOINT_URL_S3) does not answer ({err.strerror or err}); "
+            "start it, or unset AWS_ENDPOINT_URL_S3 to use the embedded S3"
+        ) from None
 
 
 def local_client(env: dict[str, str], service: str) -> Any:
