@@ -239,5 +239,3 @@ def test_sessions_are_evicted_least_recently_used_first_to_make_room_for_a_cold_
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "160")
     assert cache.get("chain").name == "chain"
     assert [m["model"] for m in cache.loaded()] == ["chain"]
-
-
