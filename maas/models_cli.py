@@ -103,7 +103,6 @@ def sizing(artifact: Artifact, limits: Limits) -> dict[str, Any]:
 def publish(
     registry: Registry, name: str, onnx_file: Path, labels: list[str] | None, limits: Limits | None = None
 ) -> Manifest:
-    console.quiet_onnxruntime()  # the registry's load check builds sessions here
     draft = manifest_from_onnx(onnx_file, labels, onnx_file.name)
     return publish_model_file(registry, name, onnx_file, draft, actor=getpass.getuser(), limits=limits)
 
@@ -111,6 +110,8 @@ def publish(
 def run(registry: Registry, args: Any) -> Any:
     """One models subcommand; returns what to print."""
     who = getpass.getuser()
+    if args.models_command in ("publish", "promote", "rollback", "canary"):
+        console.quiet_onnxruntime()  # these load the version in onnxruntime here, to check it
     if args.models_command == "list":
         return [
             {"name": n, "aliases": registry.list_aliases(n), "versions": registry.numbered_versions(n)}

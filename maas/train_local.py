@@ -115,6 +115,7 @@ def promote_first_version(bucket: str, manifest: Manifest, env: dict[str, str]) 
     from maas_core.shared.errors import AliasConflict
     from maas_core.shared.registry import DEFAULT_ALIAS, Registry
 
+    console.quiet_onnxruntime()  # setting an alias loads the version in onnxruntime here
     registry = Registry(bucket, s3=_s3(env))
     name, version = manifest.name, manifest.version
     if DEFAULT_ALIAS in registry.list_aliases(name):
