@@ -13,12 +13,13 @@ from typing import Any
 
 from maas import console
 from maas.paths import state_dir
+from training.cost import DEFAULT_OBJECTIVE, OBJECTIVES
 from training.families import DEFAULT_FAMILY, FAMILIES
 from training.families.transformer import DEFAULT_PRESET
 from training.families.transformer import PRESETS as TRANSFORMER_PRESETS
 
 # The job's hyperparameters `train local` and `train submit` both take as options.
-HYPERPARAMETER_OPTIONS = ("epochs", "batch_size", "learning_rate", "max_accuracy_drop", "seed", "preset")
+HYPERPARAMETER_OPTIONS = ("epochs", "batch_size", "learning_rate", "max_accuracy_drop", "objective", "seed", "preset")
 
 
 def _local_invoke(args: argparse.Namespace) -> int:
@@ -285,6 +286,12 @@ def _hyperparameter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", dest="batch_size", type=int, help="per replica on several instances")
     parser.add_argument("--learning-rate", dest="learning_rate", type=float)
     parser.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", type=float)
+    parser.add_argument(
+        "--objective",
+        choices=list(OBJECTIVES),
+        help="of the compression candidates within the accuracy gate, publish the cheapest per request (cost), the "
+        f"fastest at batch 1 (latency) or the smallest file (size); default: {DEFAULT_OBJECTIVE}",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--preset", choices=list(TRANSFORMER_PRESETS), help=f"transformer sizes (default {DEFAULT_PRESET})"

@@ -44,6 +44,7 @@ import numpy as np
 
 from maas_core.shared.manifest import CLASSIFICATION, REGRESSION, GraphIO, graph_tensors
 from training import cost
+from training.cost import COST, DEFAULT_OBJECTIVE, LATENCY, OBJECTIVES, SIZE
 
 FP32 = "fp32"
 INT8_DYNAMIC = "int8-dynamic"
@@ -77,10 +78,6 @@ GZIP_LEVEL = 9
 # regression's prediction) the tolerance is relative to the largest magnitude: see parity_scale.
 PARITY_TOLERANCE = {FP32: 1e-4, FP16: 1e-2}
 
-# What the gate publishes among the candidates within it (the ``objective`` hyperparameter).
-COST, LATENCY, SIZE = "cost", "latency", "size"
-OBJECTIVES = (COST, LATENCY, SIZE)
-DEFAULT_OBJECTIVE = COST
 # Eight measurements of the same file (latencies_ms, fresh sessions, a shared 2-core machine) spread by
 # at most 6% for each of the digits CNN's candidates at batch 1 and 32: a smaller difference than this
 # margin is not a measured one.

@@ -11,6 +11,12 @@ import math
 
 from maas_core.shared.sizing import MB_PER_VCPU
 
+# What the gate publishes among the candidates within it (the ``objective`` hyperparameter; training.compress).
+# Here, where the CLI reads them without the compression code's imports.
+COST, LATENCY, SIZE = "cost", "latency", "size"
+OBJECTIVES = (COST, LATENCY, SIZE)
+DEFAULT_OBJECTIVE = COST
+
 # us-east-1 list prices (first tier: the first 6 billion x86 / 7.5 billion arm64 GB-seconds a month),
 # as the authors knew them on this date (aws.amazon.com/lambda/pricing and /api-gateway/pricing; not
 # re-read then: this machine has no network); nothing reads them at run time: check them there before

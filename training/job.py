@@ -28,6 +28,7 @@ import argparse
 import functools
 import json
 import math
+import re
 import shutil
 import sys
 import tempfile
@@ -44,13 +45,11 @@ from training.compress import (
     DEFAULT_DISTILLATION_TEMPERATURE,
     DEFAULT_MAX_ACCURACY_DROP_POINTS,
     DEFAULT_MAX_RMSE_INCREASE_PCT,
-    DEFAULT_OBJECTIVE,
     DISTILLED,
-    OBJECTIVES,
     PRUNED,
     parse_menu,
 )
-from training.cost import DEFAULT_MEMORY_MB
+from training.cost import DEFAULT_MEMORY_MB, DEFAULT_OBJECTIVE, OBJECTIVES, TYPICAL_BATCH
 from training.data import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN, Dataset, load_channel, split_holdout
 from training.families import DEFAULT_FAMILY, FAMILIES, TEXT_INPUT, BuildInputs, Family, family
 from training.sagemaker_env import DEFAULT_ROOT, TrainingEnv, read_env, write_failure
@@ -341,6 +340,11 @@ def run(args: argparse.Namespace, env: TrainingEnv) -> JobResult:
         parity = export.check_parity(model, fp32_path, held.x)
         print(f"export: {fp32_path.name} opset {export.OPSET}, max |onnx - keras| = {parity:.2e}", flush=True)
         gate = _compression_menu(args, chosen, model, train, held, fp32_path, parity, work)
+        print(
+            f"candidates, objective {gate.objective}: size, held-out metric, one-thread ms at batch 1/"
+            f"{TYPICAL_BATCH}, Lambda $ per million requests",
+            flush=True,
+        )
         for c in gate.candidates:
             print(f"candidate {c.method}: {_candidate_line(c)}", flush=True)
         shutil.copyfile(work / gate.chosen.file, work / "model.onnx")
@@ -485,14 +489,19 @@ def _train(
 
 
 def _candidate_line(c: Any) -> str:
+    """One candidate in a line a terminal shows whole: its figures and verdict, the reason without the
+    figures it repeats (the manifest keeps every reason in full)."""
     if c.latency_ms is None or c.batch_latency_ms is None or c.usd_per_million is None:
         measured = "not measured"
     else:
-        timed = f"{c.latency_ms:.3f} ms/request, {c.batch_latency_ms:.3f} ms/batch, ${c.usd_per_million:.4g}/M requests"
-        metric = f"rmse {c.rmse:.4f}, mae {c.mae:.4f}" if c.rmse is not None else f"accuracy {c.accuracy:.4f}"
-        measured = f"{metric}, {timed}"
-    verdict = "ACCEPTED" if c.accepted else "rejected"
-    return f"{c.size_bytes:,} bytes ({c.gzip_bytes:,} gzipped), {measured}, {verdict} ({c.reason})"
+        metric = f"rmse {c.rmse:.4f}" if c.rmse is not None else f"accuracy {c.accuracy:.4f}"
+        measured = f"{metric}, {c.latency_ms:.3f}/{c.batch_latency_ms:.3f} ms, ${c.usd_per_million:.2g}/M"
+    reason = re.sub(r" \([^()]*\)", "", c.reason or "").removeprefix("rejected: ")
+    if c.accepted:
+        return f"{c.size_bytes:,} bytes, {measured}: ACCEPTED, {reason.split(':')[0].split(';')[0]}"
+    # Passed over within the gate: the comparison that decided ("1.5x int8-static's"); else why it failed.
+    decided = reason.rsplit(", ", 1)[-1] if " but " in reason else reason
+    return f"{c.size_bytes:,} bytes, {measured}: rejected, {decided}"
 
 
 def _compression_menu(

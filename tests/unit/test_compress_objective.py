@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from training import cost
-from training.compress import COST, LATENCY, NEAR_MARGIN, SIZE, Candidate, Compression, choose
+from training.compress import NEAR_MARGIN, Candidate, Compression, choose
+from training.cost import COST, LATENCY, SIZE
 
 
 def _candidate(method: str, size: int, one_ms: float, batch_ms: float, accuracy: float = 0.9861) -> Candidate:

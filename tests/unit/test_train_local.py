@@ -41,3 +41,18 @@ def test_a_local_run_promotes_a_models_first_version_and_never_moves_production(
     promote_first_version(bucket, second, env)
     assert registry.resolve("digits") == first.version, "a later run leaves production where it is"
     assert f"maas models promote digits {second.version}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["local", "submit"])
+def test_the_objective_reaches_the_job_as_a_hyperparameter_it_knows(command):
+    from maas.cli import HYPERPARAMETER_OPTIONS, _given, build_parser
+    from training.job import DEFAULTS
+
+    required = (
+        ["--role-arn", "arn:aws:iam::1:role/r", "--bucket", "b", "--train", "s3://b/t/"] if command == "submit" else []
+    )
+    args = build_parser().parse_args(["train", command, "--objective", "size", *required])
+    assert _given(args, *HYPERPARAMETER_OPTIONS) == {"objective": "size"}
+    assert set(HYPERPARAMETER_OPTIONS) <= set(DEFAULTS)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", command, "--objective", "fastest", *required])
