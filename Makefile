@@ -32,7 +32,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "MaaS needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[training,dev]"
+	# setuptools warns about every editable install in a box of 10 lines; errors still show.
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[training,dev]"
 	touch $@
 
 demo: install ## train, publish to the embedded S3, serve locally and send real predictions
