@@ -15,11 +15,15 @@ from typing import Any
 
 import pytest
 
+from bench.loading import matmul_chain
+from maas.models_cli import manifest_from_onnx
 from tests_support import MAAS, ROOT, build_digits_onnx, digits_manifest, http
 
 pytestmark = pytest.mark.integration
 
 STARTS = 20
+# A model of the size that showed the race (a 134 MB one then), kept small enough for make test.
+LARGE_BYTES = 64 * 2**20
 
 
 def env_for(state: Path) -> dict[str, str]:
@@ -125,9 +129,15 @@ def test_a_start_right_after_a_stop_serves_its_first_request_and_a_second_start_
     try:
         s3 = EmbeddedS3(tmp_path, template.bucket_names()).start()
         assert not s3.owns_server
-        Registry(bucket, s3.client()).publish("digits", build_digits_onnx(), digits_manifest())
+        registry = Registry(bucket, s3.client())
+        registry.publish("digits", build_digits_onnx(), digits_manifest())
         body = json.dumps({"instances": [[[[0.0]] * 8] * 8]}).encode()
         assert http("POST", f"{first['url']}/models/digits/predict", body)[0] == 200
+        # The stack that showed the race had served a large model: its embedded S3 took longer to stop.
+        large = matmul_chain(LARGE_BYTES, side=512)
+        registry.publish("large", large, manifest_from_onnx(large, None, "large.onnx"))
+        large_body = json.dumps({"instances": [[0.5] * 512]}).encode()
+        assert http("POST", f"{first['url']}/models/large/predict", large_body)[0] == 200
 
         second = subprocess.run(
             [*MAAS, "local", "start-api", "--port", str(ephemeral_port())],
@@ -144,6 +154,8 @@ def test_a_start_right_after_a_stop_serves_its_first_request_and_a_second_start_
     finally:
         stop(first)
     try:
+        status, answer = http("POST", f"{again['url']}/models/large/predict", large_body)
+        assert status == 200, answer
         status, answer = http("POST", f"{again['url']}/models/digits/predict", body)
         assert status == 200, answer
     finally:

@@ -142,7 +142,7 @@ def test_epoch_lines_match_the_metric_definitions(job):
         assert len([line for line in job.stdout.splitlines() if re.search(definition["Regex"], line)]) == len(values)
     assert "pruned: epoch 1/1 " in job.stdout and "distilled: epoch 3/3 " in job.stdout
     for method in METHODS:
-        assert re.search(rf"^candidate {method}: [0-9,]+ bytes \([0-9,]+ gzipped\), accuracy", job.stdout, re.M)
+        assert re.search(rf"^candidate {method}: [0-9,]+ bytes, accuracy [0-9.]+, [0-9.]+/[0-9.]+ ms", job.stdout, re.M)
     assert f"version={job.published['version']}" in job.stdout
 
 
