@@ -248,3 +248,11 @@ def test_what_lives_as_long_as_the_container_is_out_of_the_collector_s_way(handl
     assert frozen > 1000
     assert handler(event("predict_digits"))[0] == 200  # a warm request freezes nothing more
     assert gc.get_freeze_count() <= frozen
+
+
+def test_collection_is_paused_only_while_long_lived_objects_are_made(handler, published):
+    # INIT and a model load pause the collector (each collection would walk objects that never die); a
+    # request's own garbage is collected as ever, so the collector is on after each.
+    assert gc.isenabled()
+    assert handler(event("predict_digits"))[0] == 200  # loads the model
+    assert gc.isenabled()

@@ -96,3 +96,20 @@ def test_no_folder_at_all_still_loads(registry, published, tmp_path):
     (tmp_path / "full").write_text("a file where the folder would go")
     model = ModelCache(BUCKET, registry=registry, optimized_dir=str(tmp_path / "full" / "opt")).get("digits")
     assert model.session.run(None, {"image": np.zeros((1, 8, 8, 1), np.float32)})[0].shape == (1, 10)
+
+
+def test_a_load_that_fails_leaves_the_collector_as_it_found_it(registry, published):
+    import gc
+
+    from maas_core.shared.errors import MaasError
+
+    cache = ModelCache(BUCKET, registry=registry)
+    with pytest.raises(MaasError):
+        cache.get("no-such-model")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        cache.get("digits")
+        assert not gc.isenabled()  # the caller's pause (INIT's) is the caller's to end
+    finally:
+        gc.enable()

@@ -7,6 +7,12 @@ Protocol (KServe v2) under /v2. All run the same inference core.
 
 # ruff: noqa: E402 - the preload starts between the imports, so its download overlaps the later ones
 
+import gc
+
+# INIT makes only what lives as long as the environment: no collection until its end, where it is frozen
+# (shared.model_cache.making_long_lived says why).
+gc.disable()
+
 import math
 import os
 import time
@@ -581,3 +587,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 # The end of INIT: where Lambda may freeze or snapshot the environment next, the preload finishes first.
 preload.finish_init()
 freeze_long_lived()
+gc.enable()

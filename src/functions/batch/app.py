@@ -7,6 +7,11 @@ summary (a stable code, a short message, and whether the queue delivers it again
 no job, is left without a status.
 """
 
+# ruff: noqa: E402 - collection is paused before the imports (shared.model_cache.making_long_lived)
+import gc
+
+gc.disable()  # INIT makes only what lives as long as the environment; frozen at its end
+
 import json
 import os
 from typing import Any
@@ -120,3 +125,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
 
 
 freeze_long_lived()  # the end of INIT: what the imports made is out of the collector's way (shared.model_cache)
+gc.enable()
