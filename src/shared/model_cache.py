@@ -179,18 +179,25 @@ def freeze_long_lived() -> None:
 @contextlib.contextmanager
 def making_long_lived() -> Iterator[None]:
     """No collection while the objects made are ones that live as long as the environment (the S3 client, a
-    model's session), then those frozen (:func:`freeze_long_lived`). Each collection would have walked them to
-    find nothing to free: the handler's import with no collection takes ~10 ms less, the first request's S3
-    client and onnxruntime import ~9 ms less (python3.12, the sam build package; ~150 collections).
-    The handler's module does the same around its whole import (INIT)."""
+        model's session), then those frozen (:func:`freeze_long_lived`). Each collection would have walked them to
+        find nothing to free: the handler's import with no collection takes ~10 ms less, the first request's S3
+        client and onnxruntime import ~9 ms less (timed with and without collection: python3.12, the sam build
+    package; ~150 collections).
+        The handler's module does the same around its whole import (INIT)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        freeze_long_lived()
-        if was_enabled:
-            gc.enable()
+        long_lived_made(resume=was_enabled)
+
+
+def long_lived_made(resume: bool = True) -> None:
+    """The end of a pause in collection (INIT's, or :func:`making_long_lived`'s): what was made frozen, and
+    collection back on unless an outer pause still holds it."""
+    freeze_long_lived()
+    if resume:
+        gc.enable()
 
 
 def rss_bytes() -> int:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any
 
-from maas_core.shared.model_cache import LoadedModel, ModelCache, freeze_long_lived
+from maas_core.shared.model_cache import LoadedModel, ModelCache, long_lived_made
 from maas_core.shared.preload import Preload
 
 # Before the heavier imports below: PRELOAD_MODELS download while they run (ARCHITECTURE.md, Serving:
@@ -586,5 +586,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 # The end of INIT: where Lambda may freeze or snapshot the environment next, the preload finishes first.
 preload.finish_init()
-freeze_long_lived()
-gc.enable()
+long_lived_made()

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas_core.shared.aws import s3_client, sqs_client
 from maas_core.shared.batch import BatchDependencyFailed, failure_reason, score_object, score_part, write_failure
-from maas_core.shared.model_cache import ModelCache, freeze_long_lived
+from maas_core.shared.model_cache import ModelCache, long_lived_made
 
 logger = Logger()
 tracer = Tracer()
@@ -124,5 +124,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
 
 
-freeze_long_lived()  # the end of INIT: what the imports made is out of the collector's way (shared.model_cache)
-gc.enable()
+long_lived_made()  # the end of INIT: what the imports made is out of the collector's way (shared.model_cache)
