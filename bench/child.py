@@ -6,7 +6,8 @@
   the eager wrapper's import, which does it first; lazy, the handler's import, then each step as its
   first request would pay it;
 - ``latency EVENTS CALLS REPEATS``: warm handler latency per event, against a bare ``session.run`` (or the
-  SavedModel call) on the same session and the same input;
+  SavedModel call) on the same session and the same input, and for ours its inference core alone (``_core``:
+  the same JSON, checks and formatting without Powertools' resolver, decorators and alias lookup);
 - ``batch KEY ETAG CHUNK``: BatchFunction's core on one file, its rows/s, peak RSS and where the time went;
 - ``build MODEL``: the session built from a local file as a cold ApiFunction builds it
   (``model_cache.build_session`` with the function's vCPU threads), its seconds and the process's peak
@@ -152,6 +153,7 @@ def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str
             # A text model's ids come from the handler's own tokenizer; other models take the numbers.
             x = loaded.tokenizer(spec).encode(given) if spec.tokenizer else np.asarray(given, dtype=np.float32)
             targets[f"{label}/bare"] = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
+            targets[f"{label}/core"] = functools.partial(_core, app, event, loaded)
         else:  # the TensorFlow handler: its loaded SavedModel, called directly
             targets[f"{label}/bare"] = functools.partial(app._model[0].serve, np.asarray(given, dtype=np.float32))
         targets[f"{label}/handler"] = functools.partial(handler, event, context)
@@ -161,11 +163,29 @@ def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str
         label: {
             "handler": figures[f"{label}/handler"],
             "bare": figures[f"{label}/bare"],
+            **({"core": figures[f"{label}/core"]} if f"{label}/core" in figures else {}),
             "instances": count,
             "handler_profile": profile(targets[f"{label}/handler"], calls),
         }
         for label, count in instances.items()
     }
+
+
+def _core(app: Any, event: dict[str, Any], loaded: Any) -> str:
+    """The handler's inference core on one event, without the web framework around it: the body read as the
+    handler reads it (orjson), the tensors checked and built, ``session.run`` with its finiteness check, the
+    predictions formatted and the response body written. Left out: Powertools' resolver (routing, OpenAPI
+    validation of path, query and body), the Logger, Tracer and Metrics decorators, the alias lookup and the
+    request's metrics. Handler minus core is what those cost; core minus bare is what reading and writing
+    JSON costs."""
+    from maas_core.shared.http import read_json
+    from maas_core.shared.inference import feeds_from_body, format_predictions, run
+    from maas_core.shared.json_codec import dumps
+
+    body = read_json(event["body"])
+    outputs = run(loaded, feeds_from_body({"instances": body["instances"]}, loaded, app.MAX_BATCH_SIZE))
+    response = {"model": loaded.name, "version": loaded.version, "predictions": format_predictions(loaded, outputs)}
+    return dumps(response)  # the serializer the handler's resolver uses
 
 
 def _group(filename: str, function: str) -> str:

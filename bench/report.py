@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cost import cost_section
+from bench.goals import overhead_split
 from bench.stats import MIB, as_stat, figure, lookup, markdown_table, ratio, spread_of, top
 from maas_core.shared.sizing import MAX_VCPUS, MB_PER_VCPU
 from training.compress import NEAR_MARGIN
@@ -165,6 +166,7 @@ def _latency_table(r: dict[str, Any]) -> str:
                 spread_of(v["handler"]["p99_ms"], "{:.3f}"),
                 spread_of(v["bare"]["p50_ms"], "{:.3f}"),
                 spread_of(v["bare"]["p99_ms"], "{:.3f}"),
+                spread_of(lookup(v, "core", "p50_ms"), "{:.3f}"),
                 f"{h50.median / b50.median:.2f}x" if h50 and b50 else None,
             ]
         )
@@ -175,11 +177,16 @@ def _latency_table(r: dict[str, Any]) -> str:
             "handler p99 (ms)",
             "bare p50 (ms)",
             "bare p99 (ms)",
+            "core p50 (ms)",
             "handler / bare p50",
         ],
         rows,
-        "lrrrrr",
+        "lrrrrrr",
     )
+    for label in ("int8 x1", "int8 x32"):
+        split = overhead_split(r, label)
+        if split:
+            text += f"\nWhere the handler's time over bare goes, {label}: {split}.\n"
     for label in ("int8 x1", "int8 x32"):
         packages = lookup(lat, label, "handler_profile", "by_package_pct")
         functions = lookup(lat, label, "handler_profile", "by_function_pct")

@@ -213,3 +213,18 @@ def test_a_run_writes_its_runs_aside_and_only_the_figures_to_results_json(tmp_pa
         "cold_s": {"median": 0.46, "min": 0.45, "max": 0.47, "n": 2},
     }
     assert "0.460 (0.450-0.470) s" in (tmp_path / "results.md").read_text()
+
+
+def test_the_inference_core_timed_beside_the_handler_answers_what_the_handler_answers(api, published) -> None:
+    """bench.child._core is the handler's work without the framework around it (make bench's "core" figure):
+    given the same event and the same loaded model, it writes the body the handler answers."""
+    import json
+
+    from bench.child import _core
+    from bench.common import digits, predict_event
+    from maas_core.functions.api import app
+
+    event = predict_event("digits", digits(3))
+    status, body, _ = api(event)
+    assert status == 200
+    assert json.loads(_core(app, event, app.models.get("digits"))) == body

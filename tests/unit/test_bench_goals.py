@@ -95,3 +95,20 @@ def test_a_figure_the_run_did_not_measure_is_said_so_not_judged() -> None:
     many = found["the job's published candidate (int8-static) bare p50 vs the fastest within the gate, batch 32"]
     assert many["met"] is None and many["measured"] == "not measured in this results.json"
     assert "warm handler p50 vs bare session.run, 1 instance" not in found, "issue 19's goals replace the 1.5x one"
+
+
+def test_the_overhead_goal_says_how_much_is_the_inference_core_and_how_much_the_framework_around_it() -> None:
+    """Handler p50 0.25 ms, its inference core alone (bench.child._core) 0.05, bare 0.01: 0.04 ms is the
+    core's JSON and checks, 0.20 the resolver, validation and decorators around it."""
+    results = _results(int8_32=_row(3.9, 9.0, 3.3))
+    results["latency"]["int8 x1"] = {**_row(0.25, 0.30, 0.01), "core": {"p50_ms": _stat(0.05)}}
+    why = _by_goal(results)["warm handler p50 - bare session.run p50, 1 instance"]["holds_it_back"]
+    assert why.startswith("0.240 ms = 0.040 ms in the inference core"), why
+    assert "+ 0.200 ms around it (Powertools' resolver" in why, why
+    # Without a core figure (a run before it was measured) the goal falls back to the profile's shares.
+    assert (
+        "inference core"
+        not in _by_goal(_results(int8_32=_row(3.9, 9.0, 3.3)))["warm handler p50 - bare session.run p50, 32 instances"][
+            "holds_it_back"
+        ]
+    )
