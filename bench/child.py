@@ -153,7 +153,7 @@ def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str
             # A text model's ids come from the handler's own tokenizer; other models take the numbers.
             x = loaded.tokenizer(spec).encode(given) if spec.tokenizer else np.asarray(given, dtype=np.float32)
             targets[f"{label}/bare"] = functools.partial(session.run, None, {session.get_inputs()[0].name: x})
-            targets[f"{label}/core"] = functools.partial(_core, app, event, loaded)
+            targets[f"{label}/core"] = _core(app, event, loaded)
         else:  # the TensorFlow handler: its loaded SavedModel, called directly
             targets[f"{label}/bare"] = functools.partial(app._model[0].serve, np.asarray(given, dtype=np.float32))
         targets[f"{label}/handler"] = functools.partial(handler, event, context)
@@ -171,21 +171,24 @@ def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str
     }
 
 
-def _core(app: Any, event: dict[str, Any], loaded: Any) -> str:
+def _core(app: Any, event: dict[str, Any], loaded: Any) -> Callable[[], str]:
     """The handler's inference core on one event, without the web framework around it: the body read as the
     handler reads it (orjson), the tensors checked and built, ``session.run`` with its finiteness check, the
     predictions formatted and the response body written. Left out: Powertools' resolver (routing, OpenAPI
     validation of path, query and body), the Logger, Tracer and Metrics decorators, the alias lookup and the
     request's metrics. Handler minus core is what those cost; core minus bare is what reading and writing
-    JSON costs."""
+    JSON costs. Returns the call to time (its imports done here, once)."""
     from maas_core.shared.http import read_json
     from maas_core.shared.inference import feeds_from_body, format_predictions, run
     from maas_core.shared.json_codec import dumps
 
-    body = read_json(event["body"])
-    outputs = run(loaded, feeds_from_body({"instances": body["instances"]}, loaded, app.MAX_BATCH_SIZE))
-    response = {"model": loaded.name, "version": loaded.version, "predictions": format_predictions(loaded, outputs)}
-    return dumps(response)  # the serializer the handler's resolver uses
+    def core() -> str:
+        body = read_json(event["body"])
+        outputs = run(loaded, feeds_from_body({"instances": body["instances"]}, loaded, app.MAX_BATCH_SIZE))
+        predictions = format_predictions(loaded, outputs)
+        return dumps({"model": loaded.name, "version": loaded.version, "predictions": predictions})
+
+    return core
 
 
 def _group(filename: str, function: str) -> str:

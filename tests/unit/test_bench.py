@@ -227,4 +227,4 @@ def test_the_inference_core_timed_beside_the_handler_answers_what_the_handler_an
     event = predict_event("digits", digits(3))
     status, body, _ = api(event)
     assert status == 200
-    assert json.loads(_core(app, event, app.models.get("digits"))) == body
+    assert json.loads(_core(app, event, app.models.get("digits"))()) == body
