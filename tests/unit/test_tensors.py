@@ -85,6 +85,8 @@ def test_a_regular_nest_of_numbers_reads_as_numpy_reads_it(value):
         ([[1, "a"]], "string 'a'"),
         ([[None, 1]], "null"),
         ([[{"a": 1}]], "an object"),
+        ([[[1.0]], [{"a": 1}]], "an object"),  # an object of one key where a one-element list belongs
+        ([[[1.0]], ["b"]], "string 'b'"),
         ([[10**400]], "rectangular"),
     ],
 )

@@ -50,6 +50,7 @@ from maas_core.shared.json_codec import dumps
 from maas_core.shared.layout import check_alias, check_version_ref
 from maas_core.shared.openapi import PublishedModels, add_model_examples
 from maas_core.shared.registry import DEFAULT_ALIAS, Registry
+from maas_core.shared.request_validation import RequestValidation
 from maas_core.shared.schemas import (
     ALIAS_PATTERN,
     JOB_ID_PATTERN,
@@ -80,6 +81,8 @@ CONTAINER_ID = uuid.uuid4().hex[:12]
 class Api(APIGatewayRestResolver):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Powertools' request validation with its per-route work done once (shared.request_validation).
+        self._request_validation_middleware = RequestValidation()
         self.published = PublishedModels(ttl_seconds=ALIAS_TTL_SECONDS)
         self._documents: dict[str, tuple[Any, Any]] = {}
         self._swagger: dict[str, Any] | None = None
@@ -579,7 +582,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # A base64 body is decoded again by the resolver, to a text of its own: parsed again (rare, and correct).
     _parsed.set((event.get("body"), parsed) if parsed is not None else None)
     _binary_inputs.set(binary)
-    response = app.resolve(event, context)
+    try:
+        response = app.resolve(event, context)
+    finally:
+        # Freed with the request, not at the next one: held over, the body's objects would age into the
+        # collector's older generations, which it then walks again and again (shared.model_cache, collection).
+        _parsed.set(None)
+        _binary_inputs.set(None)
     _count_served(response)
     return response
 
