@@ -530,9 +530,11 @@ def v2_model_version_ready(name: Name, version: Version) -> dict[str, Any]:
     return {"name": name, "version": model.version, "ready": True}
 
 
-def _v2_infer(name: str, ref: str | None, body: InferRequest) -> Any:
-    """The JSON answer, or the binary extension's (a Response) when the client asked binary outputs.
-    Its routes declare no return type: the resolver would validate a binary body against it."""
+def _v2_infer(name: str, ref: str | None, body: InferRequest) -> Response:
+    """The JSON answer, or the binary extension's when the client asked binary outputs, as a Response whose
+    body is already written. Its routes declare no return type (the resolver would validate a binary body
+    against it), and a route without one has its dict walked by Powertools' jsonable_encoder before it is
+    written: 0.13 ms of a 32-digit request (in-process, the tests' digits CNN)."""
     model = _serve(name, ref, body.id)
     outputs = _infer(model, kserve.feeds_from_infer(body, model, MAX_BATCH_SIZE, _binary_inputs.get()))
     as_bytes = binary_tensors.delivered_as_bytes(app.current_event.headers)
@@ -540,7 +542,9 @@ def _v2_infer(name: str, ref: str | None, body: InferRequest) -> Any:
     response: dict[str, Any] = {"model_name": name, "model_version": model.version, "outputs": tensors}
     if body.id is not None:
         response["id"] = body.id
-    return binary_tensors.response(response, blobs) if blobs else response
+    if blobs:
+        return binary_tensors.response(response, blobs)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=dumps(response))
 
 
 @app.post("/v2/models/<name>/infer", tags=["v2"], responses=WITH_BODY)
