@@ -88,7 +88,7 @@ def items(mode: str) -> dict[str, Any]:
     ms = {"handler_import": (time.perf_counter() - started) * 1000}
     import eager
 
-    ms["boto3_s3_client"] = eager.timed(eager.boto3_s3_client)
+    ms["s3_client_made"] = eager.timed(eager.s3_client_made)
     ms["onnxruntime"] = eager.timed(eager.onnxruntime_session_options)
     ms["route_models"] = eager.timed(lambda: eager.route_models(handler.app, eager.PREDICT))
     return {"mode": mode, "ms": ms}

@@ -442,7 +442,7 @@ def _lazy_vs_eager_section(r: dict[str, Any]) -> str:
     if imported:
         at_init = ", ".join(
             f"{name} {spread_of(imported.get(name), '{:.1f}') or '< 1'} ms"
-            for name in ("boto3", "botocore", "onnxruntime")
+            for name in ("botocore", "s3transfer", "onnxruntime")
         )
         text += f"\nAs built, INIT's own import time (`-X importtime`) of these packages: {at_init}.\n"
     cold_rows = []

@@ -1,6 +1,6 @@
 """The work ApiFunction leaves to the first request that needs it, as named steps (bench: lazy vs eager).
 
-The handler creates its boto3 S3 client on first use (``shared.aws.s3_client``), imports ONNX Runtime
+The handler creates its S3 client (botocore) on first use (``shared.aws.s3_client``), imports ONNX Runtime
 and builds its ``SessionOptions`` when a model is first loaded (``shared.model_cache.build_session``),
 and Powertools builds a route's request-validation models (pydantic) on the route's first request.
 ``app.py`` beside this file does every step at import, after the handler's; ``bench.child items lazy`` times the
@@ -17,13 +17,13 @@ from typing import Any
 PREDICT = ("POST", "/models/<name>/predict")
 
 LABELS = {
-    "boto3_s3_client": "boto3 S3 client (`shared.aws.s3_client()`: boto3, botocore, the S3 model)",
+    "s3_client_made": "S3 client (`shared.aws.s3_client()`: botocore, the S3 model)",
     "onnxruntime": "`import onnxruntime` + `SessionOptions()`",
     "route_models": "request-validation models (Powertools + pydantic): eagerly every route, lazily the one asked",
 }
 
 
-def boto3_s3_client() -> None:
+def s3_client_made() -> None:
     from maas_core.shared.aws import s3_client
 
     s3_client()

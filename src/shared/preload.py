@@ -74,14 +74,14 @@ class Preload:
 
     def _prepare_download(self) -> list[str]:
         """What the first download needs before its first byte, done while INIT waits (up to READY_WAIT_S):
-        s3transfer and boto3's transfer config, the S3 client, the names and the first model's alias. That
+        s3transfer and its transfer config, the S3 client, the names and the first model's alias. That
         work holds the GIL; run beside the handler's imports, it took 0.22 s instead of 0.15, and BERT-base
         int8's download started 0.33 s after the spawn instead of 0.27 (the ladder's cold start, python3.12).
         The transfer that follows mostly releases the GIL (sockets, sha256, file writes), so it overlaps the
         imports that INIT does next."""
         from maas_core.shared.aws import model_transfer_config
 
-        model_transfer_config()  # imports boto3.s3.transfer and s3transfer
+        model_transfer_config()  # imports s3transfer
         registry = self.models.registry  # the S3 client
         names = registry.list_models() if self.names == ["*"] else self.names
         if names:

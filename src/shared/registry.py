@@ -494,7 +494,7 @@ class Registry:
         found too long).
 
         One HEAD gives the size, refused before any byte is read when it is not the manifest's; then
-        boto3's transfer manager fetches parts of ``MODEL_PART_BYTES`` in parallel (``aws.py``: the
+        s3transfer's transfer manager fetches parts of ``MODEL_PART_BYTES`` in parallel (``aws.py``: the
         client's timeouts and retries bound each), and the sink hashes them in order as they are written.
         """
         from s3transfer.manager import TransferManager  # lazily: ~0.2 s of imports a cold start needs only here

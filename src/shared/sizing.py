@@ -37,7 +37,7 @@ LOAD_RSS_FIXED_MIB = 25
 # part that covers the 24 MiB model's 38 MiB.
 SPLIT_LOAD_RSS_PER_BYTE = 1.05
 SPLIT_LOAD_RSS_FIXED_MIB = 15
-# The function before any model: python3.12 with boto3, Powertools, numpy and onnxruntime imported and
+# The function before any model: python3.12 with botocore, Powertools, numpy and onnxruntime imported and
 # the API handler loaded (115 MiB measured the same way), rounded up.
 RUNTIME_RSS_MIB = 128
 # /tmp beside the model files: downloads of the admin check, batch parts, the runtime's own files.

@@ -82,7 +82,7 @@ def test_the_eager_wrapper_builds_what_the_first_prediction_would() -> None:
     assert eager.route_models(app.app, eager.PREDICT) == 1  # the route the first prediction builds
     assert eager.route_models(app.app) == routes > 1
     eager.onnxruntime_session_options()
-    assert set(eager.LABELS) == {"boto3_s3_client", "onnxruntime", "route_models"}
+    assert set(eager.LABELS) == {"s3_client_made", "onnxruntime", "route_models"}
 
 
 def test_the_report_sets_lazy_against_eager() -> None:
