@@ -159,7 +159,8 @@ def _flat(value: Any, leaves: frozenset[type]) -> tuple[list[Any], list[int]] | 
             if len(sizes) != 1:
                 return None
             shape.append(size := sizes.pop())
-            # A level of one-element lists (an image's channel) is taken by index: a third faster than chaining.
+            # A level of one-element lists (an image's channel) is taken by index, not chained (32 digits:
+            # 0.117 -> 0.099 ms).
             level = list(map(_FIRST, level)) if size == 1 else list(chain.from_iterable(level))
     except (TypeError, KeyError):  # KeyError: an object of one key where a one-element list belongs
         return None
