@@ -7,7 +7,8 @@
   first request would pay it;
 - ``latency EVENTS CALLS REPEATS``: warm handler latency per event, against a bare ``session.run`` (or the
   SavedModel call) on the same session and the same input, and for ours its inference core alone (``_core``:
-  the same JSON, checks and formatting without Powertools' resolver, decorators and alias lookup);
+  the same JSON, checks and formatting without Powertools' resolver, decorators and alias lookup); with
+  ``bench.common.TRACED_ENV``, Powertools' Tracer on, X-Ray's daemon a UDP socket of this process;
 - ``batch KEY ETAG CHUNK``: BatchFunction's core on one file, its rows/s, peak RSS and where the time went;
 - ``build MODEL``: the session built from a local file as a cold ApiFunction builds it
   (``model_cache.build_session`` with the function's vCPU threads), its seconds and the process's peak
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import vm_hwm_mib, vm_rss_mib
+from bench.common import XRAY_SINK, vm_hwm_mib, vm_rss_mib
 from bench.stats import Stat, percentile
 
 MARK = "maas-bench: import done"
@@ -137,8 +138,11 @@ def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str
     import numpy as np
 
     events = json.loads(Path(events_path).read_text())
+    sink = _xray_daemon() if os.environ.get(XRAY_SINK) else None
     handler = _handler(module)
     app = importlib.import_module(module)
+    if sink is not None and app.tracer.disabled:
+        raise RuntimeError("traced latency asked, but the handler's Tracer is disabled")
     context = Context()
     targets: dict[str, Callable[[], Any]] = {}
     instances = {}
@@ -169,6 +173,18 @@ def latency(module: str, events_path: str, calls: int, repeats: int) -> dict[str
         }
         for label, count in instances.items()
     }
+
+
+def _xray_daemon() -> Any:
+    """A UDP socket on 127.0.0.1 where X-Ray's SDK sends what it traces (set before the handler's import: the
+    SDK reads AWS_XRAY_DAEMON_ADDRESS when it is imported). Nothing reads it: a full buffer drops datagrams,
+    as a daemon that falls behind would, and the sender never waits."""
+    import socket
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    os.environ["AWS_XRAY_DAEMON_ADDRESS"] = f"127.0.0.1:{sink.getsockname()[1]}"
+    return sink
 
 
 def _core(app: Any, event: dict[str, Any], loaded: Any) -> Callable[[], str]:

@@ -63,6 +63,19 @@ class Runtime:
         return env
 
 
+# The warm latency with Powertools' Tracer on, as ApiFunction runs with the template's Tracing: Active (its rows
+# are labelled "<label> traced"): X-Ray's daemon is a UDP socket the child binds (bench.child._xray_daemon; the SDK
+# streams each subsegment to it as it closes), and every call carries the same sampled trace id (on Lambda each
+# invocation has its own, and the SDK makes its segment anew).
+TRACED = "traced"
+XRAY_SINK = "MAAS_BENCH_XRAY_SINK"
+TRACED_ENV = {
+    "POWERTOOLS_TRACE_DISABLED": "false",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    XRAY_SINK: "1",
+}
+
+
 def venv_runtime() -> Runtime:
     return Runtime("venv " + sys.version.split()[0] + " + src/", (sys.executable,))
 

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.common import TRACED
 from bench.cost import cost_section
 from bench.goals import overhead_split
 from bench.stats import MIB, as_stat, figure, lookup, markdown_table, ratio, spread_of, top
@@ -187,6 +188,16 @@ def _latency_table(r: dict[str, Any]) -> str:
         split = overhead_split(r, label)
         if split:
             text += f"\nWhere the handler's time over bare goes, {label}: {split}.\n"
+    for label in ("int8 x1", "int8 x32"):
+        traced = as_stat(lookup(lat, f"{label} {TRACED}", "handler", "p50_ms"))
+        plain = as_stat(lookup(lat, label, "handler", "p50_ms"))
+        if traced and plain:
+            text += (
+                f'\nWith X-Ray tracing on, {label} (the row "{label} {TRACED}": Powertools\' Tracer as the template '
+                f"deploys the function, Tracing: Active, with a UDP socket on 127.0.0.1 as X-Ray's daemon): handler "
+                f"p50 {traced.median:.3f} ms against {plain.median:.3f} untraced, "
+                f"{traced.median - plain.median:+.3f} ms a request. The goals above are taken untraced, as before.\n"
+            )
     for label in ("int8 x1", "int8 x32"):
         packages = lookup(lat, label, "handler_profile", "by_package_pct")
         functions = lookup(lat, label, "handler_profile", "by_function_pct")

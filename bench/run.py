@@ -28,6 +28,8 @@ from bench import batch, coldstart, imports, loadtest, models, size
 from bench.common import (
     BENCH,
     ROOT,
+    TRACED,
+    TRACED_ENV,
     WORK,
     Runtime,
     child,
@@ -496,13 +498,24 @@ def _latency(
     ours = child(
         runtime, ["latency", "maas_core.functions.api.app", str(events_path), calls, repeats], env, logs / "latency.log"
     )
+    # As deployed, ApiFunction traces every request (the template's Tracing: Active): the int8 rows again with
+    # Powertools' Tracer on, X-Ray's daemon a UDP socket of the child's own (bench.common.TRACED_ENV).
+    traced_events = {f"{label} {TRACED}": event for label, event in events.items() if label.startswith("int8")}
+    traced_path = logs / "latency-traced-events.json"
+    traced_path.write_text(json.dumps(traced_events))
+    traced = child(
+        runtime,
+        ["latency", "maas_core.functions.api.app", str(traced_path), calls, repeats],
+        {**env, **TRACED_ENV},
+        logs / "latency-traced.log",
+    )
     tf_events = {f"tensorflow x{n}": predict_event(models.INT8, digits(n)) for n in (1, 32)}
     tf_path = logs / "latency-tf-events.json"
     tf_path.write_text(json.dumps(tf_events))
     tf = next(v for v in variants if v.key == "tensorflow")
     tf_env = tf.runtime.environment(tf.spec, s3_env)
     theirs = child(tf.runtime, ["latency", "app", str(tf_path), calls, repeats], tf_env, logs / "latency-tf.log")
-    return {"runtime": runtime.label, **ours, **theirs}
+    return {"runtime": runtime.label, **ours, **traced, **theirs}
 
 
 # bench/child.py's compression or ort-settings on {label: model file}, on the function's runtime: _time_files.

@@ -105,6 +105,22 @@ def test_the_report_sets_lazy_against_eager() -> None:
     assert "| cold start, GET /health: needs none of it (s) | 0.285 | 0.460 | +0.175 |" in text
 
 
+def test_the_report_sets_the_traced_handler_against_the_untraced_one() -> None:
+    from bench import report
+
+    def stat(value: float) -> dict[str, float | int]:
+        return {"median": value, "min": value, "max": value, "n": 1}
+
+    def row(handler: float) -> dict[str, object]:
+        timed = {"p50_ms": stat(handler), "p99_ms": stat(handler * 1.3)}
+        return {"handler": timed, "bare": {"p50_ms": stat(0.011), "p99_ms": stat(0.012)}, "instances": 1}
+
+    text = report._latency_table({"latency": {"int8 x1": row(0.190), "int8 x1 traced": row(0.227)}})
+    assert "| int8 x1 traced | 0.227 |" in text  # a row of its own, beside the untraced one
+    assert "handler p50 0.227 ms against 0.190 untraced, +0.037 ms a request" in text
+    assert "int8 x32 (the row" not in text  # not measured: nothing said
+
+
 def test_a_rerun_is_checked_figure_by_figure_against_the_previous_spread() -> None:
     previous = {
         "cold_start": {"ours": {"cold_s": Stat.of([0.45, 0.46, 0.47]).to_dict(), "label": "ours"}},
