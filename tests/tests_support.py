@@ -32,6 +32,7 @@ HANDLER_ENV = {
     "POWERTOOLS_SERVICE_NAME": "maas",
     "POWERTOOLS_METRICS_NAMESPACE": "MaaS",
     "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",  # the template's Globals: a traced test traces as deployed
     "AWS_DEFAULT_REGION": "us-east-1",
     "CORS_ALLOW_ORIGIN": "",
     "OPTIMIZED_MODEL_DIR": "/tmp/maas-test-optimized",  # tests/conftest.py: a fresh folder per run
