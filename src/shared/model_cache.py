@@ -179,11 +179,10 @@ def freeze_long_lived() -> None:
 @contextlib.contextmanager
 def making_long_lived() -> Iterator[None]:
     """No collection while the objects made are ones that live as long as the environment (the S3 client, a
-        model's session), then those frozen (:func:`freeze_long_lived`). Each collection would have walked them to
-        find nothing to free: the handler's import with no collection takes ~10 ms less, the first request's S3
-        client and onnxruntime import ~9 ms less (timed with and without collection: python3.12, the sam build
-    package; ~150 collections).
-        The handler's module does the same around its whole import (INIT)."""
+    model's session), then those frozen (:func:`freeze_long_lived`). Each collection would have walked them to
+    find nothing to free: the handler's import with no collection takes ~10 ms less, the first request's S3
+    client and onnxruntime import ~9 ms less (timed with and without collection: python3.12, the sam build
+    package; ~150 collections). The handler's module does the same around its whole import (INIT)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -33,11 +33,14 @@ _QueryPlan = tuple[tuple[ModelField, ...], tuple[ModelField, ...]]
 
 
 def _plan(params: list[ModelField]) -> _QueryPlan:
-    scalar = tuple(p for p in params if is_scalar_field(p))
-    models = tuple(
-        p for p in params if not is_scalar_field(p) and lenient_issubclass(p.field_info.annotation, BaseModel)
-    )
-    return scalar, models
+    """Powertools' own sorting of query parameters (``_normalize_multi_params``), asked once."""
+    scalar, models = [], []
+    for param in params:
+        if is_scalar_field(param):
+            scalar.append(param)
+        elif lenient_issubclass(param.field_info.annotation, BaseModel):
+            models.append(param)
+    return tuple(scalar), tuple(models)
 
 
 class RequestValidation(OpenAPIRequestValidationMiddleware):
