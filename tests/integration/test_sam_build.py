@@ -113,3 +113,69 @@ print(json.dumps({{"status": response["statusCode"], "shape": list(probs.shape)}
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 200, "shape": [1, 10]}
+
+
+# What botocore makes of its data, as JSON: each kept service's operations and shapes (all but their
+# documentation) and each client's endpoint in a region of every partition.
+BOTOCORE_FINGERPRINT = """
+import json, urllib.parse, botocore, botocore.session
+session = botocore.session.get_session()
+loader = session.get_component("data_loader")
+out = {"version": botocore.__version__}
+for service in ("s3", "sqs", "sts", "xray"):
+    model = session.get_service_model(service)
+    operations = {}
+    for name in model.operation_names:
+        op = model.operation_model(name)
+        operations[name] = [op.http, [s.name for s in (op.input_shape, op.output_shape) if s is not None],
+                            [e.name for e in op.error_shapes], op.context_parameters and len(op.context_parameters)]
+    shapes = {}
+    for name in model.shape_names:
+        shape = model.shape_for(name)
+        shapes[name] = [shape.type_name, sorted(shape.serialization.items()), sorted(shape.metadata.items(), key=str),
+                        sorted(getattr(shape, "members", {}))]
+    endpoints = {}
+    for region in ("us-east-1", "eu-central-1", "ap-southeast-5", "cn-north-1", "us-gov-west-1", "us-iso-east-1"):
+        client = session.create_client(service, region_name=region, aws_access_key_id="k", aws_secret_access_key="s")
+        endpoints[region] = client.meta.endpoint_url
+        if service == "s3":
+            url = client.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"})
+            endpoints[region + " presigned"] = urllib.parse.urlsplit(url)[:3]
+    docs = sum(1 for op in operations if model.operation_model(op).documentation)
+    out[service] = {"operations": operations, "shapes": shapes, "endpoints": endpoints,
+                    "client_context": sorted(p.name for p in model.client_context_parameters), "documented": docs}
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def test_the_packages_trimmed_botocore_data_gives_the_same_operations_shapes_and_endpoints(build):
+    """src/Makefile strips the docs out of the kept services' models and the other services out of
+    endpoints.json: botocore must still see every operation, shape and endpoint the full data gives."""
+    package, py312 = build
+    env = {"PATH": os.environ["PATH"], "PYTHONNOUSERSITE": "1"}
+    code = f"import sys; sys.path.insert(0, {str(package)!r})\n{BOTOCORE_FINGERPRINT}"
+    trimmed = subprocess.run([py312, "-I", "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert trimmed.returncode == 0, trimmed.stderr[-2000:]
+    # The dev venv's botocore, the same version as src/requirements.txt's (constraints.txt), with its full data.
+    full = subprocess.run([sys.executable, "-c", BOTOCORE_FINGERPRINT], capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0, full.stderr[-2000:]
+    ours, theirs = json.loads(trimmed.stdout), json.loads(full.stdout)
+    assert ours["version"] == theirs["version"]
+    for service in ("s3", "sqs", "sts", "xray"):
+        assert theirs[service]["documented"] > 0 and ours[service]["documented"] == 0, service
+        for part in ("operations", "shapes", "endpoints", "client_context"):
+            assert ours[service][part] == theirs[service][part], (service, part)
+    assert not list((package / "botocore" / "data").glob("*/*/examples-1.json"))
+
+
+def test_the_dependencies_are_compiled_without_docstrings_and_our_code_with_them(build):
+    package, py312 = build
+    script = """
+import json, botocore.session, maas_core.shared.model_cache as model_cache
+print(json.dumps([botocore.session.Session.__doc__, bool(model_cache.build_session.__doc__)]))
+"""
+    env = {"PATH": os.environ["PATH"], "PYTHONNOUSERSITE": "1"}
+    code = f"import sys; sys.path.insert(0, {str(package)!r})\n{script}"
+    result = subprocess.run([py312, "-I", "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == [None, True]
