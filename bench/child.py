@@ -199,7 +199,7 @@ def _core(app: Any, event: dict[str, Any], loaded: Any) -> Callable[[], str]:
     from maas_core.shared.json_codec import dumps
 
     def core() -> str:
-        body = read_json(event["body"])
+        body = read_json(event["body"], tensor_rows=True)  # a predict body, as check_body reads it
         outputs = run(loaded, feeds_from_body({"instances": body["instances"]}, loaded, app.MAX_BATCH_SIZE))
         predictions = format_predictions(loaded, outputs)
         return dumps({"model": loaded.name, "version": loaded.version, "predictions": predictions})

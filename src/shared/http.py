@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from maas_core.shared import json_codec
+from maas_core.shared import json_codec, tensor_json
 from maas_core.shared.errors import BadRequest, MaasError, PayloadTooLarge, UnsupportedMediaType
 
 JSON_TYPES = ("application/json", "application/vnd.api+json")
@@ -19,6 +19,9 @@ PARSE_HEADROOM_FRAMES = 150
 # TF Serving's REST server reads every body as JSON whatever its Content-Type, and its reference's
 # examples (`curl -d '...'`) send curl's default form type: on its paths that type is read as JSON too.
 TF_SERVING_PATHS = "/v1/models"
+# Paths of the TensorFlow Serving predict bodies (ours, TF Serving's and KServe v1's): their tensor is read
+# into numpy rows where it can be (shared.tensor_json).
+PREDICT_SUFFIXES = ("/predict", ":predict")
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -76,7 +79,7 @@ def check_body(event: dict[str, Any], max_bytes: int) -> Any:
         except (binascii.Error, ValueError):
             raise BadRequest("request body is marked base64 but does not decode to UTF-8 text") from None
     try:
-        return read_json(text)
+        return read_json(text, tensor_rows=str(event.get("path") or "").endswith(PREDICT_SUFFIXES))
     except RecursionError:
         raise BadRequest("request body nests too deeply to be read", expected="JSON") from None
     except ValueError as exc:  # JSONDecodeError, and integers of more than 4300 digits
@@ -84,9 +87,10 @@ def check_body(event: dict[str, Any], max_bytes: int) -> Any:
         raise BadRequest(f"request body {reason}", expected="JSON") from None
 
 
-def read_json(text: str | bytes) -> Any:
+def read_json(text: str | bytes, tensor_rows: bool = False) -> Any:
     """A body read as JSON (shared.json_codec) with less stack than the resolver has where it reads one (it
-    reads a base64 body's text again, decoded by itself).
+    reads a base64 body's text again, decoded by itself). With ``tensor_rows`` (a predict body), its tensor may
+    come back as float64 numpy rows (shared.tensor_json).
 
     Python 3.11 counts the parser's nesting against the recursion limit from the caller's depth, and
     the resolver parses ~50 frames deeper than this check: a body nested just under the limit here
@@ -96,7 +100,7 @@ def read_json(text: str | bytes) -> Any:
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(limit - PARSE_HEADROOM_FRAMES)
     try:
-        return json_codec.loads(text)
+        return tensor_json.loads(text) if tensor_rows else json_codec.loads(text)
     finally:
         sys.setrecursionlimit(limit)
 

@@ -82,11 +82,12 @@ def token_ids(value: Any, spec: TensorSpec, tokenizer: WordTokenizer, max_batch:
     check_batch(name, len(value), max_batch)
     wrong = [i for i, v in enumerate(value) if not isinstance(v, str)]
     if wrong:
+        kind = type(value[wrong[0]])
         raise InvalidInput(
             f"input {name!r} takes raw text: each instance must be a string (instance {wrong[0]} is not)",
             input=name,
             expected=expected,
-            received=type(value[wrong[0]]).__name__,
+            received="list" if kind is np.ndarray else kind.__name__,  # numpy rows: a JSON list (tensor_json)
         )
     return tokenizer.encode(value)
 
@@ -120,6 +121,10 @@ def numbers(name: str, value: Any, dtype: DType, expected: str) -> np.ndarray:
     the protocol's words what should have come. A regular body is read a level at a time (:func:`_flat`);
     anything else is walked number by number, which finds the value to name in the error."""
     is_bool = dtype.json == "boolean"
+    if type(value) is list and value and type(value[0]) is np.ndarray:
+        # numpy rows: shared.tensor_json read a rectangular array of numbers
+        array = np.stack(value)
+        return array.astype(np.bool_) if is_bool else array
     regular = _flat(value, _BOOLEAN_LEAVES if is_bool else _NUMBER_LEAVES)
     if regular is not None:
         flat, shape = regular

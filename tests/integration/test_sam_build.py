@@ -74,6 +74,9 @@ def test_the_package_is_src_and_its_requirements_only(build):
         assert not (package / dropped).exists(), dropped
     assert not list((package / "onnxruntime" / "capi").glob("libonnxruntime.so*"))
     assert {p.name for p in (package / "botocore" / "data").iterdir() if p.is_dir()} == {"s3", "sqs", "sts", "xray"}
+    assert not [p.name for p in (package / "simdjson").iterdir() if p.suffix in (".cpp", ".h", ".pyx", ".pxd")]
+    if shutil.which("strip"):  # pysimdjson's library without its debug information
+        assert sum(p.stat().st_size for p in package.glob("csimdjson*.so")) < 2_000_000
     # ...and every module is compiled for the runtime's Python: dependencies sourceless, our code beside its source.
     assert (package / "numpy" / "__init__.pyc").exists() and not (package / "numpy" / "__init__.py").exists()
     assert (package / "maas_core" / "functions" / "api" / "app.py").exists()

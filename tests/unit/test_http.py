@@ -104,6 +104,23 @@ def test_the_body_is_read_once_and_returned_for_the_resolver(body, value):
     assert json.dumps(parsed) == json.dumps(value)  # NaN == NaN as text
 
 
+@pytest.mark.parametrize(
+    ("path", "rows"),
+    [
+        ("/models/digits/predict", True),
+        ("/models/digits/versions/3/predict", True),
+        ("/v1/models/digits:predict", True),  # TF Serving's and KServe v1's
+        ("/v2/models/digits/infer", False),
+        ("/admin/models/digits/aliases/production", False),
+    ],
+)
+def test_a_predict_bodys_tensor_reaches_the_resolver_as_numpy_rows(path, rows):
+    """shared.tensor_json: the rows hold exactly the numbers sent; other routes' bodies stay lists."""
+    parsed = check_body({**event(body='{"instances": [[1.5, 2], [3, -4e-3]]}'), "path": path}, 10_000_000)
+    assert all(type(row) is np.ndarray for row in parsed["instances"]) is rows
+    assert np.asarray(parsed["instances"]).tolist() == [[1.5, 2], [3, -4e-3]]
+
+
 def test_a_request_without_a_body_to_read_returns_none():
     assert check_body(event(body=None, method="GET"), 10_000_000) is None
 

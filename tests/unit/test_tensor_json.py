@@ -1,0 +1,151 @@
+"""shared.tensor_json: a predict body's tensor read by simdjson into numpy rows gives exactly the tensor the
+orjson reading gives, and every body it cannot prove rectangular numbers is read as before."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from maas_core.shared import json_codec, tensor_json
+from maas_core.shared.dtypes import DTYPES
+from maas_core.shared.errors import InvalidInput
+from maas_core.shared.tensors import numbers
+
+FLOAT32 = DTYPES["float32"]
+
+
+def _is_rows(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(type(v) is np.ndarray for v in value)
+
+
+def _tensor(value: Any) -> tuple[str, Any]:
+    """What the tensor checks make of a body's value: the array, or the error they give."""
+    try:
+        array = numbers("x", value, FLOAT32, "numbers")
+    except InvalidInput as error:
+        return "error", error.to_body()
+    return "array", (array.dtype.str, array.shape, array.tobytes())
+
+
+def _same_reading(text: str) -> bool:
+    """Assert the fast reading equals json_codec's; True when it took the fast path."""
+    fast, plain = tensor_json.loads(text), json_codec.loads(text)
+    assert type(fast) is type(plain)
+    if not isinstance(plain, dict):
+        assert fast == plain
+        return False
+    assert list(fast) == list(plain)
+    took = False
+    for key, value in plain.items():
+        if key in tensor_json.SLOTS and _is_rows(fast[key]):
+            took = True
+            assert _tensor(fast[key]) == _tensor(value), text[:200]
+        else:
+            assert fast[key] == value
+    return took
+
+
+def _nest(shape: tuple[int, ...], leaf: Any) -> Any:
+    return [_nest(shape[1:], leaf) for _ in range(shape[0])] if shape else leaf()
+
+
+def _number(rng: random.Random) -> Any:
+    return rng.choice(
+        [
+            lambda: rng.randint(-(2**63), 2**64 - 1),
+            lambda: rng.uniform(-1e6, 1e6),
+            lambda: rng.uniform(-1, 1) * 10.0 ** rng.randint(-300, 300),
+            lambda: 0,
+            lambda: -0.0,
+            lambda: rng.randint(-5, 5),
+        ]
+    )()
+
+
+def test_a_rectangular_body_of_numbers_is_read_into_rows_equal_to_orjsons_reading() -> None:
+    text = json.dumps({"instances": [[[1, 2.5], [-3e-7, 4e10]], [[5, 6], [7, 8]]]})
+    body = tensor_json.loads(text)
+    assert _is_rows(body["instances"]) and len(body["instances"]) == 2
+    assert _same_reading(text)
+    assert numbers("x", body["instances"], FLOAT32, "n").tolist() == [[[1, 2.5], [-3e-7, 4e10]], [[5, 6], [7, 8]]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"instances": [[1, 2, 3], [4]]}',  # ragged, the same count as a first-path shape would not give
+        '{"instances": [[1, 2], [3], [4, 5, 6]]}',  # ragged with the count of its first-path shape (3 x 2)
+        '{"instances": [[1, 2], [3, [4]]]}',  # a list where a number belongs
+        '{"instances": [[1, [2]], [3, 4]]}',
+        '{"instances": [[[1], [2]], [3, 4]]}',  # a number where a list belongs
+        '{"instances": [[1, true], [3, 4]]}',
+        '{"instances": [[1, null], [3, 4]]}',
+        '{"instances": [[1, "2"], [3, 4]]}',
+        '{"instances": [[1, {"a": 2}], [3, 4]]}',
+        '{"instances": [[1, 2], [3, 4]], "instances": [[5]]}',  # a repeated key: json_codec keeps the last
+        '{"instances": [[NaN, 2], [3, 4]]}',  # the json module's NaN: refused later as not finite
+        '{"instances": [[1e999, 2], [3, 4]]}',
+        '{"instances": [[123456789012345678901234567890, 2], [3, 4]]}',
+        '{"instances": [1, 2, 3]}',  # one level: not worth rows
+        '{"instances": []}',
+        "[[1, 2], [3, 4]]",
+        '{"signature_name": "s\\u0065rving", "instances": [[1, 2], [3, 4]]}',  # an escape orjson writes otherwise
+        '{"instances": [{"a": [1, 2]}, {"a": [3, 4]}]}',
+        '{"inputs": {"a": [[1, 2]], "b": [[3, 4]]}}',
+    ],
+)
+def test_a_body_that_is_not_provably_rectangular_numbers_is_read_as_before(text: str) -> None:
+    assert not _same_reading(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"instances": [[], []]}',
+        '{"signature_name": "serving_default", "instances": [[1, 2], [3, 4]], "top_k": 3}',
+        '{\n  "inputs": [\n    [1.5, -2],\n    [3E2, 4e-2]\n  ]\n}\n',
+        '{"instances":[[[[0.0],[1.0]],[[2.0],[3.0]]]]}',
+        '{"instances": [[18446744073709551615, -9223372036854775808], [9007199254740993, 1]]}',
+        '{"note": "ünï [,] 123", "instances": [[1, 2], [3, 4]]}',
+    ],
+)
+def test_rows_are_read_whatever_the_spacing_and_envelope(text: str) -> None:
+    assert _same_reading(text)
+
+
+def test_random_arrays_and_their_broken_forms_read_the_same_both_ways() -> None:
+    """Random shapes and numbers, each also made ragged, deeper, shallower or non-numeric at a random
+    place: the fast reading either proves the array and gives orjson's tensor bit for bit, or steps aside."""
+    rng = random.Random(20261201)
+    took = 0
+    for _ in range(400):
+        shape = tuple(rng.randint(1, 4) for _ in range(rng.randint(2, 4)))
+        value = _nest(shape, lambda: _number(rng))
+        broken = rng.random() < 0.5
+        if broken:
+            node = value
+            while isinstance(node[0], list) and rng.random() < 0.7:
+                node = rng.choice(node)
+            i = rng.randrange(len(node))
+            node[i] = rng.choice(
+                [[node[i]], node[i][0] if isinstance(node[i], list) else 1, True, None, "1", {"a": 1}, [], [1, 2]]
+            )
+            if rng.random() < 0.3:
+                node.append(node[0])
+        text = json.dumps({"instances": value}, indent=rng.choice([None, 1]))
+        took += _same_reading(text)  # a ragged array read as rows would give an array where orjson's gives an error
+    assert took > 150  # the unbroken ones take it
+
+
+def test_a_text_models_strings_are_not_rows() -> None:
+    text = '{"instances": [["a good film"], ["a bad one"]]}'
+    assert tensor_json.loads(text) == {"instances": [["a good film"], ["a bad one"]]}
+
+
+def test_a_text_with_a_lone_surrogate_is_read_by_json_codec() -> None:
+    text = '{"note": "' + chr(0xD800) + '", "instances": [[1, 2], [3, 4]]}'
+    assert tensor_json.loads(text) == json_codec.loads(text)
