@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from maas_core.shared import json_codec
+from maas_core.shared import json_codec, tensor_json
 from maas_core.shared.errors import BatchFileError
 
 if TYPE_CHECKING:
@@ -70,22 +70,24 @@ def read_jsonl(stream: Any, first_line: int = 1) -> Iterator[Row]:
         if isinstance(raw, int):
             yield Row(line=number, error=too_long(raw))
             continue
-        try:
-            record = orjson.loads(raw)  # the line's bytes as they are: most lines are plain JSON
-        except orjson.JSONDecodeError:  # or blank, a BOM, broken UTF-8, NaN ...: read as before
-            text = raw.decode("utf-8", errors="replace")
-            if number == 1:
-                text = text.removeprefix("\ufeff")  # a UTF-8 BOM starts the file, not row 1
-            if not text.strip():
-                continue
+        # Its instance straight into numpy when it is an array of numbers (shared.tensor_json), else as JSON.
+        record = tensor_json.loads_line(raw)
+        if record is None:
             try:
-                record = json.loads(text)
-            except (ValueError, RecursionError) as exc:
-                yield Row(line=number, error=f"not valid JSON: {exc.__class__.__name__}", size=len(raw))
-                continue
-        else:
-            if isinstance(record, dict) and isinstance(record.get("id"), float):
-                record = json.loads(raw)  # orjson reads an integer past 64 bits as a float: an id keeps every digit
+                record = orjson.loads(raw)  # the line's bytes as they are: most lines are plain JSON
+            except orjson.JSONDecodeError:  # or blank, a BOM, broken UTF-8, NaN ...: read as before
+                text = raw.decode("utf-8", errors="replace")
+                if number == 1:
+                    text = text.removeprefix("\ufeff")  # a UTF-8 BOM starts the file, not row 1
+                if not text.strip():
+                    continue
+                try:
+                    record = json.loads(text)
+                except (ValueError, RecursionError) as exc:
+                    yield Row(line=number, error=f"not valid JSON: {exc.__class__.__name__}", size=len(raw))
+                    continue
+        if isinstance(record, dict) and isinstance(record.get("id"), float):
+            record = json.loads(raw)  # orjson reads an integer past 64 bits as a float: an id keeps every digit
         if isinstance(record, dict) and ("instances" in record or "inputs" in record):
             row_id = record.get("id")
             # json.loads takes NaN and 1e999 (and an id may nest past what can be written): the results file

@@ -8,6 +8,7 @@ numbers flat into one buffer in C (``Array.as_buffer``), so the numbers never be
 Only a TensorFlow Serving body's top-level ``instances`` or ``inputs`` is read so, and only when it is a
 rectangular array of numbers two or more levels deep: it becomes a list of float64 numpy rows, which
 pydantic's ``list[Any]`` keeps as they are and ``shared.tensors.numbers`` stacks back in one copy. A
+batch file's line is read the same way (``loads_line``), its instance one array. A
 body of which that cannot be proven, that simdjson refuses or that holds no such array is read by
 ``shared.json_codec`` instead, so it gets the answer it got before, error or not
 (ARCHITECTURE.md, Serving rules: the request path).
@@ -21,6 +22,7 @@ list where a number belongs, changes that text.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,11 @@ import orjson
 
 from maas_core.shared import json_codec
 
-SLOTS = ("instances", "inputs")
+# Where a tensor may be: its key, the fewest dimensions its array needs and whether it becomes a list of
+# numpy rows (a predict body: pydantic's ``list[Any]`` keeps them as they are) or stays one array.
+PREDICT_SLOTS = {"instances": (2, True), "inputs": (2, True)}
+# A batch line (shared.batch_io.read_jsonl): "instances" holds its one instance, "inputs" is that instance.
+LINE_SLOTS = {"instances": (2, True), "inputs": (1, False)}
 _NUMBERS_AND_SPACE = b"0123456789.-+eE \t\n\r"
 
 
@@ -40,10 +46,17 @@ def loads(text: str | bytes) -> Any:
     32 digits 51 against 210 us. A body that is not one (text, a ragged array) is parsed twice, by
     simdjson first: ~1 us per KB."""
     try:
-        body = _with_rows(text.encode() if isinstance(text, str) else text)
+        body = _read(text.encode() if isinstance(text, str) else text, PREDICT_SLOTS, whole=None)
     except UnicodeEncodeError:  # a lone surrogate in the event's text: no UTF-8 to give simdjson
         body = None
     return body if body is not None else json_codec.loads(text)
+
+
+def loads_line(raw: bytes) -> Any:
+    """A batch file's line with its instance as one float64 numpy array: the line itself when it is an
+    array of numbers, or its object with ``instances`` (a list of rows) or ``inputs`` (the array) read so;
+    None for any other line, which is then read as before."""
+    return _read(raw, LINE_SLOTS, whole=1)
 
 
 def _parse(data: bytes) -> Any:
@@ -54,21 +67,29 @@ def _parse(data: bytes) -> Any:
     return simdjson.Parser().parse(data)
 
 
-def _with_rows(data: bytes) -> dict[str, Any] | None:
+def _read(data: bytes, slots: dict[str, tuple[int, bool]], whole: int | None) -> Any:
+    """The document with each slot's array of numbers in numpy; ``whole``: the fewest dimensions for the
+    document itself to be read as one array (None: it must be an object). None where nothing was read so,
+    or the text does not prove what was."""
     try:
         doc = _parse(data)
     except (ValueError, TypeError, RuntimeError):  # not JSON, or past simdjson's limits: json_codec says why
         return None
+    if hasattr(doc, "as_buffer"):  # an array
+        array = _numbers(doc, whole) if whole is not None else None
+        if array is None or data.translate(None, _NUMBERS_AND_SPACE) != _skeleton(array.shape):
+            return None
+        return array
     if not hasattr(doc, "keys"):
         return None
     body: dict[str, Any] = {}
     shapes: dict[str, tuple[int, ...]] = {}
-    for key in doc.keys():  # a repeated key (json_codec keeps its last value) fails _text_fits
-        value = doc[key]
-        read = _numbers(value) if key in SLOTS else None
-        if read is not None:
-            shapes[key], flat = read
-            body[key] = list(flat.reshape(shapes[key]))
+    for key in doc:  # a repeated key (json_codec keeps its last value) fails _text_fits
+        value, slot = doc[key], slots.get(key)
+        array = _numbers(value, slot[0]) if slot is not None else None
+        if slot is not None and array is not None:
+            shapes[key] = array.shape
+            body[key] = list(array) if slot[1] else array
         else:
             body[key] = _python(value)
     if not shapes or not _text_fits(data, body, shapes):
@@ -83,9 +104,9 @@ def _python(value: Any) -> Any:
     return value.as_dict() if hasattr(value, "as_dict") else value
 
 
-def _numbers(value: Any) -> tuple[tuple[int, ...], np.ndarray] | None:
-    """(shape, flat float64 numbers) of an array of numbers two or more levels deep, its shape read down its
-    first elements; None for anything else (whose text ``_text_fits`` would then not need to prove)."""
+def _numbers(value: Any, fewest_dims: int) -> np.ndarray | None:
+    """A float64 array of an array of numbers at least ``fewest_dims`` deep, its shape read down its first
+    elements; None for anything else (whose text ``_text_fits`` then need not prove)."""
     if not hasattr(value, "as_buffer"):
         return None
     try:
@@ -98,13 +119,26 @@ def _numbers(value: Any) -> tuple[tuple[int, ...], np.ndarray] | None:
         if not shape[-1]:
             break
         level = level[0]
-    if len(shape) < 2 or flat.size != math.prod(shape):
+    if len(shape) < fewest_dims or flat.size != math.prod(shape):
         return None
-    return tuple(shape), flat
+    try:
+        return flat.reshape(shape)
+    except ValueError:  # more dimensions than numpy has (64): the tensor checks say so
+        return None
 
 
 def _skeleton(shape: tuple[int, ...]) -> bytes:
-    """The brackets and commas of a JSON array of this shape: (2, 3) is ``[[,,],[,,]]``."""
+    """The brackets and commas of a JSON array of this shape: (2, 3) is ``[[,,],[,,]]``; those of the shapes
+    of up to 65,536 numbers kept (at most 32, ~4 MB): a batch file's lines are mostly of one shape."""
+    return _kept_skeleton(shape) if math.prod(shape) <= 65_536 else _made_skeleton(shape)
+
+
+@lru_cache(maxsize=32)
+def _kept_skeleton(shape: tuple[int, ...]) -> bytes:
+    return _made_skeleton(shape)
+
+
+def _made_skeleton(shape: tuple[int, ...]) -> bytes:
     text = b""
     for size in reversed(shape):
         text = b"[" + b",".join([text] * size) + b"]"

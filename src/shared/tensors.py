@@ -122,9 +122,14 @@ def numbers(name: str, value: Any, dtype: DType, expected: str) -> np.ndarray:
     anything else is walked number by number, which finds the value to name in the error."""
     is_bool = dtype.json == "boolean"
     if type(value) is list and value and type(value[0]) is np.ndarray:
-        # numpy rows: shared.tensor_json read a rectangular array of numbers
-        array = np.stack(value)
-        return array.astype(np.bool_) if is_bool else array
+        # numpy rows (shared.tensor_json read arrays of numbers): stacked in one copy when all are rows of one
+        # shape; otherwise (a batch chunk's rows of other shapes, or lists) read as lists, for their errors.
+        # A chunk whose first row is a list fails as a whole and is read row by row (shared.batch._batches).
+        first = value[0].shape
+        if all(type(v) is np.ndarray and v.shape == first for v in value):
+            array = np.stack(value)
+            return array.astype(np.bool_) if is_bool else array
+        value = [v.tolist() if type(v) is np.ndarray else v for v in value]
     regular = _flat(value, _BOOLEAN_LEAVES if is_bool else _NUMBER_LEAVES)
     if regular is not None:
         flat, shape = regular

@@ -3,6 +3,7 @@ orjson reading gives, and every body it cannot prove rectangular numbers is read
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from typing import Any
@@ -41,7 +42,7 @@ def _same_reading(text: str) -> bool:
     assert list(fast) == list(plain)
     took = False
     for key, value in plain.items():
-        if key in tensor_json.SLOTS and _is_rows(fast[key]):
+        if key in tensor_json.PREDICT_SLOTS and _is_rows(fast[key]):
             took = True
             assert _tensor(fast[key]) == _tensor(value), text[:200]
         else:
@@ -96,6 +97,7 @@ def test_a_rectangular_body_of_numbers_is_read_into_rows_equal_to_orjsons_readin
         '{"signature_name": "s\\u0065rving", "instances": [[1, 2], [3, 4]]}',  # an escape orjson writes otherwise
         '{"instances": [{"a": [1, 2]}, {"a": [3, 4]}]}',
         '{"inputs": {"a": [[1, 2]], "b": [[3, 4]]}}',
+        '{"instances": ' + "[" * 70 + "1" + "]" * 70 + "}",  # more dimensions than numpy has
     ],
 )
 def test_a_body_that_is_not_provably_rectangular_numbers_is_read_as_before(text: str) -> None:
@@ -149,3 +151,42 @@ def test_a_text_models_strings_are_not_rows() -> None:
 def test_a_text_with_a_lone_surrogate_is_read_by_json_codec() -> None:
     text = '{"note": "' + chr(0xD800) + '", "instances": [[1, 2], [3, 4]]}'
     assert tensor_json.loads(text) == json_codec.loads(text)
+
+
+LINES = [
+    "[[1, 2], [3, 4]]",  # a bare instance
+    "[0.5, -1, 2e3]",  # a one-dimensional one (a tabular row)
+    '{"id": "a", "instances": [[[1], [2]]]}',
+    '{"id": 7, "inputs": [1, 2, 3]}',
+    '{"id": 18446744073709551616, "inputs": [1, 2]}',  # an id past 64 bits keeps every digit
+    '{"id": 1.5, "inputs": [1, 2]}',
+    '{"id": "b", "instances": [[1, 2], [3, 4]]}',  # two instances on a line: an error
+    "[[1, 2], [3]]",
+    "[[1, true], [3, 4]]",
+    "[NaN, 1]",
+    "[]",
+    "",
+    "\ufeff[1, 2]",
+    "{not json",
+    '{"id": "c", "instances": [{"a": [1, 2]}]}',
+    "  [ [ 1 , 2 ] ,\t[ 3 , 4 ] ]  ",
+]
+
+
+def _read_all(data: bytes) -> list[tuple[Any, ...]]:
+    from botocore.response import StreamingBody
+
+    from maas_core.shared.batch_io import read_jsonl
+
+    return [
+        (r.line, r.id, r.error, r.size, _tensor([r.instance]) if r.error is None else None)
+        for r in read_jsonl(StreamingBody(io.BytesIO(data), len(data)))
+    ]
+
+
+def test_a_batch_lines_instance_read_into_numpy_gives_what_orjson_gives(monkeypatch) -> None:
+    data = "\n".join(LINES).encode() + b"\n"
+    fast = _read_all(data)
+    assert sum(isinstance(tensor_json.loads_line(line.encode()), (np.ndarray, dict)) for line in LINES) >= 5
+    monkeypatch.setattr(tensor_json, "loads_line", lambda raw: None)
+    assert fast == _read_all(data)
