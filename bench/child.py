@@ -189,10 +189,10 @@ def _xray_daemon() -> Any:
 
 def _core(app: Any, event: dict[str, Any], loaded: Any) -> Callable[[], str]:
     """The handler's inference core on one event, without the web framework around it: the body read as the
-    handler reads it (orjson), the tensors checked and built, ``session.run`` with its finiteness check, the
-    predictions formatted and the response body written. Left out: Powertools' resolver (routing, OpenAPI
-    validation of path, query and body), the Logger, Tracer and Metrics decorators, the alias lookup and the
-    request's metrics. Handler minus core is what those cost; core minus bare is what reading and writing
+    handler reads a predict body (shared.tensor_json), the tensors checked and built, ``session.run`` with its
+    finiteness check, the predictions formatted and the response body written. Left out: Powertools' resolver
+    (routing, OpenAPI validation of path, query and body), the Logger, Tracer and Metrics decorators, the alias
+    lookup and the request's metrics. Handler minus core is what those cost; core minus bare is what reading and writing
     JSON costs. Returns the call to time (its imports done here, once)."""
     from maas_core.shared.http import read_json
     from maas_core.shared.inference import feeds_from_body, format_predictions, run
