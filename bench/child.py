@@ -194,12 +194,13 @@ def _core(app: Any, event: dict[str, Any], loaded: Any) -> Callable[[], str]:
     (routing, OpenAPI validation of path, query and body), the Logger, Tracer and Metrics decorators, the alias
     lookup and the request's metrics. Handler minus core is what those cost; core minus bare is what reading and writing
     JSON costs. Returns the call to time (its imports done here, once)."""
+    from maas_core.shared import tensor_json
     from maas_core.shared.http import read_json
     from maas_core.shared.inference import feeds_from_body, format_predictions, run
     from maas_core.shared.json_codec import dumps
 
     def core() -> str:
-        body = read_json(event["body"], tensor_rows=True)  # a predict body, as check_body reads it
+        body = read_json(event["body"], tensor_json.loads)  # a predict body, as check_body reads it
         outputs = run(loaded, feeds_from_body({"instances": body["instances"]}, loaded, app.MAX_BATCH_SIZE))
         predictions = format_predictions(loaded, outputs)
         return dumps({"model": loaded.name, "version": loaded.version, "predictions": predictions})

@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from maas_core.shared import json_codec, tensor_json
@@ -19,9 +20,10 @@ PARSE_HEADROOM_FRAMES = 150
 # TF Serving's REST server reads every body as JSON whatever its Content-Type, and its reference's
 # examples (`curl -d '...'`) send curl's default form type: on its paths that type is read as JSON too.
 TF_SERVING_PATHS = "/v1/models"
-# Paths of the TensorFlow Serving predict bodies (ours, TF Serving's and KServe v1's): their tensor is read
-# into numpy rows where it can be (shared.tensor_json).
+# Paths of the bodies whose tensors are read into numpy rows where they can be (shared.tensor_json): the
+# TensorFlow Serving predict bodies (ours, TF Serving's and KServe v1's) and the Open Inference ones.
 PREDICT_SUFFIXES = ("/predict", ":predict")
+INFER_SUFFIX = "/infer"
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -79,7 +81,7 @@ def check_body(event: dict[str, Any], max_bytes: int) -> Any:
         except (binascii.Error, ValueError):
             raise BadRequest("request body is marked base64 but does not decode to UTF-8 text") from None
     try:
-        return read_json(text, tensor_rows=str(event.get("path") or "").endswith(PREDICT_SUFFIXES))
+        return read_json(text, _reader(str(event.get("path") or "")))
     except RecursionError:
         raise BadRequest("request body nests too deeply to be read", expected="JSON") from None
     except ValueError as exc:  # JSONDecodeError, and integers of more than 4300 digits
@@ -87,10 +89,16 @@ def check_body(event: dict[str, Any], max_bytes: int) -> Any:
         raise BadRequest(f"request body {reason}", expected="JSON") from None
 
 
-def read_json(text: str | bytes, tensor_rows: bool = False) -> Any:
+def _reader(path: str) -> Callable[[str | bytes], Any]:
+    if path.endswith(PREDICT_SUFFIXES):
+        return tensor_json.loads
+    return tensor_json.loads_infer if path.endswith(INFER_SUFFIX) else json_codec.loads
+
+
+def read_json(text: str | bytes, loads: Callable[[str | bytes], Any] = json_codec.loads) -> Any:
     """A body read as JSON (shared.json_codec) with less stack than the resolver has where it reads one (it
-    reads a base64 body's text again, decoded by itself). With ``tensor_rows`` (a predict body), its tensor may
-    come back as float64 numpy rows (shared.tensor_json).
+    reads a base64 body's text again, decoded by itself); ``loads`` may be one of ``shared.tensor_json``'s,
+    whose tensors come back as float64 numpy rows.
 
     Python 3.11 counts the parser's nesting against the recursion limit from the caller's depth, and
     the resolver parses ~50 frames deeper than this check: a body nested just under the limit here
@@ -100,7 +108,7 @@ def read_json(text: str | bytes, tensor_rows: bool = False) -> Any:
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(limit - PARSE_HEADROOM_FRAMES)
     try:
-        return tensor_json.loads(text) if tensor_rows else json_codec.loads(text)
+        return loads(text)
     finally:
         sys.setrecursionlimit(limit)
 

@@ -1,22 +1,23 @@
-"""Predict bodies whose tensor simdjson reads straight into numpy, without a Python number per value.
+"""Request bodies whose tensors simdjson reads straight into numpy, without a Python number per value.
 
 orjson makes a Python float of every number of a body, and the tensor checks then walk those lists
 (``shared.tensors``): for 32 digits (2,048 numbers) that is most of what the handler adds to
 ``session.run``. simdjson (pysimdjson) parses the body into a document of its own, and copies an array's
 numbers flat into one buffer in C (``Array.as_buffer``), so the numbers never become Python objects.
 
-Only a TensorFlow Serving body's top-level ``instances`` or ``inputs`` is read so, and only when it is a
-rectangular array of numbers two or more levels deep: it becomes a list of float64 numpy rows, which
-pydantic's ``list[Any]`` keeps as they are and ``shared.tensors.numbers`` stacks back in one copy. A
-batch file's line is read the same way (``loads_line``), its instance one array. A
-body of which that cannot be proven, that simdjson refuses or that holds no such array is read by
-``shared.json_codec`` instead, so it gets the answer it got before, error or not
-(ARCHITECTURE.md, Serving rules: the request path).
+Read so, where the array is rectangular numbers: a TensorFlow Serving predict body's top-level
+``instances`` or ``inputs`` two or more levels deep (``loads``), an Open Inference body's ``data`` of each
+input (``loads_infer``: nested, or flat and exactly filling a shape of two or more dimensions), and a
+batch file's line (``loads_line``). Each becomes float64 numpy rows, a list that pydantic's ``list[Any]``
+keeps as it is and ``shared.tensors.numbers`` stacks back in one copy (a batch line's instance is one
+array). A body of which that cannot be proven, that simdjson refuses, or that holds no such array, is read
+by ``shared.json_codec`` instead, so it gets the answer it got before, error or not (ARCHITECTURE.md,
+Serving rules: one parse per body).
 
-Proof of the shape: ``as_buffer`` refuses any value that is not a number, and the body's text, with
-its numbers and white space taken out, must be exactly the text of an array of that shape (brackets and
-commas) inside the envelope as orjson writes it. A ragged array, a number where a list belongs, or a
-list where a number belongs, changes that text.
+Proof of the shape: ``as_buffer`` refuses any value that is not a number, and the body's text, with its
+numbers and white space taken out, must be exactly the envelope as orjson writes it with each such array's
+own brackets and commas in its place. A ragged array, a number where a list belongs, a list where a
+number belongs, a repeated key or an escape orjson writes otherwise changes that text.
 """
 
 from __future__ import annotations
@@ -59,6 +60,70 @@ def loads_line(raw: bytes) -> Any:
     return _read(raw, LINE_SLOTS, whole=1)
 
 
+def loads_infer(text: str | bytes) -> Any:
+    """An Open Inference (v2) request body as ``json_codec.loads`` reads it, except that an input's ``data``
+    of numbers may be float64 numpy rows: nested data its own rows, flat data the rows of the input's
+    ``shape`` when it holds exactly that many numbers (``shared.kserve`` reads data flat either way)."""
+    try:
+        body = _read_infer(text.encode() if isinstance(text, str) else text)
+    except UnicodeEncodeError:
+        body = None
+    return body if body is not None else json_codec.loads(text)
+
+
+def _read_infer(data: bytes) -> dict[str, Any] | None:
+    try:
+        doc = _parse(data)
+    except (ValueError, TypeError, RuntimeError):
+        return None
+    if not hasattr(doc, "keys"):
+        return None
+    body: dict[str, Any] = {}
+    shown: dict[str, Any] = {}
+    skeletons: dict[str, bytes] = {}
+    for key in doc:
+        value = doc[key]
+        if key == "inputs" and hasattr(value, "as_buffer"):  # the list of input tensors
+            body[key], shown[key] = [], []
+            for item in value:
+                tensor, written = _infer_input(item, skeletons)
+                body[key].append(tensor)
+                shown[key].append(written)
+        else:
+            body[key] = shown[key] = _python(value)
+    if not skeletons or not _text_fits(data, shown, skeletons):
+        return None
+    return body
+
+
+def _infer_input(item: Any, skeletons: dict[str, bytes]) -> tuple[Any, Any]:
+    """(the input tensor, what _text_fits writes for it), its data read into rows where it can be."""
+    if not hasattr(item, "keys") or "data" not in item:
+        value = _python(item)
+        return value, value
+    tensor = {key: None if key == "data" else _python(item[key]) for key in item}  # in the document's order
+    array = _numbers(item["data"], 1)
+    rows = None if array is None else array if array.ndim >= 2 else _shaped(array, tensor.get("shape"))
+    if array is None or rows is None:
+        tensor["data"] = _python(item["data"])
+        return tensor, tensor
+    shown = {**tensor, "data": _marker(skeletons, array.shape)}
+    tensor["data"] = list(rows)
+    return tensor, shown
+
+
+def _shaped(flat: np.ndarray, shape: Any) -> np.ndarray | None:
+    """Flat data as rows of its input's shape: two or more dimensions that hold exactly its numbers."""
+    if not isinstance(shape, list) or len(shape) < 2 or not all(type(size) is int and size >= 0 for size in shape):
+        return None
+    if math.prod(shape) != flat.size:
+        return None
+    try:
+        return flat.reshape(shape)
+    except ValueError:  # more dimensions than numpy has: the tensor checks say so
+        return None
+
+
 def _parse(data: bytes) -> Any:
     """simdjson's document of the body, from a parser of its own: a parser keeps the buffers of the largest
     body it read, for as long as it lives (a new one costs ~1 us at 32 digits)."""
@@ -83,16 +148,17 @@ def _read(data: bytes, slots: dict[str, tuple[int, bool]], whole: int | None) ->
     if not hasattr(doc, "keys"):
         return None
     body: dict[str, Any] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
+    shown: dict[str, Any] = {}  # the body with a marker where each array was read (_text_fits)
+    skeletons: dict[str, bytes] = {}
     for key in doc:  # a repeated key (json_codec keeps its last value) fails _text_fits
         value, slot = doc[key], slots.get(key)
         array = _numbers(value, slot[0]) if slot is not None else None
         if slot is not None and array is not None:
-            shapes[key] = array.shape
             body[key] = list(array) if slot[1] else array
+            shown[key] = _marker(skeletons, array.shape)
         else:
-            body[key] = _python(value)
-    if not shapes or not _text_fits(data, body, shapes):
+            body[key] = shown[key] = _python(value)
+    if not skeletons or not _text_fits(data, shown, skeletons):
         return None
     return body
 
@@ -145,12 +211,21 @@ def _made_skeleton(shape: tuple[int, ...]) -> bytes:
     return text
 
 
-def _text_fits(data: bytes, body: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> bool:
+def _marker(skeletons: dict[str, bytes], shape: tuple[int, ...]) -> str:
+    """A string that stands for an array of this shape in the body ``_text_fits`` writes (a client's string
+    equal to it only makes the text not fit)."""
+    marker = f"\0{len(skeletons)}"
+    skeletons[marker] = _skeleton(shape)
+    return marker
+
+
+def _text_fits(data: bytes, shown: Any, skeletons: dict[str, bytes]) -> bool:
+    """Whether ``data`` is ``shown`` as orjson writes it, with each marker's array skeleton in its place, once
+    numbers and white space are taken out of both."""
     try:
-        parts = [
-            orjson.dumps(k) + b":" + (_skeleton(shapes[k]) if k in shapes else orjson.dumps(v)) for k, v in body.items()
-        ]
+        expected = orjson.dumps(shown)
     except TypeError:  # a value orjson cannot write (an integer past 64 bits)
         return False
-    expected = b"{" + b",".join(parts) + b"}"
+    for marker, skeleton in skeletons.items():
+        expected = expected.replace(orjson.dumps(marker), skeleton)
     return data.translate(None, _NUMBERS_AND_SPACE) == expected.translate(None, _NUMBERS_AND_SPACE)

@@ -121,6 +121,16 @@ def test_a_predict_bodys_tensor_reaches_the_resolver_as_numpy_rows(path, rows):
     assert np.asarray(parsed["instances"]).tolist() == [[1.5, 2], [3, -4e-3]]
 
 
+@pytest.mark.parametrize(("path", "rows"), [("/v2/models/digits/infer", True), ("/models/digits/predict", False)])
+def test_an_open_inference_bodys_flat_data_reaches_the_resolver_as_rows_of_its_shape(path, rows):
+    body = '{"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1.5, 2, 3, -4e-3]}]}'
+    parsed = check_body({**event(body=body), "path": path}, 10_000_000)
+    (tensor,) = parsed["inputs"]
+    assert all(type(row) is np.ndarray for row in tensor["data"]) is rows
+    assert np.asarray(tensor["data"]).reshape(-1).tolist() == [1.5, 2, 3, -4e-3]
+    assert {k: v for k, v in tensor.items() if k != "data"} == {"name": "x", "shape": [2, 2], "datatype": "FP32"}
+
+
 def test_a_request_without_a_body_to_read_returns_none():
     assert check_body(event(body=None, method="GET"), 10_000_000) is None
 

@@ -190,3 +190,72 @@ def test_a_batch_lines_instance_read_into_numpy_gives_what_orjson_gives(monkeypa
     assert sum(isinstance(tensor_json.loads_line(line.encode()), (np.ndarray, dict)) for line in LINES) >= 5
     monkeypatch.setattr(tensor_json, "loads_line", lambda raw: None)
     assert fast == _read_all(data)
+
+
+def _flat_tensor(data: Any) -> tuple[str, Any]:
+    """What shared.kserve makes of an input's data: its numbers flat, or the error the checks give."""
+    try:
+        array = numbers("x", data, FLOAT32, "FP32").reshape(-1)
+    except InvalidInput as error:
+        return "error", error.to_body()
+    return "array", (array.dtype.str, array.tobytes())
+
+
+def _same_infer_reading(text: str) -> bool:
+    fast, plain = tensor_json.loads_infer(text), json_codec.loads(text)
+    if not isinstance(plain, dict) or not isinstance(plain.get("inputs"), list):
+        assert fast == plain
+        return False
+    assert list(fast) == list(plain) and {k: v for k, v in fast.items() if k != "inputs"} == {
+        k: v for k, v in plain.items() if k != "inputs"
+    }
+    took = False
+    for ours, theirs in zip(fast["inputs"], plain["inputs"], strict=True):
+        if isinstance(theirs, dict) and "data" in theirs and _is_rows(ours["data"]):
+            took = True
+            assert {k: v for k, v in ours.items() if k != "data"} == {k: v for k, v in theirs.items() if k != "data"}
+            assert _flat_tensor(ours["data"]) == _flat_tensor(theirs["data"]), text[:200]
+        else:
+            assert ours == theirs
+    return took
+
+
+def test_open_inference_data_read_into_rows_gives_the_numbers_orjson_gives() -> None:
+    """Random inputs, flat or nested data, shapes that hold their numbers or not, some data broken: the fast
+    reading gives kserve the same flat numbers (or error) as orjson's, or steps aside."""
+    rng = random.Random(1201)
+    took = 0
+    for _ in range(300):
+        inputs = []
+        for i in range(rng.randint(1, 3)):
+            shape = [rng.randint(1, 4) for _ in range(rng.randint(1, 4))]
+            data: Any = _nest(tuple(shape), lambda: _number(rng))
+            if rng.random() < 0.5:
+                data = np.asarray(data, dtype=object).reshape(-1).tolist()  # flat, as tritonclient sends it
+            if rng.random() < 0.2:
+                shape[0] += 1  # a shape the data does not fill
+            if rng.random() < 0.2:
+                data = [data, True] if rng.random() < 0.5 else [*data[:-1], "1"] if data else ["1"]
+            tensor = {"name": f"x{i}", "shape": shape, "datatype": "FP32", "data": data}
+            inputs.append(dict(rng.sample(list(tensor.items()), 4)) if rng.random() < 0.2 else tensor)
+        body = {"id": "r", "inputs": inputs, "outputs": [{"name": "y"}]}
+        took += _same_infer_reading(json.dumps(body, indent=rng.choice([None, 2])))
+    assert took > 100
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}',  # short of its shape
+        '{"inputs": [{"name": "x", "shape": [4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',  # one dimension
+        '{"inputs": [{"name": "x", "shape": [6], "datatype": "FP32", "data": [[1, 2], [3], [4, 5, 6]]}]}',  # ragged
+        '{"inputs": [{"name": "x", "shape": [2, true], "datatype": "FP32", "data": [1, 2]}]}',
+        '{"inputs": [{"name": "x", "shape": [2, 2], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}]}',
+        '{"inputs": [{"name": "x", "shape": [2, 2], "data": [1, 2, 3, 4], "data": [5, 6, 7, 8]}]}',
+        '{"inputs": [{"name": "x", "shape": [1, 1], "parameters": {"binary_data_size": 4}}]}',
+        '{"inputs": [{"name": "x", "shape": ' + str([1] * 70) + ', "datatype": "FP32", "data": [1]}]}',
+        '{"inputs": {"name": "x"}}',
+    ],
+)
+def test_open_inference_bodies_that_cannot_be_rows_are_read_as_before(text: str) -> None:
+    assert not _same_infer_reading(text)
