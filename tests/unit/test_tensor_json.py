@@ -97,6 +97,7 @@ def test_a_rectangular_body_of_numbers_is_read_into_rows_equal_to_orjsons_readin
         '{"signature_name": "s\\u0065rving", "instances": [[1, 2], [3, 4]]}',  # an escape orjson writes otherwise
         '{"instances": [{"a": [1, 2]}, {"a": [3, 4]}]}',
         '{"inputs": {"a": [[1, 2]], "b": [[3, 4]]}}',
+        '{"a\\u0000b": 1, "instances": [[1, 2], [3, 4]]}',  # a key holding NUL: simdjson cannot look it up
         '{"instances": ' + "[" * 70 + "1" + "]" * 70 + "}",  # more dimensions than numpy has
     ],
 )
@@ -170,6 +171,7 @@ LINES = [
     "{not json",
     '{"id": "c", "instances": [{"a": [1, 2]}]}',
     "  [ [ 1 , 2 ] ,\t[ 3 , 4 ] ]  ",
+    '{"id": "n", "a\\u0000": 1, "inputs": [1, 2]}',  # a key holding NUL: read as before, not a failed file
 ]
 
 
@@ -255,6 +257,7 @@ def test_open_inference_data_read_into_rows_gives_the_numbers_orjson_gives() -> 
         '{"inputs": [{"name": "x", "shape": [1, 1], "parameters": {"binary_data_size": 4}}]}',
         '{"inputs": [{"name": "x", "shape": ' + str([1] * 70) + ', "datatype": "FP32", "data": [1]}]}',
         '{"inputs": {"name": "x"}}',
+        '{"inputs": [{"name": "x", "a\\u0000": 1, "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}',
     ],
 )
 def test_open_inference_bodies_that_cannot_be_rows_are_read_as_before(text: str) -> None:
