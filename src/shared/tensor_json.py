@@ -32,11 +32,36 @@ import orjson
 
 from maas_core.shared import json_codec
 
-# Where a tensor may be: its key, the fewest dimensions its array needs and whether it becomes a list of
-# numpy rows (a predict body: pydantic's ``list[Any]`` keeps them as they are) or stays one array.
-PREDICT_SLOTS = {"instances": (2, True), "inputs": (2, True)}
+# A slot reads a key's value, where a tensor may be, into (its value for the body, what _text_fits writes in
+# its place), marking each array it read in ``skeletons``; None where it read nothing.
+Slot = Callable[[Any, dict[str, bytes]], tuple[Any, Any] | None]
+
+
+def _array(fewest_dims: int, as_rows: bool) -> Slot:
+    """An array of numbers at least ``fewest_dims`` deep: a list of numpy rows (pydantic's ``list[Any]``
+    keeps them as they are) or one array."""
+
+    def read(value: Any, skeletons: dict[str, bytes]) -> tuple[Any, Any] | None:
+        array = _numbers(value, fewest_dims)
+        if array is None:
+            return None
+        return (list(array) if as_rows else array), _marker(skeletons, array.shape)
+
+    return read
+
+
+def _infer_inputs(value: Any, skeletons: dict[str, bytes]) -> tuple[Any, Any] | None:
+    """An Open Inference body's list of input tensors, each one's data read into rows where it can be."""
+    if not hasattr(value, "as_buffer"):
+        return None
+    read = [_infer_input(item, skeletons) for item in value]
+    return [tensor for tensor, _ in read], [shown for _, shown in read]
+
+
+PREDICT_SLOTS: dict[str, Slot] = {"instances": _array(2, True), "inputs": _array(2, True)}
 # A batch line (shared.batch_io.read_jsonl): "instances" holds its one instance, "inputs" is that instance.
-LINE_SLOTS = {"instances": (2, True), "inputs": (1, False)}
+LINE_SLOTS: dict[str, Slot] = {"instances": _array(2, True), "inputs": _array(1, False)}
+INFER_SLOTS: dict[str, Slot] = {"inputs": _infer_inputs}
 _NUMBERS_AND_SPACE = b"0123456789.-+eE \t\n\r"
 
 
@@ -62,30 +87,8 @@ def loads_infer(text: str | bytes) -> Any:
     """An Open Inference (v2) request body as ``json_codec.loads`` reads it, except that an input's ``data``
     of numbers may be float64 numpy rows: nested data its own rows, flat data the rows of the input's
     ``shape`` when it holds exactly that many numbers (``shared.kserve`` reads data flat either way)."""
-    body = _fast(_read_infer, text)
+    body = _fast(_read, text, INFER_SLOTS, None)
     return body if body is not None else json_codec.loads(text)
-
-
-def _read_infer(data: bytes) -> dict[str, Any] | None:
-    doc = _parse(data)
-    if not hasattr(doc, "keys"):
-        return None
-    body: dict[str, Any] = {}
-    shown: dict[str, Any] = {}
-    skeletons: dict[str, bytes] = {}
-    for key in doc:
-        value = doc[key]
-        if key == "inputs" and hasattr(value, "as_buffer"):  # the list of input tensors
-            body[key], shown[key] = [], []
-            for item in value:
-                tensor, written = _infer_input(item, skeletons)
-                body[key].append(tensor)
-                shown[key].append(written)
-        else:
-            body[key] = shown[key] = _python(value)
-    if not skeletons or not _text_fits(data, shown, skeletons):
-        return None
-    return body
 
 
 def _infer_input(item: Any, skeletons: dict[str, bytes]) -> tuple[Any, Any]:
@@ -134,8 +137,8 @@ def _parse(data: bytes) -> Any:
     return simdjson.Parser().parse(data)
 
 
-def _read(data: bytes, slots: dict[str, tuple[int, bool]], whole: int | None) -> Any:
-    """The document with each slot's array of numbers in numpy; ``whole``: the fewest dimensions for the
+def _read(data: bytes, slots: dict[str, Slot], whole: int | None) -> Any:
+    """The document with its slots' arrays of numbers in numpy; ``whole``: the fewest dimensions for the
     document itself to be read as one array (None: it must be an object). None where nothing was read so,
     or the text does not prove what was."""
     doc = _parse(data)  # not JSON, or past simdjson's limits, raises: json_codec then says why
@@ -151,12 +154,11 @@ def _read(data: bytes, slots: dict[str, tuple[int, bool]], whole: int | None) ->
     skeletons: dict[str, bytes] = {}
     for key in doc:  # a repeated key (json_codec keeps its last value) fails _text_fits
         value, slot = doc[key], slots.get(key)
-        array = _numbers(value, slot[0]) if slot is not None else None
-        if slot is not None and array is not None:
-            body[key] = list(array) if slot[1] else array
-            shown[key] = _marker(skeletons, array.shape)
-        else:
+        read = slot(value, skeletons) if slot is not None else None
+        if read is None:
             body[key] = shown[key] = _python(value)
+        else:
+            body[key], shown[key] = read
     if not skeletons or not _text_fits(data, shown, skeletons):
         return None
     return body
